@@ -1,0 +1,3 @@
+from escapia_ical.cli import main
+
+main()

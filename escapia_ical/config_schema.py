@@ -1,0 +1,185 @@
+"""The JSON Schema of the configuration file, and its errors turned into operator prose.
+
+The schema is the single place that says which keys exist and what types they take.
+An ``x-messages`` entry in a (sub)schema overrides the generic message of a keyword,
+e.g. to explain a regular expression. Checks that need more than one value at once
+(duplicate names, paths, URLs) live in ``config.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from jsonschema import Draft202012Validator, ValidationError
+
+from .yaml_positions import Path_, Problem
+
+NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
+SECRET_KEYS = frozenset({"client_id", "client_secret"})
+
+_TIMEOUT = {"type": "number", "exclusiveMinimum": 0}
+_WAIT = {"type": "number", "minimum": 0}
+_NON_EMPTY = {"type": "string", "minLength": 1}
+_ID = {"type": ["string", "integer"], "minLength": 1, "minimum": 0}
+
+HTTP_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "connect_timeout": _TIMEOUT,
+        "read_timeout": _TIMEOUT,
+        "retry_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
+        "retry_initial_wait": _WAIT,
+        "retry_max_wait": _WAIT,
+    },
+}
+
+FEEDS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "summary": {
+            "type": "string",
+            "pattern": r"\S",
+            "x-messages": {"pattern": "must not be empty", "minLength": "must not be empty"},
+        },
+        "past_days": {"type": "integer", "minimum": 0, "maximum": 366},
+        "future_days": {"type": "integer", "minimum": 1, "maximum": 1100},
+        "uid_domain": {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9.-]+$",
+            "x-messages": {"pattern": "must be hostname-like (letters, digits, dots, hyphens)"},
+        },
+    },
+}
+
+HSAPI_ACCOUNT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "api", "pmcid", "client_id", "client_secret"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 63,
+            "pattern": NAME_PATTERN,
+            "x-messages": {
+                "pattern": "must match [a-z0-9][a-z0-9-]* (lowercase letters, digits, hyphens)"
+            },
+        },
+        "api": {"enum": ["hsapi"], "x-messages": {"enum": "must be one of: hsapi"}},
+        "base_url": _NON_EMPTY,
+        "pmcid": _ID,
+        "client_id": _NON_EMPTY,
+        "client_secret": _NON_EMPTY,
+        "units": {
+            "type": ["string", "array"],
+            "x-messages": {"type": "must be \"all\" or a list of unit ids"},
+            "if": {"type": "string"},
+            "then": {"const": "all", "x-messages": {"const": "must be \"all\" or a list of unit ids"}},
+            "else": {"minItems": 1, "items": _ID},
+        },
+        "end_date": {"enum": ["exclusive", "inclusive"]},
+        "http": HTTP_SCHEMA,
+    },
+}
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "escapia-ical configuration",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["output_dir", "state_dir", "accounts"],
+    "properties": {
+        "output_dir": _NON_EMPTY,
+        "state_dir": _NON_EMPTY,
+        "http": HTTP_SCHEMA,
+        "feeds": FEEDS_SCHEMA,
+        "accounts": {"type": "array", "minItems": 1, "items": HSAPI_ACCOUNT_SCHEMA},
+    },
+}
+
+_VALIDATOR = Draft202012Validator(CONFIG_SCHEMA)
+
+
+def schema_problems(data: Any, is_sensitive: Callable[[Path_], bool]) -> list[Problem]:
+    """Given the (env-expanded) document, return one Problem per schema violation.
+
+    ``is_sensitive(path)`` says whether the value at a path must never be shown.
+    An unexpected key becomes its own Problem at its own path ("unknown key").
+    """
+    problems: list[Problem] = []
+    for error in _VALIDATOR.iter_errors(data):
+        path: Path_ = tuple(error.absolute_path)
+        if error.validator == "additionalProperties":
+            known = error.schema.get("properties", {})
+            problems += [Problem(path + (k,), "unknown key") for k in error.instance if k not in known]
+        elif error.validator == "required":
+            missing = [k for k in error.validator_value if k not in error.instance]
+            problems += [Problem(path, f"missing required key '{k}'") for k in missing]
+        else:
+            problems.append(Problem(path, _describe(error, is_sensitive(path))))
+    return problems
+
+
+def _describe(error: ValidationError, sensitive: bool) -> str:
+    """Given one jsonschema error, return what is wrong, in words (never a secret value)."""
+    override = error.schema.get("x-messages", {}).get(error.validator)
+    if override:
+        return override
+    kind, limit, value = error.validator, error.validator_value, error.instance
+    got = "" if sensitive else f" (got {value!r})"
+    if kind == "type":
+        expected = [limit] if isinstance(limit, str) else limit
+        return f"must be {' or '.join(map(_a, expected))} (got {_a(_type_of(value))})"
+    if kind == "minLength" and limit == 1:
+        return "must not be empty"
+    if kind == "minItems" and limit == 1:
+        return "must not be an empty list"
+    match kind:
+        case "minLength":
+            return f"must be at least {limit} characters long"
+        case "maxLength":
+            return f"must be at most {limit} characters long"
+        case "minimum":
+            return f"must be at least {limit}{got}"
+        case "maximum":
+            return f"must be at most {limit}{got}"
+        case "exclusiveMinimum":
+            return f"must be greater than {limit}{got}"
+        case "pattern":
+            return f"must match {limit}"
+        case "enum":
+            return f"must be one of: {', '.join(map(str, limit))}{got}"
+        case "const":
+            return f"must be {limit!r}{got}"
+        case "minItems":
+            return f"must have at least {limit} items"
+    return "is invalid" if sensitive else error.message
+
+
+def kind_of(value: Any) -> str:
+    """Given a Python value from YAML, return what it is in operator words ("a list")."""
+    return _a(_type_of(value))
+
+
+def _type_of(value: Any) -> str:
+    """Given a Python value from YAML, return its JSON Schema type name."""
+    if value is None:
+        return "null"
+    for name, types in (("boolean", bool), ("integer", int), ("number", float),
+                        ("string", str), ("array", list), ("object", dict)):
+        if isinstance(value, types):
+            return name
+    return type(value).__name__  # e.g. a YAML date or binary
+
+
+def _a(type_name: str) -> str:
+    """Given a JSON Schema type name, return it in operator words with an article."""
+    words = {
+        "string": "a string", "integer": "an integer", "number": "a number",
+        "boolean": "true or false", "array": "a list", "object": "a mapping",
+        "null": "nothing",
+    }
+    return words.get(type_name, f"a {type_name}")

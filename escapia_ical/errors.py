@@ -1,0 +1,40 @@
+"""The error hierarchy. Every message is one line, written for the operator.
+
+The CLI maps each class to an exit code (see ``cli.py``); nothing below it prints.
+"""
+
+
+class EscapiaIcalError(Exception):
+    """Base class: an expected failure with a one-line, user-facing message."""
+
+
+class ConfigError(EscapiaIcalError):
+    """The configuration (file, environment or CLI arguments) is unusable.
+
+    ``problems`` holds every ``FILE:LINE: key: what is wrong`` line found, so that the
+    operator can fix them all at once; ``str()`` joins them with newlines.
+    """
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class SourceError(EscapiaIcalError):
+    """Escapia could not be reached, refused us, or answered something unusable."""
+
+
+class AuthError(SourceError):
+    """The credentials were rejected: nothing of that account can be fetched."""
+
+
+class UnitNotFound(SourceError):
+    """A configured or requested unit is not distributed to us by Escapia."""
+
+
+class PublishError(EscapiaIcalError):
+    """A feed could not be written to the output directory."""
+
+
+class LockHeld(EscapiaIcalError):
+    """Another sync holds the overlap lock."""

@@ -1,0 +1,86 @@
+"""The feed renderer: pure functions from blocks to iCalendar bytes. No I/O.
+
+What a feed may say is deliberately narrow: dates, a fixed SUMMARY and opaque UIDs. Guest
+names, contacts, reservation numbers and prices never reach this module, and nothing here
+could print them if they did.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+
+from icalendar import Calendar, Event, vDuration
+
+from escapia_ical import __version__
+from escapia_ical.config import FeedSettings
+from escapia_ical.model import Unit
+from escapia_ical.ranges import FeedBlock
+
+PRODID = f"-//escapia-ical//escapia-ical {__version__}//EN"
+REFRESH = dt.timedelta(minutes=5)
+
+
+def event_uid(account: str, unit_id: str, block: FeedBlock, domain: str) -> str:
+    """Return the event's UID: stable for the same block on every run, and opaque.
+
+    It hashes the account, the unit and the whole block's dates, so it holds nothing a
+    reader could use, and two blocks never share it.
+    """
+    key = "\0".join((account, unit_id, block.origin.start.isoformat(), block.origin.end.isoformat()))
+    return f"{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}"
+
+
+def content_digest(unit: Unit, blocks: Sequence[FeedBlock], settings: FeedSettings) -> str:
+    """Return a digest of everything a feed shows except DTSTAMP.
+
+    Equal digests mean the feed's content is unchanged, so the previous DTSTAMP (the time
+    the data last changed, which RFC 5545 allows without METHOD) can be kept and the file
+    stays byte-identical.
+    """
+    material = {
+        "version": __version__,
+        "name": unit.name,
+        "summary": settings.summary,
+        "domain": settings.uid_domain,
+        "blocks": [[b.shown.start.isoformat(), b.shown.end.isoformat(),
+                    b.origin.start.isoformat(), b.origin.end.isoformat()] for b in blocks],
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def render_feed(
+    account: str,
+    unit: Unit,
+    blocks: Sequence[FeedBlock],
+    settings: FeedSettings,
+    dtstamp: dt.datetime,
+) -> bytes:
+    """Given a unit and its blocks, return its calendar as iCalendar bytes.
+
+    One all-day VEVENT per block: DTSTART is the first blocked night, DTEND the checkout
+    day (exclusive). ``dtstamp`` (UTC) goes into every event. CRLF line endings and
+    75-octet folding come from the icalendar library.
+    """
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    title = unit.name or unit.code or unit.id
+    calendar.add("x-wr-calname", title)
+    calendar.add("name", title)
+    calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
+    calendar.add("x-published-ttl", vDuration(REFRESH))
+    stamp = dtstamp.astimezone(dt.timezone.utc).replace(microsecond=0)
+    for block in blocks:
+        event = Event()
+        event.add("uid", event_uid(account, unit.id, block, settings.uid_domain))
+        event.add("dtstamp", stamp)
+        event.add("dtstart", block.shown.start)
+        event.add("dtend", block.shown.end)
+        event.add("summary", settings.summary)
+        event.add("transp", "OPAQUE")
+        calendar.add_component(event)
+    return calendar.to_ical()

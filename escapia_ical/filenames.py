@@ -1,0 +1,36 @@
+"""Unit ids become file names that cannot escape ``output/`` and never collide.
+
+Ids come from Escapia and are not ours to trust: ``../x``, ``a/b``, ``.hidden``, empty,
+300 characters, unicode and NUL have all to map to a plain name inside the account folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+MAX_ID_LENGTH = 100
+# A "plain" id is used as it is. It never contains "~", which every rewritten name does,
+# so a plain id can never equal a rewritten one.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def feed_stem(unit_id: str) -> str:
+    """Given a unit id, return the file name (without ``.ics``) of its feed.
+
+    Plain ids (ASCII letters, digits, ``._-``, not starting with a dot, no ``..``, at
+    most 100 characters) are kept as they are. Any other id becomes a readable prefix
+    plus ``~`` and 16 hex digits of its SHA-256, so two different ids never share a name
+    and the result holds no separator, dot-prefix, control character or unicode.
+    """
+    if _PLAIN_ID.fullmatch(unit_id) and ".." not in unit_id and len(unit_id) <= MAX_ID_LENGTH:
+        return unit_id
+    digest = hashlib.sha256(unit_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    prefix = _UNSAFE_CHARS.sub("_", unit_id).strip("_")[:48]
+    return f"{prefix}~{digest}" if prefix else f"unit~{digest}"
+
+
+def feed_filename(unit_id: str) -> str:
+    """Return the feed's file name: :func:`feed_stem` plus ``.ics``."""
+    return feed_stem(unit_id) + ".ics"

@@ -1,0 +1,54 @@
+"""The small model every source returns and every later step consumes.
+
+Dates are ``datetime.date``. A :class:`BlockedRange` is half-open: ``start`` is the first
+blocked night and ``end`` the checkout day (exclusive), exactly as it appears in the feed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class BlockedRange:
+    """Blocked nights ``start`` .. ``end - 1 day``; ``end`` is the checkout day."""
+
+    start: dt.date
+    end: dt.date
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"empty or inverted range {self.start}..{self.end}")
+
+    @property
+    def nights(self) -> int:
+        return (self.end - self.start).days
+
+    def night_dates(self) -> list[dt.date]:
+        """Return every blocked night of the range."""
+        return [self.start + dt.timedelta(days=i) for i in range(self.nights)]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A unit Escapia distributes to us: ``id`` is what names its feed file.
+
+    For HSAPI ``id`` is the unit's nativePMSID; for EscapiaNET the unit code.
+    """
+
+    id: str
+    name: str
+    code: str = ""
+
+
+@dataclass(frozen=True)
+class FeedWindow:
+    """The dates a feed covers: ``[start, end)``."""
+
+    start: dt.date
+    end: dt.date
+
+    @classmethod
+    def around(cls, today: dt.date, past_days: int, future_days: int) -> FeedWindow:
+        return cls(today - dt.timedelta(days=past_days), today + dt.timedelta(days=future_days))

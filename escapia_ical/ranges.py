@@ -1,0 +1,93 @@
+"""From the ranges a source reports to the blocks a feed shows.
+
+Sources hand over :class:`BlockedRange` values already in our half-open form (first night,
+checkout day), possibly overlapping, duplicated or straying outside the window. This module
+merges and clips them; it knows nothing about HTTP or iCalendar.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from escapia_ical.model import BlockedRange, FeedWindow
+
+log = logging.getLogger(__name__)
+
+ONE_DAY = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True, order=True)
+class FeedBlock:
+    """One event of a feed.
+
+    ``shown`` is what the event covers (clipped to the window); ``origin`` is the whole
+    merged block it came from, which names the event (its UID) so that the UID of a long
+    stay does not change every day as the window's edge moves through it.
+    """
+
+    shown: BlockedRange
+    origin: BlockedRange
+
+
+def range_from_api(
+    start: dt.date, end: dt.date, end_date: str, *, where: str = ""
+) -> BlockedRange | None:
+    """Given an API range and how its end is meant, return the half-open range.
+
+    ``end_date`` is ``"exclusive"`` (``end`` is the checkout day) or ``"inclusive"``
+    (``end`` is the last blocked night). A range whose start equals its end can only mean
+    one blocked night in either reading. Return None, with a warning, for an end before
+    the start: such a range is reported and skipped, never fatal.
+    """
+    if end < start:
+        log.warning("%signored range %s..%s: end before start", where, start, end)
+        return None
+    if end == start or end_date == "inclusive":
+        end = end + ONE_DAY
+    return BlockedRange(start, end)
+
+
+def merge_ranges(ranges: Iterable[BlockedRange]) -> list[BlockedRange]:
+    """Return ``ranges`` sorted, with overlapping and duplicate ranges merged.
+
+    Ranges that only touch (one stay's checkout day is the next one's arrival) stay
+    separate: turnover and cleaning tools read those boundaries.
+    """
+    merged: list[BlockedRange] = []
+    for current in sorted(ranges):
+        if merged and current.start < merged[-1].end:
+            last = merged[-1]
+            merged[-1] = BlockedRange(last.start, max(last.end, current.end))
+        else:
+            merged.append(current)
+    return merged
+
+
+def feed_blocks(
+    ranges: Iterable[BlockedRange], window: FeedWindow, *, where: str = ""
+) -> list[FeedBlock]:
+    """Given a unit's ranges, return the blocks its feed shows, in date order.
+
+    Ranges are merged, then clipped to ``window``. A merged range entirely outside the
+    window was not asked for; it is dropped with a warning.
+    """
+    blocks = []
+    for block in merge_ranges(ranges):
+        start, end = max(block.start, window.start), min(block.end, window.end)
+        if end <= start:
+            touching = block.end == window.start or block.start == window.end
+            (log.debug if touching else log.warning)(
+                "%signored range %s..%s: outside the feed window %s..%s",
+                where, block.start, block.end, window.start, window.end,
+            )
+            continue
+        blocks.append(FeedBlock(BlockedRange(start, end), block))
+    return blocks
+
+
+def blocked_nights(blocks: Iterable[FeedBlock]) -> set[dt.date]:
+    """Return every night the blocks cover."""
+    return {night for block in blocks for night in block.shown.night_dates()}

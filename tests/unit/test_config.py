@@ -1,0 +1,412 @@
+"""load_config: YAML + ${VAR} + schema -> frozen Config, or one ConfigError listing everything."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from escapia_ical.config import (
+    HSAPI_DEFAULT_BASE_URL,
+    Config,
+    FeedSettings,
+    HsapiAccount,
+    HttpPolicy,
+    load_config,
+)
+from escapia_ical.errors import ConfigError
+
+ENV = {"HAWAII_CLIENT_ID": "hawaii-id", "HAWAII_CLIENT_SECRET": "hawaii-secret"}
+
+DOCUMENTED_EXAMPLE = """\
+output_dir: ../output        # relative paths resolve against this file's folder
+state_dir: ../state
+http:
+  connect_timeout: 5
+  read_timeout: 30
+  retry_attempts: 4
+  retry_initial_wait: 1
+  retry_max_wait: 60
+feeds:
+  summary: Not available
+  past_days: 7
+  future_days: 730
+  uid_domain: escapia-ical
+accounts:
+  - name: hawaii-homes
+    api: hsapi
+    base_url: https://hsapi.escapia.com/dragomanadapter
+    pmcid: "1020"
+    client_id: ${HAWAII_CLIENT_ID}
+    client_secret: ${HAWAII_CLIENT_SECRET}
+    units: all
+    end_date: exclusive
+    http: {read_timeout: 60}
+"""
+
+# Line 1: output_dir, 2: state_dir, 3: accounts, 4: the account item (name), 5..8: its keys.
+MINIMAL = """\
+output_dir: out
+state_dir: state
+accounts:
+  - name: main
+    api: hsapi
+    pmcid: "1"
+    client_id: the-id
+    client_secret: ${SECRET}
+"""
+
+
+def write(folder: Path, text: str, mode: int = 0o600, name: str = "config.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def minimal(tmp_path: Path, extra: str = "", account_extra: str = "", **kw) -> Path:
+    text = MINIMAL.replace("accounts:\n", extra + "accounts:\n") + account_extra
+    return write(tmp_path, text, **kw)
+
+
+def problems(path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {"SECRET": "s"} if environ is None else environ)
+    return caught.value.problems
+
+
+# --- the happy path ---------------------------------------------------------------------
+
+
+def test_documented_example_loads_into_exact_dataclasses(tmp_path, monkeypatch):
+    path = write(tmp_path / "etc", DOCUMENTED_EXAMPLE, mode=0o644)
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+
+    config = load_config(path, ENV)
+
+    assert config == Config(
+        path=path,
+        output_dir=(tmp_path / "output").resolve(),
+        state_dir=(tmp_path / "state").resolve(),
+        feeds=FeedSettings("Not available", 7, 730, "escapia-ical"),
+        accounts=(
+            HsapiAccount(
+                name="hawaii-homes",
+                pmcid="1020",
+                client_id="hawaii-id",
+                client_secret="hawaii-secret",
+                base_url="https://hsapi.escapia.com/dragomanadapter",
+                units="all",
+                end_date="exclusive",
+                http=HttpPolicy(5.0, 60.0, 4, 1.0, 60.0),
+                api="hsapi",
+                line=15,
+            ),
+        ),
+        warnings=(),  # secrets come from ${VAR}: mode 0644 is fine
+    )
+    assert config.account("hawaii-homes") is config.accounts[0]
+
+
+def test_defaults_fill_every_optional_key(tmp_path):
+    config = load_config(minimal(tmp_path), {"SECRET": "s"})
+    assert config.feeds == FeedSettings()
+    [account] = config.accounts
+    assert account.http == HttpPolicy()
+    assert account.base_url == HSAPI_DEFAULT_BASE_URL
+    assert account.units == "all"
+    assert account.end_date == "exclusive"
+    assert account.line == 4
+    assert config.output_dir == tmp_path.resolve() / "out"
+
+
+def test_http_layers_merge_account_over_top_over_defaults(tmp_path):
+    path = minimal(tmp_path, extra="http: {read_timeout: 10, retry_attempts: 2}\n",
+                   account_extra="    http: {retry_attempts: 9, retry_initial_wait: 0}\n")
+    [account] = load_config(path, {"SECRET": "s"}).accounts
+    assert account.http == HttpPolicy(connect_timeout=5.0, read_timeout=10.0, retry_attempts=9,
+                                      retry_initial_wait=0.0, retry_max_wait=60.0)
+    assert isinstance(account.http.read_timeout, float)
+
+
+def test_integer_pmcid_and_unit_ids_become_strings(tmp_path):
+    path = write(tmp_path, MINIMAL.replace('pmcid: "1"', "pmcid: 1020") + "    units: [12, '0034']\n")
+    [account] = load_config(path, {"SECRET": "s"}).accounts
+    assert account.pmcid == "1020"
+    assert account.units == ("12", "0034")
+
+
+def test_home_and_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = write(tmp_path, MINIMAL.replace("output_dir: out", "output_dir: ~/feeds")
+                 .replace("state_dir: state", f"state_dir: {tmp_path / 'var'}"))
+    config = load_config(path, {"SECRET": "s"})
+    assert config.output_dir == (tmp_path / "home" / "feeds").resolve()
+    assert config.state_dir == (tmp_path / "var").resolve()
+
+
+def test_merge_keys_share_settings_between_accounts(tmp_path):
+    text = MINIMAL.replace("  - name: main", "  - &base\n    name: main") + (
+        "  - <<: *base\n    name: second\n    pmcid: 2\n"
+    )
+    config = load_config(write(tmp_path, text), {"SECRET": "s"})
+    assert [(a.name, a.pmcid, a.client_id) for a in config.accounts] == [
+        ("main", "1", "the-id"), ("second", "2", "the-id")]
+    assert config.accounts[1].line == 10  # "&base" pushed the first account down a line
+
+
+# --- ${VAR} -----------------------------------------------------------------------------
+
+
+def test_env_expansion_embedded_and_several_per_string(tmp_path):
+    path = minimal(tmp_path, account_extra="    base_url: https://${HOST}:${PORT}/api/\n")
+    env = {"SECRET": "a", "HOST": "example.org", "PORT": "8443"}
+    [account] = load_config(path, env).accounts
+    assert account.base_url == "https://example.org:8443/api"
+    assert account.client_secret == "a"
+
+
+def test_env_value_is_validated_after_expansion(tmp_path):
+    path = minimal(tmp_path, account_extra="    base_url: ${URL}\n")
+    assert problems(path, {"SECRET": "s", "URL": "http://example.org"}) == [
+        f"{path}:9: accounts[0].base_url: plain http is only allowed for loopback; use https"]
+
+
+def test_unset_variable_names_variable_key_and_line(tmp_path):
+    path = minimal(tmp_path)
+    assert problems(path, {}) == [
+        f"{path}:8: accounts[0].client_secret: environment variable SECRET is not set"]
+
+
+def test_empty_variable_counts_as_set_but_empty(tmp_path):
+    path = minimal(tmp_path)
+    assert problems(path, {"SECRET": ""}) == [
+        f"{path}:8: accounts[0].client_secret: must not be empty"]
+
+
+def test_environ_defaults_to_os_environ(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECRET", "from-os")
+    assert load_config(minimal(tmp_path)).accounts[0].client_secret == "from-os"
+
+
+# --- schema problems --------------------------------------------------------------------
+
+
+def test_unknown_keys_reported_at_their_own_lines(tmp_path):
+    path = minimal(tmp_path, extra="colour: red\nfeeds:\n  summary: Busy\n  pastdays: 3\n",
+                   account_extra="    pmcidd: 7\n")
+    assert problems(path) == [
+        f"{path}:3: colour: unknown key",
+        f"{path}:6: feeds.pastdays: unknown key",
+        f"{path}:13: accounts[0].pmcidd: unknown key",
+    ]
+
+
+def test_wrong_types_and_ranges(tmp_path):
+    path = minimal(tmp_path, extra=(
+        "feeds:\n  past_days: seven\n  future_days: 2000\n  summary: ' '\n  uid_domain: a b\n"
+        "http:\n  retry_attempts: 2.5\n  connect_timeout: 0\n  retry_max_wait: -1\n"),
+        account_extra="    end_date: sometimes\n")
+    assert problems(path) == [
+        f"{path}:4: feeds.past_days: must be an integer (got a string)",
+        f"{path}:5: feeds.future_days: must be at most 1100 (got 2000)",
+        f"{path}:6: feeds.summary: must not be empty",
+        f"{path}:7: feeds.uid_domain: must be hostname-like (letters, digits, dots, hyphens)",
+        f"{path}:9: http.retry_attempts: must be an integer (got a number)",
+        f"{path}:10: http.connect_timeout: must be greater than 0 (got 0)",
+        f"{path}:11: http.retry_max_wait: must be at least 0 (got -1)",
+        f"{path}:18: accounts[0].end_date: must be one of: exclusive, inclusive (got 'sometimes')",
+    ]
+
+
+def test_missing_keys_reported_at_parent_line(tmp_path):
+    path = write(tmp_path, "output_dir: out\naccounts:\n  - name: main\n    api: hsapi\n")
+    assert problems(path) == [
+        f"{path}:1: (top): missing required key 'state_dir'",
+        f"{path}:3: accounts[0]: missing required key 'pmcid'",
+        f"{path}:3: accounts[0]: missing required key 'client_id'",
+        f"{path}:3: accounts[0]: missing required key 'client_secret'",
+    ]
+
+
+def test_unknown_api_and_empty_accounts(tmp_path):
+    path = write(tmp_path, MINIMAL.replace("api: hsapi", "api: escapianet"))
+    assert problems(path) == [f"{path}:5: accounts[0].api: must be one of: hsapi"]
+    path = write(tmp_path, "output_dir: out\nstate_dir: st\naccounts: []\n")
+    assert problems(path) == [f"{path}:3: accounts: must not be an empty list"]
+
+
+@pytest.mark.parametrize("name", ["Main", "-main", "ma_in", "a" * 64])
+def test_bad_account_name(tmp_path, name):
+    path = write(tmp_path, MINIMAL.replace("name: main", f"name: {name}"))
+    expected = ("must be at most 63 characters long" if len(name) == 64 else
+                "must match [a-z0-9][a-z0-9-]* (lowercase letters, digits, hyphens)")
+    assert problems(path) == [f"{path}:4: accounts[0].name: {expected}"]
+
+
+def test_duplicate_account_names(tmp_path):
+    path = write(tmp_path, MINIMAL + MINIMAL.split("accounts:\n")[1])
+    assert problems(path) == [
+        f"{path}:9: accounts[1].name: duplicate account name 'main' (first at line 4)"]
+
+
+def test_duplicate_yaml_keys(tmp_path):
+    path = minimal(tmp_path, extra="feeds:\n  past_days: 1\n  past_days: 2\n")
+    assert problems(path) == [f"{path}:5: feeds.past_days: duplicate key (first at line 4)"]
+
+
+@pytest.mark.parametrize("units, expected", [
+    ("[]", "accounts[0].units: must not be an empty list"),
+    ("some", 'accounts[0].units: must be "all" or a list of unit ids'),
+    ("{a: 1}", 'accounts[0].units: must be "all" or a list of unit ids'),
+    ("[1, '1']", "accounts[0].units[1]: duplicate unit id '1' (first at line 9)"),
+    ("[1, [2]]", "accounts[0].units[1]: must be a string or an integer (got a list)"),
+])
+def test_bad_units(tmp_path, units, expected):
+    path = minimal(tmp_path, account_extra=f"    units: {units}\n")
+    assert problems(path) == [f"{path}:9: {expected}"]
+
+
+def test_every_problem_reported_together_in_line_order(tmp_path):
+    text = """\
+        accounts:
+          - name: Bad
+            api: hsapi
+            pmcid: true
+            client_id: ${NOPE}
+            client_secret: x
+            colour: blue
+        feeds: {past_days: -1}
+        output_dir: 5
+    """
+    path = write(tmp_path, text)
+    assert problems(path, {}) == [
+        f"{path}:1: (top): missing required key 'state_dir'",
+        f"{path}:2: accounts[0].name: must match [a-z0-9][a-z0-9-]* "
+        "(lowercase letters, digits, hyphens)",
+        f"{path}:4: accounts[0].pmcid: must be a string or an integer (got true or false)",
+        f"{path}:5: accounts[0].client_id: environment variable NOPE is not set",
+        f"{path}:7: accounts[0].colour: unknown key",
+        f"{path}:8: feeds.past_days: must be at least 0 (got -1)",
+        f"{path}:9: output_dir: must be a string (got an integer)",
+    ]
+
+
+# --- directories and URLs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output_dir, state_dir, expected", [
+    ("out", "out/state", "state_dir: must not be inside output_dir ({out}): "
+                         "its tokens would be published"),
+    ("out", "./out/", "state_dir: must not be the same folder as output_dir ({out}): "
+                      "its tokens would be published"),
+    ("state/out", "state", "output_dir: must not be inside state_dir ({state})"),
+])
+def test_state_and_output_dirs_must_not_overlap(tmp_path, output_dir, state_dir, expected):
+    path = write(tmp_path, MINIMAL.replace("output_dir: out", f"output_dir: {output_dir}")
+                 .replace("state_dir: state", f"state_dir: {state_dir}"))
+    line = 1 if expected.startswith("output_dir") else 2
+    root = tmp_path.resolve()
+    assert problems(path) == [
+        f"{path}:{line}: " + expected.format(out=root / "out", state=root / "state")]
+
+
+def test_plain_http_rejected_for_remote_hosts(tmp_path):
+    path = minimal(tmp_path, account_extra="    base_url: http://hsapi.escapia.com/x\n")
+    assert problems(path) == [
+        f"{path}:9: accounts[0].base_url: plain http is only allowed for loopback; use https"]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/", "http://localhost/api",
+                                 "http://[::1]:9/", "http://127.1.2.3"])
+def test_plain_http_accepted_for_loopback(tmp_path, url):
+    path = minimal(tmp_path, account_extra=f"    base_url: {url}\n")
+    assert load_config(path, {"SECRET": "s"}).accounts[0].base_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize("url", ["ftp://example.org", "https://", "example.org/api",
+                                 "https://host:port/"])
+def test_base_url_must_be_http_url_with_host(tmp_path, url):
+    path = minimal(tmp_path, account_extra=f"    base_url: {url}\n")
+    assert problems(path) == [f"{path}:9: accounts[0].base_url: must be an http(s) URL "
+                              f"with a host, e.g. {HSAPI_DEFAULT_BASE_URL}"]
+
+
+# --- unreadable or malformed files ------------------------------------------------------
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    path = write(tmp_path, "output_dir: out\nstate_dir: state\n  accounts: x\n")
+    [problem] = problems(path)
+    assert problem.startswith(f"{path}:3: (yaml): mapping values are not allowed here")
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.yaml"
+    assert problems(path) == [f"{path}: cannot read config: No such file or directory"]
+
+
+def test_empty_file_and_non_mapping_root(tmp_path):
+    path = write(tmp_path, "# nothing here\n")
+    assert problems(path) == [f"{path}:1: (top): the file is empty; expected a mapping "
+                              "with output_dir, state_dir and accounts"]
+    path = write(tmp_path, "- a\n- b\n")
+    assert problems(path) == [f"{path}:1: (top): must be a mapping of keys to values, not a list"]
+
+
+def test_filename_is_reported_as_given(tmp_path, monkeypatch):
+    write(tmp_path, MINIMAL.replace("pmcid", "pmcidd"))
+    monkeypatch.chdir(tmp_path)
+    assert problems("config.yaml")[0] == "config.yaml:4: accounts[0]: missing required key 'pmcid'"
+
+
+# --- secrets ----------------------------------------------------------------------------
+
+
+LITERAL_SECRET = MINIMAL.replace("${SECRET}", "literal-s3cret")
+
+
+def test_permission_warning_for_readable_literal_secret(tmp_path):
+    path = write(tmp_path, LITERAL_SECRET, mode=0o644)
+    assert load_config(path, {}).warnings == (
+        f"{path}: holds secrets but is readable by group/others (mode 0644); "
+        "chmod 600 it or use ${VAR}",)
+
+
+def test_no_permission_warning_for_private_file(tmp_path):
+    assert load_config(write(tmp_path, LITERAL_SECRET, mode=0o600), {}).warnings == ()
+
+
+@pytest.mark.parametrize("secret, expected", [("${SECRET}", 0), ("${SECRET}${SECRET}", 0),
+                                              ("pre-${SECRET}", 1)])
+def test_permission_warning_only_for_literal_parts(tmp_path, secret, expected):
+    path = write(tmp_path, MINIMAL.replace("${SECRET}", secret), mode=0o640)
+    assert len(load_config(path, {"SECRET": "s"}).warnings) == expected
+
+
+def test_secret_values_never_appear_in_messages(tmp_path):
+    text = MINIMAL.replace("client_secret: ${SECRET}", "client_secret: 987654321") \
+        .replace("client_id: the-id", "client_id: [918273645]") \
+        + "    end_date: ${MODE}\n    pmcid: 1\n"
+    path = write(tmp_path, text)
+    env = {"MODE": "xyzzy-private"}
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env)
+    message = str(caught.value)
+    for secret in ("987654321", "918273645", "xyzzy-private"):
+        assert secret not in message
+    assert caught.value.problems == [
+        f"{path}:7: accounts[0].client_id: must be a string (got a list)",
+        f"{path}:8: accounts[0].client_secret: must be a string (got an integer)",
+        f"{path}:9: accounts[0].end_date: must be one of: exclusive, inclusive",
+        f"{path}:10: accounts[0].pmcid: duplicate key (first at line 6)",
+    ]
+
+
+def test_secret_not_in_repr(tmp_path):
+    config = load_config(minimal(tmp_path), {"SECRET": "hidden-value"})
+    assert "hidden-value" not in repr(config)

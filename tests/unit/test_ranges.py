@@ -1,0 +1,74 @@
+"""Blocked ranges: API end-date semantics, merging, window clipping."""
+
+import datetime as dt
+import logging
+
+import pytest
+
+from escapia_ical.model import BlockedRange, FeedWindow
+from escapia_ical.ranges import blocked_nights, feed_blocks, merge_ranges, range_from_api
+
+D = dt.date
+
+
+def r(a, b):
+    return BlockedRange(D.fromisoformat(a), D.fromisoformat(b))
+
+
+WINDOW = FeedWindow(D(2026, 11, 16), D(2028, 11, 22))
+
+
+@pytest.mark.parametrize("mode, start, end, expected", [
+    ("exclusive", "2026-12-01", "2026-12-04", ("2026-12-01", "2026-12-04")),
+    ("inclusive", "2026-12-01", "2026-12-04", ("2026-12-01", "2026-12-05")),
+    ("exclusive", "2026-12-01", "2026-12-01", ("2026-12-01", "2026-12-02")),  # one night
+    ("inclusive", "2026-12-01", "2026-12-01", ("2026-12-01", "2026-12-02")),  # one night
+    ("inclusive", "2026-12-31", "2026-12-31", ("2026-12-31", "2027-01-01")),  # year end
+    ("inclusive", "2028-02-28", "2028-02-29", ("2028-02-28", "2028-03-01")),  # leap day
+])
+def test_range_from_api_reads_the_end_as_configured(mode, start, end, expected):
+    assert range_from_api(D.fromisoformat(start), D.fromisoformat(end), mode) == r(*expected)
+
+
+def test_end_before_start_is_skipped_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert range_from_api(D(2026, 12, 5), D(2026, 12, 1), "exclusive", where="acme/1: ") is None
+    assert "acme/1: ignored range 2026-12-05..2026-12-01: end before start" in caplog.text
+
+
+def test_overlapping_and_duplicate_ranges_merge():
+    merged = merge_ranges([r("2026-12-05", "2026-12-09"), r("2026-12-01", "2026-12-06"),
+                           r("2026-12-01", "2026-12-06"), r("2026-12-07", "2026-12-08")])
+    assert merged == [r("2026-12-01", "2026-12-09")]
+
+
+def test_back_to_back_stays_stay_separate():
+    stays = [r("2026-12-04", "2026-12-06"), r("2026-12-01", "2026-12-04"), r("2026-12-06", "2026-12-07")]
+    assert merge_ranges(stays) == sorted(stays)
+
+
+def test_blocks_are_clipped_to_the_window_but_named_by_the_whole_stay():
+    crossing_start = r("2026-11-10", "2026-11-20")
+    crossing_end = r("2028-11-20", "2028-12-05")
+    blocks = feed_blocks([crossing_start, crossing_end], WINDOW)
+    assert [b.shown for b in blocks] == [r("2026-11-16", "2026-11-20"), r("2028-11-20", "2028-11-22")]
+    assert [b.origin for b in blocks] == [crossing_start, crossing_end]
+
+
+def test_ranges_outside_the_window_are_dropped(caplog):
+    far_past, far_future = r("2026-10-01", "2026-10-05"), r("2029-01-01", "2029-01-05")
+    touching = r("2026-11-10", "2026-11-16")  # checkout on the window's first day: quietly
+    with caplog.at_level(logging.WARNING):
+        assert feed_blocks([far_past, far_future, touching], WINDOW) == []
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all("outside the feed window" in w for w in warnings)
+
+
+def test_blocked_nights_cover_exactly_the_shown_ranges():
+    blocks = feed_blocks([r("2026-12-30", "2027-01-02"), r("2027-01-02", "2027-01-03")], WINDOW)
+    assert blocked_nights(blocks) == {D(2026, 12, 30), D(2026, 12, 31), D(2027, 1, 1), D(2027, 1, 2)}
+
+
+def test_blocked_range_rejects_empty_ranges():
+    with pytest.raises(ValueError):
+        BlockedRange(D(2026, 1, 2), D(2026, 1, 2))
