@@ -1,0 +1,44 @@
+"""Escapia sources: the only code that speaks to Escapia.
+
+Every source offers the same two calls and returns the shared model, so the rest of the
+path (ranges → feed → publish → status) never knows which API the data came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from pathlib import Path
+from typing import Protocol
+
+from escapia_ical.config import Account
+from escapia_ical.model import BlockedRange, FeedWindow, Unit
+
+
+class Source(Protocol):
+    requests_by_operation: Counter[str]
+
+    def list_units(self) -> list[Unit]:
+        """Return every unit Escapia distributes to us for this account.
+
+        Raise AuthError if the credentials are refused, SourceError otherwise.
+        """
+        ...
+
+    def blocked_ranges(self, unit: Unit, window: FeedWindow) -> list[BlockedRange]:
+        """Return the unit's blocked ranges overlapping ``window``, half-open, unmerged.
+
+        Raise SourceError if they cannot be fetched or the answer is not usable.
+        """
+        ...
+
+
+def make_source(account: Account, state_dir: Path, *, sleep=None, now=None) -> Source:
+    """Return the source client for ``account``."""
+    from escapia_ical.sources.hsapi import HsapiSource
+
+    return HsapiSource(account, state_dir, sleep=sleep, now=now or _utcnow)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)

@@ -1,0 +1,166 @@
+"""HSAPI, Escapia's REST API: units and their non-availability.
+
+Contract: ../shared/escapia/hsapi-openapi-extract.json. Bearer tokens are cached in
+state_dir (0600) and reused across runs until they expire; a 401 triggers one refresh and
+one retry of the call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from escapia_ical.config import HsapiAccount
+from escapia_ical.errors import AuthError, SourceError, UnitNotFound
+from escapia_ical.model import BlockedRange, FeedWindow, Unit
+from escapia_ical.ranges import range_from_api
+from escapia_ical.sources.hsapi_decode import (
+    parse_date, parse_json, parse_nonavailability, parse_unit_page,
+)
+from escapia_ical.sources.http import HttpClient, HttpStatusError
+from escapia_ical.state import AccountState, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+API_HEADERS = {"x-homeaway-hasp-api-version": "10", "x-homeaway-hasp-api-endsystem": "EscapiaVRS"}
+PAGE_SIZE = 100
+MAX_PAGES = 10_000
+TOKEN_MARGIN = dt.timedelta(seconds=60)  # never send a token this close to its expiry
+
+
+class HsapiSource:
+    """Reads one HSAPI account."""
+
+    def __init__(self, account: HsapiAccount, state_dir: Path, *, sleep=None,
+                 now: Callable[[], dt.datetime] | None = None):
+        self.account = account
+        self.http = HttpClient(account.http, sleep=sleep)
+        self.requests_by_operation = self.http.requests_by_operation
+        self._token_path = AccountState(state_dir, account.name).token_path
+        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+        self._authorization: str | None = None
+
+    # -- the Source interface -------------------------------------------------------
+
+    def list_units(self) -> list[Unit]:
+        """Return every distributed unit, walking all pages of SearchUnitSummaries."""
+        units: dict[str, Unit] = {}
+        skipped = 0  # summaries without a usable id still count toward totalCount
+        for page in range(1, MAX_PAGES + 1):
+            body = self._call("POST", "SearchUnitSummaries", json={
+                # Every distributed unit, whatever its availability, in a stable order.
+                "specification": {"returnUnavailableUnits": True, "sortingMethod": "UnitCodeAlphabetical"},
+                "pageSize": PAGE_SIZE,
+                "pageNumber": page,
+            })
+            found, total, problems = parse_unit_page(body)
+            skipped += len(problems)
+            for problem in problems:
+                log.warning("%s: SearchUnitSummaries page %d: %s", self.account.name, page, problem)
+            fresh = [u for u in found if u.id not in units]
+            if found and not fresh:
+                raise SourceError(f"SearchUnitSummaries: page {page} repeats units already seen")
+            units.update((u.id, u) for u in fresh)
+            if not body["results"] or (total is not None and len(units) + skipped >= total):
+                return list(units.values())
+        raise SourceError(f"SearchUnitSummaries: more than {MAX_PAGES} pages")
+
+    def blocked_ranges(self, unit: Unit, window: FeedWindow) -> list[BlockedRange]:
+        """Return the unit's blocked ranges over ``window``, converted to half-open form."""
+        what = f"GetUnitNonAvailability for unit {unit.id!r}"
+        try:
+            body = self._call("POST", "GetUnitNonAvailability", json={
+                "dateRange": {"startDate": window.start.isoformat(), "endDate": window.end.isoformat()},
+                "nativePMSUnitID": unit.id,
+            })
+        except HttpStatusError as exc:
+            if exc.status == 404:
+                raise UnitNotFound(f"{what}: unit not found (HTTP 404)") from None
+            raise
+        where = f"{self.account.name}/{unit.id}: "
+        ranges = (range_from_api(s, e, self.account.end_date, where=where)
+                  for s, e in parse_nonavailability(body, what))
+        return [r for r in ranges if r is not None]
+
+    # -- calls and tokens -------------------------------------------------------------
+
+    def _call(self, method: str, operation: str, *, json: Any = None) -> Any:
+        url = f"{self.account.base_url}/hsapi/{operation}"
+        headers = {**API_HEADERS, "x-homeaway-hasp-api-pmcid": self.account.pmcid}
+        for refreshed in (False, True):
+            headers["Authorization"] = self._bearer(refresh=refreshed)
+            try:
+                result = self.http.request(method, url, operation=operation, headers=headers, json=json)
+            except HttpStatusError as exc:
+                if exc.status != 401:
+                    raise
+                if refreshed:
+                    raise AuthError(f"{operation}: HTTP 401 even with a fresh token") from None
+                log.info("%s: %s answered 401; fetching a new token", self.account.name, operation)
+                continue
+            return parse_json(result.body, operation)
+        raise AssertionError("unreachable")
+
+    def _bearer(self, *, refresh: bool) -> str:
+        if self._authorization and not refresh:
+            return self._authorization
+        cached = None if refresh else read_json(self._token_path)
+        if isinstance(cached, dict) and cached.get("fingerprint") == self._fingerprint():
+            try:
+                expires = dt.datetime.fromisoformat(cached["expiration"])
+                if self._now() + TOKEN_MARGIN < expires and cached["authorization"].startswith("Bearer "):
+                    self._authorization = cached["authorization"]
+                    return self._authorization
+            except (KeyError, TypeError, ValueError, AttributeError):
+                pass
+        self._authorization = self._new_token()
+        return self._authorization
+
+    def _new_token(self) -> str:
+        url = f"{self.account.base_url}/hsapi/auth/token"
+        try:
+            result = self.http.request("GET", url, operation="auth/token",
+                                       auth=(self.account.client_id, self.account.client_secret))
+        except HttpStatusError as exc:
+            if exc.status in (401, 403):
+                raise AuthError(f"auth/token: credentials refused (HTTP {exc.status})") from None
+            raise
+        body = parse_json(result.body, "auth/token")
+        if not isinstance(body, dict):
+            raise SourceError("auth/token: expected a TokenCreationResult object")
+        header = body.get("authorizationHeaderValue")
+        if not (isinstance(header, str) and header.startswith("Bearer ")):
+            encoded = body.get("encodedId")
+            if not isinstance(encoded, str) or not encoded:
+                raise SourceError("auth/token: answer has neither authorizationHeaderValue nor encodedId")
+            header = f"Bearer {encoded}"
+        expires = _parse_expiration(body.get("expiration"))
+        if expires is None:
+            log.warning("%s: token answer has no usable expiration; not caching it", self.account.name)
+        else:
+            write_json(self._token_path, {"fingerprint": self._fingerprint(),
+                                          "expiration": expires.isoformat(), "authorization": header})
+        return header
+
+    def _fingerprint(self) -> str:
+        """Identify the credentials a cached token belongs to, without storing them."""
+        material = "\0".join((self.account.base_url, self.account.client_id, self.account.client_secret))
+        return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _parse_expiration(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        expires = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            day = parse_date(value, "expiration")
+        except SourceError:
+            return None
+        expires = dt.datetime.combine(day, dt.time())
+    return expires if expires.tzinfo else expires.replace(tzinfo=dt.timezone.utc)

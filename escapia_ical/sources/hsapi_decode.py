@@ -1,0 +1,88 @@
+"""Decoding HSAPI JSON answers into the shared model.
+
+Unknown keys (``"$id"``, guest data, anything new) are ignored; a missing or mistyped key
+we rely on is a SourceError naming the operation and what was wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from escapia_ical.errors import SourceError
+from escapia_ical.model import Unit
+
+
+def parse_json(body: bytes, operation: str) -> Any:
+    """Return the decoded JSON body. Raise SourceError if it is not JSON."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{operation}: answer is not valid JSON ({exc.__class__.__name__})") from None
+
+
+def parse_date(value: Any, what: str) -> dt.date:
+    """Given ``YYYY-MM-DD`` (or a midnight ``YYYY-MM-DDT00:00:00…``), return the date."""
+    if not isinstance(value, str):
+        raise SourceError(f"{what}: expected a date string, got {_kind(value)}")
+    text = value
+    if len(text) > 10 and text[10] == "T":
+        if not text[11:19].startswith("00:00:00"):
+            raise SourceError(f"{what}: expected a date, got a time of day {value[:40]!r}")
+        text = text[:10]
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise SourceError(f"{what}: not a date: {value[:40]!r}") from None
+
+
+def parse_unit_page(body: Any) -> tuple[list[Unit], int | None, list[str]]:
+    """Given a SearchUnitSummaries answer, return (units, totalCount, problems).
+
+    Summaries without a usable nativePMSID cannot be fetched: they are left out and
+    described in ``problems`` rather than failing the whole account.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise SourceError("SearchUnitSummaries: expected an object with a 'results' list")
+    total = body.get("totalCount")
+    total = total if isinstance(total, int) and not isinstance(total, bool) else None
+    units, problems = [], []
+    for index, summary in enumerate(body["results"]):
+        if not isinstance(summary, dict):
+            problems.append(f"result {index} is {_kind(summary)}, not an object")
+            continue
+        native_id = summary.get("nativePMSID")
+        if isinstance(native_id, int) and not isinstance(native_id, bool):
+            native_id = str(native_id)
+        if not isinstance(native_id, str) or not native_id:
+            problems.append(f"result {index} (code {str(summary.get('code'))[:40]!r}) has no nativePMSID")
+            continue
+        code = summary.get("code") if isinstance(summary.get("code"), str) else ""
+        name = next(
+            (summary[k] for k in ("name", "headline") if isinstance(summary.get(k), str) and summary[k].strip()),
+            code or native_id,
+        )
+        units.append(Unit(id=native_id, name=name.strip(), code=code))
+    return units, total, problems
+
+
+def parse_nonavailability(body: Any, what: str) -> list[tuple[dt.date, dt.date]]:
+    """Given a GetUnitNonAvailability answer, return its (startDate, endDate) pairs as sent."""
+    if not isinstance(body, list):
+        raise SourceError(f"{what}: expected a JSON array, got {_kind(body)}")
+    pairs = []
+    for index, item in enumerate(body):
+        date_range = item.get("dateRange") if isinstance(item, dict) else None
+        if not isinstance(date_range, dict):
+            raise SourceError(f"{what}: item {index} has no dateRange object")
+        start = parse_date(date_range.get("startDate"), f"{what}: item {index} startDate")
+        end = parse_date(date_range.get("endDate"), f"{what}: item {index} endDate")
+        pairs.append((start, end))
+    return pairs
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )

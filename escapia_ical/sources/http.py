@@ -1,0 +1,157 @@
+"""One HTTP client policy for every source: timeouts, retries, size limits, counting.
+
+Retries use tenacity: connection errors, timeouts, 429 and 5xx are retried with
+exponential backoff and jitter, waiting at least what ``Retry-After`` asks; other 4xx are
+never retried. Waits come from :class:`HttpPolicy`, and ``sleep`` is injectable, so tests
+never sleep for real.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
+from escapia_ical import __version__
+from escapia_ical.config import HttpPolicy
+from escapia_ical.errors import SourceError
+
+USER_AGENT = f"escapia-ical/{__version__}"
+MAX_BODY_BYTES = 32 * 1024 * 1024  # far above any real answer; bounds memory on a bad one
+
+
+class HttpStatusError(SourceError):
+    """The server answered with a non-2xx status."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TransportError(SourceError):
+    """No answer: connection refused or reset, timeout. Worth retrying."""
+
+
+class OversizedAnswer(SourceError):
+    """The answer is larger than any real one; not retried."""
+
+
+@dataclass
+class HttpResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes = field(repr=False)
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """Given a Retry-After header (seconds or an HTTP date), return seconds to wait."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+class HttpClient:
+    """Sends requests for one account under one :class:`HttpPolicy`."""
+
+    def __init__(self, policy: HttpPolicy, *, sleep: Callable[[float], None] | None = None):
+        self.policy = policy
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self._sleep = sleep or time.sleep
+        # initial * 2**n plus up to `initial` of jitter (wait_exponential_jitter's
+        # arguments changed across tenacity releases; these two have not).
+        self._backoff = wait_exponential(
+            multiplier=policy.retry_initial_wait, max=policy.retry_max_wait
+        ) + wait_random(0, policy.retry_initial_wait)
+        self.requests_by_operation: Counter[str] = Counter()
+        self.responses_by_status: Counter[tuple[str, str]] = Counter()
+
+    def request(self, method: str, url: str, *, operation: str, **kwargs) -> HttpResult:
+        """Send the request, retrying transient failures; return a 2xx result.
+
+        Raise HttpStatusError for a final non-2xx answer and TransportError when no
+        answer came; both name the operation and never carry credentials.
+        """
+        retrying = Retrying(
+            stop=stop_after_attempt(self.policy.retry_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(self._worth_retrying),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return self._send_once(method, url, operation, kwargs)
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    def _send_once(self, method: str, url: str, operation: str, kwargs: dict) -> HttpResult:
+        self.requests_by_operation[operation] += 1
+        timeout = (self.policy.connect_timeout, self.policy.read_timeout)
+        try:
+            with self.session.request(method, url, timeout=timeout, stream=True, **kwargs) as response:
+                body = _read_limited(response, operation)
+                result = HttpResult(response.status_code, dict(response.headers), body)
+        except OversizedAnswer:
+            self.responses_by_status[(operation, "oversized")] += 1
+            raise
+        except requests.Timeout as exc:
+            self.responses_by_status[(operation, "timeout")] += 1
+            raise TransportError(f"{operation}: timed out ({_reason(exc)})") from None
+        except requests.RequestException as exc:
+            self.responses_by_status[(operation, "error")] += 1
+            raise TransportError(f"{operation}: connection failed ({_reason(exc)})") from None
+        self.responses_by_status[(operation, str(result.status))] += 1
+        if 200 <= result.status < 300:
+            return result
+        retry_after = parse_retry_after(result.headers.get("Retry-After"))
+        raise HttpStatusError(f"{operation}: HTTP {result.status}", result.status, retry_after)
+
+    def _worth_retrying(self, exc: BaseException) -> bool:
+        if isinstance(exc, TransportError):
+            return True
+        if not isinstance(exc, HttpStatusError):
+            return False
+        if exc.status != 429 and exc.status < 500:
+            return False
+        # Asked to wait longer than we ever would: fail now, retry on the next tick.
+        return exc.retry_after is None or exc.retry_after <= self.policy.retry_max_wait
+
+    def _wait(self, retry_state) -> float:
+        backoff = min(self._backoff(retry_state), self.policy.retry_max_wait)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        return max(backoff, retry_after) if retry_after is not None else backoff
+
+
+def _read_limited(response: requests.Response, operation: str) -> bytes:
+    chunks, size = [], 0
+    for chunk in response.iter_content(chunk_size=65536):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise OversizedAnswer(f"{operation}: answer larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reason(exc: BaseException) -> str:
+    """Return a short reason for a requests failure (no URL credentials, no repr noise)."""
+    inner = exc.args[0] if exc.args else exc
+    reason = getattr(inner, "reason", inner)
+    return str(reason).split(": ", 1)[-1][:200]
