@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 
 MAX_ID_LENGTH = 100
 # A "plain" id is used as it is. It never contains "~", which every rewritten name does,
@@ -27,7 +28,9 @@ def feed_stem(unit_id: str) -> str:
     if _PLAIN_ID.fullmatch(unit_id) and ".." not in unit_id and len(unit_id) <= MAX_ID_LENGTH:
         return unit_id
     digest = hashlib.sha256(unit_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    prefix = _UNSAFE_CHARS.sub("_", unit_id).strip("_")[:48]
+    # A readable hint only (the hash makes the name unique): "ünit 9" -> "unit_9".
+    ascii_hint = unicodedata.normalize("NFKD", unit_id).encode("ascii", "ignore").decode()
+    prefix = _UNSAFE_CHARS.sub("_", ascii_hint).strip("_")[:48]
     return f"{prefix}~{digest}" if prefix else f"unit~{digest}"
 
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from escapia_ical.errors import LockHeld, PublishError
+from escapia_ical.state import make_private_dir
 
 
 @contextmanager
@@ -20,7 +21,7 @@ def sync_lock(state_dir: Path) -> Iterator[None]:
     """Hold the sync lock for the block. Raise LockHeld at once if another run has it."""
     path = state_dir / "sync.lock"
     try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dir(state_dir)
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise PublishError(f"cannot open lock file {path}: {exc.strerror or exc}") from exc

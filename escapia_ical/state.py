@@ -43,7 +43,7 @@ def write_json(path: Path, data: Any) -> None:
     """Write ``data`` to ``path`` atomically with mode 0600. Raise PublishError on failure."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        path.parent.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STATE_FILE_MODE)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=1, sort_keys=True)
@@ -56,6 +56,17 @@ def write_json(path: Path, data: Any) -> None:
         except OSError:
             pass
         raise PublishError(f"cannot write state file {path}: {exc.strerror or exc}") from exc
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create ``folder`` and any missing parents with mode 0700 (mkdir's ``parents``
+    would give the parents the umask's mode)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        each.mkdir(mode=STATE_DIR_MODE, exist_ok=True)
 
 
 class AccountState:

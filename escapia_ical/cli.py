@@ -1,0 +1,143 @@
+"""The ``escapia-ical`` command line: click commands that call into the package.
+
+Exit codes (documented in the README):
+  0  success: every selected feed was published fresh
+  1  some units or accounts failed (the others were published)
+  2  configuration or usage error
+  70 internal error (a bug: please report it, with the output of -v)
+  75 another sync holds the lock (EX_TEMPFAIL: cron simply tries again next tick)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from escapia_ical import __version__
+from escapia_ical import commands
+from escapia_ical.errors import ConfigError, EscapiaIcalError, LockHeld
+from escapia_ical.logs import PROGRAM, setup_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERNAL, EXIT_LOCKED = 0, 1, 2, 70, 75
+DEFAULT_CONFIG = Path("config/accounts.yaml")
+
+log = logging.getLogger(__name__)
+
+
+def default_config() -> Path:
+    return Path(os.environ.get("ESCAPIA_ICAL_CONFIG") or DEFAULT_CONFIG)
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+    default=default_config, show_default="$ESCAPIA_ICAL_CONFIG or config/accounts.yaml",
+    help="Accounts configuration (YAML).",
+)
+verbosity_options = [
+    click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv: debug)."),
+    click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
+]
+
+
+def with_verbosity(function):
+    for option in reversed(verbosity_options):
+        function = option(function)
+    return function
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name=PROGRAM)
+def cli() -> None:
+    """Publish Escapia unit availability as iCalendar (.ics) feeds."""
+
+
+@cli.command()
+@config_option
+@click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only this account (repeatable).")
+@click.option("--unit", "units", multiple=True, metavar="ID", help="Only this unit id (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Fetch and render, write nothing; list what would change.")
+@click.option("--force", is_flag=True, help="Rewrite every feed even when unchanged.")
+@click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False), help="Append a detailed log here.")
+@with_verbosity
+def sync(config_path, accounts, units, dry_run, force, log_file, verbose, quiet) -> None:
+    """Fetch availability and publish one feed per unit (the cron job)."""
+    verbosity = -1 if quiet else verbose
+    _run(lambda: commands.sync(config_path, accounts, units, dry_run=dry_run, force=force,
+                               verbosity=verbosity), verbosity, log_file)
+
+
+@cli.command("check-config")
+@config_option
+@with_verbosity
+def check_config(config_path, verbose, quiet) -> None:
+    """Validate the configuration; no network."""
+    verbosity = -1 if quiet else verbose
+    _run(lambda: commands.check_config(config_path, verbosity), verbosity)
+
+
+@cli.command("list-units")
+@config_option
+@click.option("--account", required=True, metavar="NAME", help="The account to list.")
+@with_verbosity
+def list_units(config_path, account, verbose, quiet) -> None:
+    """List the units Escapia distributes: id, code, name, feed path."""
+    verbosity = -1 if quiet else verbose
+    _run(lambda: commands.list_units(config_path, account), verbosity)
+
+
+@cli.command()
+@config_option
+@click.option("--account", required=True, metavar="NAME", help="The unit's account.")
+@click.option("--unit", required=True, metavar="ID", help="The unit id (nativePMSID).")
+@with_verbosity
+def show(config_path, account, unit, verbose, quiet) -> None:
+    """Print the calendar sync would write for one unit."""
+    verbosity = -1 if quiet else verbose
+    _run(lambda: commands.show(config_path, account, unit), verbosity)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default="a free port")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
+@click.option("--extra-units", type=click.IntRange(0, 100_000), default=0, help="Generated units on top of the seeded ones.")
+@click.option("--latency", type=click.FloatRange(0, 10), default=0.0, help="Seconds of delay per request.")
+def sandbox(port, host, extra_units, latency) -> None:
+    """Run the local Escapia sandbox in the foreground (Ctrl-C stops it)."""
+    _run(lambda: commands.sandbox(host, port, extra_units, latency), 0)
+
+
+def _run(action, verbosity: int, log_file: Path | None = None) -> None:
+    """Run a command; turn its outcome or failure into one of the documented exit codes."""
+    try:
+        setup_logging(verbosity, log_file)
+        code = action() or EXIT_OK
+    except LockHeld as exc:
+        if verbosity > 0:
+            click.echo(f"{PROGRAM}: {exc}", err=True)
+        code = EXIT_LOCKED
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"{PROGRAM}: {problem}", err=True)
+        code = EXIT_CONFIG
+    except EscapiaIcalError as exc:
+        click.echo(f"{PROGRAM}: {exc}", err=True)
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        click.echo(f"{PROGRAM}: interrupted", err=True)
+        code = 130
+    except Exception as exc:  # a bug: one line under cron, the traceback with -v
+        if verbosity > 0:
+            traceback.print_exc()
+        click.echo(f"{PROGRAM}: internal error: {exc.__class__.__name__}: {exc} "
+                   "(rerun with -v for the traceback)", err=True)
+        code = EXIT_INTERNAL
+    sys.exit(code)
+
+
+def main() -> None:
+    cli(prog_name=PROGRAM)

@@ -1,0 +1,157 @@
+"""What each CLI command does, apart from parsing arguments and exit codes (cli.py).
+
+Each function returns the exit code, or raises an EscapiaIcalError the CLI turns into one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from escapia_ical.config import Account, Config, load_config
+from escapia_ical.errors import ConfigError, UnitNotFound
+from escapia_ical.filenames import feed_filename
+from escapia_ical.lock import sync_lock
+from escapia_ical.model import FeedWindow
+from escapia_ical.sources import make_source
+from escapia_ical.state import AccountState
+from escapia_ical.status import record_run
+from escapia_ical.sync import Progress, SyncOptions, SyncReport, build_feed, run_sync
+
+log = logging.getLogger(__name__)
+
+
+def load(config_path: Path) -> Config:
+    """Load the configuration and show its warnings (once) on stderr."""
+    config = load_config(config_path)
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    return config
+
+
+def account_named(config: Config, name: str) -> Account:
+    account = config.account(name)
+    if account is None:
+        known = ", ".join(a.name for a in config.accounts)
+        raise ConfigError(f"--account: no account named {name!r} in {config.path} (it has: {known})")
+    return account
+
+
+def sync(config_path: Path, accounts: Sequence[str], units: Sequence[str], *, dry_run: bool,
+         force: bool, verbosity: int) -> int:
+    config = load(config_path)
+    for name in accounts:
+        account_named(config, name)
+    started, clock = dt.datetime.now(dt.timezone.utc), time.monotonic()
+    show_bar = sys.stderr.isatty() and verbosity >= 0
+    options = SyncOptions(accounts=accounts, units=units, dry_run=dry_run, force=force,
+                          progress=_TerminalProgress() if show_bar else Progress())
+    if dry_run:
+        report = run_sync(config, options)
+    else:
+        with sync_lock(config.state_dir):
+            report = run_sync(config, options)
+            code = 0 if report.ok else 1
+            record_run(config.state_dir, report, started, dt.datetime.now(dt.timezone.utc), code)
+    if dry_run:
+        _print_dry_run(report)
+    _log_summary(report, time.monotonic() - clock)
+    return 0 if report.ok else 1
+
+
+def check_config(config_path: Path, verbosity: int) -> int:
+    config = load(config_path)
+    if verbosity >= 0:
+        click.echo(f"{config.path}: OK, {len(config.accounts)} account(s); "
+                   f"feeds in {config.output_dir}, state in {config.state_dir}")
+    return 0
+
+
+def list_units(config_path: Path, account_name: str) -> int:
+    config = load(config_path)
+    account = account_named(config, account_name)
+    units = make_source(account, config.state_dir).list_units()
+    rows = [(u.id, u.code, u.name, str(config.output_dir / account.name / feed_filename(u.id)))
+            for u in units]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("ID", "CODE", "NAME"))]
+    for row in [("ID", "CODE", "NAME", "FEED")] + rows:
+        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+    return 0
+
+
+def show(config_path: Path, account_name: str, unit_id: str) -> int:
+    config = load(config_path)
+    account = account_named(config, account_name)
+    source = make_source(account, config.state_dir)
+    unit = next((u for u in source.list_units() if u.id == unit_id), None)
+    if unit is None:
+        raise UnitNotFound(f"{account.name}: unit {unit_id!r} is not distributed by Escapia")
+    window = FeedWindow.around(dt.date.today(), config.feeds.past_days, config.feeds.future_days)
+    stamps = AccountState(config.state_dir, account.name).feed_stamps()
+    content, _, _ = build_feed(config, account, source, unit, window, stamps,
+                               dt.datetime.now(dt.timezone.utc))
+    click.echo(content.decode("utf-8"), nl=False)
+    return 0
+
+
+def sandbox(host: str, port: int, extra_units: int, latency: float) -> int:
+    from escapia_ical.sandbox import (
+        SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_PMCID, Sandbox,
+    )
+
+    server = Sandbox(host=host, port=port, extra_units=extra_units, latency=latency)
+    click.echo(f"sandbox listening on {server.base_url}  (pmcid {SANDBOX_PMCID}, "
+               f"client_id {SANDBOX_CLIENT_ID}, client_secret {SANDBOX_CLIENT_SECRET})")
+    sys.stdout.flush()
+    server.serve_forever()
+    return 0
+
+
+def _print_dry_run(report: SyncReport) -> None:
+    for result in report.accounts.values():
+        for outcome in result.units:
+            if outcome.error is None:
+                verb = "would write" if outcome.rewritten else "unchanged  "
+                click.echo(f"{verb} {outcome.path} ({outcome.events} events)")
+
+
+def _log_summary(report: SyncReport, seconds: float) -> None:
+    units = [u for a in report.accounts.values() for u in a.units]
+    failed = report.failed_units
+    rewritten = sum(1 for u in units if u.rewritten and not u.error)
+    requests = sum(sum(a.requests.values()) for a in report.accounts.values())
+    log.info("sync finished in %.1fs: %d feeds, %d rewritten, %d failed, %d API requests",
+             seconds, len(units), rewritten, len(failed), requests)
+    if not report.ok:
+        parts = []
+        if failed:
+            parts.append(f"{len(failed)} of {len(units)} units failed")
+        if report.failed_accounts:
+            parts.append(f"{len(report.failed_accounts)} of {len(report.accounts)} accounts failed")
+        if report.unknown_units:
+            parts.append(f"{len(report.unknown_units)} requested units not found")
+        log.error("sync incomplete: %s; the other feeds were published", ", ".join(parts))
+
+
+class _TerminalProgress(Progress):
+    def __init__(self):
+        self._bar = None
+
+    def begin(self, account: str, total: int) -> None:
+        self._bar = click.progressbar(length=total, label=account, file=sys.stderr)
+        self._bar.__enter__()
+
+    def step(self) -> None:
+        if self._bar:
+            self._bar.update(1)
+
+    def end(self) -> None:
+        if self._bar:
+            self._bar.__exit__(None, None, None)
+            self._bar = None

@@ -1,0 +1,215 @@
+"""One sync: every selected account and unit, from Escapia to published feeds.
+
+config → source → blocked ranges → feed renderer → publisher → status. A failure is
+recorded against the unit (or the account) it belongs to and the run goes on; nothing
+failed ever replaces a published feed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from escapia_ical.config import Account, Config
+from escapia_ical.errors import AuthError, PublishError, SourceError
+from escapia_ical.feed import content_digest, render_feed
+from escapia_ical.filenames import feed_filename
+from escapia_ical.model import FeedWindow, Unit
+from escapia_ical.publish import clean_temp_files, publish_feed
+from escapia_ical.ranges import feed_blocks
+from escapia_ical.sources import Source, make_source
+from escapia_ical.state import AccountState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UnitOutcome:
+    account: str
+    unit_id: str
+    path: Path | None = None
+    error: str | None = None
+    events: int = 0
+    rewritten: bool = False  # with --dry-run: would be rewritten
+
+
+@dataclass
+class AccountResult:
+    name: str
+    error: str | None = None
+    units: list[UnitOutcome] = field(default_factory=list)
+    requests: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class SyncReport:
+    accounts: dict[str, AccountResult] = field(default_factory=dict)
+    unknown_units: list[str] = field(default_factory=list)  # --unit ids no account lists
+
+    @property
+    def failed_units(self) -> list[UnitOutcome]:
+        return [u for a in self.accounts.values() for u in a.units if u.error]
+
+    @property
+    def failed_accounts(self) -> list[AccountResult]:
+        return [a for a in self.accounts.values() if a.error]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed_units or self.failed_accounts or self.unknown_units)
+
+
+class Progress:
+    """Told about each unit as it is done; the CLI shows a bar only on a terminal."""
+
+    def begin(self, account: str, total: int) -> None: ...
+    def step(self) -> None: ...
+    def end(self) -> None: ...
+
+
+@dataclass
+class SyncOptions:
+    accounts: Sequence[str] = ()  # empty: all
+    units: Sequence[str] = ()  # empty: all the account publishes
+    dry_run: bool = False
+    force: bool = False
+    today: dt.date | None = None
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    sleep: Callable[[float], None] | None = None
+    progress: Progress = field(default_factory=Progress)
+
+
+def run_sync(config: Config, options: SyncOptions) -> SyncReport:
+    """Fetch, render and publish every selected feed; return what happened to each.
+
+    Never raises for a failure of one unit or account: it is in the report. The caller
+    holds the sync lock (unless this is a dry run, which writes no feed).
+    """
+    report = SyncReport()
+    today = options.today or dt.date.today()
+    window = FeedWindow.around(today, config.feeds.past_days, config.feeds.future_days)
+    found_units: set[str] = set()
+    for account in config.accounts:
+        if options.accounts and account.name not in options.accounts:
+            continue
+        result = AccountResult(account.name)
+        report.accounts[account.name] = result
+        source = make_source(account, config.state_dir, sleep=options.sleep)
+        try:
+            _sync_account(config, account, source, window, options, result, found_units)
+        except SourceError as exc:
+            result.error = str(exc)
+            log.error("%s: %s", account.name, exc)
+        except PublishError as exc:
+            result.error = str(exc)
+            log.error("%s: %s", account.name, exc)
+        finally:
+            result.requests = Counter(source.requests_by_operation)
+    report.unknown_units = [u for u in options.units if u not in found_units]
+    for unit_id in report.unknown_units:
+        log.error("unit %r is not distributed by any selected account", unit_id)
+    return report
+
+
+def _sync_account(config: Config, account: Account, source: Source, window: FeedWindow,
+                  options: SyncOptions, result: AccountResult, found_units: set[str]) -> None:
+    folder = config.output_dir / account.name
+    if not options.dry_run:
+        clean_temp_files(folder)
+    listed = source.list_units()
+    units = _select_units(account, listed, options.units, result)
+    found_units.update(u.id for u in units)
+    state = AccountState(config.state_dir, account.name)
+    stamps = state.feed_stamps()
+    options.progress.begin(account.name, len(units))
+    try:
+        for index, unit in enumerate(units):
+            outcome = UnitOutcome(account.name, unit.id, folder / feed_filename(unit.id))
+            result.units.append(outcome)
+            try:
+                _sync_unit(config, account, source, unit, window, options, outcome, stamps)
+            except AuthError as exc:
+                # The credentials stopped working: the rest of the account cannot succeed.
+                _fail(outcome, exc)
+                result.units.extend(UnitOutcome(account.name, rest.id, error=str(exc))
+                                    for rest in units[index + 1:])
+                raise
+            except (SourceError, PublishError) as exc:
+                _fail(outcome, exc)
+            options.progress.step()
+    finally:
+        options.progress.end()
+        if not options.dry_run:
+            state.save_feed_stamps(stamps)
+
+
+def build_feed(config: Config, account: Account, source: Source, unit: Unit, window: FeedWindow,
+               stamps: dict, now: dt.datetime) -> tuple[bytes, dict[str, str], int]:
+    """Fetch one unit and render its feed; return (bytes, its stamp entry, event count).
+
+    DTSTAMP is the time the feed's content last changed: kept from ``stamps`` while the
+    content digest is the same, so an unchanged calendar renders to the same bytes.
+    """
+    ranges = source.blocked_ranges(unit, window)
+    blocks = feed_blocks(ranges, window, where=f"{account.name}/{unit.id}: ")
+    digest = content_digest(unit, blocks, config.feeds)
+    previous = stamps.get(feed_filename(unit.id))
+    dtstamp = now.replace(microsecond=0)
+    if isinstance(previous, dict) and previous.get("digest") == digest:
+        try:
+            dtstamp = dt.datetime.fromisoformat(previous["dtstamp"])
+        except (KeyError, TypeError, ValueError):
+            pass
+    content = render_feed(account.name, unit, blocks, config.feeds, dtstamp)
+    return content, {"digest": digest, "dtstamp": dtstamp.isoformat()}, len(blocks)
+
+
+def _sync_unit(config: Config, account: Account, source: Source, unit: Unit, window: FeedWindow,
+               options: SyncOptions, outcome: UnitOutcome, stamps: dict) -> None:
+    content, stamp, outcome.events = build_feed(config, account, source, unit, window, stamps,
+                                                options.now())
+    if options.dry_run:
+        outcome.rewritten = options.force or _read(outcome.path) != content
+        return
+    outcome.rewritten = publish_feed(outcome.path, content, force=options.force)
+    stamps[outcome.path.name] = stamp
+    log.info("%s/%s: %s (%d events)", account.name, unit.id,
+             "written" if outcome.rewritten else "unchanged", outcome.events)
+
+
+def _select_units(account: Account, listed: list[Unit], requested: Sequence[str],
+                  result: AccountResult) -> list[Unit]:
+    """Return the listed units this run publishes; configured ones not listed are errors."""
+    by_id = {u.id: u for u in listed}
+    if account.units == "all":
+        chosen = list(listed)
+    else:
+        chosen = [by_id[i] for i in account.units if i in by_id]
+        for missing in (i for i in account.units if i not in by_id):
+            if requested and missing not in requested:
+                continue
+            outcome = UnitOutcome(account.name, missing)
+            _fail(outcome, SourceError("configured unit is not distributed by Escapia "
+                                       "(not in SearchUnitSummaries)"))
+            result.units.append(outcome)
+    if requested:
+        chosen = [u for u in chosen if u.id in requested]
+    if not listed:
+        log.warning("%s: Escapia lists no units for this account", account.name)
+    return chosen
+
+
+def _fail(outcome: UnitOutcome, exc: Exception) -> None:
+    outcome.error = str(exc)
+    log.error("%s/%s: %s", outcome.account, outcome.unit_id, exc)
+
+
+def _read(path: Path | None) -> bytes | None:
+    try:
+        return path.read_bytes() if path else None
+    except OSError:
+        return None
