@@ -18,8 +18,7 @@ from pathlib import Path
 
 import click
 
-from escapia_ical import __version__
-from escapia_ical import commands
+from escapia_ical import __version__, commands
 from escapia_ical.errors import ConfigError, EscapiaIcalError, LockHeld
 from escapia_ical.logs import PROGRAM, setup_logging
 
@@ -62,7 +61,8 @@ def cli() -> None:
 @click.option("--unit", "units", multiple=True, metavar="ID", help="Only this unit id (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Fetch and render, write nothing; list what would change.")
 @click.option("--force", is_flag=True, help="Rewrite every feed even when unchanged.")
-@click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False), help="Append a detailed log here.")
+@click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Append a detailed log here.")
 @with_verbosity
 def sync(config_path, accounts, units, dry_run, force, log_file, verbose, quiet) -> None:
     """Fetch availability and publish one feed per unit (the cron job)."""
@@ -104,7 +104,8 @@ def show(config_path, account, unit, verbose, quiet) -> None:
 @cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default="a free port")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
-@click.option("--extra-units", type=click.IntRange(0, 100_000), default=0, help="Generated units on top of the seeded ones.")
+@click.option("--extra-units", type=click.IntRange(0, 100_000), default=0,
+              help="Generated units on top of the seeded ones.")
 @click.option("--latency", type=click.FloatRange(0, 10), default=0.0, help="Seconds of delay per request.")
 def sandbox(port, host, extra_units, latency) -> None:
     """Run the local Escapia sandbox in the foreground (Ctrl-C stops it)."""

@@ -48,7 +48,7 @@ def sync(config_path: Path, accounts: Sequence[str], units: Sequence[str], *, dr
     config = load(config_path)
     for name in accounts:
         account_named(config, name)
-    started, clock = dt.datetime.now(dt.timezone.utc), time.monotonic()
+    started, clock = dt.datetime.now(dt.UTC), time.monotonic()
     show_bar = sys.stderr.isatty() and verbosity >= 0
     options = SyncOptions(accounts=accounts, units=units, dry_run=dry_run, force=force,
                           progress=_TerminalProgress() if show_bar else Progress())
@@ -58,7 +58,7 @@ def sync(config_path: Path, accounts: Sequence[str], units: Sequence[str], *, dr
         with sync_lock(config.state_dir):
             report = run_sync(config, options)
             code = 0 if report.ok else 1
-            record_run(config.state_dir, report, started, dt.datetime.now(dt.timezone.utc), code)
+            record_run(config.state_dir, report, started, dt.datetime.now(dt.UTC), code)
     if dry_run:
         _print_dry_run(report)
     _log_summary(report, time.monotonic() - clock)
@@ -95,14 +95,17 @@ def show(config_path: Path, account_name: str, unit_id: str) -> int:
     window = FeedWindow.around(dt.date.today(), config.feeds.past_days, config.feeds.future_days)
     stamps = AccountState(config.state_dir, account.name).feed_stamps()
     content, _, _ = build_feed(config, account, source, unit, window, stamps,
-                               dt.datetime.now(dt.timezone.utc))
+                               dt.datetime.now(dt.UTC))
     click.echo(content.decode("utf-8"), nl=False)
     return 0
 
 
 def sandbox(host: str, port: int, extra_units: int, latency: float) -> int:
     from escapia_ical.sandbox import (
-        SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_PMCID, Sandbox,
+        SANDBOX_CLIENT_ID,
+        SANDBOX_CLIENT_SECRET,
+        SANDBOX_PMCID,
+        Sandbox,
     )
 
     server = Sandbox(host=host, port=port, extra_units=extra_units, latency=latency)

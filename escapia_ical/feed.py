@@ -73,7 +73,7 @@ def render_feed(
     calendar.add("name", title)
     calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", vDuration(REFRESH))
-    stamp = dtstamp.astimezone(dt.timezone.utc).replace(microsecond=0)
+    stamp = dtstamp.astimezone(dt.UTC).replace(microsecond=0)
     for block in blocks:
         event = Event()
         event.add("uid", event_uid(account, unit.id, block, settings.uid_domain))

@@ -8,6 +8,7 @@ survives a power cut.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -87,7 +88,5 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _remove_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         path.unlink()
-    except OSError:
-        pass

@@ -13,6 +13,7 @@ that cannot be read is treated as absent (it is all re-derivable), never as fata
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -51,10 +52,8 @@ def write_json(path: Path, data: Any) -> None:
             os.fsync(handle.fileno())
         os.replace(temp, path)
     except OSError as exc:
-        try:
+        with contextlib.suppress(OSError):
             temp.unlink()
-        except OSError:
-            pass
         raise PublishError(f"cannot write state file {path}: {exc.strerror or exc}") from exc
 
 

@@ -64,4 +64,4 @@ def _plain(counts: Mapping[str, int]) -> dict[str, int]:
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return moment.astimezone(dt.UTC).replace(microsecond=0).isoformat()

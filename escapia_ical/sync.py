@@ -7,6 +7,7 @@ failed ever replaces a published feed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections import Counter
@@ -78,7 +79,7 @@ class SyncOptions:
     dry_run: bool = False
     force: bool = False
     today: dt.date | None = None
-    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     sleep: Callable[[float], None] | None = None
     progress: Progress = field(default_factory=Progress)
 
@@ -160,10 +161,8 @@ def build_feed(config: Config, account: Account, source: Source, unit: Unit, win
     previous = stamps.get(feed_filename(unit.id))
     dtstamp = now.replace(microsecond=0)
     if isinstance(previous, dict) and previous.get("digest") == digest:
-        try:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
             dtstamp = dt.datetime.fromisoformat(previous["dtstamp"])
-        except (KeyError, TypeError, ValueError):
-            pass
     content = render_feed(account.name, unit, blocks, config.feeds, dtstamp)
     return content, {"digest": digest, "dtstamp": dtstamp.isoformat()}, len(blocks)
 

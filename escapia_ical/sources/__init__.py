@@ -41,4 +41,4 @@ def make_source(account: Account, state_dir: Path, *, sleep=None, now=None) -> S
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -19,7 +19,10 @@ from escapia_ical.errors import AuthError, SourceError, UnitNotFound
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.ranges import range_from_api
 from escapia_ical.sources.hsapi_decode import (
-    parse_date, parse_json, parse_nonavailability, parse_unit_page,
+    parse_date,
+    parse_json,
+    parse_nonavailability,
+    parse_unit_page,
 )
 from escapia_ical.sources.http import HttpClient, HttpStatusError
 from escapia_ical.state import AccountState, read_json, write_json
@@ -41,7 +44,7 @@ class HsapiSource:
         self.http = HttpClient(account.http, sleep=sleep)
         self.requests_by_operation = self.http.requests_by_operation
         self._token_path = AccountState(state_dir, account.name).token_path
-        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+        self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._authorization: str | None = None
 
     # -- the Source interface -------------------------------------------------------
@@ -163,4 +166,4 @@ def _parse_expiration(value: Any) -> dt.datetime | None:
         except SourceError:
             return None
         expires = dt.datetime.combine(day, dt.time())
-    return expires if expires.tzinfo else expires.replace(tzinfo=dt.timezone.utc)
+    return expires if expires.tzinfo else expires.replace(tzinfo=dt.UTC)

@@ -59,10 +59,8 @@ def parse_unit_page(body: Any) -> tuple[list[Unit], int | None, list[str]]:
             problems.append(f"result {index} (code {str(summary.get('code'))[:40]!r}) has no nativePMSID")
             continue
         code = summary.get("code") if isinstance(summary.get("code"), str) else ""
-        name = next(
-            (summary[k] for k in ("name", "headline") if isinstance(summary.get(k), str) and summary[k].strip()),
-            code or native_id,
-        )
+        names = (summary.get(key) for key in ("name", "headline"))
+        name = next((n for n in names if isinstance(n, str) and n.strip()), code or native_id)
         units.append(Unit(id=native_id, name=name.strip(), code=code))
     return units, total, problems
 

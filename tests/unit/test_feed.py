@@ -11,7 +11,7 @@ from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.ranges import feed_blocks
 
 D = dt.date
-STAMP = dt.datetime(2026, 11, 23, 22, 5, 9, 123456, tzinfo=dt.timezone.utc)
+STAMP = dt.datetime(2026, 11, 23, 22, 5, 9, 123456, tzinfo=dt.UTC)
 UNIT = Unit(id="1020-101", name="Ocean View Condo", code="OVC")
 WINDOW = FeedWindow(D(2026, 11, 16), D(2028, 11, 22))
 
@@ -20,7 +20,10 @@ def blocks(*pairs):
     return feed_blocks([BlockedRange(D.fromisoformat(a), D.fromisoformat(b)) for a, b in pairs], WINDOW)
 
 
-def render(*pairs, unit=UNIT, settings=FeedSettings()):
+DEFAULTS = FeedSettings()
+
+
+def render(*pairs, unit=UNIT, settings=DEFAULTS):
     return render_feed("acme", unit, blocks(*pairs), settings, STAMP)
 
 
@@ -94,7 +97,8 @@ def test_long_names_fold_at_75_octets_and_unicode_survives():
 
 
 def test_summary_and_domain_come_from_settings():
-    ics = render(("2026-12-01", "2026-12-02"), settings=FeedSettings(summary="Blocked", uid_domain="feeds.example.com"))
+    settings = FeedSettings(summary="Blocked", uid_domain="feeds.example.com")
+    ics = render(("2026-12-01", "2026-12-02"), settings=settings)
     assert b"SUMMARY:Blocked\r\n" in ics and b"@feeds.example.com\r\n" in ics
 
 
@@ -103,4 +107,5 @@ def test_digest_changes_with_content_only():
     assert base == content_digest(UNIT, blocks(("2026-12-01", "2026-12-04")), FeedSettings())
     assert base != content_digest(UNIT, blocks(("2026-12-01", "2026-12-05")), FeedSettings())
     assert base != content_digest(UNIT, blocks(("2026-12-01", "2026-12-04")), FeedSettings(summary="x"))
-    assert base != content_digest(Unit("1020-101", "Renamed"), blocks(("2026-12-01", "2026-12-04")), FeedSettings())
+    renamed = Unit("1020-101", "Renamed")
+    assert base != content_digest(renamed, blocks(("2026-12-01", "2026-12-04")), FeedSettings())

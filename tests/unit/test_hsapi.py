@@ -30,7 +30,7 @@ UNITS_URL = f"{BASE}/hsapi/SearchUnitSummaries"
 NONAV_URL = f"{BASE}/hsapi/GetUnitNonAvailability"
 SECRET = "s3cr3t-value"
 
-NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 TOKEN_EXPIRES = "2026-05-01T13:00:00Z"  # one hour after NOW
 
 UNIT = Unit(id="47110", name="Ocean View 1", code="OV1")
@@ -255,7 +255,7 @@ def test_token_file_is_0600_and_holds_no_credentials(rsps, make_source, token_pa
     stored = json.loads(text)
     assert stored["authorization"] == bearer_of(TOKEN_A)
     assert dt.datetime.fromisoformat(stored["expiration"]) == dt.datetime(
-        2026, 5, 1, 13, 0, tzinfo=dt.timezone.utc)
+        2026, 5, 1, 13, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(
@@ -583,7 +583,8 @@ def test_end_before_start_is_skipped_with_a_warning_and_others_kept(fetch, caplo
         ranges = fetch(nonav(("2026-05-01", "2026-05-04"), ("2026-05-10", "2026-05-08"),
                              ("2026-05-20", "2026-05-22")))
 
-    assert ranges == [BlockedRange(D(2026, 5, 1), D(2026, 5, 4)), BlockedRange(D(2026, 5, 20), D(2026, 5, 22))]
+    assert ranges == [BlockedRange(D(2026, 5, 1), D(2026, 5, 4)),
+                      BlockedRange(D(2026, 5, 20), D(2026, 5, 22))]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("acme/47110" in m and "2026-05-10" in m and "end before start" in m for m in warnings)
 

@@ -179,7 +179,7 @@ def test_retry_after_longer_than_retry_max_wait_is_not_retried(rsps, make_client
 
 
 def test_retry_after_as_an_http_date_is_honoured(rsps, make_client, waits):
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=20)
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)
     rsps.add(responses.POST, URL, status=503,
              headers={"Retry-After": email.utils.format_datetime(when, usegmt=True)})
     add_statuses(rsps, 200)
@@ -308,7 +308,7 @@ def test_oversized_body_fails_without_retry(rsps, make_client, monkeypatch):
 
 # -- parse_retry_after ----------------------------------------------------------------------
 
-NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize(("value", "expected"), [("7", 7.0), ("0", 0.0), (" 120 ", 120.0)])

@@ -82,10 +82,9 @@ def test_clean_temp_files_removes_only_our_temp_files(tmp_path):
 
 
 def test_second_lock_holder_is_refused_and_lock_is_released(tmp_path):
-    with sync_lock(tmp_path):
-        with pytest.raises(LockHeld, match="another sync is running"):
-            with sync_lock(tmp_path):
-                pass
+    with (sync_lock(tmp_path), pytest.raises(LockHeld, match="another sync is running"),
+          sync_lock(tmp_path)):
+        pass
     with sync_lock(tmp_path):  # released on exit
         pass
     assert stat.S_IMODE((tmp_path / "sync.lock").stat().st_mode) == 0o600

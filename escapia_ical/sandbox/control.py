@@ -1,0 +1,148 @@
+"""The sandbox's JSON control API under ``/_sandbox/`` (no auth; loopback use by demo/bench).
+
+=======  ===============================  ==================================================
+GET      /_sandbox/units                  ``{"units": [{"id", "code", "name"}, ...]}``
+GET      /_sandbox/truth?unit&start&end   ``{"nights": ["YYYY-MM-DD", ...]}`` (start <= d < end)
+GET      /_sandbox/stays?unit=ID          ``{"stays": [{"id", "start", "end", "holdType"}]}``
+POST     /_sandbox/reservations           ``{"unit", "start", "end", "holdType"?}`` -> 201 ``{"id"}``
+PUT      /_sandbox/reservations/ID        ``{"start", "end"}`` (move)
+DELETE   /_sandbox/reservations/ID        cancel
+POST     /_sandbox/faults                 ``{"unit", "status", "times"?}`` or
+                                          ``{"op", "status", "times"?, "retryAfter"?}``
+DELETE   /_sandbox/faults                 clear all faults
+DELETE   /_sandbox/tokens                 expire every issued token
+GET      /_sandbox/requests               ``{"total": N, "byOp": {op: N}, "byStatus": {...}}``
+DELETE   /_sandbox/requests               reset the request log
+=======  ===============================  ==================================================
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+if TYPE_CHECKING:  # pragma: no cover
+    from escapia_ical.sandbox.server import Sandbox
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _date(value: Any, what: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ControlError(400, f"{what} must be YYYY-MM-DD, got {value!r}") from None
+
+
+def _body(raw: bytes) -> dict:
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ControlError(400, f"malformed JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ControlError(400, "body must be a JSON object")
+    return body
+
+
+def _unit(sb: Sandbox, unit_id: Any) -> str:
+    if unit_id not in sb.unit_ids():
+        raise ControlError(404, f"unknown unit {unit_id!r}")
+    return unit_id
+
+
+def handle(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tuple[int, Any]:
+    """Answer one control request: ``(status, JSON payload)``."""
+    try:
+        return _route(sb, method, path.rstrip("/"), query, raw)
+    except ControlError as exc:
+        return exc.status, {"error": str(exc)}
+
+
+def _route(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tuple[int, Any]:
+    routes = {
+        "/_sandbox/units": {"GET": lambda: {"units": [sb.unit(u) for u in sb.unit_ids()]}},
+        "/_sandbox/truth": {"GET": lambda: _truth(sb, query)},
+        "/_sandbox/stays": {"GET": lambda: {"stays": sb.reservations(_unit(sb, query.get("unit")))}},
+        "/_sandbox/reservations": {"POST": lambda: _add(sb, _body(raw))},
+        "/_sandbox/faults": {"POST": lambda: _fault(sb, _body(raw)),
+                             "DELETE": lambda: (sb.clear_faults(), {"ok": True})[1]},
+        "/_sandbox/tokens": {"DELETE": lambda: (sb.expire_tokens(), {"ok": True})[1]},
+        "/_sandbox/requests": {"GET": lambda: _counts(sb),
+                               "DELETE": lambda: (sb.reset_request_log(), {"ok": True})[1]},
+    }
+    if path.startswith("/_sandbox/reservations/"):
+        rid = unquote(path[len("/_sandbox/reservations/"):])
+        routes[path] = {"DELETE": lambda: _cancel(sb, rid), "PUT": lambda: _move(sb, rid, _body(raw))}
+    if path not in routes:
+        raise ControlError(404, f"no control endpoint {path}")
+    action = routes[path].get(method)
+    if action is None:
+        raise ControlError(405, f"{method} not allowed on {path}")
+    result = action()
+    return (201, result) if method == "POST" and path == "/_sandbox/reservations" else (200, result)
+
+
+def _truth(sb: Sandbox, query: dict) -> dict:
+    unit = _unit(sb, query.get("unit"))
+    start, end = _date(query.get("start"), "start"), _date(query.get("end"), "end")
+    return {"unit": unit, "start": start.isoformat(), "end": end.isoformat(),
+            "nights": [d.isoformat() for d in sorted(sb.blocked_nights(unit, start, end))]}
+
+
+def _add(sb: Sandbox, body: dict) -> dict:
+    unit = _unit(sb, body.get("unit"))
+    start, end = _date(body.get("start"), "start"), _date(body.get("end"), "end")
+    try:
+        return {"id": sb.add_reservation(unit, start, end, body.get("holdType"))}
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from None
+
+
+def _cancel(sb: Sandbox, rid: str) -> dict:
+    try:
+        sb.cancel_reservation(rid)
+    except KeyError:
+        raise ControlError(404, f"no active reservation {rid!r}") from None
+    return {"ok": True}
+
+
+def _move(sb: Sandbox, rid: str, body: dict) -> dict:
+    start, end = _date(body.get("start"), "start"), _date(body.get("end"), "end")
+    try:
+        sb.move_reservation(rid, start, end)
+    except KeyError:
+        raise ControlError(404, f"no active reservation {rid!r}") from None
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from None
+    return {"ok": True}
+
+
+def _fault(sb: Sandbox, body: dict) -> dict:
+    status, times = body.get("status"), body.get("times")
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        raise ControlError(400, f"status must be an HTTP status code, got {status!r}")
+    if times is not None and (not isinstance(times, int) or times < 1):
+        raise ControlError(400, f"times must be a positive integer or null, got {times!r}")
+    try:
+        if "unit" in body:
+            sb.fail_unit(_unit(sb, body["unit"]), status, times)
+        elif "op" in body:
+            sb.fail_operation(body["op"], status, times if "times" in body else 1, body.get("retryAfter"))
+        else:
+            raise ControlError(400, "a fault needs 'unit' or 'op'")
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from None
+    return {"ok": True}
+
+
+def _counts(sb: Sandbox) -> dict:
+    log = list(sb.requests)
+    return {"total": len(log), "byOp": dict(Counter(str(r["op"]) for r in log)),
+            "byStatus": dict(Counter(str(r["status"]) for r in log))}

@@ -1,0 +1,306 @@
+"""The :class:`Sandbox`: a local fake Escapia HSAPI server plus its ground truth and controls.
+
+Operations are served at ``{base_url}/hsapi/{Op}`` (a ``/dragomanadapter`` prefix, as in the
+real base URL, is accepted too); the JSON control API lives under ``{base_url}/_sandbox/``.
+Order of checks for an HSAPI request: route (404) -> method (405) -> ``latency`` sleep ->
+injected operation fault -> bearer token (401) -> required headers (400/403) -> JSON body
+(400) -> injected unit fault (GetUnitNonAvailability) -> the operation.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from escapia_ical.sandbox import control, hsapi
+from escapia_ical.sandbox.data import SandboxData
+from escapia_ical.sandbox.hsapi import OP_ALIASES, OPERATIONS, TOKEN_OP, ApiError
+from escapia_ical.sandbox.seed import seed as seed_data
+
+SANDBOX_CLIENT_ID = "sandbox-client"
+SANDBOX_CLIENT_SECRET = "sandbox-secret"
+SANDBOX_PMCID = "1020"
+
+
+class Sandbox:
+    """Fake HSAPI on ``host:port`` (0 = any free port, bound at construction)."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, today: dt.date | None = None,
+                 seed: int = 1020, extra_units: int = 0, token_ttl: float = 3600.0,
+                 max_page_size: int = 50, end_date: str = "exclusive",
+                 guest_data_in_nonavailability: bool = False, latency: float = 0.0) -> None:
+        if end_date not in ("exclusive", "inclusive"):
+            raise ValueError(f"end_date must be 'exclusive' or 'inclusive', got {end_date!r}")
+        self.today = today or dt.date.today()
+        self.token_ttl, self.max_page_size, self.end_date = token_ttl, max_page_size, end_date
+        self.guest_data_in_nonavailability, self.latency = guest_data_in_nonavailability, latency
+        self.data = SandboxData(self.today, seed)
+        seed_data(self.data, extra_units)
+        self._lock = threading.RLock()
+        self._tokens: dict[str, float] = {}  # encodedId -> expiry (time.time())
+        self._unit_faults: dict[str, list] = {}  # unit -> [status, remaining or None]
+        self._op_faults: dict[str, list] = {}  # op -> [status, remaining or None, retry_after]
+        self.requests: list[dict] = []
+        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.sandbox = self  # type: ignore[attr-defined]
+        self.host, self.port = host, self._httpd.server_address[1]
+        url_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        self.base_url = f"http://{url_host}:{self.port}"
+        self._thread: threading.Thread | None = None
+        self._serving = False  # serve_forever running (thread or foreground)
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        if self._thread is None:
+            self._serving = True
+            self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                            name="escapia-sandbox", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._serving:
+            self._httpd.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._httpd.server_close()
+
+    def serve_forever(self) -> None:
+        """Serve in the foreground until Ctrl-C (or :meth:`stop` from another thread)."""
+        self._serving = True
+        try:
+            self._httpd.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._serving = False
+            if not self._closed:
+                self._closed = True
+                self._httpd.server_close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- ground truth --------------------------------------------------------------------
+    def unit_ids(self) -> list[str]:
+        """nativePMSID of every distributed unit, in unit-code order."""
+        with self._lock:
+            return [u.id for u in self.data.search_units()]
+
+    def unit(self, unit_id: str) -> dict:
+        with self._lock:
+            u = self.data.units[unit_id]
+            return {"id": u.id, "code": u.code, "name": u.name}
+
+    def blocked_nights(self, unit_id: str, start: dt.date, end: dt.date) -> set[dt.date]:
+        """Nights ``start <= d < end`` covered by any active reservation or hold."""
+        with self._lock:
+            if unit_id not in self.data.units:
+                raise KeyError(unit_id)
+            return self.data.blocked_nights(unit_id, start, end)
+
+    def stays(self, unit_id: str) -> list[tuple[dt.date, dt.date]]:
+        """``[arrival, departure)`` of every active reservation and hold, sorted."""
+        with self._lock:
+            return sorted((r.start, r.end) for r in self.data.active(unit_id))
+
+    def reservations(self, unit_id: str) -> list[dict]:
+        """Active reservations/holds: ``{"id", "start", "end", "holdType"}`` (ISO dates)."""
+        with self._lock:
+            return [{"id": r.id, "start": r.start.isoformat(), "end": r.end.isoformat(),
+                     "holdType": r.hold_type} for r in self.data.active(unit_id)]
+
+    @property
+    def version(self) -> int:
+        """The change log's latest version (what GetReservationChanges reaches at the end)."""
+        with self._lock:
+            return self.data.version
+
+    # -- control -------------------------------------------------------------------------
+    def add_reservation(self, unit_id: str, start: dt.date, end: dt.date,
+                        hold_type: str | None = None) -> str:
+        with self._lock:
+            return self.data.add_reservation(unit_id, start, end, hold_type)
+
+    def cancel_reservation(self, reservation_id: str) -> None:
+        with self._lock:
+            self.data.cancel_reservation(reservation_id)
+
+    def move_reservation(self, reservation_id: str, start: dt.date, end: dt.date) -> None:
+        with self._lock:
+            self.data.move_reservation(reservation_id, start, end)
+
+    def fail_unit(self, unit_id: str, status: int = 500, times: int | None = None) -> None:
+        with self._lock:
+            self._unit_faults[unit_id] = [status, times]
+
+    def fail_operation(self, op: str, status: int, times: int | None = 1,
+                       retry_after: int | None = None) -> None:
+        op = OP_ALIASES.get(op, op)
+        if op not in OPERATIONS and op != TOKEN_OP:
+            raise ValueError(f"unknown operation {op!r}; one of {sorted(OPERATIONS)} or {TOKEN_OP!r}")
+        with self._lock:
+            self._op_faults[op] = [status, times, retry_after]
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._unit_faults.clear()
+            self._op_faults.clear()
+
+    def expire_tokens(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+    def request_count(self, op: str | None = None) -> int:
+        op = OP_ALIASES.get(op, op) if op else None
+        with self._lock:
+            return sum(1 for r in self.requests if op is None or r["op"] == op)
+
+    def reset_request_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    # -- serving (called from handler threads) -------------------------------------------
+    def _take_fault(self, faults: dict, key: Any) -> list | None:
+        with self._lock:
+            fault = faults.get(key)
+            if fault is None:
+                return None
+            if fault[1] is not None:
+                fault[1] -= 1
+                if fault[1] <= 0:
+                    del faults[key]
+            return fault
+
+    def _issue_token(self, headers: Mapping[str, str]) -> dict:
+        credentials = hsapi.basic_credentials(headers.get("Authorization"))
+        if credentials != (SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET):
+            raise ApiError(401, "invalid client credentials", {"WWW-Authenticate": 'Basic realm="hsapi"'})
+        token_id = str(uuid.uuid4())
+        encoded = base64.b64encode(token_id.encode()).decode()
+        expires = time.time() + self.token_ttl
+        with self._lock:
+            self._tokens[encoded] = expires
+        stamp = dt.datetime.fromtimestamp(expires, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"expiration": stamp, "id": token_id, "encodedId": encoded,
+                "authorizationHeaderValue": f"Bearer {encoded}"}
+
+    def _check_bearer(self, headers: Mapping[str, str]) -> None:
+        value = headers.get("Authorization") or ""
+        scheme, _, token = value.partition(" ")
+        with self._lock:
+            expiry = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if expiry is None or expiry <= time.time():
+            raise ApiError(401, "missing, unknown or expired bearer token",
+                           {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    def _serve_hsapi(self, method: str, path: str, query: dict, raw: bytes,
+                     headers: Mapping[str, str], ctx: dict) -> tuple[int, Any, dict]:
+        op = path[len("/hsapi/"):] if path.startswith("/hsapi/") else None
+        if op == TOKEN_OP:
+            expected, func, takes_body, needs_pmcid = "GET", None, False, False
+        elif op in OPERATIONS:
+            expected, func, takes_body, needs_pmcid = OPERATIONS[op]
+        else:
+            raise ApiError(404, f"no such operation: {path}")
+        ctx["op"] = op
+        if method != expected:
+            raise ApiError(405, f"{op} accepts {expected} only", {"Allow": expected})
+        if self.latency:
+            time.sleep(self.latency)
+        fault = self._take_fault(self._op_faults, op)
+        if fault is not None:
+            extra = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0",
+                     "X-RateLimit-Window": "60000"} if fault[0] == 429 else {}
+            if fault[2] is not None:
+                extra["Retry-After"] = str(fault[2])
+            raise ApiError(fault[0], "TooManyRequests" if fault[0] == 429 else "injected fault", extra)
+        if func is None:
+            return 200, self._issue_token(headers), {}
+        self._check_bearer(headers)
+        hsapi.check_headers(headers, needs_pmcid)
+        body = hsapi.parse_body(raw) if takes_body else None
+        if op == "GetUnitNonAvailability":
+            ctx["unit"] = body.get("nativePMSUnitID")
+            fault = self._take_fault(self._unit_faults, ctx["unit"]) if isinstance(ctx["unit"], str) else None
+            if fault is not None:
+                raise ApiError(fault[0], f"injected fault for unit {ctx['unit']!r}")
+        with self._lock:
+            return 200, func(self, body, query), {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "EscapiaSandbox/1.0"
+    disable_nagle_algorithm = True  # headers and body are separate writes
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def _handle(self, method: str) -> None:
+        sb: Sandbox = self.server.sandbox  # type: ignore[attr-defined]
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        raw = self.rfile.read(length) if length > 0 else b""
+        split = urlsplit(self.path)
+        path = unquote(split.path)
+        if path.startswith("/dragomanadapter/"):
+            path = path[len("/dragomanadapter"):]
+        query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        if path == "/_sandbox" or path.startswith("/_sandbox/"):
+            status, payload = control.handle(sb, method, path, query, raw)
+            self._send(status, payload, {})
+            return
+        ctx: dict = {"op": None, "unit": None}
+        try:
+            status, payload, extra = sb._serve_hsapi(method, path, query, raw, self.headers, ctx)
+        except ApiError as exc:
+            status, payload, extra = exc.status, {"status": exc.status, "message": exc.message}, exc.headers
+        headers = {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.headers.items()}
+        with sb._lock:  # logged before answering, so a client sees its request in the log
+            sb.requests.append({"method": method, "path": path, "op": ctx["op"], "unit": ctx["unit"],
+                                "status": status, "headers": headers})
+        self._send(status, hsapi.with_ids(payload), extra)
+
+    def _send(self, status: int, payload: Any, extra: dict) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
