@@ -98,17 +98,6 @@ def make_account(**overrides) -> HsapiAccount:
 
 
 @pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
-def waits() -> list[float]:
-    return []
-
-
-@pytest.fixture
 def state_dir(tmp_path):
     return tmp_path / "state"
 

@@ -33,18 +33,6 @@ OK_BODY = {"$id": "1", "results": [], "totalCount": 0, "pageSize": 100, "pageNum
 
 
 @pytest.fixture
-def rsps():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
-def waits() -> list[float]:
-    """The waits the client requested from its injected ``sleep``."""
-    return []
-
-
-@pytest.fixture
 def make_client(waits):
     def make(**policy) -> HttpClient:
         defaults = dict(retry_attempts=4, retry_initial_wait=0.5, retry_max_wait=30)

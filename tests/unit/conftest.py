@@ -1,0 +1,17 @@
+"""Fixtures shared by the unit tests of the HTTP layer and the sources."""
+
+import pytest
+import responses
+
+
+@pytest.fixture
+def rsps():
+    """A `responses` mock: no request leaves the process."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    """The waits a client requested from its injected ``sleep`` (append it as ``sleep``)."""
+    return []
