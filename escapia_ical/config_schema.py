@@ -2,8 +2,9 @@
 
 The schema is the single place that says which keys exist and what types they take.
 An ``x-messages`` entry in a (sub)schema overrides the generic message of a keyword,
-e.g. to explain a regular expression. Checks that need more than one value at once
-(duplicate names, paths, URLs) live in ``config.py``.
+e.g. to explain a regular expression. An account is validated against the schema of its
+``api`` (``ACCOUNT_SCHEMAS``). Checks that need more than one value at once (duplicate
+names, paths, URLs) live in ``config.py`` and ``config_accounts.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from jsonschema import Draft202012Validator, ValidationError
 from .yaml_positions import Path_, Problem
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
-SECRET_KEYS = frozenset({"client_id", "client_secret"})
+# Keys whose values are never shown in messages.
+SECRET_KEYS = frozenset({"client_id", "client_secret", "username", "password"})
 
 _TIMEOUT = {"type": "number", "exclusiveMinimum": 0}
 _WAIT = {"type": "number", "minimum": 0}
@@ -54,35 +56,83 @@ FEEDS_SCHEMA: dict[str, Any] = {
     },
 }
 
+_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 63,
+    "pattern": NAME_PATTERN,
+    "x-messages": {"pattern": "must match [a-z0-9][a-z0-9-]* (lowercase letters, digits, hyphens)"},
+}
+_UNITS = {
+    "type": ["string", "array"],
+    "x-messages": {"type": "must be \"all\" or a list of unit ids"},
+    "if": {"type": "string"},
+    "then": {"const": "all", "x-messages": {"const": "must be \"all\" or a list of unit ids"}},
+    "else": {"minItems": 1, "items": _ID},
+}
+
 HSAPI_ACCOUNT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["name", "api", "pmcid", "client_id", "client_secret"],
     "properties": {
-        "name": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 63,
-            "pattern": NAME_PATTERN,
-            "x-messages": {
-                "pattern": "must match [a-z0-9][a-z0-9-]* (lowercase letters, digits, hyphens)"
-            },
-        },
-        "api": {"enum": ["hsapi"], "x-messages": {"enum": "must be one of: hsapi"}},
+        "name": _NAME,
+        "api": {"const": "hsapi"},
         "base_url": _NON_EMPTY,
         "pmcid": _ID,
         "client_id": _NON_EMPTY,
         "client_secret": _NON_EMPTY,
-        "units": {
-            "type": ["string", "array"],
-            "x-messages": {"type": "must be \"all\" or a list of unit ids"},
-            "if": {"type": "string"},
-            "then": {"const": "all", "x-messages": {"const": "must be \"all\" or a list of unit ids"}},
-            "else": {"minItems": 1, "items": _ID},
-        },
+        "units": _UNITS,
         "end_date": {"enum": ["exclusive", "inclusive"]},
         "http": HTTP_SCHEMA,
     },
+}
+
+ESCAPIANET_ACCOUNT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "api", "username", "password"],
+    "properties": {
+        "name": _NAME,
+        "api": {"const": "escapianet"},
+        "base_url": _NON_EMPTY,
+        "username": _NON_EMPTY,
+        "password": _NON_EMPTY,
+        "property_manager_code": _ID,
+        "units": _UNITS,
+        "calendar_mode": {"enum": ["batch", "per_unit"]},
+        # DailyAvailability letters that mean "night blocked"; "A" means available.
+        "blocked_codes": {
+            "type": "string",
+            "minLength": 1,
+            "allOf": [
+                {"pattern": "^[A-Z]*$",
+                 "x-messages": {"pattern": "must be uppercase letters A-Z, e.g. UO"}},
+                {"pattern": "^[^A]*$", "x-messages": {"pattern": "must not contain A (available)"}},
+                {"pattern": r"^(?!.*(.).*\1)", "x-messages": {"pattern": "must not repeat a letter"}},
+            ],
+        },
+        "http": HTTP_SCHEMA,
+    },
+}
+
+# Each account is checked against the schema of its api, and only once its api is known:
+# a missing or unknown api is then the one problem reported for that account.
+ACCOUNT_SCHEMAS: dict[str, dict[str, Any]] = {
+    "hsapi": HSAPI_ACCOUNT_SCHEMA,
+    "escapianet": ESCAPIANET_ACCOUNT_SCHEMA,
+}
+ACCOUNT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["api"],
+    "properties": {"api": {"enum": list(ACCOUNT_SCHEMAS)}},
+    "allOf": [
+        {
+            "if": {"type": "object", "required": ["api"], "properties": {"api": {"const": api}}},
+            "then": schema,
+        }
+        for api, schema in ACCOUNT_SCHEMAS.items()
+    ],
 }
 
 CONFIG_SCHEMA: dict[str, Any] = {
@@ -96,7 +146,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "state_dir": _NON_EMPTY,
         "http": HTTP_SCHEMA,
         "feeds": FEEDS_SCHEMA,
-        "accounts": {"type": "array", "minItems": 1, "items": HSAPI_ACCOUNT_SCHEMA},
+        "accounts": {"type": "array", "minItems": 1, "items": ACCOUNT_SCHEMA},
     },
 }
 
@@ -117,10 +167,18 @@ def schema_problems(data: Any, is_sensitive: Callable[[Path_], bool]) -> list[Pr
             problems += [Problem(path + (k,), "unknown key") for k in error.instance if k not in known]
         elif error.validator == "required":
             missing = [k for k in error.validator_value if k not in error.instance]
-            problems += [Problem(path, f"missing required key '{k}'") for k in missing]
+            problems += [Problem(path, f"missing required key '{k}'{_choices(error.schema, k)}")
+                         for k in missing]
         else:
             problems.append(Problem(path, _describe(error, is_sensitive(path))))
     return problems
+
+
+def _choices(schema: dict[str, Any], key: str) -> str:
+    """Given an object schema and one of its keys, return " (one of: ...)" if the key takes
+    one of a fixed set of values, else ""."""
+    values = schema.get("properties", {}).get(key, {}).get("enum")
+    return f" (one of: {', '.join(map(str, values))})" if values else ""
 
 
 def _describe(error: ValidationError, sensitive: bool) -> str:

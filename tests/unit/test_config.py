@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from escapia_ical.config import (
+    ESCAPIANET_DEFAULT_BASE_URL,
     HSAPI_DEFAULT_BASE_URL,
     Config,
+    EscapianetAccount,
     FeedSettings,
     HsapiAccount,
     HttpPolicy,
@@ -234,8 +236,9 @@ def test_missing_keys_reported_at_parent_line(tmp_path):
 
 
 def test_unknown_api_and_empty_accounts(tmp_path):
-    path = write(tmp_path, MINIMAL.replace("api: hsapi", "api: escapianet"))
-    assert problems(path) == [f"{path}:5: accounts[0].api: must be one of: hsapi"]
+    path = write(tmp_path, MINIMAL.replace("api: hsapi", "api: soap"))
+    assert problems(path) == [
+        f"{path}:5: accounts[0].api: must be one of: hsapi, escapianet (got 'soap')"]
     path = write(tmp_path, "output_dir: out\nstate_dir: st\naccounts: []\n")
     assert problems(path) == [f"{path}:3: accounts: must not be an empty list"]
 
@@ -410,3 +413,214 @@ def test_secret_values_never_appear_in_messages(tmp_path):
 def test_secret_not_in_repr(tmp_path):
     config = load_config(minimal(tmp_path), {"SECRET": "hidden-value"})
     assert "hidden-value" not in repr(config)
+
+
+# --- api: escapianet --------------------------------------------------------------------
+
+# Line 4: the account item (name), 5..7: its keys; account_extra starts at line 8.
+ESCAPIANET_MINIMAL = """\
+output_dir: out
+state_dir: state
+accounts:
+  - name: maui-soap
+    api: escapianet
+    username: soap-user
+    password: ${SECRET}
+"""
+
+
+def escapianet(tmp_path: Path, account_extra: str = "", **kw) -> Path:
+    return write(tmp_path, ESCAPIANET_MINIMAL + account_extra, **kw)
+
+
+def test_escapianet_account_loads_with_defaults(tmp_path):
+    config = load_config(escapianet(tmp_path), {"SECRET": "pw"})
+    assert config.accounts == (
+        EscapianetAccount(
+            name="maui-soap",
+            username="soap-user",
+            password="pw",
+            base_url=ESCAPIANET_DEFAULT_BASE_URL,
+            property_manager_code=None,
+            units="all",
+            calendar_mode="batch",
+            blocked_codes="UO",
+            http=HttpPolicy(),
+            api="escapianet",
+            line=4,
+        ),
+    )
+    assert ESCAPIANET_DEFAULT_BASE_URL == "https://api.escapia.com"
+
+
+def test_mixed_hsapi_and_escapianet_file(tmp_path):
+    text = DOCUMENTED_EXAMPLE + """\
+  - name: maui-soap
+    api: escapianet
+    base_url: http://127.0.0.1:8080/soap/
+    username: ${MAUI_USER}
+    password: ${MAUI_PASSWORD}
+    property_manager_code: 1911
+    units: [A1, 12]
+    calendar_mode: per_unit
+    blocked_codes: UOH
+    http: {retry_attempts: 2}
+"""
+    env = {**ENV, "MAUI_USER": "maui", "MAUI_PASSWORD": "maui-pw"}
+    config = load_config(write(tmp_path, text), env)
+    assert [type(a) for a in config.accounts] == [HsapiAccount, EscapianetAccount]
+    assert config.accounts[0].line == 15
+    assert config.accounts[1] == EscapianetAccount(
+        name="maui-soap",
+        username="maui",
+        password="maui-pw",
+        base_url="http://127.0.0.1:8080/soap",
+        property_manager_code="1911",
+        units=("A1", "12"),
+        calendar_mode="per_unit",
+        blocked_codes="UOH",
+        http=HttpPolicy(5.0, 30.0, 2, 1.0, 60.0),
+        api="escapianet",
+        line=24,
+    )
+    assert config.account("maui-soap") is config.accounts[1]
+
+
+def test_hsapi_keys_rejected_in_escapianet_account(tmp_path):
+    path = escapianet(tmp_path, "    pmcid: 1\n    client_id: x\n    client_secret: y\n"
+                                "    end_date: inclusive\n")
+    assert problems(path) == [
+        f"{path}:8: accounts[0].pmcid: unknown key",
+        f"{path}:9: accounts[0].client_id: unknown key",
+        f"{path}:10: accounts[0].client_secret: unknown key",
+        f"{path}:11: accounts[0].end_date: unknown key",
+    ]
+
+
+def test_escapianet_keys_rejected_in_hsapi_account(tmp_path):
+    path = minimal(tmp_path, account_extra=(
+        "    username: u\n    password: p\n    property_manager_code: '1'\n"
+        "    calendar_mode: batch\n    blocked_codes: UO\n"))
+    assert problems(path) == [
+        f"{path}:9: accounts[0].username: unknown key",
+        f"{path}:10: accounts[0].password: unknown key",
+        f"{path}:11: accounts[0].property_manager_code: unknown key",
+        f"{path}:12: accounts[0].calendar_mode: unknown key",
+        f"{path}:13: accounts[0].blocked_codes: unknown key",
+    ]
+
+
+def test_escapianet_missing_username_and_password(tmp_path):
+    path = write(tmp_path, "\n".join(ESCAPIANET_MINIMAL.splitlines()[:5]) + "\n")
+    assert problems(path) == [
+        f"{path}:4: accounts[0]: missing required key 'username'",
+        f"{path}:4: accounts[0]: missing required key 'password'",
+    ]
+    path = write(tmp_path, ESCAPIANET_MINIMAL.replace("soap-user", "''"))
+    assert problems(path) == [f"{path}:6: accounts[0].username: must not be empty"]
+
+
+def test_missing_or_unknown_api_is_the_only_problem_of_its_account(tmp_path):
+    text = ESCAPIANET_MINIMAL.replace("    api: escapianet\n", "") + (
+        "    client_id: x\n    blocked_codes: a\n    base_url: ftp://x\n"
+        "  - name: second\n    api: [escapianet]\n    colour: red\n"
+        "  - just-a-string\n")
+    path = write(tmp_path, text)
+    assert problems(path) == [
+        f"{path}:4: accounts[0]: missing required key 'api' (one of: hsapi, escapianet)",
+        f"{path}:11: accounts[1].api: must be one of: hsapi, escapianet (got ['escapianet'])",
+        f"{path}:13: accounts[2]: must be a mapping (got a string)",
+    ]
+
+
+def test_escapianet_bad_calendar_mode(tmp_path):
+    path = escapianet(tmp_path, "    calendar_mode: parallel\n")
+    assert problems(path) == [
+        f"{path}:8: accounts[0].calendar_mode: must be one of: batch, per_unit (got 'parallel')"]
+
+
+@pytest.mark.parametrize("codes, expected", [
+    ("uo", "must be uppercase letters A-Z, e.g. UO"),
+    ("U O", "must be uppercase letters A-Z, e.g. UO"),
+    ("UA", "must not contain A (available)"),
+    ("A", "must not contain A (available)"),
+    ("''", "must not be empty"),
+    ("UOU", "must not repeat a letter"),
+    ("7", "must be a string (got an integer)"),
+])
+def test_escapianet_blocked_codes_rules(tmp_path, codes, expected):
+    path = escapianet(tmp_path, f"    blocked_codes: {codes}\n")
+    assert problems(path) == [f"{path}:8: accounts[0].blocked_codes: {expected}"]
+
+
+@pytest.mark.parametrize("codes", ["U", "UOB", "ZYX"])
+def test_escapianet_blocked_codes_stored_as_given(tmp_path, codes):
+    path = escapianet(tmp_path, f"    blocked_codes: {codes}\n")
+    assert load_config(path, {"SECRET": "s"}).accounts[0].blocked_codes == codes
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("    property_manager_code: true\n",
+     "accounts[0].property_manager_code: must be a string or an integer (got true or false)"),
+    ("    property_manager_code: ''\n", "accounts[0].property_manager_code: must not be empty"),
+    ("    base_url: https://\n", "accounts[0].base_url: must be an http(s) URL with a host, "
+                                  "e.g. https://api.escapia.com"),
+    ("    base_url: http://api.escapia.com\n",
+     "accounts[0].base_url: plain http is only allowed for loopback; use https"),
+    ("    units: [X1, X1]\n", "accounts[0].units[1]: duplicate unit id 'X1' (first at line 8)"),
+    ("    units: []\n", "accounts[0].units: must not be an empty list"),
+    ("    units: some\n", 'accounts[0].units: must be "all" or a list of unit ids'),
+    ("    http: {read_timeout: 0}\n", "accounts[0].http.read_timeout: must be greater than 0 (got 0)"),
+])
+def test_escapianet_other_keys_follow_hsapi_rules(tmp_path, extra, expected):
+    path = escapianet(tmp_path, extra)
+    assert problems(path) == [f"{path}:8: {expected}"]
+
+
+def test_escapianet_password_never_appears_in_messages(tmp_path):
+    text = ESCAPIANET_MINIMAL.replace("username: soap-user", "username: [user-918273]") \
+        .replace("password: ${SECRET}", "password: 987654321") + """\
+  - name: second
+    api: escapianet
+    username: u
+    password: {pass-hunter2: 1}
+    password: [pass-hunter3]
+  - name: third
+    api: hsapi
+    pmcid: 1
+    client_id: i
+    client_secret: s
+    password: pass-other-77
+"""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    for secret in ("user-918273", "987654321", "hunter2", "hunter3", "pass-other-77"):
+        assert secret not in str(caught.value)
+    assert caught.value.problems == [
+        f"{path}:6: accounts[0].username: must be a string (got a list)",
+        f"{path}:7: accounts[0].password: must be a string (got an integer)",
+        f"{path}:12: accounts[1].password: duplicate key (first at line 11)",
+        f"{path}:12: accounts[1].password: must be a string (got a list)",
+        f"{path}:18: accounts[2].password: unknown key",
+    ]
+    path = write(tmp_path, ESCAPIANET_MINIMAL.replace("${SECRET}", "${SECRET}[x]"))
+    [account] = load_config(path, {"SECRET": "pw-777"}).accounts
+    assert account.password == "pw-777[x]"
+    assert "pw-777" not in repr(account)
+
+
+def test_duplicate_account_names_across_apis(tmp_path):
+    text = MINIMAL + ESCAPIANET_MINIMAL.split("accounts:\n")[1].replace("maui-soap", "main")
+    path = write(tmp_path, text)
+    assert problems(path) == [
+        f"{path}:9: accounts[1].name: duplicate account name 'main' (first at line 4)"]
+
+
+def test_permission_warning_for_literal_escapianet_password(tmp_path):
+    path = write(tmp_path, ESCAPIANET_MINIMAL.replace("${SECRET}", "literal-pw"), mode=0o640)
+    assert load_config(path, {}).warnings == (
+        f"{path}: holds secrets but is readable by group/others (mode 0640); "
+        "chmod 600 it or use ${VAR}",)
+    path = escapianet(tmp_path / "env", mode=0o644)  # password from ${SECRET}
+    assert load_config(path, {"SECRET": "s"}).warnings == ()
