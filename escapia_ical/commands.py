@@ -18,21 +18,25 @@ from escapia_ical.config import Account, Config, load_config
 from escapia_ical.errors import ConfigError, UnitNotFound
 from escapia_ical.filenames import feed_filename
 from escapia_ical.lock import sync_lock
-from escapia_ical.model import FeedWindow
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState
 from escapia_ical.status import record_run
-from escapia_ical.sync import Progress, SyncOptions, SyncReport, build_feed, run_sync
+from escapia_ical.sync import Progress, SyncOptions, SyncReport, build_feed, feed_window, run_sync
 
 log = logging.getLogger(__name__)
 
 
-def load(config_path: Path) -> Config:
-    """Load the configuration and show its warnings (once) on stderr."""
+def load(config_path: Path, *, warn: bool = True) -> Config:
+    """Load the configuration; show its warnings (once) on stderr unless ``warn`` is off."""
     config = load_config(config_path)
+    if warn:
+        show_warnings(config)
+    return config
+
+
+def show_warnings(config: Config) -> None:
     for warning in config.warnings:
         log.warning("%s", warning)
-    return config
 
 
 def account_named(config: Config, name: str) -> Account:
@@ -45,24 +49,36 @@ def account_named(config: Config, name: str) -> Account:
 
 def sync(config_path: Path, accounts: Sequence[str], units: Sequence[str], *, dry_run: bool,
          force: bool, verbosity: int) -> int:
-    config = load(config_path)
+    # Warnings wait for the lock: a run that finds another one running stays silent.
+    config = load(config_path, warn=False)
     for name in accounts:
         account_named(config, name)
-    started, clock = dt.datetime.now(dt.UTC), time.monotonic()
     show_bar = sys.stderr.isatty() and verbosity >= 0
     options = SyncOptions(accounts=accounts, units=units, dry_run=dry_run, force=force,
                           progress=_TerminalProgress() if show_bar else Progress())
     if dry_run:
-        report = run_sync(config, options)
+        show_warnings(config)
+        report = _timed_sync(config, options)
+        _print_dry_run(report)
     else:
         with sync_lock(config.state_dir):
-            report = run_sync(config, options)
-            code = 0 if report.ok else 1
-            record_run(config.state_dir, report, started, dt.datetime.now(dt.UTC), code)
-    if dry_run:
-        _print_dry_run(report)
-    _log_summary(report, time.monotonic() - clock)
+            show_warnings(config)
+            report = _timed_sync(config, options, record=True)
     return 0 if report.ok else 1
+
+
+def _timed_sync(config: Config, options: SyncOptions, *, record: bool = False) -> SyncReport:
+    """Run the sync, log its summary, and (``record``) write status.json, even if it died."""
+    started, clock = dt.datetime.now(dt.UTC), time.monotonic()
+    report, code = SyncReport(), 70
+    try:
+        report = run_sync(config, options)
+        code = 0 if report.ok else 1
+    finally:
+        if record:
+            record_run(config.state_dir, report, started, dt.datetime.now(dt.UTC), code)
+    _log_summary(report, time.monotonic() - clock)
+    return report
 
 
 def check_config(config_path: Path, verbosity: int) -> int:
@@ -92,7 +108,7 @@ def show(config_path: Path, account_name: str, unit_id: str) -> int:
     unit = next((u for u in source.list_units() if u.id == unit_id), None)
     if unit is None:
         raise UnitNotFound(f"{account.name}: unit {unit_id!r} is not distributed by Escapia")
-    window = FeedWindow.around(dt.date.today(), config.feeds.past_days, config.feeds.future_days)
+    window = feed_window(config)
     stamps = AccountState(config.state_dir, account.name).feed_stamps()
     content, _, _ = build_feed(config, account, source, unit, window, stamps,
                                dt.datetime.now(dt.UTC))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 
 from icalendar import Calendar, Event, vDuration
@@ -20,6 +21,8 @@ from escapia_ical.model import Unit
 from escapia_ical.ranges import FeedBlock
 
 PRODID = f"-//escapia-ical//escapia-ical {__version__}//EN"
+MAX_NAME = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 REFRESH = dt.timedelta(minutes=5)
 
 
@@ -33,6 +36,16 @@ def event_uid(account: str, unit_id: str, block: FeedBlock, domain: str) -> str:
     return f"{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}"
 
 
+def display_name(unit: Unit) -> str:
+    """Return the calendar's name: the unit's name (or code, or id) as one clean line.
+
+    Names come from Escapia; a CR, LF or other control character in one would break the
+    iCalendar content line (or crash the renderer), so they become spaces.
+    """
+    raw = unit.name or unit.code or unit.id
+    return " ".join(_CONTROL.sub(" ", raw).split())[:MAX_NAME] or unit.id[:MAX_NAME] or "unit"
+
+
 def content_digest(unit: Unit, blocks: Sequence[FeedBlock], settings: FeedSettings) -> str:
     """Return a digest of everything a feed shows except DTSTAMP.
 
@@ -42,7 +55,7 @@ def content_digest(unit: Unit, blocks: Sequence[FeedBlock], settings: FeedSettin
     """
     material = {
         "version": __version__,
-        "name": unit.name,
+        "name": display_name(unit),
         "summary": settings.summary,
         "domain": settings.uid_domain,
         "blocks": [[b.shown.start.isoformat(), b.shown.end.isoformat(),
@@ -68,7 +81,7 @@ def render_feed(
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
-    title = unit.name or unit.code or unit.id
+    title = display_name(unit)
     calendar.add("x-wr-calname", title)
     calendar.add("name", title)
     calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})

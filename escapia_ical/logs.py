@@ -11,15 +11,13 @@ import logging
 import sys
 from pathlib import Path
 
-from escapia_ical.errors import ConfigError
-
 PROGRAM = "escapia-ical"
 
 
 def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     """Configure the root logger. ``verbosity``: -1 quiet, 0 normal, 1 -v, 2 -vv.
 
-    Raise ConfigError if the log file cannot be opened.
+    A log file that cannot be opened is a warning, not a reason to leave feeds stale.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -29,17 +27,19 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     console.setLevel({-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
     console.setFormatter(_ConsoleFormatter())
     root.addHandler(console)
+    # Library chatter (connection pools, retries) only when asked for everything.
+    for noisy in ("urllib3", "requests"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
     if log_file is not None:
         try:
             file_handler = logging.FileHandler(log_file, encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"{log_file}: cannot open log file: {exc.strerror or exc}") from None
+            logging.getLogger(__name__).warning(
+                "cannot open log file %s (%s); logging to stderr only", log_file, exc.strerror or exc)
+            return
         file_handler.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
         root.addHandler(file_handler)
-    # Library chatter (connection pools, retries) only when asked for everything.
-    for noisy in ("urllib3", "requests"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
 
 
 class _ConsoleFormatter(logging.Formatter):

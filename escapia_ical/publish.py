@@ -32,7 +32,7 @@ def publish_feed(path: Path, content: bytes, *, force: bool = False) -> bool:
     bytes, same mtime, so HTTP validators stay valid). ``force`` rewrites anyway. Raise
     PublishError if the folder or file cannot be written; the old file is then intact.
     """
-    if not force and _current_bytes(path) == content:
+    if not force and current_bytes(path) == content:
         return False
     folder = path.parent
     temp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
@@ -72,7 +72,8 @@ def clean_temp_files(folder: Path) -> int:
     return removed
 
 
-def _current_bytes(path: Path) -> bytes | None:
+def current_bytes(path: Path) -> bytes | None:
+    """Return the file's bytes, or None if it cannot be read."""
     try:
         return path.read_bytes()
     except OSError:

@@ -45,8 +45,11 @@ def range_from_api(
     if end < start:
         log.warning("%signored range %s..%s: end before start", where, start, end)
         return None
-    if end == start or end_date == "inclusive":
-        end = end + ONE_DAY
+    if start == dt.date.max:
+        log.warning("%signored range %s..%s: no date follows it", where, start, end)
+        return None
+    if (end == start or end_date == "inclusive") and end < dt.date.max:
+        end = end + ONE_DAY  # (at date.max the last night is lost: it is past any window)
     return BlockedRange(start, end)
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from escapia_ical.state import read_json, write_json
+
+if TYPE_CHECKING:
+    from escapia_ical.sync import SyncReport
 
 STATUS_VERSION = 1
 
@@ -30,7 +33,7 @@ def load_status(state_dir: Path) -> dict[str, Any]:
     return data
 
 
-def record_run(state_dir: Path, report, started: dt.datetime, finished: dt.datetime,
+def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finished: dt.datetime,
                exit_code: int) -> None:
     """Merge ``report`` (a SyncReport) into status.json and write it atomically."""
     status = load_status(state_dir)
@@ -47,6 +50,7 @@ def record_run(state_dir: Path, report, started: dt.datetime, finished: dt.datet
         if result.error is None:
             entry["last_success"] = when
         entry["requests"] = _plain(result.requests)
+        entry["responses"] = _plain({f"{op} {status}": n for (op, status), n in result.responses.items()})
         for outcome in result.units:
             unit = entry["units"].setdefault(outcome.unit_id, {})
             unit["last_attempt"] = when

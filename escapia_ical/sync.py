@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from escapia_ical.config import Account, Config
-from escapia_ical.errors import AuthError, PublishError, SourceError
+from escapia_ical.errors import AuthError, EscapiaIcalError, SourceError
 from escapia_ical.feed import content_digest, render_feed
 from escapia_ical.filenames import feed_filename
 from escapia_ical.model import FeedWindow, Unit
-from escapia_ical.publish import clean_temp_files, publish_feed
+from escapia_ical.publish import clean_temp_files, current_bytes, publish_feed
 from escapia_ical.ranges import feed_blocks
 from escapia_ical.sources import Source, make_source
 from escapia_ical.state import AccountState
@@ -44,6 +44,7 @@ class AccountResult:
     error: str | None = None
     units: list[UnitOutcome] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
+    responses: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operation, status)
 
 
 @dataclass
@@ -91,8 +92,7 @@ def run_sync(config: Config, options: SyncOptions) -> SyncReport:
     holds the sync lock (unless this is a dry run, which writes no feed).
     """
     report = SyncReport()
-    today = options.today or dt.date.today()
-    window = FeedWindow.around(today, config.feeds.past_days, config.feeds.future_days)
+    window = feed_window(config, options.today)
     found_units: set[str] = set()
     for account in config.accounts:
         if options.accounts and account.name not in options.accounts:
@@ -102,30 +102,54 @@ def run_sync(config: Config, options: SyncOptions) -> SyncReport:
         source = make_source(account, config.state_dir, sleep=options.sleep)
         try:
             _sync_account(config, account, source, window, options, result, found_units)
-        except SourceError as exc:
-            result.error = str(exc)
-            log.error("%s: %s", account.name, exc)
-        except PublishError as exc:
-            result.error = str(exc)
-            log.error("%s: %s", account.name, exc)
+        except Exception as exc:  # noqa: BLE001 - one account must never stop the others
+            result.error = describe(exc, account)
+            log.error("%s: %s", account.name, result.error)
+            log.debug("%s: details", account.name, exc_info=not isinstance(exc, EscapiaIcalError))
         finally:
             result.requests = Counter(source.requests_by_operation)
+            result.responses = Counter(source.responses_by_status)
     report.unknown_units = [u for u in options.units if u not in found_units]
     for unit_id in report.unknown_units:
         log.error("unit %r is not distributed by any selected account", unit_id)
     return report
 
 
+def feed_window(config: Config, today: dt.date | None = None) -> FeedWindow:
+    """Return the nights feeds show: ``past_days`` back to ``future_days`` ahead of today
+    (the host's local date)."""
+    return FeedWindow.around(today or dt.date.today(), config.feeds.past_days, config.feeds.future_days)
+
+
+def describe(exc: Exception, account: Account) -> str:
+    """Return the one-line message of a failure, with the account's secrets masked (a
+    server may echo them back). Unexpected exceptions are named by their class."""
+    if isinstance(exc, EscapiaIcalError):
+        message = str(exc)
+    else:
+        message = f"unexpected {exc.__class__.__name__}: {exc} (a bug; -vv shows the traceback)"
+    for secret in account.secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return " ".join(message.split())
+
+
 def _sync_account(config: Config, account: Account, source: Source, window: FeedWindow,
                   options: SyncOptions, result: AccountResult, found_units: set[str]) -> None:
     folder = config.output_dir / account.name
+    state = AccountState(config.state_dir, account.name)
     if not options.dry_run:
         clean_temp_files(folder)
+        clean_temp_files(state.folder)  # a crash mid-write may have left a token copy
     listed = source.list_units()
+    stamps = state.feed_stamps()
+    if not listed and stamps and not options.force:
+        # Units do not vanish all at once: more likely an API or distribution fault.
+        # Their feeds stay as they are; --force accepts the empty list.
+        raise SourceError(f"Escapia lists no units, but {len(stamps)} feeds were published "
+                          "before; keeping them (--force accepts the empty list)")
     units = _select_units(account, listed, options.units, result)
     found_units.update(u.id for u in units)
-    state = AccountState(config.state_dir, account.name)
-    stamps = state.feed_stamps()
     options.progress.begin(account.name, len(units))
     try:
         for index, unit in enumerate(units):
@@ -135,12 +159,12 @@ def _sync_account(config: Config, account: Account, source: Source, window: Feed
                 _sync_unit(config, account, source, unit, window, options, outcome, stamps)
             except AuthError as exc:
                 # The credentials stopped working: the rest of the account cannot succeed.
-                _fail(outcome, exc)
-                result.units.extend(UnitOutcome(account.name, rest.id, error=str(exc))
+                _fail(outcome, exc, account)
+                result.units.extend(UnitOutcome(account.name, rest.id, error=outcome.error)
                                     for rest in units[index + 1:])
                 raise
-            except (SourceError, PublishError) as exc:
-                _fail(outcome, exc)
+            except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
+                _fail(outcome, exc, account)
             options.progress.step()
     finally:
         options.progress.end()
@@ -172,7 +196,7 @@ def _sync_unit(config: Config, account: Account, source: Source, unit: Unit, win
     content, stamp, outcome.events = build_feed(config, account, source, unit, window, stamps,
                                                 options.now())
     if options.dry_run:
-        outcome.rewritten = options.force or _read(outcome.path) != content
+        outcome.rewritten = options.force or current_bytes(outcome.path) != content
         return
     outcome.rewritten = publish_feed(outcome.path, content, force=options.force)
     stamps[outcome.path.name] = stamp
@@ -192,8 +216,7 @@ def _select_units(account: Account, listed: list[Unit], requested: Sequence[str]
             if requested and missing not in requested:
                 continue
             outcome = UnitOutcome(account.name, missing)
-            _fail(outcome, SourceError("configured unit is not distributed by Escapia "
-                                       "(not in SearchUnitSummaries)"))
+            _fail(outcome, SourceError("configured unit is not distributed by Escapia"), account)
             result.units.append(outcome)
     if requested:
         chosen = [u for u in chosen if u.id in requested]
@@ -202,13 +225,8 @@ def _select_units(account: Account, listed: list[Unit], requested: Sequence[str]
     return chosen
 
 
-def _fail(outcome: UnitOutcome, exc: Exception) -> None:
-    outcome.error = str(exc)
-    log.error("%s/%s: %s", outcome.account, outcome.unit_id, exc)
-
-
-def _read(path: Path | None) -> bytes | None:
-    try:
-        return path.read_bytes() if path else None
-    except OSError:
-        return None
+def _fail(outcome: UnitOutcome, exc: Exception, account: Account) -> None:
+    outcome.error = describe(exc, account)
+    log.error("%s/%s: %s", outcome.account, outcome.unit_id, outcome.error)
+    log.debug("%s/%s: details", outcome.account, outcome.unit_id,
+              exc_info=not isinstance(exc, EscapiaIcalError))

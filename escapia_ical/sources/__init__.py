@@ -16,7 +16,8 @@ from escapia_ical.model import BlockedRange, FeedWindow, Unit
 
 
 class Source(Protocol):
-    requests_by_operation: Counter[str]
+    requests_by_operation: Counter[str]  # requests sent, retries included
+    responses_by_status: Counter[tuple[str, str]]  # (operation, HTTP status or "timeout"/"error")
 
     def list_units(self) -> list[Unit]:
         """Return every unit Escapia distributes to us for this account.
@@ -35,6 +36,10 @@ class Source(Protocol):
 
 def make_source(account: Account, state_dir: Path, *, sleep=None, now=None) -> Source:
     """Return the source client for ``account``."""
+    if account.api == "escapianet":
+        from escapia_ical.sources.escapianet import EscapianetSource
+
+        return EscapianetSource(account, sleep=sleep)
     from escapia_ical.sources.hsapi import HsapiSource
 
     return HsapiSource(account, state_dir, sleep=sleep, now=now or _utcnow)

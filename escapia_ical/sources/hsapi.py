@@ -10,16 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from escapia_ical.config import HsapiAccount
-from escapia_ical.errors import AuthError, SourceError, UnitNotFound
+from escapia_ical.errors import AuthError, PublishError, SourceError, UnitNotFound
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.ranges import range_from_api
+from escapia_ical.sources.dates import parse_api_date
 from escapia_ical.sources.hsapi_decode import (
-    parse_date,
     parse_json,
     parse_nonavailability,
     parse_unit_page,
@@ -33,6 +34,8 @@ API_HEADERS = {"x-homeaway-hasp-api-version": "10", "x-homeaway-hasp-api-endsyst
 PAGE_SIZE = 100
 MAX_PAGES = 10_000
 TOKEN_MARGIN = dt.timedelta(seconds=60)  # never send a token this close to its expiry
+# A token goes into a header: printable ASCII only (no CR/LF that would split it).
+_BEARER = re.compile(r"Bearer [\x21-\x7e]{1,4096}")
 
 
 class HsapiSource:
@@ -43,6 +46,7 @@ class HsapiSource:
         self.account = account
         self.http = HttpClient(account.http, sleep=sleep)
         self.requests_by_operation = self.http.requests_by_operation
+        self.responses_by_status = self.http.responses_by_status
         self._token_path = AccountState(state_dir, account.name).token_path
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._authorization: str | None = None
@@ -115,7 +119,7 @@ class HsapiSource:
         if isinstance(cached, dict) and cached.get("fingerprint") == self._fingerprint():
             try:
                 expires = dt.datetime.fromisoformat(cached["expiration"])
-                if self._now() + TOKEN_MARGIN < expires and cached["authorization"].startswith("Bearer "):
+                if self._now() + TOKEN_MARGIN < expires and _BEARER.fullmatch(cached["authorization"]):
                     self._authorization = cached["authorization"]
                     return self._authorization
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -126,8 +130,9 @@ class HsapiSource:
     def _new_token(self) -> str:
         url = f"{self.account.base_url}/hsapi/auth/token"
         try:
-            result = self.http.request("GET", url, operation="auth/token",
-                                       auth=(self.account.client_id, self.account.client_secret))
+            # UTF-8 bytes: requests would encode str credentials as latin-1 and fail on "€".
+            credentials = (self.account.client_id.encode(), self.account.client_secret.encode())
+            result = self.http.request("GET", url, operation="auth/token", auth=credentials)
         except HttpStatusError as exc:
             if exc.status in (401, 403):
                 raise AuthError(f"auth/token: credentials refused (HTTP {exc.status})") from None
@@ -136,17 +141,21 @@ class HsapiSource:
         if not isinstance(body, dict):
             raise SourceError("auth/token: expected a TokenCreationResult object")
         header = body.get("authorizationHeaderValue")
-        if not (isinstance(header, str) and header.startswith("Bearer ")):
+        if not (isinstance(header, str) and _BEARER.fullmatch(header)):
             encoded = body.get("encodedId")
-            if not isinstance(encoded, str) or not encoded:
-                raise SourceError("auth/token: answer has neither authorizationHeaderValue nor encodedId")
+            if not isinstance(encoded, str) or not _BEARER.fullmatch(f"Bearer {encoded}"):
+                raise SourceError("auth/token: answer holds no usable token "
+                                  "(authorizationHeaderValue or encodedId)")
             header = f"Bearer {encoded}"
         expires = _parse_expiration(body.get("expiration"))
         if expires is None:
             log.warning("%s: token answer has no usable expiration; not caching it", self.account.name)
         else:
-            write_json(self._token_path, {"fingerprint": self._fingerprint(),
-                                          "expiration": expires.isoformat(), "authorization": header})
+            try:
+                write_json(self._token_path, {"fingerprint": self._fingerprint(),
+                                              "expiration": expires.isoformat(), "authorization": header})
+            except PublishError as exc:  # the token works; only its reuse is lost
+                log.warning("%s: %s; the token is not cached", self.account.name, exc)
         return header
 
     def _fingerprint(self) -> str:
@@ -162,7 +171,7 @@ def _parse_expiration(value: Any) -> dt.datetime | None:
         expires = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         try:
-            day = parse_date(value, "expiration")
+            day = parse_api_date(value, "expiration")
         except SourceError:
             return None
         expires = dt.datetime.combine(day, dt.time())

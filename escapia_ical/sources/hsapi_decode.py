@@ -12,29 +12,15 @@ from typing import Any
 
 from escapia_ical.errors import SourceError
 from escapia_ical.model import Unit
+from escapia_ical.sources.dates import parse_api_date as parse_date
 
 
 def parse_json(body: bytes, operation: str) -> Any:
     """Return the decoded JSON body. Raise SourceError if it is not JSON."""
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise SourceError(f"{operation}: answer is not valid JSON ({exc.__class__.__name__})") from None
-
-
-def parse_date(value: Any, what: str) -> dt.date:
-    """Given ``YYYY-MM-DD`` (or a midnight ``YYYY-MM-DDT00:00:00…``), return the date."""
-    if not isinstance(value, str):
-        raise SourceError(f"{what}: expected a date string, got {_kind(value)}")
-    text = value
-    if len(text) > 10 and text[10] == "T":
-        if not text[11:19].startswith("00:00:00"):
-            raise SourceError(f"{what}: expected a date, got a time of day {value[:40]!r}")
-        text = text[:10]
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise SourceError(f"{what}: not a date: {value[:40]!r}") from None
 
 
 def parse_unit_page(body: Any) -> tuple[list[Unit], int | None, list[str]]:

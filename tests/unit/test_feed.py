@@ -93,7 +93,18 @@ def test_long_names_fold_at_75_octets_and_unicode_survives():
     assert all(len(line) <= 75 for line in ics.split(b"\r\n"))
     assert b"\n" not in ics.replace(b"\r\n", b"")
     parsed = icalendar.Calendar.from_ical(ics)
-    assert str(parsed["X-WR-CALNAME"]) == unit.name
+    assert str(parsed["X-WR-CALNAME"]) == unit.name.strip()
+
+
+def test_control_characters_in_a_name_cannot_break_the_feed():
+    import vobject
+
+    unit = Unit(id="1", name="Line\r\nbreak\x00\x1b[31m\u2028Villa\tNo. 5")
+    ics = render(("2026-12-01", "2026-12-02"), unit=unit)
+    assert b"X-WR-CALNAME:Line break [31m Villa No. 5\r\n" in ics
+    assert events(ics) == [(D(2026, 12, 1), D(2026, 12, 2))]
+    assert vobject.readOne(ics.decode()).x_wr_calname.value == "Line break [31m Villa No. 5"
+    assert b"NAME:unit\r\n" in render(unit=Unit(id="", name="\n\n"))
 
 
 def test_summary_and_domain_come_from_settings():

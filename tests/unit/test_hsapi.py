@@ -192,7 +192,7 @@ def test_bearer_falls_back_to_encoded_id_without_authorization_header_value(rsps
 def test_token_answer_without_any_bearer_is_a_source_error(rsps, make_source):
     rsps.add(responses.GET, TOKEN_URL, json={"$id": "1", "expiration": TOKEN_EXPIRES, "id": "x"})
     add_one_unit_page(rsps)
-    with pytest.raises(SourceError, match="neither authorizationHeaderValue nor encodedId"):
+    with pytest.raises(SourceError, match="holds no usable token"):
         make_source().list_units()
     assert calls_to(rsps, UNITS_URL) == []
 

@@ -18,6 +18,15 @@ def test_first_publish_writes_file_with_mode_0644_and_no_temp_left(tmp_path):
     assert os.listdir(path.parent) == ["1.ics"]
 
 
+def test_mode_is_0644_whatever_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        publish_feed(tmp_path / "1.ics", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "1.ics").stat().st_mode) == 0o644
+
+
 def test_unchanged_content_leaves_the_file_untouched(tmp_path):
     path = tmp_path / "1.ics"
     publish_feed(path, b"same")

@@ -72,3 +72,10 @@ def test_blocked_nights_cover_exactly_the_shown_ranges():
 def test_blocked_range_rejects_empty_ranges():
     with pytest.raises(ValueError):
         BlockedRange(D(2026, 1, 2), D(2026, 1, 2))
+
+
+def test_absurd_dates_never_overflow(caplog):
+    top = dt.date.max
+    assert range_from_api(top, top, "exclusive") is None
+    assert range_from_api(top - dt.timedelta(days=3), top, "inclusive") == BlockedRange(top - dt.timedelta(days=3), top)
+    assert feed_blocks([BlockedRange(D(1, 1, 1), top)], WINDOW)[0].shown == BlockedRange(WINDOW.start, WINDOW.end)

@@ -1,0 +1,28 @@
+"""Dates as Escapia's APIs send them, parsed strictly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from escapia_ical.errors import SourceError
+
+# YYYY-MM-DD, optionally a midnight time (.NET serialises dates as datetimes) and/or an
+# xs:date time-zone suffix, which says nothing about which night is meant.
+_API_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:T00:00:00(?:\.0+)?)?(?:Z|[+-]\d{2}:\d{2})?")
+
+
+def parse_api_date(value: Any, what: str) -> dt.date:
+    """Given an API date string, return the date. Raise SourceError naming ``what`` if
+    it is missing, not a string, not a valid date, or has a time of day other than midnight."""
+    if not isinstance(value, str):
+        got = "nothing" if value is None else type(value).__name__
+        raise SourceError(f"{what}: expected a date, got {got}")
+    match = _API_DATE.fullmatch(value.strip())
+    if not match:
+        raise SourceError(f"{what}: not a date: {value[:40]!r}")
+    try:
+        return dt.date.fromisoformat(match.group(1))
+    except ValueError:
+        raise SourceError(f"{what}: not a date: {value[:40]!r}") from None

@@ -1,0 +1,53 @@
+"""status.json: merged across runs, never losing the time of the last success."""
+
+import datetime as dt
+import json
+import stat
+from collections import Counter
+from pathlib import Path
+
+from escapia_ical.status import record_run
+from escapia_ical.sync import AccountResult, SyncReport, UnitOutcome
+
+T1 = dt.datetime(2026, 11, 23, 22, 0, tzinfo=dt.UTC)
+T2 = T1 + dt.timedelta(minutes=5)
+
+
+def report(error=None, unit_error=None, account="a") -> SyncReport:
+    result = AccountResult(account, error=error,
+                           requests=Counter({"GetUnitNonAvailability": 3}),
+                           responses=Counter({("GetUnitNonAvailability", "200"): 2,
+                                              ("GetUnitNonAvailability", "503"): 1}))
+    result.units.append(UnitOutcome(account, "1", Path("/out/a/1.ics"), error=unit_error, events=4,
+                                    rewritten=unit_error is None))
+    return SyncReport(accounts={account: result})
+
+
+def test_failure_keeps_the_last_success(tmp_path):
+    record_run(tmp_path, report(), T1, T1, 0)
+    record_run(tmp_path, report(error="HTTP 500", unit_error="HTTP 500"), T2, T2, 1)
+    status = json.loads((tmp_path / "status.json").read_text())
+    account, unit = status["accounts"]["a"], status["accounts"]["a"]["units"]["1"]
+    assert account["last_success"] == "2026-11-23T22:00:00+00:00"
+    assert account["last_attempt"] == "2026-11-23T22:05:00+00:00" and account["last_error"] == "HTTP 500"
+    assert unit["last_success"] == "2026-11-23T22:00:00+00:00" and unit["last_error"] == "HTTP 500"
+    assert unit["events"] == 4 and unit["file"] == "/out/a/1.ics"
+    assert account["responses"] == {"GetUnitNonAvailability 200": 2, "GetUnitNonAvailability 503": 1}
+    assert status["run"]["exit_code"] == 1
+    assert stat.S_IMODE((tmp_path / "status.json").stat().st_mode) == 0o600
+
+
+def test_accounts_not_in_this_run_are_kept(tmp_path):
+    record_run(tmp_path, report(account="a"), T1, T1, 0)
+    record_run(tmp_path, report(account="b"), T2, T2, 0)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert set(status["accounts"]) == {"a", "b"}
+    assert status["accounts"]["a"]["last_attempt"] == "2026-11-23T22:00:00+00:00"
+
+
+def test_a_crashed_run_is_recorded(tmp_path):
+    record_run(tmp_path, report(), T1, T1, 0)
+    record_run(tmp_path, SyncReport(), T2, T2, 70)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["run"]["exit_code"] == 70
+    assert status["accounts"]["a"]["last_success"] == "2026-11-23T22:00:00+00:00"
