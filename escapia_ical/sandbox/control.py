@@ -8,8 +8,9 @@ POST     /_sandbox/reservations           ``{"unit", "start", "end", "holdType"?
 PUT      /_sandbox/reservations/ID        ``{"start", "end"}`` (move)
 DELETE   /_sandbox/reservations/ID        cancel
 POST     /_sandbox/faults                 ``{"unit", "status", "times"?}`` or
-                                          ``{"op", "status", "times"?, "retryAfter"?}``
-DELETE   /_sandbox/faults                 clear all faults
+                                          ``{"op", "status", "times"?, "retryAfter"?}`` or
+                                          ``{"soap": MODE}`` (EscapiaNET ``soap_fault_mode``)
+DELETE   /_sandbox/faults                 clear all faults (and the soap mode)
 DELETE   /_sandbox/tokens                 expire every issued token
 GET      /_sandbox/requests               ``{"total": N, "byOp": {op: N}, "byStatus": {...}}``
 DELETE   /_sandbox/requests               reset the request log
@@ -125,6 +126,12 @@ def _move(sb: Sandbox, rid: str, body: dict) -> dict:
 
 
 def _fault(sb: Sandbox, body: dict) -> dict:
+    if "soap" in body:
+        try:
+            sb.soap_fault_mode = body["soap"]
+        except ValueError as exc:
+            raise ControlError(400, str(exc)) from None
+        return {"ok": True}
     status, times = body.get("status"), body.get("times")
     if not isinstance(status, int) or not 100 <= status <= 599:
         raise ControlError(400, f"status must be an HTTP status code, got {status!r}")
@@ -136,7 +143,7 @@ def _fault(sb: Sandbox, body: dict) -> dict:
         elif "op" in body:
             sb.fail_operation(body["op"], status, times if "times" in body else 1, body.get("retryAfter"))
         else:
-            raise ControlError(400, "a fault needs 'unit' or 'op'")
+            raise ControlError(400, "a fault needs 'unit', 'op' or 'soap'")
     except ValueError as exc:
         raise ControlError(400, str(exc)) from None
     return {"ok": True}

@@ -4,24 +4,26 @@ Operations are served at ``{base_url}/hsapi/{Op}`` (a ``/dragomanadapter`` prefi
 real base URL, is accepted too); the JSON control API lives under ``{base_url}/_sandbox/``.
 Order of checks for an HSAPI request: route (404) -> method (405) -> ``latency`` sleep ->
 injected operation fault -> bearer token (401) -> required headers (400/403) -> JSON body
-(400) -> injected unit fault (GetUnitNonAvailability) -> the operation.
+(400) -> injected unit fault (GetUnitNonAvailability) -> the operation. EscapiaNET (SOAP) is
+served over the same data at ``{base_url}/EVRNService.svc`` and ``/EVRNContentService.svc``
+(see :mod:`.escapianet`); the HTTP handler is in :mod:`.handler`.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import threading
 import time
 import uuid
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
-from escapia_ical.sandbox import control, hsapi
-from escapia_ical.sandbox.data import SandboxData
+from escapia_ical.sandbox import hsapi
+from escapia_ical.sandbox.data import SandboxData, utc_now
+from escapia_ical.sandbox.escapianet import BATCH_DAYS, SOAP_FAULT_MODES, SOAP_OPERATIONS
+from escapia_ical.sandbox.handler import Handler
 from escapia_ical.sandbox.hsapi import OP_ALIASES, OPERATIONS, TOKEN_OP, ApiError
 from escapia_ical.sandbox.seed import seed as seed_data
 
@@ -31,7 +33,7 @@ SANDBOX_PMCID = "1020"
 
 
 class Sandbox:
-    """Fake HSAPI on ``host:port`` (0 = any free port, bound at construction)."""
+    """Fake HSAPI and EscapiaNET on ``host:port`` (0 = any free port, bound at construction)."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, today: dt.date | None = None,
                  seed: int = 1020, extra_units: int = 0, token_ttl: float = 3600.0,
@@ -48,8 +50,10 @@ class Sandbox:
         self._tokens: dict[str, float] = {}  # encodedId -> expiry (time.time())
         self._unit_faults: dict[str, list] = {}  # unit -> [status, remaining or None]
         self._op_faults: dict[str, list] = {}  # op -> [status, remaining or None, retry_after]
+        self._soap_fault_mode: str | None = None
+        self.started_at = utc_now()  # EscapiaNET LastUpdated of a unit without changes
         self.requests: list[dict] = []
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self._httpd.sandbox = self  # type: ignore[attr-defined]
         self.host, self.port = host, self._httpd.server_address[1]
@@ -126,6 +130,10 @@ class Sandbox:
             return [{"id": r.id, "start": r.start.isoformat(), "end": r.end.isoformat(),
                      "holdType": r.hold_type} for r in self.data.active(unit_id)]
 
+    def batch_range(self) -> tuple[dt.date, dt.date]:
+        """``(start, end exclusive)`` of the nights every UnitCalendarAvailBatch answer covers."""
+        return self.today, self.today + dt.timedelta(days=BATCH_DAYS)
+
     @property
     def version(self) -> int:
         """The change log's latest version (what GetReservationChanges reaches at the end)."""
@@ -153,8 +161,9 @@ class Sandbox:
     def fail_operation(self, op: str, status: int, times: int | None = 1,
                        retry_after: int | None = None) -> None:
         op = OP_ALIASES.get(op, op)
-        if op not in OPERATIONS and op != TOKEN_OP:
-            raise ValueError(f"unknown operation {op!r}; one of {sorted(OPERATIONS)} or {TOKEN_OP!r}")
+        if op not in OPERATIONS and op != TOKEN_OP and op not in SOAP_OPERATIONS:
+            known = sorted([*OPERATIONS, TOKEN_OP, *SOAP_OPERATIONS])
+            raise ValueError(f"unknown operation {op!r}; one of {known}")
         with self._lock:
             self._op_faults[op] = [status, times, retry_after]
 
@@ -162,6 +171,19 @@ class Sandbox:
         with self._lock:
             self._unit_faults.clear()
             self._op_faults.clear()
+            self._soap_fault_mode = None
+
+    @property
+    def soap_fault_mode(self) -> str | None:
+        """EscapiaNET misbehaviour for every request until cleared: None or one of
+        ``SOAP_FAULT_MODES`` (see :mod:`.escapianet`)."""
+        return self._soap_fault_mode
+
+    @soap_fault_mode.setter
+    def soap_fault_mode(self, mode: str | None) -> None:
+        if mode is not None and mode not in SOAP_FAULT_MODES:
+            raise ValueError(f"unknown soap fault mode {mode!r}; one of {SOAP_FAULT_MODES} or None")
+        self._soap_fault_mode = mode
 
     def expire_tokens(self) -> None:
         with self._lock:
@@ -244,63 +266,3 @@ class Sandbox:
         with self._lock:
             return 200, func(self, body, query), {}
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "EscapiaSandbox/1.0"
-    disable_nagle_algorithm = True  # headers and body are separate writes
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def _handle(self, method: str) -> None:
-        sb: Sandbox = self.server.sandbox  # type: ignore[attr-defined]
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        raw = self.rfile.read(length) if length > 0 else b""
-        split = urlsplit(self.path)
-        path = unquote(split.path)
-        if path.startswith("/dragomanadapter/"):
-            path = path[len("/dragomanadapter"):]
-        query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        if path == "/_sandbox" or path.startswith("/_sandbox/"):
-            status, payload = control.handle(sb, method, path, query, raw)
-            self._send(status, payload, {})
-            return
-        ctx: dict = {"op": None, "unit": None}
-        try:
-            status, payload, extra = sb._serve_hsapi(method, path, query, raw, self.headers, ctx)
-        except ApiError as exc:
-            status, payload, extra = exc.status, {"status": exc.status, "message": exc.message}, exc.headers
-        headers = {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.headers.items()}
-        with sb._lock:  # logged before answering, so a client sees its request in the log
-            sb.requests.append({"method": method, "path": path, "op": ctx["op"], "unit": ctx["unit"],
-                                "status": status, "headers": headers})
-        self._send(status, hsapi.with_ids(payload), extra)
-
-    def _send(self, status: int, payload: Any, extra: dict) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
@@ -27,12 +28,18 @@ MAX_BODY_BYTES = 32 * 1024 * 1024  # far above any real answer; bounds memory on
 
 
 class HttpStatusError(SourceError):
-    """The server answered with a non-2xx status."""
+    """The server answered with a non-2xx status. ``body`` is the start of its answer."""
 
-    def __init__(self, message: str, status: int, retry_after: float | None = None):
+    def __init__(self, message: str, status: int, retry_after: float | None = None,
+                 body: bytes = b""):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.body = body
+
+
+class TransientAnswer(SourceError):
+    """A 2xx answer that says "try again later" (e.g. a SOAP system error): retried."""
 
 
 class TransportError(SourceError):
@@ -83,11 +90,14 @@ class HttpClient:
         self.requests_by_operation: Counter[str] = Counter()
         self.responses_by_status: Counter[tuple[str, str]] = Counter()
 
-    def request(self, method: str, url: str, *, operation: str, **kwargs) -> HttpResult:
-        """Send the request, retrying transient failures; return a 2xx result.
+    def request(self, method: str, url: str, *, operation: str,
+                decode: Callable[[HttpResult], Any] | None = None, **kwargs) -> Any:
+        """Send the request, retrying transient failures; return the 2xx result.
 
-        Raise HttpStatusError for a final non-2xx answer and TransportError when no
-        answer came; both name the operation and never carry credentials.
+        With ``decode``, return ``decode(result)`` instead; a TransientAnswer it raises is
+        retried like a 5xx. Raise HttpStatusError for a final non-2xx answer and
+        TransportError when no answer came; both name the operation and never carry
+        credentials.
         """
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.retry_attempts),
@@ -98,7 +108,8 @@ class HttpClient:
         )
         for attempt in retrying:
             with attempt:
-                return self._send_once(method, url, operation, kwargs)
+                result = self._send_once(method, url, operation, kwargs)
+                return decode(result) if decode else result
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
     def _send_once(self, method: str, url: str, operation: str, kwargs: dict) -> HttpResult:
@@ -114,17 +125,23 @@ class HttpClient:
         except requests.Timeout as exc:
             self.responses_by_status[(operation, "timeout")] += 1
             raise TransportError(f"{operation}: timed out ({_reason(exc)})") from None
-        except requests.RequestException as exc:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             self.responses_by_status[(operation, "error")] += 1
             raise TransportError(f"{operation}: connection failed ({_reason(exc)})") from None
+        except (requests.RequestException, ValueError) as exc:
+            # e.g. an invalid header or URL: our request is wrong, retrying cannot help, and
+            # the exception's text may quote a header value (a token), so it is not shown.
+            self.responses_by_status[(operation, "error")] += 1
+            raise SourceError(f"{operation}: request could not be sent ({exc.__class__.__name__})") from None
         self.responses_by_status[(operation, str(result.status))] += 1
         if 200 <= result.status < 300:
             return result
         retry_after = parse_retry_after(result.headers.get("Retry-After"))
-        raise HttpStatusError(f"{operation}: HTTP {result.status}", result.status, retry_after)
+        raise HttpStatusError(f"{operation}: HTTP {result.status}", result.status, retry_after,
+                              result.body[:65536])
 
     def _worth_retrying(self, exc: BaseException) -> bool:
-        if isinstance(exc, TransportError):
+        if isinstance(exc, TransportError | TransientAnswer):
             return True
         if not isinstance(exc, HttpStatusError):
             return False

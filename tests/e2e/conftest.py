@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from escapia_ical.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, SANDBOX_PMCID, Sandbox
+from escapia_ical.sandbox import (
+    SANDBOX_CLIENT_ID,
+    SANDBOX_CLIENT_SECRET,
+    SANDBOX_PMC_CODE,
+    SANDBOX_PMCID,
+    SANDBOX_SOAP_PASSWORD,
+    SANDBOX_SOAP_USER,
+    Sandbox,
+)
 
 BIN = Path(sys.executable).parent
 CLI = shutil.which("escapia-ical", path=str(BIN)) or str(BIN / "escapia-ical")
@@ -32,17 +40,24 @@ class Deployment:
     config: Path
     output: Path
     state: Path
+    mode: str = "hsapi"
 
     @property
     def window(self) -> tuple[dt.date, dt.date]:
+        """The nights a feed shows: the feed window, cut to what the source covers (the
+        EscapiaNET batch calendar starts today, not past_days ago)."""
         today = dt.date.today()
-        return today - dt.timedelta(days=PAST_DAYS), today + dt.timedelta(days=FUTURE_DAYS)
+        start, end = today - dt.timedelta(days=PAST_DAYS), today + dt.timedelta(days=FUTURE_DAYS)
+        if self.mode == "escapianet-batch":
+            start = max(start, self.sandbox.batch_range()[0])
+        return start, end
 
     def env(self, **extra: str | None) -> dict[str, str]:
         """Return the environment for the CLI; a None value in ``extra`` unsets that name."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("ESCAPIA_")}
         env.update(SANDBOX_URL=self.sandbox.base_url, SANDBOX_ID=SANDBOX_CLIENT_ID,
-                   SANDBOX_SECRET=SANDBOX_CLIENT_SECRET)
+                   SANDBOX_SECRET=SANDBOX_CLIENT_SECRET, SANDBOX_SOAP_USER=SANDBOX_SOAP_USER,
+                   SANDBOX_SOAP_PASSWORD=SANDBOX_SOAP_PASSWORD)
         env.update(extra)
         return {k: v for k, v in env.items() if v is not None}
 
@@ -62,8 +77,35 @@ class Deployment:
         return self.sandbox.blocked_nights(unit_id, *self.window)
 
 
-def write_config(path: Path, base_url_var: str = "${SANDBOX_URL}", extra_account: str = "",
-                 units: str = "all", retry_max_wait: float = 0) -> None:
+MODES = ("hsapi", "escapianet-per_unit", "escapianet-batch")
+
+
+def account_yaml(mode: str = "hsapi", name: str = "sandbox", units: str = "all",
+                 base_url: str = "${SANDBOX_URL}", extra: str = "") -> str:
+    """Return the YAML of one account reading the sandbox through ``mode``."""
+    if mode == "hsapi":
+        keys = f"""\
+    api: hsapi
+    pmcid: "{SANDBOX_PMCID}"
+    client_id: ${{SANDBOX_ID}}
+    client_secret: ${{SANDBOX_SECRET}}
+"""
+    else:
+        keys = f"""\
+    api: escapianet
+    username: ${{SANDBOX_SOAP_USER}}
+    password: ${{SANDBOX_SOAP_PASSWORD}}
+    property_manager_code: "{SANDBOX_PMC_CODE}"
+    calendar_mode: {mode.split("-", 1)[1]}
+"""
+    return f"""\
+  - name: {name}
+    base_url: {base_url}
+{keys}    units: {units}
+{extra}"""
+
+
+def write_config(path: Path, accounts: str | None = None, retry_max_wait: float = 0) -> None:
     path.write_text(f"""\
 output_dir: output
 state_dir: state
@@ -76,14 +118,7 @@ feeds:
   past_days: {PAST_DAYS}
   future_days: {FUTURE_DAYS}
 accounts:
-  - name: sandbox
-    api: hsapi
-    base_url: {base_url_var}
-    pmcid: "{SANDBOX_PMCID}"
-    client_id: ${{SANDBOX_ID}}
-    client_secret: ${{SANDBOX_SECRET}}
-    units: {units}
-{extra_account}""", encoding="utf-8")
+{accounts if accounts is not None else account_yaml()}""", encoding="utf-8")
     path.chmod(0o600)
 
 

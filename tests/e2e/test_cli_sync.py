@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import icalendar
-from conftest import CLI, Deployment, write_config
+from conftest import CLI, Deployment, account_yaml, write_config
 from feeds import ALLOWED_CALENDAR, ALLOWED_EVENT, property_names, read_nights
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,14 +157,8 @@ def test_two_real_syncs_overlapping(deployment):
 
 
 def test_auth_failure_of_one_account_does_not_stop_the_other(deployment):
-    write_config(deployment.config, extra_account="""\
-  - name: broken
-    api: hsapi
-    base_url: ${SANDBOX_URL}
-    pmcid: "1020"
-    client_id: ${SANDBOX_ID}
-    client_secret: wrong-secret
-""")
+    broken = account_yaml(name="broken").replace("${SANDBOX_SECRET}", "wrong-secret")
+    write_config(deployment.config, account_yaml() + broken)
     result = deployment.run("sync")
     assert result.returncode == 1
     assert "broken: auth/token: credentials refused (HTTP 401)" in result.stderr
@@ -175,7 +169,7 @@ def test_auth_failure_of_one_account_does_not_stop_the_other(deployment):
 
 def test_configured_unit_not_distributed_is_an_error_for_that_unit_only(deployment):
     first = deployment.sandbox.unit_ids()[0]
-    write_config(deployment.config, units=f'["{first}", "no-such-unit"]')
+    write_config(deployment.config, account_yaml(units=f'["{first}", "no-such-unit"]'))
     result = deployment.run("sync")
     assert result.returncode == 1
     assert "sandbox/no-such-unit: configured unit is not distributed by Escapia" in result.stderr
@@ -187,8 +181,7 @@ def test_inclusive_end_dates_are_read_as_configured(tmp_path):
 
     with Sandbox(end_date="inclusive") as sandbox:
         config = tmp_path / "accounts.yaml"
-        write_config(config)
-        config.write_text(config.read_text() + "    end_date: inclusive\n")
+        write_config(config, account_yaml(extra="    end_date: inclusive\n"))
         deployment = Deployment(tmp_path, sandbox, config, tmp_path / "output", tmp_path / "state")
         assert deployment.run("sync").returncode == 0
         for unit_id in sandbox.unit_ids():

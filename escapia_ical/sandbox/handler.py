@@ -1,0 +1,92 @@
+"""The sandbox's HTTP plumbing: one request handler routing to the control API (``/_sandbox/``),
+EscapiaNET (``/EVRNService.svc``, ``/EVRNContentService.svc``) or HSAPI (everything else).
+
+Every API request (not the control API) is appended to ``Sandbox.requests`` before it is
+answered: ``{"method", "path", "op", "unit", "status", "headers"}`` with Authorization redacted.
+Request bodies are never logged (they hold EscapiaNET's MessagePassword).
+"""
+
+from __future__ import annotations
+
+import json
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from escapia_ical.sandbox import control, escapianet, hsapi
+from escapia_ical.sandbox.hsapi import ApiError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from escapia_ical.sandbox.server import Sandbox
+
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def _json(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "EscapiaSandbox/1.0"
+    disable_nagle_algorithm = True  # headers and body are separate writes
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def _handle(self, method: str) -> None:
+        sb: Sandbox = self.server.sandbox  # type: ignore[attr-defined]
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        raw = self.rfile.read(length) if length > 0 else b""
+        split = urlsplit(self.path)
+        path = unquote(split.path)
+        if path.startswith("/dragomanadapter/"):
+            path = path[len("/dragomanadapter"):]
+        query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        if path == "/_sandbox" or path.startswith("/_sandbox/"):
+            status, payload = control.handle(sb, method, path, query, raw)
+            self._send(status, _json(payload), JSON_TYPE, {})
+            return
+        ctx: dict = {"op": None, "unit": None}
+        if path in escapianet.ENDPOINTS:
+            status, data, extra = escapianet.serve(sb, method, path, raw, self.headers, ctx)
+            content_type = escapianet.CONTENT_TYPE
+        else:
+            try:
+                status, payload, extra = sb._serve_hsapi(method, path, query, raw, self.headers, ctx)
+            except ApiError as exc:
+                payload = {"status": exc.status, "message": exc.message}
+                status, extra = exc.status, exc.headers
+            data, content_type = _json(hsapi.with_ids(payload)), JSON_TYPE
+        headers = {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.headers.items()}
+        with sb._lock:  # logged before answering, so a client sees its request in the log
+            sb.requests.append({"method": method, "path": path, "op": ctx["op"], "unit": ctx["unit"],
+                                "status": status, "headers": headers})
+        self._send(status, data, content_type, extra)
+
+    def _send(self, status: int, data: bytes, content_type: str, extra: dict) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)

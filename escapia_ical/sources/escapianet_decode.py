@@ -1,0 +1,199 @@
+"""Decoding EscapiaNET (SOAP) answers into the shared model.
+
+Untrusted XML is parsed with defusedxml: a DTD, entity declarations (the "billion
+laughs" bomb) and external references are refused outright. Everything we rely on that is
+missing or malformed is a SourceError naming the operation; anything else is ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import xml.etree.ElementTree as ET  # noqa: S405 - only for the ParseError type and Element
+from dataclasses import dataclass
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from escapia_ical.errors import AuthError, SourceError
+from escapia_ical.model import BlockedRange, Unit
+from escapia_ical.sources.dates import parse_api_date
+from escapia_ical.sources.http import TransientAnswer
+
+log = logging.getLogger(__name__)
+
+EVRN = "http://www.escapia.com/EVRN/2007/02"
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+KNOWN_CODES = "AUIO"  # available, booked, departure day (night free), first night (booked)
+# OTA error types: 4 authentication, 6 authorization -> the account cannot work at all;
+# 12 processing exception, or code 448 "system error" -> worth retrying.
+AUTH_ERROR_TYPES = {"4", "6"}
+TRANSIENT_ERROR_TYPES, TRANSIENT_ERROR_CODES = {"12"}, {"448"}
+
+
+def q(name: str) -> str:
+    """Return the EVRN-qualified element name."""
+    return f"{{{EVRN}}}{name}"
+
+
+def parse_answer(body: bytes, operation: str) -> ET.Element:
+    """Given a SOAP answer, return its ``EVRN_<operation>RS`` element.
+
+    Raise SourceError for XML that is malformed or carries a DTD/entities, for a SOAP
+    Fault, or for a missing RS element; AuthError for an authentication/authorization
+    Errors element; TransientAnswer for one that says "try again".
+    """
+    try:
+        root = SafeET.fromstring(body, forbid_dtd=True)
+    except DefusedXmlException:
+        raise SourceError(f"{operation}: answer holds a DTD or entity declarations; refused") from None
+    except ET.ParseError as exc:
+        raise SourceError(f"{operation}: answer is not well-formed XML ({exc})") from None
+    fault = root.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    if fault is not None:
+        raise SourceError(f"{operation}: SOAP fault: {fault_text(fault)}")
+    answer = root.find(f"{{{SOAP_ENV}}}Body/{q(f'EVRN_{operation}RS')}")
+    if answer is None:
+        raise SourceError(f"{operation}: answer has no EVRN_{operation}RS element")
+    errors = answer.findall(f"{q('Errors')}/{q('Error')}")
+    if errors:
+        first = errors[0]
+        kind, code = first.get("Type", ""), first.get("Code", "")
+        text = " ".join((first.text or first.get("ShortText") or "").split())[:200]
+        message = f"{operation}: Escapia error {code or '?'} (type {kind or '?'}): {text}"
+        if kind in AUTH_ERROR_TYPES:
+            raise AuthError(message)
+        if kind in TRANSIENT_ERROR_TYPES or code in TRANSIENT_ERROR_CODES:
+            raise TransientAnswer(message)
+        raise SourceError(message)
+    return answer
+
+
+def fault_text(fault: ET.Element) -> str:
+    """Return a SOAP Fault's faultstring (or faultcode), on one short line."""
+    text = fault.findtext("faultstring") or fault.findtext("faultcode") or "no faultstring"
+    return " ".join(text.split())[:200]
+
+
+def fault_of(body: bytes) -> str | None:
+    """Return the faultstring of a SOAP Fault body (an HTTP 500 answer), if it is one."""
+    try:
+        root = SafeET.fromstring(body, forbid_dtd=True)
+    except (DefusedXmlException, ET.ParseError):
+        return None
+    fault = root.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    return fault_text(fault) if fault is not None else None
+
+
+def parse_units(answer: ET.Element) -> list[Unit]:
+    """Given an EVRN_UnitSearchRS, return its units. Units without a code are skipped."""
+    units = []
+    for element in answer.iter(q("Unit")):
+        unit = _unit_of(element, "UnitSearch")
+        if unit:
+            units.append(unit)
+    return units
+
+
+@dataclass
+class Calendar:
+    """One unit's calendar as EscapiaNET sent it."""
+
+    unit: Unit
+    segments: list[ET.Element]
+
+
+def parse_batch(answer: ET.Element) -> list[Calendar]:
+    """Given an EVRN_UnitCalendarAvailBatchRS, return the calendar of every unit in it."""
+    calendars = []
+    for element in answer.iter(q("UnitCalendarAvail")):
+        unit = _unit_of(element, "UnitCalendarAvailBatch")
+        if unit:
+            calendars.append(Calendar(unit, element.findall(q("UnitCalendarAvailSegment"))))
+    return calendars
+
+
+def parse_unit_calendar(answer: ET.Element, unit_code: str) -> list[ET.Element]:
+    """Given an EVRN_UnitCalendarAvailRS, return the segments of ``unit_code``."""
+    holders = answer.findall(q("UnitCalendarAvailSegments"))
+    mine = [h for h in holders if h.get("UnitCode") in (None, unit_code)]
+    if not mine:
+        raise SourceError(f"UnitCalendarAvail: answer holds no calendar for unit {unit_code!r}")
+    return [s for h in mine for s in h.findall(q("UnitCalendarAvailSegment"))]
+
+
+class DailyDecoder:
+    """Turns DailyAvailability strings into blocked ranges, for one account and run.
+
+    Character i is the night StartDate + i days. Nights whose character is in
+    ``blocked_codes`` are blocked, and so is any character we do not know (never
+    under-block); each unknown character is reported once per run. A blocked run is split
+    before every ``O`` (the first night of a stay), so back-to-back stays stay separate.
+    """
+
+    def __init__(self, account: str, blocked_codes: str):
+        self.account = account
+        self.blocked_codes = blocked_codes
+        self.reported: set[str] = set()
+        self.end_mismatch = False  # reported once per run
+
+    def ranges(self, segments: list[ET.Element], where: str) -> list[BlockedRange]:
+        """Return the blocked ranges of a unit's segments. Raise SourceError if a
+        segment lacks its StartDate or DailyAvailability."""
+        ranges: list[BlockedRange] = []
+        for index, segment in enumerate(segments):
+            what = f"{where}: segment {index}"
+            start = parse_api_date(segment.get("StartDate"), f"{what} StartDate")
+            daily = "".join((segment.findtext(q("DailyAvailability")) or "").split())
+            if not daily:
+                # Read as "no nights blocked", it would blank the whole calendar.
+                raise SourceError(f"{what}: no DailyAvailability")
+            self._check_end(segment.get("EndDate"), start, daily, what)
+            ranges.extend(self._decode(start, daily, where))
+        return ranges
+
+    def _decode(self, start: dt.date, daily: str, where: str) -> list[BlockedRange]:
+        ranges, run_start = [], None
+        for offset, code in enumerate(daily):
+            night = start + dt.timedelta(days=offset)
+            if code not in KNOWN_CODES and code not in self.reported:
+                self.reported.add(code)
+                log.warning("%s: unknown DailyAvailability character %r (first seen at %s, %s); "
+                            "treating it as blocked", self.account, code, where, night)
+            if code in self.blocked_codes or code not in KNOWN_CODES:
+                if run_start is not None and code == "O":
+                    ranges.append(BlockedRange(run_start, night))
+                    run_start = night
+                elif run_start is None:
+                    run_start = night
+            elif run_start is not None:
+                ranges.append(BlockedRange(run_start, night))
+                run_start = None
+        if run_start is not None:
+            ranges.append(BlockedRange(run_start, start + dt.timedelta(days=len(daily))))
+        return ranges
+
+    def _check_end(self, end_value: str | None, start: dt.date, daily: str, what: str) -> None:
+        if end_value is None or not daily:
+            return
+        try:
+            end = parse_api_date(end_value, f"{what} EndDate")
+        except SourceError as exc:
+            log.warning("%s: %s; using the string's length", self.account, exc)
+            return
+        last_night = start + dt.timedelta(days=len(daily) - 1)
+        # Either reading of EndDate (last night, or the day after it) agrees with the string.
+        if end not in (last_night, last_night + dt.timedelta(days=1)) and not self.end_mismatch:
+            self.end_mismatch = True
+            log.warning("%s: %s: EndDate %s but the %d-day string ends %s; trusting the string",
+                        self.account, what, end, len(daily), last_night)
+
+
+def _unit_of(element: ET.Element, operation: str) -> Unit | None:
+    code = (element.get("UnitCode") or "").strip()
+    if not code:
+        log.warning("%s: skipping a unit without UnitCode", operation)
+        return None
+    name = next((n.strip() for n in (element.get("UnitName"), element.get("UnitHeadline"))
+                 if n and n.strip()), code)
+    return Unit(id=code, name=name, code=code)
