@@ -117,16 +117,13 @@ def show(config_path: Path, account_name: str, unit_id: str) -> int:
 
 
 def sandbox(host: str, port: int, extra_units: int, latency: float) -> int:
-    from escapia_ical.sandbox import (
-        SANDBOX_CLIENT_ID,
-        SANDBOX_CLIENT_SECRET,
-        SANDBOX_PMCID,
-        Sandbox,
-    )
+    from escapia_ical import sandbox as fake
 
-    server = Sandbox(host=host, port=port, extra_units=extra_units, latency=latency)
-    click.echo(f"sandbox listening on {server.base_url}  (pmcid {SANDBOX_PMCID}, "
-               f"client_id {SANDBOX_CLIENT_ID}, client_secret {SANDBOX_CLIENT_SECRET})")
+    server = fake.Sandbox(host=host, port=port, extra_units=extra_units, latency=latency)
+    click.echo(f"sandbox listening on {server.base_url}  (HSAPI: pmcid {fake.SANDBOX_PMCID}, "
+               f"client_id {fake.SANDBOX_CLIENT_ID}, client_secret {fake.SANDBOX_CLIENT_SECRET}; "
+               f"EscapiaNET: username {fake.SANDBOX_SOAP_USER}, password {fake.SANDBOX_SOAP_PASSWORD}, "
+               f"property manager {fake.SANDBOX_PMC_CODE})")
     sys.stdout.flush()
     server.serve_forever()
     return 0

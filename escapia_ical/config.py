@@ -26,7 +26,7 @@ from .config_accounts import (
 )
 from .config_schema import SECRET_KEYS, kind_of, schema_problems
 from .errors import ConfigError
-from .yaml_positions import Path_, Problem, format_path, line_of, load_yaml
+from .yaml_positions import KeyPath, Problem, format_path, line_of, load_yaml
 
 __all__ = [
     "ESCAPIANET_DEFAULT_BASE_URL",
@@ -80,11 +80,11 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
                           f"to values, not {kind_of(doc.value)}")
 
     problems = list(doc.problems)
-    expanded: set[Path_] = set()
-    failed: set[Path_] = set()
+    expanded: set[KeyPath] = set()
+    failed: set[KeyPath] = set()
     data = _expand_env(doc.value, (), environ, problems, expanded, failed)
 
-    def is_sensitive(p: Path_) -> bool:
+    def is_sensitive(p: KeyPath) -> bool:
         return p in expanded or any(part in SECRET_KEYS for part in p)
 
     problems += [p for p in schema_problems(data, is_sensitive)
@@ -112,8 +112,8 @@ def _read(path: Path | str, filename: str) -> str:
         raise ConfigError(f"{filename}: cannot read config: not UTF-8 text") from None
 
 
-def _expand_env(value: Any, path: Path_, environ: Mapping[str, str], problems: list[Problem],
-                expanded: set[Path_], failed: set[Path_]) -> Any:
+def _expand_env(value: Any, path: KeyPath, environ: Mapping[str, str], problems: list[Problem],
+                expanded: set[KeyPath], failed: set[KeyPath]) -> Any:
     """Given a plain YAML value, return a copy with ``${VAR}`` replaced in every string.
 
     Record the paths of expanded strings in ``expanded``, and of strings naming an unset
@@ -140,7 +140,7 @@ def _resolve_dir(base: Path, value: str) -> Path:
     return (base / Path(value).expanduser()).resolve()
 
 
-def _check_dirs(data: dict, base: Path, is_sensitive: Callable[[Path_], bool]) -> list[Problem]:
+def _check_dirs(data: dict, base: Path, is_sensitive: Callable[[KeyPath], bool]) -> list[Problem]:
     """Given the document, return problems if state_dir and output_dir overlap.
 
     state_dir holds tokens; anything inside output_dir is served to the world.
@@ -162,7 +162,7 @@ def _check_dirs(data: dict, base: Path, is_sensitive: Callable[[Path_], bool]) -
     return []
 
 
-def _render(filename: str, lines: dict[Path_, int], problems: list[Problem]) -> list[str]:
+def _render(filename: str, lines: dict[KeyPath, int], problems: list[Problem]) -> list[str]:
     """Given problems, return their unique ``FILE:LINE: key: what`` lines sorted by line."""
     located = [(p.line or line_of(lines, p.path), i, f"{format_path(p.path)}: {p.message}")
                for i, p in enumerate(problems)]
@@ -170,7 +170,7 @@ def _render(filename: str, lines: dict[Path_, int], problems: list[Problem]) -> 
     return list(dict.fromkeys(texts))
 
 
-def _build(path: Path, data: dict, lines: dict[Path_, int], base: Path) -> Config:
+def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Config:
     """Given a validated, expanded document, return the Config it describes."""
     top_http = data.get("http", {})
     accounts = [build_account(a, lines[("accounts", i)], top_http)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .config_schema import ACCOUNT_SCHEMAS
-from .yaml_positions import Path_, Problem, line_of
+from .yaml_positions import KeyPath, Problem, line_of
 
 HSAPI_DEFAULT_BASE_URL = "https://hsapi.escapia.com/dragomanadapter"
 ESCAPIANET_DEFAULT_BASE_URL = "https://api.escapia.com"
@@ -79,8 +79,8 @@ class EscapianetAccount:
 Account = HsapiAccount | EscapianetAccount
 
 
-def check_accounts(data: dict, lines: dict[Path_, int],
-                   is_sensitive: Callable[[Path_], bool]) -> list[Problem]:
+def check_accounts(data: dict, lines: dict[KeyPath, int],
+                   is_sensitive: Callable[[KeyPath], bool]) -> list[Problem]:
     """Given the document, return problems the schema cannot see: names, URLs, unit ids.
 
     Names must be unique across all accounts, whatever their api. URLs and units are only
@@ -112,8 +112,8 @@ def check_accounts(data: dict, lines: dict[Path_, int],
     return problems
 
 
-def _unit_problems(units: Any, where: Path_, lines: dict[Path_, int],
-                   is_sensitive: Callable[[Path_], bool]) -> list[Problem]:
+def _unit_problems(units: Any, where: KeyPath, lines: dict[KeyPath, int],
+                   is_sensitive: Callable[[KeyPath], bool]) -> list[Problem]:
     """Given an account's units value, return a problem for each repeated unit id."""
     problems: list[Problem] = []
     seen: dict[str, int] = {}

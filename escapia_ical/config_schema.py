@@ -14,7 +14,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from .yaml_positions import Path_, Problem
+from .yaml_positions import KeyPath, Problem
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
 # Keys whose values are never shown in messages.
@@ -153,7 +153,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
 _VALIDATOR = Draft202012Validator(CONFIG_SCHEMA)
 
 
-def schema_problems(data: Any, is_sensitive: Callable[[Path_], bool]) -> list[Problem]:
+def schema_problems(data: Any, is_sensitive: Callable[[KeyPath], bool]) -> list[Problem]:
     """Given the (env-expanded) document, return one Problem per schema violation.
 
     ``is_sensitive(path)`` says whether the value at a path must never be shown.
@@ -161,7 +161,7 @@ def schema_problems(data: Any, is_sensitive: Callable[[Path_], bool]) -> list[Pr
     """
     problems: list[Problem] = []
     for error in _VALIDATOR.iter_errors(data):
-        path: Path_ = tuple(error.absolute_path)
+        path: KeyPath = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
             known = error.schema.get("properties", {})
             problems += [Problem(path + (k,), "unknown key") for k in error.instance if k not in known]

@@ -25,10 +25,6 @@ class BlockedRange:
     def nights(self) -> int:
         return (self.end - self.start).days
 
-    def night_dates(self) -> list[dt.date]:
-        """Return every blocked night of the range."""
-        return [self.start + dt.timedelta(days=i) for i in range(self.nights)]
-
 
 @dataclass(frozen=True)
 class Unit:

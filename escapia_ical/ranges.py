@@ -90,7 +90,3 @@ def feed_blocks(
         blocks.append(FeedBlock(BlockedRange(start, end), block))
     return blocks
 
-
-def blocked_nights(blocks: Iterable[FeedBlock]) -> set[dt.date]:
-    """Return every night the blocks cover."""
-    return {night for block in blocks for night in block.shown.night_dates()}

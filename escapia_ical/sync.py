@@ -27,6 +27,8 @@ from escapia_ical.state import AccountState
 
 log = logging.getLogger(__name__)
 
+FeedStamps = dict[str, dict[str, str]]  # feed file name -> {"digest", "dtstamp"}
+
 
 @dataclass
 class UnitOutcome:
@@ -173,7 +175,7 @@ def _sync_account(config: Config, account: Account, source: Source, window: Feed
 
 
 def build_feed(config: Config, account: Account, source: Source, unit: Unit, window: FeedWindow,
-               stamps: dict, now: dt.datetime) -> tuple[bytes, dict[str, str], int]:
+               stamps: FeedStamps, now: dt.datetime) -> tuple[bytes, dict[str, str], int]:
     """Fetch one unit and render its feed; return (bytes, its stamp entry, event count).
 
     DTSTAMP is the time the feed's content last changed: kept from ``stamps`` while the
@@ -192,7 +194,7 @@ def build_feed(config: Config, account: Account, source: Source, unit: Unit, win
 
 
 def _sync_unit(config: Config, account: Account, source: Source, unit: Unit, window: FeedWindow,
-               options: SyncOptions, outcome: UnitOutcome, stamps: dict) -> None:
+               options: SyncOptions, outcome: UnitOutcome, stamps: FeedStamps) -> None:
     content, stamp, outcome.events = build_feed(config, account, source, unit, window, stamps,
                                                 options.now())
     if options.dry_run:

@@ -13,13 +13,13 @@ import yaml
 
 from .errors import ConfigError
 
-Path_ = tuple[str | int, ...]  # ("accounts", 0, "name"); () is the document root
+KeyPath = tuple[str | int, ...]  # ("accounts", 0, "name"); () is the document root
 
 
 class Problem(NamedTuple):
     """One thing wrong with the document: where (key path, optional line) and what."""
 
-    path: Path_
+    path: KeyPath
     message: str
     line: int | None = None  # None: look the path up in the line map
 
@@ -28,11 +28,11 @@ class Document(NamedTuple):
     """A parsed YAML document: its plain value, where each path was written, and problems."""
 
     value: Any
-    lines: dict[Path_, int]
+    lines: dict[KeyPath, int]
     problems: list[Problem]
 
 
-def format_path(path: Path_) -> str:
+def format_path(path: KeyPath) -> str:
     """Given a key path, return its dotted form: ``accounts[0].http.read_timeout``.
 
     The document root is ``(top)``.
@@ -43,7 +43,7 @@ def format_path(path: Path_) -> str:
     return text or "(top)"
 
 
-def line_of(lines: dict[Path_, int], path: Path_) -> int:
+def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int:
     """Given the line map and a path, return the line of the path or its nearest ancestor."""
     while path not in lines and path:
         path = path[:-1]
@@ -80,12 +80,12 @@ class _Walker:
 
     def __init__(self, loader: yaml.SafeLoader):
         self.loader = loader
-        self.lines: dict[Path_, int] = {}
+        self.lines: dict[KeyPath, int] = {}
         self.problems: list[Problem] = []
         self._checked: set[int] = set()  # mapping nodes already checked for duplicates
         self._active: set[int] = set()  # nodes being walked: guards recursive aliases
 
-    def walk(self, node: yaml.Node, path: Path_) -> Any:
+    def walk(self, node: yaml.Node, path: KeyPath) -> Any:
         if id(node) in self._active:
             self._add(path, "recursive alias is not supported", node)
             return None
@@ -99,21 +99,21 @@ class _Walker:
         finally:
             self._active.discard(id(node))
 
-    def _scalar(self, node: yaml.Node, path: Path_) -> Any:
+    def _scalar(self, node: yaml.Node, path: KeyPath) -> Any:
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             self._add(path, f"(yaml): {exc.problem}", node)
             return None
 
-    def _sequence(self, node: yaml.SequenceNode, path: Path_) -> list[Any]:
+    def _sequence(self, node: yaml.SequenceNode, path: KeyPath) -> list[Any]:
         items = []
         for index, item in enumerate(node.value):
             self.lines[path + (index,)] = item.start_mark.line + 1
             items.append(self.walk(item, path + (index,)))
         return items
 
-    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, Any]:
         if id(node) not in self._checked:
             self._checked.add(id(node))
             self._report_duplicates(node, path)
@@ -135,7 +135,7 @@ class _Walker:
             result[key] = self.walk(value_node, path + (key,))
         return result
 
-    def _report_duplicates(self, node: yaml.MappingNode, path: Path_) -> None:
+    def _report_duplicates(self, node: yaml.MappingNode, path: KeyPath) -> None:
         first_lines: dict[str, int] = {}
         for key_node, _ in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
@@ -147,7 +147,7 @@ class _Walker:
             else:
                 first_lines[key_node.value] = line
 
-    def _add(self, path: Path_, message: str, where: yaml.Node | yaml.Mark) -> None:
+    def _add(self, path: KeyPath, message: str, where: yaml.Node | yaml.Mark) -> None:
         mark = where if isinstance(where, yaml.Mark) else where.start_mark
         self.problems.append(Problem(path, message, mark.line + 1))
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from escapia_ical.config import Account
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
+from escapia_ical.sources.http import Sleep
 
 
 class Source(Protocol):
@@ -34,7 +36,8 @@ class Source(Protocol):
         ...
 
 
-def make_source(account: Account, state_dir: Path, *, sleep=None, now=None) -> Source:
+def make_source(account: Account, state_dir: Path, *, sleep: Sleep | None = None,
+                now: Callable[[], dt.datetime] | None = None) -> Source:
     """Return the source client for ``account``."""
     if account.api == "escapianet":
         from escapia_ical.sources.escapianet import EscapianetSource

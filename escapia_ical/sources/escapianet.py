@@ -30,7 +30,7 @@ from escapia_ical.sources.escapianet_decode import (
     parse_units,
     q,
 )
-from escapia_ical.sources.http import HttpClient, HttpResult, HttpStatusError
+from escapia_ical.sources.http import HttpClient, HttpResult, HttpStatusError, Sleep
 
 VERSION = "1.030"
 MAX_UNITS = 100_000
@@ -41,7 +41,7 @@ ET.register_namespace("evrn", EVRN)
 class EscapianetSource:
     """Reads one EscapiaNET account."""
 
-    def __init__(self, account: EscapianetAccount, *, sleep=None):
+    def __init__(self, account: EscapianetAccount, *, sleep: Sleep | None = None):
         self.account = account
         self.http = HttpClient(account.http, sleep=sleep)
         self.requests_by_operation = self.http.requests_by_operation

@@ -25,7 +25,7 @@ from escapia_ical.sources.hsapi_decode import (
     parse_nonavailability,
     parse_unit_page,
 )
-from escapia_ical.sources.http import HttpClient, HttpStatusError
+from escapia_ical.sources.http import HttpClient, HttpStatusError, Sleep
 from escapia_ical.state import AccountState, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ _BEARER = re.compile(r"Bearer [\x21-\x7e]{1,4096}")
 class HsapiSource:
     """Reads one HSAPI account."""
 
-    def __init__(self, account: HsapiAccount, state_dir: Path, *, sleep=None,
+    def __init__(self, account: HsapiAccount, state_dir: Path, *, sleep: Sleep | None = None,
                  now: Callable[[], dt.datetime] | None = None):
         self.account = account
         self.http = HttpClient(account.http, sleep=sleep)

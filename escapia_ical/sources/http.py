@@ -17,13 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from escapia_ical import __version__
 from escapia_ical.config import HttpPolicy
 from escapia_ical.errors import SourceError
 
 USER_AGENT = f"escapia-ical/{__version__}"
+Sleep = Callable[[float], None]  # injectable, so that tests never wait
 MAX_BODY_BYTES = 32 * 1024 * 1024  # far above any real answer; bounds memory on a bad one
 
 
@@ -77,7 +85,7 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
 class HttpClient:
     """Sends requests for one account under one :class:`HttpPolicy`."""
 
-    def __init__(self, policy: HttpPolicy, *, sleep: Callable[[float], None] | None = None):
+    def __init__(self, policy: HttpPolicy, *, sleep: Sleep | None = None):
         self.policy = policy
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
@@ -150,7 +158,7 @@ class HttpClient:
         # Asked to wait longer than we ever would: fail now, retry on the next tick.
         return exc.retry_after is None or exc.retry_after <= self.policy.retry_max_wait
 
-    def _wait(self, retry_state) -> float:
+    def _wait(self, retry_state: RetryCallState) -> float:
         backoff = min(self._backoff(retry_state), self.policy.retry_max_wait)
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(exc, "retry_after", None)

@@ -261,3 +261,23 @@ def test_crontab_example_line_runs_against_the_sandbox(deployment):
     assert len(feeds_on_disk(deployment)) == len(deployment.sandbox.unit_ids())
     assert "sync finished" in log_file.read_text()
     assert shlex.split(command)[0] == CLI
+
+
+def test_locked_out_run_is_silent_even_with_a_config_warning(deployment):
+    deployment.config.write_text(deployment.config.read_text().replace("${SANDBOX_SECRET}", "sandbox-secret"))
+    deployment.config.chmod(0o644)  # holds a literal secret: warns, but only once it runs
+    deployment.state.mkdir(parents=True)
+    with open(deployment.state / "sync.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        locked = deployment.run("sync")
+    assert (locked.returncode, locked.stdout, locked.stderr) == (75, "", "")
+    running = deployment.run("sync")
+    assert running.returncode == 0
+    assert running.stderr.count("readable by group/others") == 1
+
+
+def test_unopenable_log_file_warns_but_publishes(deployment):
+    result = deployment.run("sync", "--log-file", str(deployment.root / "missing" / "sync.log"))
+    assert result.returncode == 0
+    assert result.stderr.startswith("escapia-ical: warning: cannot open log file")
+    assert len(feeds_on_disk(deployment)) == len(deployment.sandbox.unit_ids())

@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from escapia_ical.model import BlockedRange, FeedWindow
-from escapia_ical.ranges import blocked_nights, feed_blocks, merge_ranges, range_from_api
+from escapia_ical.ranges import feed_blocks, merge_ranges, range_from_api
 
 D = dt.date
 
@@ -66,7 +66,8 @@ def test_ranges_outside_the_window_are_dropped(caplog):
 
 def test_blocked_nights_cover_exactly_the_shown_ranges():
     blocks = feed_blocks([r("2026-12-30", "2027-01-02"), r("2027-01-02", "2027-01-03")], WINDOW)
-    assert blocked_nights(blocks) == {D(2026, 12, 30), D(2026, 12, 31), D(2027, 1, 1), D(2027, 1, 2)}
+    nights = {b.shown.start + dt.timedelta(days=i) for b in blocks for i in range(b.shown.nights)}
+    assert nights == {D(2026, 12, 30), D(2026, 12, 31), D(2027, 1, 1), D(2027, 1, 2)}
 
 
 def test_blocked_range_rejects_empty_ranges():
