@@ -19,9 +19,8 @@ from escapia_ical.errors import ConfigError, UnitNotFound
 from escapia_ical.filenames import feed_filename
 from escapia_ical.lock import sync_lock
 from escapia_ical.sources import make_source
-from escapia_ical.state import AccountState
 from escapia_ical.status import record_run
-from escapia_ical.sync import Progress, SyncOptions, SyncReport, build_feed, feed_window, run_sync
+from escapia_ical.sync import Progress, SyncOptions, SyncReport, preview_feed, run_sync
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +107,7 @@ def show(config_path: Path, account_name: str, unit_id: str) -> int:
     unit = next((u for u in source.list_units() if u.id == unit_id), None)
     if unit is None:
         raise UnitNotFound(f"{account.name}: unit {unit_id!r} is not distributed by Escapia")
-    window = feed_window(config)
-    stamps = AccountState(config.state_dir, account.name).feed_stamps()
-    content, _, _ = build_feed(config, account, source, unit, window, stamps,
-                               dt.datetime.now(dt.UTC))
-    click.echo(content.decode("utf-8"), nl=False)
+    click.echo(preview_feed(config, account, source, unit).decode("utf-8"), nl=False)
     return 0
 
 

@@ -47,6 +47,9 @@ class FeedSettings:
     past_days: int = 7
     future_days: int = 730
     uid_domain: str = "escapia-ical"
+    # A unit losing more than this share of its future blocked nights (or all of them) is
+    # only published once a second fetch confirms it.
+    shrink_guard: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ FEEDS_SCHEMA: dict[str, Any] = {
             "x-messages": {"pattern": "must not be empty", "minLength": "must not be empty"},
         },
         "past_days": {"type": "integer", "minimum": 0, "maximum": 366},
+        "shrink_guard": {"type": "number", "minimum": 0, "maximum": 1},
         "future_days": {"type": "integer", "minimum": 1, "maximum": 1100},
         "uid_domain": {
             "type": "string",

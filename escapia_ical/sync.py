@@ -14,20 +14,22 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from escapia_ical.config import Account, Config
 from escapia_ical.errors import AuthError, EscapiaIcalError, SourceError
 from escapia_ical.feed import content_digest, render_feed
 from escapia_ical.filenames import feed_filename
+from escapia_ical.guard import StoredBlocks, store_blocks, suspicious_shrink
 from escapia_ical.model import FeedWindow, Unit
 from escapia_ical.publish import clean_temp_files, current_bytes, publish_feed
-from escapia_ical.ranges import feed_blocks
+from escapia_ical.ranges import FeedBlock, feed_blocks
 from escapia_ical.sources import Source, make_source
 from escapia_ical.state import AccountState
 
 log = logging.getLogger(__name__)
 
-FeedStamps = dict[str, dict[str, str]]  # feed file name -> {"digest", "dtstamp"}
+FeedStamps = dict[str, dict[str, Any]]  # feed file name -> {"digest", "dtstamp", "blocks"}
 
 
 @dataclass
@@ -94,7 +96,8 @@ def run_sync(config: Config, options: SyncOptions) -> SyncReport:
     holds the sync lock (unless this is a dry run, which writes no feed).
     """
     report = SyncReport()
-    window = feed_window(config, options.today)
+    today = options.today or dt.date.today()
+    run = RunContext(config, options, today, feed_window(config, today))
     found_units: set[str] = set()
     for account in config.accounts:
         if options.accounts and account.name not in options.accounts:
@@ -103,7 +106,7 @@ def run_sync(config: Config, options: SyncOptions) -> SyncReport:
         report.accounts[account.name] = result
         source = make_source(account, config.state_dir, sleep=options.sleep)
         try:
-            _sync_account(config, account, source, window, options, result, found_units)
+            _sync_account(run, account, source, result, found_units)
         except Exception as exc:  # noqa: BLE001 - one account must never stop the others
             result.error = describe(exc, account)
             log.error("%s: %s", account.name, result.error)
@@ -136,8 +139,19 @@ def describe(exc: Exception, account: Account) -> str:
     return " ".join(message.split())
 
 
-def _sync_account(config: Config, account: Account, source: Source, window: FeedWindow,
-                  options: SyncOptions, result: AccountResult, found_units: set[str]) -> None:
+@dataclass(frozen=True)
+class RunContext:
+    """What every step of one run shares."""
+
+    config: Config
+    options: SyncOptions
+    today: dt.date
+    window: FeedWindow
+
+
+def _sync_account(run: RunContext, account: Account, source: Source, result: AccountResult,
+                  found_units: set[str]) -> None:
+    config, options = run.config, run.options
     folder = config.output_dir / account.name
     state = AccountState(config.state_dir, account.name)
     if not options.dry_run:
@@ -158,7 +172,7 @@ def _sync_account(config: Config, account: Account, source: Source, window: Feed
             outcome = UnitOutcome(account.name, unit.id, folder / feed_filename(unit.id))
             result.units.append(outcome)
             try:
-                _sync_unit(config, account, source, unit, window, options, outcome, stamps)
+                _sync_unit(run, account, source, unit, outcome, stamps)
             except AuthError as exc:
                 # The credentials stopped working: the rest of the account cannot succeed.
                 _fail(outcome, exc, account)
@@ -174,33 +188,67 @@ def _sync_account(config: Config, account: Account, source: Source, window: Feed
             state.save_feed_stamps(stamps)
 
 
-def build_feed(config: Config, account: Account, source: Source, unit: Unit, window: FeedWindow,
-               stamps: FeedStamps, now: dt.datetime) -> tuple[bytes, dict[str, str], int]:
-    """Fetch one unit and render its feed; return (bytes, its stamp entry, event count).
+def fetch_blocks(run: RunContext, account: Account, source: Source, unit: Unit,
+                 previous: StoredBlocks | None, *, guard: bool = True) -> list[FeedBlock]:
+    """Fetch a unit's calendar and return the blocks its feed shows.
 
-    DTSTAMP is the time the feed's content last changed: kept from ``stamps`` while the
+    With ``guard``, a calendar that shrank suspiciously since ``previous`` (the blocks last
+    published) is fetched again, and kept only if both answers agree. Raise SourceError
+    if they disagree: the last published feed then stays as it is.
+    """
+    where = f"{account.name}/{unit.id}"
+    blocks = feed_blocks(source.blocked_ranges(unit, run.window), run.window, where=f"{where}: ")
+    shrink = suspicious_shrink(previous, blocks, run.today, run.config.feeds.shrink_guard) if guard else None
+    if shrink is None:
+        return blocks
+    before, after = shrink
+    again = feed_blocks(source.blocked_ranges(unit, run.window, fresh=True), run.window, where=f"{where}: ")
+    if again != blocks:
+        raise SourceError(f"future blocked nights dropped from {before} to {after}, and a second "
+                          "fetch disagreed; keeping the last feed")
+    log.warning("%s: future blocked nights dropped from %d to %d; confirmed by a second fetch, "
+                "publishing", where, before, after)
+    return blocks
+
+
+def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
+               previous: dict[str, Any], now: dt.datetime) -> tuple[bytes, dict[str, Any]]:
+    """Render one unit's feed; return (bytes, its new stamp entry).
+
+    DTSTAMP is the time the feed's content last changed: kept from ``previous`` while the
     content digest is the same, so an unchanged calendar renders to the same bytes.
     """
-    ranges = source.blocked_ranges(unit, window)
-    blocks = feed_blocks(ranges, window, where=f"{account.name}/{unit.id}: ")
     digest = content_digest(unit, blocks, config.feeds)
-    previous = stamps.get(feed_filename(unit.id))
     dtstamp = now.replace(microsecond=0)
-    if isinstance(previous, dict) and previous.get("digest") == digest:
+    if previous.get("digest") == digest:
         with contextlib.suppress(KeyError, TypeError, ValueError):
             dtstamp = dt.datetime.fromisoformat(previous["dtstamp"])
     content = render_feed(account.name, unit, blocks, config.feeds, dtstamp)
-    return content, {"digest": digest, "dtstamp": dtstamp.isoformat()}, len(blocks)
+    return content, {"digest": digest, "dtstamp": dtstamp.isoformat(), "blocks": store_blocks(blocks)}
 
 
-def _sync_unit(config: Config, account: Account, source: Source, unit: Unit, window: FeedWindow,
-               options: SyncOptions, outcome: UnitOutcome, stamps: FeedStamps) -> None:
-    content, stamp, outcome.events = build_feed(config, account, source, unit, window, stamps,
-                                                options.now())
-    if options.dry_run:
-        outcome.rewritten = options.force or current_bytes(outcome.path) != content
+def preview_feed(config: Config, account: Account, source: Source, unit: Unit) -> bytes:
+    """Return the feed a sync would write for ``unit`` now; nothing is written."""
+    today = dt.date.today()
+    run = RunContext(config, SyncOptions(), today, feed_window(config, today))
+    previous = AccountState(config.state_dir, account.name).feed_stamps().get(feed_filename(unit.id))
+    blocks = fetch_blocks(run, account, source, unit, None, guard=False)
+    content, _ = build_feed(config, account, unit, blocks, previous if isinstance(previous, dict) else {},
+                            dt.datetime.now(dt.UTC))
+    return content
+
+
+def _sync_unit(run: RunContext, account: Account, source: Source, unit: Unit, outcome: UnitOutcome,
+               stamps: FeedStamps) -> None:
+    previous = stamps.get(outcome.path.name)
+    previous = previous if isinstance(previous, dict) else {}
+    blocks = fetch_blocks(run, account, source, unit, previous.get("blocks"), guard=not run.options.force)
+    content, stamp = build_feed(run.config, account, unit, blocks, previous, run.options.now())
+    outcome.events = len(blocks)
+    if run.options.dry_run:
+        outcome.rewritten = run.options.force or current_bytes(outcome.path) != content
         return
-    outcome.rewritten = publish_feed(outcome.path, content, force=options.force)
+    outcome.rewritten = publish_feed(outcome.path, content, force=run.options.force)
     stamps[outcome.path.name] = stamp
     log.info("%s/%s: %s (%d events)", account.name, unit.id,
              "written" if outcome.rewritten else "unchanged", outcome.events)

@@ -28,10 +28,12 @@ class Source(Protocol):
         """
         ...
 
-    def blocked_ranges(self, unit: Unit, window: FeedWindow) -> list[BlockedRange]:
+    def blocked_ranges(self, unit: Unit, window: FeedWindow, *, fresh: bool = False) -> list[BlockedRange]:
         """Return the unit's blocked ranges overlapping ``window``, half-open, unmerged.
 
-        Raise SourceError if they cannot be fetched or the answer is not usable.
+        ``fresh`` asks for a new answer from Escapia even if one was cached this run (the
+        shrink guard's second opinion). Raise SourceError if they cannot be fetched or the
+        answer is not usable.
         """
         ...
 

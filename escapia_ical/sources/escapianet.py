@@ -48,6 +48,7 @@ class EscapianetSource:
         self.responses_by_status = self.http.responses_by_status
         self.decoder = DailyDecoder(account.name, account.blocked_codes)
         self._batch: dict[str, Calendar] | None = None
+        self._batch_refetched = False
 
     # -- the Source interface -------------------------------------------------------
 
@@ -56,9 +57,15 @@ class EscapianetSource:
         answer = self._call("EVRNService.svc", "UnitSearch", self._unit_search)
         return list({u.id: u for u in parse_units(answer)}.values())
 
-    def blocked_ranges(self, unit: Unit, window: FeedWindow) -> list[BlockedRange]:
-        """Return the unit's blocked ranges, half-open, one per stay or hold."""
+    def blocked_ranges(self, unit: Unit, window: FeedWindow, *, fresh: bool = False) -> list[BlockedRange]:
+        """Return the unit's blocked ranges, half-open, one per stay or hold.
+
+        In batch mode ``fresh`` re-fetches the batch, at most once per run: one second
+        opinion serves every unit that needs one.
+        """
         where = f"unit {unit.id!r}"
+        if fresh and not self._batch_refetched:
+            self._batch, self._batch_refetched = None, True
         if self.account.calendar_mode == "batch":
             calendar = self._batch_calendars().get(unit.id)
             if calendar is None:

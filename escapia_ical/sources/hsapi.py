@@ -76,8 +76,9 @@ class HsapiSource:
                 return list(units.values())
         raise SourceError(f"SearchUnitSummaries: more than {MAX_PAGES} pages")
 
-    def blocked_ranges(self, unit: Unit, window: FeedWindow) -> list[BlockedRange]:
-        """Return the unit's blocked ranges over ``window``, converted to half-open form."""
+    def blocked_ranges(self, unit: Unit, window: FeedWindow, *, fresh: bool = False) -> list[BlockedRange]:
+        """Return the unit's blocked ranges over ``window``, converted to half-open form.
+        Every call asks Escapia (nothing is cached), so ``fresh`` changes nothing."""
         what = f"GetUnitNonAvailability for unit {unit.id!r}"
         try:
             body = self._call("POST", "GetUnitNonAvailability", json={

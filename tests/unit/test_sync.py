@@ -32,9 +32,11 @@ class ScriptedSource:
             raise self.listing
         return [Unit(unit_id, f"Unit {unit_id}") for unit_id in self.calendars]
 
-    def blocked_ranges(self, unit, window):
-        self.requests_by_operation["fetch"] += 1
+    def blocked_ranges(self, unit, window, *, fresh=False):
+        self.requests_by_operation["fresh fetch" if fresh else "fetch"] += 1
         answer = self.calendars[unit.id]
+        if isinstance(answer, list) and answer and isinstance(answer[0], list):
+            answer = answer.pop(0)  # a script of answers, one per call
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -139,3 +141,54 @@ def test_dry_run_writes_nothing(world):
     report = sync(dry_run=True)
     assert report.accounts["a"].units[0].rewritten and not config.output_dir.exists()
     assert not (config.state_dir / "accounts" / "a" / "feeds.json").exists()
+
+
+def test_one_empty_answer_never_blanks_a_feed(world, caplog):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({"1": [nights(1, 11)]})
+    sources["b"] = ScriptedSource({})
+    sync()
+    feed = config.output_dir / "a" / "1.ics"
+    kept = feed.read_bytes()
+    sources["a"].calendars["1"] = [[], [nights(1, 11)]]  # a glitch, then the truth again
+    report = sync(now=T0 + dt.timedelta(minutes=5))
+    assert feed.read_bytes() == kept
+    assert report.accounts["a"].units[0].error == (
+        "future blocked nights dropped from 10 to 0, and a second fetch disagreed; keeping the last feed")
+    assert sources["a"].requests_by_operation["fresh fetch"] == 1
+
+
+def test_a_confirmed_cancellation_is_published_with_a_warning(world, caplog):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({"1": [nights(1, 11)], "2": [nights(1, 11)]})
+    sources["b"] = ScriptedSource({})
+    sync()
+    sources["a"].calendars.update({"1": [], "2": [nights(1, 3)]})  # both stay that way
+    report = sync(now=T0 + dt.timedelta(minutes=5))
+    assert report.ok
+    assert b"BEGIN:VEVENT" not in (config.output_dir / "a" / "1.ics").read_bytes()
+    assert (config.output_dir / "a" / "2.ics").read_bytes().count(b"BEGIN:VEVENT") == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "a/1: future blocked nights dropped from 10 to 0; confirmed by a second fetch, publishing" in warnings
+    assert "a/2: future blocked nights dropped from 10 to 2; confirmed by a second fetch, publishing" in warnings
+
+
+def test_force_skips_the_second_opinion(world):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({"1": [nights(1, 11)]})
+    sources["b"] = ScriptedSource({})
+    sync()
+    sources["a"].calendars["1"] = [[], [nights(1, 11)]]
+    assert sync(force=True).ok
+    assert sources["a"].requests_by_operation["fresh fetch"] == 0
+    assert b"BEGIN:VEVENT" not in (config.output_dir / "a" / "1.ics").read_bytes()
+
+
+def test_small_changes_need_no_second_opinion(world):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({"1": [nights(1, 11)]})
+    sources["b"] = ScriptedSource({})
+    sync()
+    sources["a"].calendars["1"] = [nights(1, 7)]
+    assert sync().ok
+    assert sources["a"].requests_by_operation["fresh fetch"] == 0
