@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from .config_accounts import (
 )
 from .config_schema import SECRET_KEYS, kind_of, schema_problems
 from .errors import ConfigError
-from .yaml_positions import KeyPath, Problem, format_path, line_of, load_yaml
+from .yaml_positions import KeyPath, Problem, format_path, line_of, load_yaml, one_line
 
 __all__ = [
     "ESCAPIANET_DEFAULT_BASE_URL",
@@ -60,6 +60,8 @@ class Config:
     feeds: FeedSettings
     accounts: tuple[Account, ...]
     warnings: tuple[str, ...] = ()
+    metrics_file: Path | None = None  # node_exporter textfile collector file
+    healthcheck_url: str | None = field(default=None, repr=False)  # healthchecks.io-style pings
 
     def account(self, name: str) -> Account | None:
         return next((a for a in self.accounts if a.name == name), None)
@@ -139,8 +141,14 @@ def _expand_env(value: Any, path: KeyPath, environ: Mapping[str, str], problems:
 
 
 def _resolve_dir(base: Path, value: str) -> Path:
-    """Given the config's folder and a path from it, return the absolute path meant."""
-    return (base / Path(value).expanduser()).resolve()
+    """Given the config's folder and a path from it, return the absolute path meant.
+    Raise ValueError if the value cannot name a folder here."""
+    try:
+        path = (base / Path(value).expanduser()).resolve()
+        os.fsencode(path)  # a lone surrogate cannot become a file name
+    except (ValueError, RuntimeError, OSError, UnicodeError) as exc:
+        raise ValueError(f"not a usable path ({exc.__class__.__name__})") from None
+    return path
 
 
 def _check_dirs(data: dict, base: Path, is_sensitive: Callable[[KeyPath], bool]) -> list[Problem]:
@@ -151,6 +159,14 @@ def _check_dirs(data: dict, base: Path, is_sensitive: Callable[[KeyPath], bool])
     out, state = data.get("output_dir"), data.get("state_dir")
     if not (isinstance(out, str) and out and isinstance(state, str) and state):
         return []
+    problems = []
+    for key, value in (("output_dir", out), ("state_dir", state)):
+        try:
+            _resolve_dir(base, value)
+        except ValueError as exc:
+            problems.append(Problem((key,), str(exc)))
+    if problems:
+        return problems
     out_dir, state_dir = _resolve_dir(base, out), _resolve_dir(base, state)
     hidden = is_sensitive(("output_dir",)) or is_sensitive(("state_dir",))
     out_shown, state_shown = ("", "") if hidden else (f" ({out_dir})", f" ({state_dir})")
@@ -169,7 +185,7 @@ def _render(filename: str, lines: dict[KeyPath, int], problems: list[Problem]) -
     """Given problems, return their unique ``FILE:LINE: key: what`` lines sorted by line."""
     located = [(p.line or line_of(lines, p.path), i, f"{format_path(p.path)}: {p.message}")
                for i, p in enumerate(problems)]
-    texts = [f"{filename}:{line}: {text}" for line, _, text in sorted(located)]
+    texts = [one_line(f"{filename}:{line}: {text}") for line, _, text in sorted(located)]
     return list(dict.fromkeys(texts))
 
 
@@ -184,6 +200,8 @@ def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Con
         state_dir=_resolve_dir(base, data["state_dir"]),
         feeds=FeedSettings(**typed(FeedSettings(), data.get("feeds", {}))),
         accounts=tuple(accounts),
+        metrics_file=_resolve_dir(base, data["metrics_file"]) if data.get("metrics_file") else None,
+        healthcheck_url=data.get("healthcheck_url", "").rstrip("/") or None,
     )
 
 

@@ -18,7 +18,7 @@ HSAPI_DEFAULT_BASE_URL = "https://hsapi.escapia.com/dragomanadapter"
 ESCAPIANET_DEFAULT_BASE_URL = "https://api.escapia.com"
 DEFAULT_BASE_URLS = {"hsapi": HSAPI_DEFAULT_BASE_URL, "escapianet": ESCAPIANET_DEFAULT_BASE_URL}
 # Keys whose literal (not ${VAR}) value in a group/other-readable file deserves a warning.
-LITERAL_SECRET_KEYS = ("client_secret", "password")
+LITERAL_SECRET_KEYS = ("client_secret", "password", "feed_token_secret")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,15 @@ class HttpPolicy:
     retry_attempts: int = 4  # attempts in all, the first included
     retry_initial_wait: float = 1.0
     retry_max_wait: float = 60.0
+
+
+@dataclass(frozen=True)
+class FeedTokens:
+    """Secret feed URLs: each file is named ``<unit>-<token>.ics`` with a token derived
+    from ``secret``; after a change of secret the old names live on for ``grace_days``."""
+
+    secret: str = field(repr=False)
+    grace_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,11 @@ class HsapiAccount:
     http: HttpPolicy = HttpPolicy()
     api: Literal["hsapi"] = "hsapi"
     line: int = 0  # where the account is declared, for messages
+    feed_tokens: FeedTokens | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return (self.client_secret,)
+        return (self.client_secret, *((self.feed_tokens.secret,) if self.feed_tokens else ()))
 
 
 @dataclass(frozen=True)
@@ -70,10 +80,11 @@ class EscapianetAccount:
     http: HttpPolicy = HttpPolicy()
     api: Literal["escapianet"] = "escapianet"
     line: int = 0
+    feed_tokens: FeedTokens | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return (self.password,)
+        return (self.password, *((self.feed_tokens.secret,) if self.feed_tokens else ()))
 
 
 Account = HsapiAccount | EscapianetAccount
@@ -174,6 +185,8 @@ def build_account(a: dict, line: int, top_http: Mapping[str, Any]) -> Account:
         "http": HttpPolicy(**typed(HttpPolicy(), {**top_http, **a.get("http", {})})),
         "api": a["api"],
         "line": line,
+        "feed_tokens": FeedTokens(a["feed_token_secret"], a.get("feed_token_grace_days", 7))
+        if a.get("feed_tokens") else None,
     }
     if a["api"] == "escapianet":
         code = a.get("property_manager_code")

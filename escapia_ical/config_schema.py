@@ -18,7 +18,8 @@ from .yaml_positions import KeyPath, Problem
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
 # Keys whose values are never shown in messages.
-SECRET_KEYS = frozenset({"client_id", "client_secret", "username", "password"})
+SECRET_KEYS = frozenset({"client_id", "client_secret", "username", "password", "feed_token_secret",
+                         "healthcheck_url"})
 
 _TIMEOUT = {"type": "number", "exclusiveMinimum": 0}
 _WAIT = {"type": "number", "minimum": 0}
@@ -72,6 +73,18 @@ _UNITS = {
     "else": {"minItems": 1, "items": _ID},
 }
 
+# Secret feed URLs: the same keys for every api.
+_FEED_TOKEN_KEYS: dict[str, Any] = {
+    "feed_tokens": {"type": "boolean"},
+    "feed_token_secret": {"type": "string", "minLength": 16,
+                          "x-messages": {"minLength": "must be at least 16 characters"}},
+    "feed_token_grace_days": {"type": "integer", "minimum": 0, "maximum": 365},
+}
+_FEED_TOKENS_NEED_A_SECRET: dict[str, Any] = {
+    "if": {"required": ["feed_tokens"], "properties": {"feed_tokens": {"const": True}}},
+    "then": {"required": ["feed_token_secret"]},
+}
+
 HSAPI_ACCOUNT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -86,7 +99,9 @@ HSAPI_ACCOUNT_SCHEMA: dict[str, Any] = {
         "units": _UNITS,
         "end_date": {"enum": ["exclusive", "inclusive"]},
         "http": HTTP_SCHEMA,
+        **_FEED_TOKEN_KEYS,
     },
+    **_FEED_TOKENS_NEED_A_SECRET,
 }
 
 ESCAPIANET_ACCOUNT_SCHEMA: dict[str, Any] = {
@@ -114,7 +129,9 @@ ESCAPIANET_ACCOUNT_SCHEMA: dict[str, Any] = {
             ],
         },
         "http": HTTP_SCHEMA,
+        **_FEED_TOKEN_KEYS,
     },
+    **_FEED_TOKENS_NEED_A_SECRET,
 }
 
 # Each account is checked against the schema of its api, and only once its api is known:
@@ -147,6 +164,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "state_dir": _NON_EMPTY,
         "http": HTTP_SCHEMA,
         "feeds": FEEDS_SCHEMA,
+        "metrics_file": _NON_EMPTY,
+        "healthcheck_url": {"type": "string", "pattern": "^https?://[^/\\s]+",
+                            "x-messages": {"pattern": "must be an http(s) URL"}},
         "accounts": {"type": "array", "minItems": 1, "items": ACCOUNT_SCHEMA},
     },
 }

@@ -22,7 +22,8 @@ from escapia_ical.ranges import FeedBlock
 
 PRODID = f"-//escapia-ical//escapia-ical {__version__}//EN"
 MAX_NAME = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters, line separators and lone surrogates (which cannot be encoded).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 REFRESH = dt.timedelta(minutes=5)
 
 
@@ -42,8 +43,11 @@ def display_name(unit: Unit) -> str:
     Names come from Escapia; a CR, LF or other control character in one would break the
     iCalendar content line (or crash the renderer), so they become spaces.
     """
-    raw = unit.name or unit.code or unit.id
-    return " ".join(_CONTROL.sub(" ", raw).split())[:MAX_NAME] or unit.id[:MAX_NAME] or "unit"
+    for raw in (unit.name, unit.code, unit.id):
+        name = " ".join(_CONTROL.sub(" ", raw or "").split())[:MAX_NAME]
+        if name:
+            return name
+    return "unit"
 
 
 def content_digest(unit: Unit, blocks: Sequence[FeedBlock], settings: FeedSettings) -> str:

@@ -43,6 +43,12 @@ def format_path(path: KeyPath) -> str:
     return text or "(top)"
 
 
+def one_line(text: str) -> str:
+    """Return ``text`` with every non-printable character (line breaks, controls, lone
+    surrogates) escaped, so that a message stays one line and cannot forge others."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int:
     """Given the line map and a path, return the line of the path or its nearest ancestor."""
     while path not in lines and path:
@@ -56,8 +62,9 @@ def load_yaml(text: str, filename: str) -> Document:
     Raise ConfigError (``FILE:LINE: (yaml): problem``) if the text is not well-formed YAML.
     An empty document has the value None.
     """
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader already refuses some characters
         root = loader.get_single_node()
         if root is None:
             return Document(None, {(): 1}, [])
@@ -68,11 +75,12 @@ def load_yaml(text: str, filename: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{filename}{line}: (yaml): {exc.problem or exc}") from None
+        raise ConfigError(f"{filename}{line}: (yaml): {one_line(str(exc.problem or exc))}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{filename}: (yaml): {exc}") from None
+        raise ConfigError(f"{filename}: (yaml): {one_line(str(exc))}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 class _Walker:

@@ -148,6 +148,8 @@ class DailyDecoder:
             if not daily:
                 # Read as "no nights blocked", it would blank the whole calendar.
                 raise SourceError(f"{what}: no DailyAvailability")
+            if len(daily) > (dt.date.max - start).days:  # the checkout must be a date too
+                raise SourceError(f"{what}: a {len(daily)}-day string from {start} runs past year 9999")
             self._check_end(segment.get("EndDate"), start, daily, what)
             ranges.extend(self._decode(start, daily, where))
         return ranges
