@@ -3,13 +3,14 @@
 Exit codes (documented in the README):
   0  success: every selected feed was published fresh
   1  some units or accounts failed (the others were published)
-  2  configuration or usage error
+  2  configuration or usage error; for `status`: a feed is older than --max-age
   70 internal error (a bug: please report it, with the output of -v)
   75 another sync holds the lock (EX_TEMPFAIL: cron simply tries again next tick)
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import sys
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import click
 
-from escapia_ical import __version__, commands
+from escapia_ical import __version__, commands, operations
 from escapia_ical.errors import ConfigError, EscapiaIcalError, LockHeld
 from escapia_ical.logs import PROGRAM, setup_logging
+from escapia_ical.status import parse_age
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERNAL, EXIT_LOCKED = 0, 1, 2, 70, 75
 DEFAULT_CONFIG = Path("config/accounts.yaml")
@@ -99,6 +101,46 @@ def show(config_path, account, unit, verbose, quiet) -> None:
     """Print the calendar sync would write for one unit."""
     verbosity = -1 if quiet else verbose
     _run(lambda: commands.show(config_path, account, unit), verbosity)
+
+
+class AgeParam(click.ParamType):
+    name = "AGE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dt.timedelta):
+            return value
+        try:
+            return parse_age(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@cli.command()
+@config_option
+@click.option("--max-age", type=AgeParam(), default="15m", show_default=True,
+              help="Exit 2 if any feed was last published fresh longer ago (90s, 15m, 2h, 1d).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(config_path, max_age, as_json) -> None:
+    """Show every feed's age, events and last error (no network). For Nagios/monit."""
+    _run(lambda: operations.status(config_path, max_age, as_json), 0)
+
+
+@cli.command()
+@config_option
+@click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only this account (repeatable).")
+@click.option("--base-url", metavar="URL", help="Where nginx serves output/, e.g. https://feeds.example.com")
+def feeds(config_path, accounts, base_url) -> None:
+    """Print each unit's public feed URL, for pasting into Airbnb, Vrbo and others."""
+    _run(lambda: operations.feeds(config_path, accounts, base_url), 0)
+
+
+@cli.command()
+@config_option
+@click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only this account (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def prune(config_path, accounts, dry_run) -> None:
+    """Remove the feeds of units Escapia no longer distributes (a sync never does)."""
+    _run(lambda: operations.prune(config_path, accounts, dry_run), 0)
 
 
 @cli.command()

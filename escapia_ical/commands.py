@@ -15,9 +15,11 @@ from pathlib import Path
 import click
 
 from escapia_ical.config import Account, Config, load_config
-from escapia_ical.errors import ConfigError, UnitNotFound
-from escapia_ical.filenames import feed_filename
+from escapia_ical.errors import ConfigError, PublishError, UnitNotFound
+from escapia_ical.filenames import account_feed_filename
+from escapia_ical.healthcheck import ping
 from escapia_ical.lock import sync_lock
+from escapia_ical.metrics import write_metrics
 from escapia_ical.sources import make_source
 from escapia_ical.status import record_run
 from escapia_ical.sync import Progress, SyncOptions, SyncReport, preview_feed, run_sync
@@ -57,27 +59,38 @@ def sync(config_path: Path, accounts: Sequence[str], units: Sequence[str], *, dr
                           progress=_TerminalProgress() if show_bar else Progress())
     if dry_run:
         show_warnings(config)
-        report = _timed_sync(config, options)
+        clock = time.monotonic()
+        report = run_sync(config, options)
         _print_dry_run(report)
-    else:
-        with sync_lock(config.state_dir):
-            show_warnings(config)
-            report = _timed_sync(config, options, record=True)
-    return 0 if report.ok else 1
+        _log_summary(report, time.monotonic() - clock)
+        return 0 if report.ok else 1
+    with sync_lock(config.state_dir):
+        show_warnings(config)
+        ping(config.healthcheck_url, "start")
+        return _recorded_sync(config, options)
 
 
-def _timed_sync(config: Config, options: SyncOptions, *, record: bool = False) -> SyncReport:
-    """Run the sync, log its summary, and (``record``) write status.json, even if it died."""
+def _recorded_sync(config: Config, options: SyncOptions) -> int:
+    """Run the sync; write status.json and the metrics file and ping the healthcheck with
+    the exit code, even if the run died. Return the exit code: 0, or 1 if any unit or
+    account failed, or if status or metrics could not be written (monitoring is blind)."""
     started, clock = dt.datetime.now(dt.UTC), time.monotonic()
     report, code = SyncReport(), 70
     try:
         report = run_sync(config, options)
         code = 0 if report.ok else 1
     finally:
-        if record:
-            record_run(config.state_dir, report, started, dt.datetime.now(dt.UTC), code)
+        finished = dt.datetime.now(dt.UTC)
+        try:
+            status = record_run(config.state_dir, report, started, finished, code)
+            if config.metrics_file:
+                write_metrics(config.metrics_file, status, finished)
+        except PublishError as exc:
+            log.error("%s", exc)
+            code = max(code, 1)
+        ping(config.healthcheck_url, str(code))
     _log_summary(report, time.monotonic() - clock)
-    return report
+    return code
 
 
 def check_config(config_path: Path, verbosity: int) -> int:
@@ -92,8 +105,8 @@ def list_units(config_path: Path, account_name: str) -> int:
     config = load(config_path)
     account = account_named(config, account_name)
     units = make_source(account, config.state_dir).list_units()
-    rows = [(u.id, u.code, u.name, str(config.output_dir / account.name / feed_filename(u.id)))
-            for u in units]
+    folder = config.output_dir / account.name
+    rows = [(u.id, u.code, u.name, str(folder / account_feed_filename(account, u.id))) for u in units]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("ID", "CODE", "NAME"))]
     for row in [("ID", "CODE", "NAME", "FEED")] + rows:
         click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])

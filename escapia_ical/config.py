@@ -75,7 +75,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
     sorted by line, if the file is unreadable, is not YAML, or does not validate.
     """
     filename = str(path)
-    environ = os.environ if environ is None else environ
+    environ = _EnvironmentWithCredentials(os.environ if environ is None else environ)
     doc = load_yaml(_read(path, filename), filename)
     if doc.value is None:
         raise ConfigError(f"{filename}:1: (top): the file is empty; expected a mapping "
@@ -105,6 +105,40 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _EnvironmentWithCredentials(Mapping[str, str]):
+    """The environment, plus systemd credentials: under a unit with ``LoadCredential=NAME:…``
+    systemd sets CREDENTIALS_DIRECTORY, and ``${NAME}`` not set in the environment is read
+    from the file NAME there (one trailing newline removed)."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+        folder = environ.get("CREDENTIALS_DIRECTORY")
+        self.folder = Path(folder) if folder else None
+
+    def __getitem__(self, name: str) -> str:
+        if name in self.environ:
+            return self.environ[name]
+        if self.folder is not None:
+            try:
+                return (self.folder / name).read_text(encoding="utf-8").removesuffix("\n")
+            except (OSError, UnicodeDecodeError):
+                pass
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter(self.environ)
+
+    def __len__(self) -> int:
+        return len(self.environ)
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            self[name]  # type: ignore[index]
+        except KeyError:
+            return False
+        return True
 
 
 def _read(path: Path | str, filename: str) -> str:

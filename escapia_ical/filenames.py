@@ -7,6 +7,7 @@ Ids come from Escapia and are not ours to trust: ``../x``, ``a/b``, ``.hidden``,
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import unicodedata
 
@@ -34,6 +35,21 @@ def feed_stem(unit_id: str) -> str:
     return f"{prefix}~{digest}" if prefix else f"unit~{digest}"
 
 
-def feed_filename(unit_id: str) -> str:
-    """Return the feed's file name: :func:`feed_stem` plus ``.ics``."""
-    return feed_stem(unit_id) + ".ics"
+def feed_filename(unit_id: str, token_secret: str | None = None, account: str = "") -> str:
+    """Return the feed's file name: :func:`feed_stem` plus ``.ics``.
+
+    With ``token_secret`` the name also carries a 128-bit token, ``<stem>-<token>.ics``,
+    derived from the secret, the account and the unit: stable across runs, unguessable
+    without the secret (an occupancy calendar tells a burglar when a house is empty).
+    """
+    if token_secret is None:
+        return feed_stem(unit_id) + ".ics"
+    message = f"{account}\0{unit_id}".encode("utf-8", "surrogatepass")
+    token = hmac.new(token_secret.encode("utf-8", "surrogatepass"), message, hashlib.sha256).hexdigest()[:32]
+    return f"{feed_stem(unit_id)}-{token}.ics"
+
+
+def account_feed_filename(account, unit_id: str) -> str:
+    """Return the current file name of ``unit_id``'s feed under ``account``'s settings."""
+    tokens = account.feed_tokens
+    return feed_filename(unit_id, tokens.secret if tokens else None, account.name)

@@ -34,8 +34,8 @@ def load_status(state_dir: Path) -> dict[str, Any]:
 
 
 def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finished: dt.datetime,
-               exit_code: int) -> None:
-    """Merge ``report`` (a SyncReport) into status.json and write it atomically."""
+               exit_code: int) -> dict[str, Any]:
+    """Merge ``report`` into status.json, write it atomically, and return it."""
     status = load_status(state_dir)
     status["run"] = {
         "started": _iso(started), "finished": _iso(finished),
@@ -50,7 +50,16 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
         if result.error is None:
             entry["last_success"] = when
         entry["requests"] = _plain(result.requests)
-        entry["responses"] = _plain({f"{op} {status}": n for (op, status), n in result.responses.items()})
+        responses = {f"{op} {status}": n for (op, status), n in result.responses.items()}
+        entry["responses"] = _plain(responses)
+        # Totals over all runs, for Prometheus counters.
+        totals = entry.setdefault("responses_total", {})
+        for key, count in responses.items():
+            totals[key] = totals.get(key, 0) + count
+        rewritten = sum(1 for u in result.units if u.rewritten and not u.error)
+        entry["feeds_rewritten"] = rewritten
+        entry["feeds_rewritten_total"] = entry.get("feeds_rewritten_total", 0) + rewritten
+        entry["unit_errors"] = sum(1 for u in result.units if u.error)
         for outcome in result.units:
             unit = entry["units"].setdefault(outcome.unit_id, {})
             unit["last_attempt"] = when
@@ -61,6 +70,7 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
                 if outcome.rewritten:
                     unit["last_change"] = when
     write_json(status_path(state_dir), status)
+    return status
 
 
 def _plain(counts: Mapping[str, int]) -> dict[str, int]:
@@ -69,3 +79,38 @@ def _plain(counts: Mapping[str, int]) -> dict[str, int]:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).replace(microsecond=0).isoformat()
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_age(text: str) -> dt.timedelta:
+    """Given ``90s``, ``15m``, ``2h`` or ``1d``, return the duration. Raise ValueError."""
+    text = text.strip().lower()
+    if len(text) < 2 or text[-1] not in _AGE_UNITS or not text[:-1].isdigit():
+        raise ValueError(f"{text!r} is not a duration like 90s, 15m, 2h or 1d")
+    return dt.timedelta(seconds=int(text[:-1]) * _AGE_UNITS[text[-1]])
+
+
+def feed_rows(status: dict[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
+    """Return one row per feed: account, unit, age (seconds, None if never published fresh),
+    events, file and last error, sorted by account and unit."""
+    rows = []
+    for account, entry in sorted(status.get("accounts", {}).items()):
+        for unit, state in sorted(entry.get("units", {}).items()):
+            success = state.get("last_success")
+            age = (now - dt.datetime.fromisoformat(success)).total_seconds() if success else None
+            rows.append({"account": account, "unit": unit, "age_seconds": age,
+                         "events": state.get("events"), "file": state.get("file"),
+                         "last_error": state.get("last_error") or entry.get("last_error")})
+    return rows
+
+
+def format_age(seconds: float | None) -> str:
+    """Return an age as ``42s``, ``7m``, ``3h`` or ``2d`` (``never`` for None)."""
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"

@@ -19,11 +19,12 @@ from typing import Any
 from escapia_ical.config import Account, Config
 from escapia_ical.errors import AuthError, EscapiaIcalError, SourceError
 from escapia_ical.feed import content_digest, render_feed
-from escapia_ical.filenames import feed_filename
+from escapia_ical.filenames import account_feed_filename
 from escapia_ical.guard import StoredBlocks, store_blocks, suspicious_shrink
 from escapia_ical.model import FeedWindow, Unit
 from escapia_ical.publish import clean_temp_files, current_bytes, publish_feed
 from escapia_ical.ranges import FeedBlock, feed_blocks
+from escapia_ical.rotation import DEFAULT_GRACE_DAYS, update_old_names
 from escapia_ical.sources import Source, make_source
 from escapia_ical.state import AccountState
 
@@ -169,7 +170,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     options.progress.begin(account.name, len(units))
     try:
         for index, unit in enumerate(units):
-            outcome = UnitOutcome(account.name, unit.id, folder / feed_filename(unit.id))
+            outcome = UnitOutcome(account.name, unit.id, folder / account_feed_filename(account, unit.id))
             result.units.append(outcome)
             try:
                 _sync_unit(run, account, source, unit, outcome, stamps)
@@ -224,14 +225,16 @@ def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[Fe
         with contextlib.suppress(KeyError, TypeError, ValueError):
             dtstamp = dt.datetime.fromisoformat(previous["dtstamp"])
     content = render_feed(account.name, unit, blocks, config.feeds, dtstamp)
-    return content, {"digest": digest, "dtstamp": dtstamp.isoformat(), "blocks": store_blocks(blocks)}
+    return content, {"unit": unit.id, "digest": digest, "dtstamp": dtstamp.isoformat(),
+                     "blocks": store_blocks(blocks)}
 
 
 def preview_feed(config: Config, account: Account, source: Source, unit: Unit) -> bytes:
     """Return the feed a sync would write for ``unit`` now; nothing is written."""
     today = dt.date.today()
     run = RunContext(config, SyncOptions(), today, feed_window(config, today))
-    previous = AccountState(config.state_dir, account.name).feed_stamps().get(feed_filename(unit.id))
+    previous = AccountState(config.state_dir, account.name).feed_stamps().get(
+        account_feed_filename(account, unit.id))
     blocks = fetch_blocks(run, account, source, unit, None, guard=False)
     content, _ = build_feed(config, account, unit, blocks, previous if isinstance(previous, dict) else {},
                             dt.datetime.now(dt.UTC))
@@ -250,6 +253,9 @@ def _sync_unit(run: RunContext, account: Account, source: Source, unit: Unit, ou
         return
     outcome.rewritten = publish_feed(outcome.path, content, force=run.options.force)
     stamps[outcome.path.name] = stamp
+    grace = account.feed_tokens.grace_days if account.feed_tokens else DEFAULT_GRACE_DAYS
+    update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, stamp, stamps,
+                     run.options.now(), grace)
     log.info("%s/%s: %s (%d events)", account.name, unit.id,
              "written" if outcome.rewritten else "unchanged", outcome.events)
 

@@ -63,7 +63,7 @@ class Deployment:
 
     def run(self, *args: str, timeout: float = 60, **env: str | None) -> subprocess.CompletedProcess:
         command = [CLI, *args]
-        if args and args[0] in ("sync", "check-config", "list-units", "show"):
+        if args and args[0] != "sandbox":
             command[2:2] = ["--config", str(self.config)]
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                               env=self.env(**env), cwd=self.root)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import icalendar
 import pytest
-
 from conftest import CLI, Deployment, account_yaml, write_config
-from escapia_ical.sandbox import Sandbox
 from feeds import read_nights
+
+from escapia_ical.sandbox import Sandbox
 
 ITERATIONS = int(os.environ.get("ESCAPIA_ICAL_CRASH_ITERATIONS", "50"))  # more for a soak
 TODAY = dt.date.today()

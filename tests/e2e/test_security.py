@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 
 from conftest import account_yaml, write_config
+
 from escapia_ical.config import HttpPolicy
 from escapia_ical.sources.http import HttpClient
 

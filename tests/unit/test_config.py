@@ -624,3 +624,17 @@ def test_permission_warning_for_literal_escapianet_password(tmp_path):
         "chmod 600 it or use ${VAR}",)
     path = escapianet(tmp_path / "env", mode=0o644)  # password from ${SECRET}
     assert load_config(path, {"SECRET": "s"}).warnings == ()
+
+
+def test_secrets_from_systemd_credentials(tmp_path):
+    credentials = tmp_path / "creds"
+    credentials.mkdir()
+    (credentials / "HAWAII_CLIENT_SECRET").write_text("from-a-credential\n")
+    path = tmp_path / "c.yaml"
+    path.write_text("output_dir: o\nstate_dir: s\naccounts:\n  - name: a\n    api: hsapi\n    pmcid: 1\n"
+                    "    client_id: ${HAWAII_CLIENT_ID}\n    client_secret: ${HAWAII_CLIENT_SECRET}\n")
+    env = {"CREDENTIALS_DIRECTORY": str(credentials), "HAWAII_CLIENT_ID": "from-the-environment"}
+    account = load_config(path, env).accounts[0]
+    assert (account.client_id, account.client_secret) == ("from-the-environment", "from-a-credential")
+    with pytest.raises(ConfigError, match="environment variable HAWAII_CLIENT_SECRET is not set"):
+        load_config(path, {"HAWAII_CLIENT_ID": "x"})

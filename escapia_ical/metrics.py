@@ -1,0 +1,87 @@
+"""Prometheus metrics for node_exporter's textfile collector, derived from status.json.
+
+Written after every run (``metrics_file`` in the config) with prometheus_client, which
+writes a temp file beside the target and renames it: the collector never reads half a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, write_to_textfile
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from escapia_ical.errors import PublishError
+
+
+def write_metrics(path: Path, status: dict[str, Any], now: dt.datetime) -> None:
+    """Write the metrics of ``status`` to ``path`` atomically. Raise PublishError on failure."""
+    registry = CollectorRegistry()
+    registry.register(StatusCollector(status, now))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(str(path), registry)
+    except OSError as exc:
+        raise PublishError(f"cannot write metrics file {path}: {exc.strerror or exc}") from None
+
+
+class StatusCollector(Collector):
+    def __init__(self, status: dict[str, Any], now: dt.datetime):
+        self.status, self.now = status, now
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        run = self.status.get("run", {})
+        yield _gauge("escapia_ical_run_finished_timestamp_seconds", "When the last sync finished.",
+                     [], [([], _timestamp(run.get("finished")))])
+        yield _gauge("escapia_ical_run_duration_seconds", "How long the last sync took.",
+                     [], [([], run.get("duration_seconds"))])
+        yield _gauge("escapia_ical_run_exit_code", "Exit code of the last sync (0 = all fresh).",
+                     [], [([], run.get("exit_code"))])
+        accounts = self.status.get("accounts", {})
+        units = [(a, u, e) for a, entry in accounts.items() for u, e in entry.get("units", {}).items()]
+        success = [([a, u], _timestamp(e.get("last_success"))) for a, u, e in units]
+        yield _gauge("escapia_ical_feed_last_success_timestamp_seconds",
+                     "When each feed was last published fresh.", ["account", "unit"], success)
+        yield _gauge("escapia_ical_feed_age_seconds", "Seconds since each feed was last published fresh.",
+                     ["account", "unit"],
+                     [(labels, self.now.timestamp() - t) for labels, t in success if t is not None])
+        yield _gauge("escapia_ical_feed_events", "Blocked ranges in each feed.", ["account", "unit"],
+                     [([a, u], e.get("events")) for a, u, e in units])
+        yield _gauge("escapia_ical_feed_failing", "1 if the last attempt for the feed failed.",
+                     ["account", "unit"], [([a, u], 1 if e.get("last_error") else 0) for a, u, e in units])
+        yield _gauge("escapia_ical_account_failing", "1 if the account failed as a whole last run.",
+                     ["account"], [([a], 1 if e.get("last_error") else 0) for a, e in accounts.items()])
+        yield _gauge("escapia_ical_unit_errors", "Units that failed in the last run.", ["account"],
+                     [([a], e.get("unit_errors", 0)) for a, e in accounts.items()])
+        yield _counter("escapia_ical_feeds_rewritten", "Feed files rewritten.", ["account"],
+                       [([a], e.get("feeds_rewritten_total", 0)) for a, e in accounts.items()])
+        yield _counter("escapia_ical_requests", "Requests sent to Escapia, by answer status.",
+                       ["account", "operation", "status"],
+                       [([a, *key.rsplit(" ", 1)], n) for a, e in accounts.items()
+                        for key, n in e.get("responses_total", {}).items()])
+
+
+def _gauge(name: str, doc: str, labels: list[str], samples) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=labels)
+    for values, value in samples:
+        if value is not None:
+            family.add_metric(values, float(value))
+    return family
+
+
+def _counter(name: str, doc: str, labels: list[str], samples) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for values, value in samples:
+        family.add_metric(values, float(value))
+    return family
+
+
+def _timestamp(value: str | None) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(value).timestamp() if value else None
+    except ValueError:
+        return None

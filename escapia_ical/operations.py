@@ -1,0 +1,87 @@
+"""The operator commands: status, feeds, prune. Each returns the exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from escapia_ical.commands import account_named, load
+from escapia_ical.filenames import account_feed_filename
+from escapia_ical.lock import sync_lock
+from escapia_ical.prune import find_orphans
+from escapia_ical.sources import make_source
+from escapia_ical.state import AccountState, write_json
+from escapia_ical.status import feed_rows, format_age, load_status, status_path
+
+EXIT_STALE = 2
+
+
+def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
+    """Print every feed's age, events and last error; return 2 if any is older than
+    ``max_age`` (or was never published fresh), else 0. Reads state only: no network."""
+    config = load(config_path)
+    now = dt.datetime.now(dt.UTC)
+    rows = feed_rows(load_status(config.state_dir), now)
+    stale = [r for r in rows if r["age_seconds"] is None or r["age_seconds"] > max_age.total_seconds()]
+    if as_json:
+        click.echo(json.dumps({"max_age_seconds": max_age.total_seconds(), "stale": len(stale),
+                               "feeds": rows}, indent=1, ensure_ascii=False))
+    elif not rows:
+        click.echo(f"no feeds recorded yet in {status_path(config.state_dir)}")
+    else:
+        width = max(len(f"{r['account']}/{r['unit']}") for r in rows)
+        click.echo(f"{'FEED'.ljust(width)}  {'AGE':>6}  {'EVENTS':>6}  LAST ERROR")
+        for r in rows:
+            feed, mark = f"{r['account']}/{r['unit']}".ljust(width), "!" if r in stale else " "
+            events, error = "" if r["events"] is None else r["events"], r["last_error"] or ""
+            click.echo(f"{feed} {mark}{format_age(r['age_seconds']):>6}  {events:>6}  {error}")
+    return EXIT_STALE if stale or not rows else 0
+
+
+def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None) -> int:
+    """Print each unit's feed URL (or path), for pasting into Airbnb, Vrbo and others."""
+    config = load(config_path)
+    selected = [account_named(config, name) for name in accounts] or list(config.accounts)
+    for account in selected:
+        for unit in make_source(account, config.state_dir).list_units():
+            name = account_feed_filename(account, unit.id)
+            where = (f"{base_url.rstrip('/')}/{account.name}/{name}" if base_url
+                     else str(config.output_dir / account.name / name))
+            click.echo(f"{account.name}\t{unit.id}\t{unit.name}\t{where}")
+    return 0
+
+
+def prune(config_path: Path, accounts: Sequence[str], dry_run: bool) -> int:
+    """List (``dry_run``) or remove the feeds of units Escapia no longer lists."""
+    config = load(config_path)
+    selected = [account_named(config, name) for name in accounts] or list(config.accounts)
+    with sync_lock(config.state_dir):
+        status = load_status(config.state_dir)
+        for account in selected:
+            listed = make_source(account, config.state_dir).list_units()
+            state = AccountState(config.state_dir, account.name)
+            stamps = state.feed_stamps()
+            orphans = find_orphans(config.output_dir / account.name, account, listed, stamps)
+            if not listed and orphans:
+                click.echo(f"{account.name}: Escapia lists no units; refusing to prune all "
+                           f"{len(orphans)} feeds", err=True)
+                return 1
+            for path in orphans:
+                click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
+                if dry_run:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                gone = stamps.pop(path.name, {}).get("unit")
+                if gone is not None:
+                    status.get("accounts", {}).get(account.name, {}).get("units", {}).pop(gone, None)
+            if not dry_run:
+                state.save_feed_stamps(stamps)
+        if not dry_run:
+            write_json(status_path(config.state_dir), status)
+    return 0

@@ -1,0 +1,29 @@
+"""Orphan feeds: files of units Escapia no longer distributes.
+
+A sync never empties or deletes such a feed (its unit may come back, and an empty feed
+would unblock a calendar); ``escapia-ical prune`` lists them and, without --dry-run,
+removes them and what the state remembers of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from escapia_ical.config import Account
+from escapia_ical.filenames import account_feed_filename
+from escapia_ical.model import Unit
+
+
+def find_orphans(folder: Path, account: Account, listed: list[Unit],
+                 stamps: dict[str, dict[str, Any]]) -> list[Path]:
+    """Return the feed files in ``folder`` that belong to no unit Escapia lists (old names
+    still in their grace period belong to their unit)."""
+    listed_ids = {u.id for u in listed}
+    keep = {account_feed_filename(account, unit_id) for unit_id in listed_ids}
+    keep |= {name for name, entry in stamps.items()
+             if isinstance(entry, dict) and entry.get("unit") in listed_ids}
+    try:
+        return sorted(p for p in folder.glob("*.ics") if p.name not in keep and p.is_file())
+    except OSError:
+        return []

@@ -1,0 +1,51 @@
+"""Old feed names after a change of name: kept up to date for a grace period, then removed.
+
+A feed's name changes when its account's feed-token secret is rotated (or tokens are
+switched on or off). Channels keep polling the old URL until someone pastes the new one,
+so the old file goes on receiving every update for ``grace_days``, and is then deleted.
+The state entry of each published name records its unit, so old names are recognised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from escapia_ical.publish import publish_feed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE_DAYS = 7
+
+
+def old_names(stamps: dict[str, dict[str, Any]], unit_id: str, current: str) -> list[str]:
+    """Return the names this unit's feed was published under before ``current``."""
+    return sorted(name for name, entry in stamps.items()
+                  if name != current and isinstance(entry, dict) and entry.get("unit") == unit_id)
+
+
+def update_old_names(folder: Path, unit_id: str, current: str, content: bytes, stamp: dict[str, Any],
+                     stamps: dict[str, dict[str, Any]], now: dt.datetime, grace_days: int) -> None:
+    """Write ``content`` under each old name of the unit still in its grace period; delete
+    the files and state of old names whose grace period is over. Raise PublishError if an
+    old name cannot be written."""
+    for name in old_names(stamps, unit_id, current):
+        retired = _retired_at(stamps[name], now)
+        if now - retired >= dt.timedelta(days=grace_days):
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
+            del stamps[name]
+            log.info("%s: removed the old feed name %s (grace period over)", folder.name, name)
+            continue
+        publish_feed(folder / name, content)
+        stamps[name] = {**stamp, "retired": retired.isoformat()}
+
+
+def _retired_at(entry: dict[str, Any], now: dt.datetime) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(entry["retired"])
+    except (KeyError, TypeError, ValueError):
+        return now  # retired by this run

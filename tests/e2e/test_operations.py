@@ -1,0 +1,158 @@
+"""What operators run besides sync: status, feeds, prune, metrics, healthchecks, secret URLs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from conftest import account_yaml, write_config
+from feeds import read_nights
+
+SECRET = "feed-token-secret-one-0123456789"
+NEW_SECRET = "feed-token-secret-two-9876543210"
+
+
+def configure(deployment, extra_top: str = "", account_extra: str = "") -> None:
+    write_config(deployment.config, account_yaml(extra=account_extra))
+    if extra_top:
+        deployment.config.write_text(extra_top + deployment.config.read_text())
+
+
+def test_status_table_json_and_max_age(deployment):
+    empty = deployment.run("status")
+    assert empty.returncode == 2 and "no feeds recorded yet" in empty.stdout
+    deployment.sandbox.fail_unit("1020-105", status=500)
+    assert deployment.run("sync").returncode == 1
+    table = deployment.run("status")
+    assert table.returncode == 2  # 1020-105 was never published fresh
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["FEED", "AGE", "EVENTS", "LAST", "ERROR"]
+    assert len(lines) == 1 + len(deployment.sandbox.unit_ids())
+    failing = next(line for line in lines if "sandbox/1020-105" in line)
+    assert "!" in failing and "never" in failing and "HTTP 500" in failing
+    fresh = next(line for line in lines if "sandbox/1020-101" in line)
+    assert re.search(r"sandbox/1020-101\s+\d+s\s+\d+\s*$", fresh), fresh
+    deployment.sandbox.clear_faults()
+    assert deployment.run("sync").returncode == 0
+    assert deployment.run("status").returncode == 0
+    assert deployment.run("status", "--max-age", "0s").returncode == 2
+    data = json.loads(deployment.run("status", "--json").stdout)
+    assert data["stale"] == 0 and len(data["feeds"]) == len(deployment.sandbox.unit_ids())
+    assert all(f["last_error"] is None and f["age_seconds"] < 60 for f in data["feeds"])
+    bad = deployment.run("status", "--max-age", "soon")
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
+
+
+def test_metrics_file(deployment):
+    metrics = deployment.root / "textfile" / "escapia.prom"
+    configure(deployment, f"metrics_file: {metrics}\n")
+    deployment.sandbox.fail_unit("1020-105", status=503)
+    assert deployment.run("sync").returncode == 1
+    text = metrics.read_text()
+    units = len(deployment.sandbox.unit_ids())
+    assert text.count("escapia_ical_feed_age_seconds{") == units - 1  # one never succeeded
+    assert 'escapia_ical_feed_failing{account="sandbox",unit="1020-105"} 1.0' in text
+    assert 'escapia_ical_feed_failing{account="sandbox",unit="1020-101"} 0.0' in text
+    assert "escapia_ical_run_exit_code 1.0" in text
+    assert re.search(r'escapia_ical_requests_total\{account="sandbox",operation="GetUnitNonAvailability",'
+                     r'status="503"\} 3\.0', text), text
+    assert f'escapia_ical_feeds_rewritten_total{{account="sandbox"}} {units - 1}.0' in text
+    deployment.sandbox.clear_faults()
+    assert deployment.run("sync").returncode == 0
+    text = metrics.read_text()
+    assert "escapia_ical_run_exit_code 0.0" in text
+    assert re.search(r'status="503"\} 3\.0', text), "counters add up across runs"
+    assert f'escapia_ical_feeds_rewritten_total{{account="sandbox"}} {units}.0' in text
+    assert not [p for p in metrics.parent.iterdir() if p.name != "escapia.prom"], "no temp file left"
+
+
+class Pings(BaseHTTPRequestHandler):
+    received: list[str] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        Pings.received.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def healthchecks():
+    Pings.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pings)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/ping/c0ffee-uuid", Pings.received
+    server.shutdown()
+
+
+def test_healthcheck_pings(deployment, healthchecks):
+    url, received = healthchecks
+    configure(deployment, f"healthcheck_url: {url}\n")
+    assert deployment.run("sync").returncode == 0
+    deployment.sandbox.fail_unit("1020-101", status=500)
+    assert deployment.run("sync").returncode == 1
+    assert received == ["/ping/c0ffee-uuid/start", "/ping/c0ffee-uuid/0",
+                        "/ping/c0ffee-uuid/start", "/ping/c0ffee-uuid/1"]
+    configure(deployment, "healthcheck_url: http://127.0.0.1:9/ping/c0ffee-uuid\n")  # nobody listens
+    deployment.sandbox.clear_faults()
+    unreachable = deployment.run("sync")
+    assert unreachable.returncode == 0, "a failed ping only warns"
+    assert "healthcheck ping /start failed" in unreachable.stderr and "c0ffee" not in unreachable.stderr
+
+
+def test_secret_feed_names_rotation_and_grace(deployment):
+    configure(deployment, account_extra=f"    feed_tokens: true\n    feed_token_secret: {SECRET}\n"
+                                        "    feed_token_grace_days: 0\n")
+    assert deployment.run("sync").returncode == 0
+    folder = deployment.output / "sandbox"
+    names = sorted(p.name for p in folder.iterdir())
+    assert all(re.fullmatch(r".+-[0-9a-f]{32}\.ics", n) for n in names), names
+    listing = deployment.run("feeds", "--base-url", "https://feeds.example.com/")
+    assert listing.returncode == 0
+    urls = [line.split("\t")[3] for line in listing.stdout.splitlines()]
+    assert sorted(u.rsplit("/", 1)[1] for u in urls) == names
+    assert all(u.startswith("https://feeds.example.com/sandbox/") for u in urls)
+    assert deployment.run("sync").returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == names, "stable across runs"
+
+    # Rotation with a grace period: old names keep being updated, then vanish.
+    configure(deployment, account_extra=f"    feed_tokens: true\n    feed_token_secret: {NEW_SECRET}\n"
+                                        "    feed_token_grace_days: 1\n")
+    assert deployment.run("sync").returncode == 0
+    both = sorted(p.name for p in folder.iterdir())
+    assert len(both) == 2 * len(names) and set(names) < set(both)
+    unit = "1020-105"
+    old = next(n for n in names if n.startswith(unit + "-"))
+    new = next(n for n in both if n.startswith(unit + "-") and n != old)
+    start = dt.date.today() + dt.timedelta(days=50)
+    deployment.sandbox.add_reservation(unit, start, start + dt.timedelta(days=2))
+    assert deployment.run("sync").returncode == 0
+    assert (folder / old).read_bytes() == (folder / new).read_bytes()
+    assert read_nights(folder / old) == deployment.truth(unit)
+    configure(deployment, account_extra=f"    feed_tokens: true\n    feed_token_secret: {NEW_SECRET}\n"
+                                        "    feed_token_grace_days: 0\n")
+    assert deployment.run("sync").returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted(set(both) - set(names))
+
+
+def test_orphans_are_kept_by_sync_and_removed_by_prune(deployment):
+    assert deployment.run("sync").returncode == 0
+    gone = deployment.sandbox.unit_ids()[0]
+    kept = deployment.feed(gone).read_bytes()
+    stray = deployment.output / "sandbox" / "no-longer-listed.ics"
+    stray.write_bytes(kept)
+    assert deployment.run("sync").returncode == 0
+    assert stray.read_bytes() == kept, "a sync never touches a feed of an unlisted unit"
+    dry = deployment.run("prune", "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.strip() == f"would remove {stray}"
+    assert stray.exists()
+    real = deployment.run("prune")
+    assert real.returncode == 0 and real.stdout.strip() == f"removed {stray}"
+    assert not stray.exists() and deployment.feed(gone).read_bytes() == kept
