@@ -7,9 +7,13 @@ GET      /_sandbox/stays?unit=ID          ``{"stays": [{"id", "start", "end", "h
 POST     /_sandbox/reservations           ``{"unit", "start", "end", "holdType"?}`` -> 201 ``{"id"}``
 PUT      /_sandbox/reservations/ID        ``{"start", "end"}`` (move)
 DELETE   /_sandbox/reservations/ID        cancel
-POST     /_sandbox/faults                 ``{"unit", "status", "times"?}`` or
+POST     /_sandbox/faults                 ``{"fault": NAME, "op"?, "unit"?, "times"?, PARAM...}``
+                                          (``Sandbox.inject``, see :mod:`.faults`) or
+                                          ``{"unit", "status", "times"?}`` (``fail_unit``) or
                                           ``{"op", "status", "times"?, "retryAfter"?}`` or
                                           ``{"soap": MODE}`` (EscapiaNET ``soap_fault_mode``)
+GET      /_sandbox/faults                 ``{"faults": [{"fault", "op", "unit", "times",
+                                          "params"}], "soap": MODE or null}``
 DELETE   /_sandbox/faults                 clear all faults (and the soap mode)
 DELETE   /_sandbox/tokens                 expire every issued token
 GET      /_sandbox/requests               ``{"total": N, "byOp": {op: N}, "byStatus": {...}}``
@@ -73,6 +77,7 @@ def _route(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tupl
         "/_sandbox/stays": {"GET": lambda: {"stays": sb.reservations(_unit(sb, query.get("unit")))}},
         "/_sandbox/reservations": {"POST": lambda: _add(sb, _body(raw))},
         "/_sandbox/faults": {"POST": lambda: _fault(sb, _body(raw)),
+                             "GET": lambda: {"faults": sb.faults.active(), "soap": sb.soap_fault_mode},
                              "DELETE": lambda: (sb.clear_faults(), {"ok": True})[1]},
         "/_sandbox/tokens": {"DELETE": lambda: (sb.expire_tokens(), {"ok": True})[1]},
         "/_sandbox/requests": {"GET": lambda: _counts(sb),
@@ -125,7 +130,18 @@ def _move(sb: Sandbox, rid: str, body: dict) -> dict:
     return {"ok": True}
 
 
+def _inject(sb: Sandbox, body: dict) -> dict:
+    params = {k: v for k, v in body.items() if k not in ("fault", "op", "unit", "times")}
+    try:
+        sb.inject(body["fault"], op=body.get("op"), unit=body.get("unit"), times=body.get("times"), **params)
+    except (TypeError, ValueError) as exc:
+        raise ControlError(400, str(exc)) from None
+    return {"ok": True}
+
+
 def _fault(sb: Sandbox, body: dict) -> dict:
+    if "fault" in body:
+        return _inject(sb, body)
     if "soap" in body:
         try:
             sb.soap_fault_mode = body["soap"]
@@ -143,7 +159,7 @@ def _fault(sb: Sandbox, body: dict) -> dict:
         elif "op" in body:
             sb.fail_operation(body["op"], status, times if "times" in body else 1, body.get("retryAfter"))
         else:
-            raise ControlError(400, "a fault needs 'unit', 'op' or 'soap'")
+            raise ControlError(400, "a fault needs 'fault', 'unit', 'op' or 'soap'")
     except ValueError as exc:
         raise ControlError(400, str(exc)) from None
     return {"ok": True}

@@ -4,11 +4,12 @@
 UnitCalendarAvailBatch; ``POST {base_url}/EVRNContentService.svc`` serves UnitCalendarAvailBatch.
 The operation comes from the ``SOAPAction`` header (``UnitSearch``, ``"UnitSearch"`` or a URI
 ending in ``/UnitSearch``). Order of checks: method (405) -> ``latency`` sleep -> Content-Type
-``text/xml`` (415) -> SOAPAction served here (500 Fault) -> injected operation fault -> request
+``text/xml`` (415) -> SOAPAction served here (500 Fault) -> request
 XML, parsed with defusedxml (500 Fault when malformed, not an Envelope/Body or not
 ``EVRN_<Op>RQ``) -> ``Version`` (Errors) -> POS credentials (Errors 4/497) ->
 ``soap_fault_mode`` "errors" -> the operation (its own Errors; UnitCalendarAvail: injected unit
-fault -> HTTP status + Fault) -> ``soap_fault_mode`` "malformed"/"bomb" replace the body.
+fault -> HTTP status + Fault) -> ``soap_fault_mode`` "malformed"/"bomb" replace the body; then
+the injected faults (:mod:`.faults`) change the answer.
 
 Unit codes are the HSAPI nativePMSIDs. ``DailyAvailability`` holds one character per night from
 ``StartDate``: a blocked night is ``O`` when a stay/hold starts that day, else ``U``; a free night
@@ -276,11 +277,6 @@ def _serve(sb: Sandbox, method: str, path: str, raw: bytes, headers: Mapping[str
     if op not in ENDPOINTS[path]:
         raise SoapFault(500, "s:Client", f"The message with Action '{op}' cannot be processed at {path} "
                                          "(ActionNotSupported)")
-    fault = sb._take_fault(sb._op_faults, op)
-    if fault is not None:
-        extra = {"Retry-After": str(fault[2])} if fault[2] is not None else {}
-        busy = fault[0] in (429, 503)
-        raise SoapFault(fault[0], "s:Server", "Server Too Busy" if busy else "Internal error", extra)
     rq = parse_request(raw, op)
     ref = rq.find(q("UnitRef"))
     ctx["unit"] = ref.get("UnitCode") if ref is not None else None

@@ -2,18 +2,24 @@
 EscapiaNET (``/EVRNService.svc``, ``/EVRNContentService.svc``) or HSAPI (everything else).
 
 Every API request (not the control API) is appended to ``Sandbox.requests`` before it is
-answered: ``{"method", "path", "op", "unit", "status", "headers"}`` with Authorization redacted.
-Request bodies are never logged (they hold EscapiaNET's MessagePassword).
+answered: ``{"method", "path", "op", "unit", "status", "faults", "headers"}`` with Authorization
+redacted; ``status`` is None when a fault reset the connection, ``faults`` names the injected
+faults that changed the answer (:mod:`.faults`). Request bodies are never logged (they hold
+EscapiaNET's MessagePassword).
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
+import time
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from escapia_ical.sandbox import control, escapianet, hsapi
+from escapia_ical.sandbox.faults import Answer
 from escapia_ical.sandbox.hsapi import ApiError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,8 +71,9 @@ class Handler(BaseHTTPRequestHandler):
             status, payload = control.handle(sb, method, path, query, raw)
             self._send(status, _json(payload), JSON_TYPE, {})
             return
-        ctx: dict = {"op": None, "unit": None}
-        if path in escapianet.ENDPOINTS:
+        ctx: dict = {"op": None, "unit": None, "faults": []}
+        api = "soap" if path in escapianet.ENDPOINTS else "hsapi"
+        if api == "soap":
             status, data, extra = escapianet.serve(sb, method, path, raw, self.headers, ctx)
             content_type = escapianet.CONTENT_TYPE
         else:
@@ -76,17 +83,41 @@ class Handler(BaseHTTPRequestHandler):
                 payload = {"status": exc.status, "message": exc.message}
                 status, extra = exc.status, exc.headers
             data, content_type = _json(hsapi.with_ids(payload)), JSON_TYPE
+        answer = sb.faults.apply(ctx, Answer(status, data, content_type, extra, api))
         headers = {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.headers.items()}
         with sb._lock:  # logged before answering, so a client sees its request in the log
             sb.requests.append({"method": method, "path": path, "op": ctx["op"], "unit": ctx["unit"],
-                                "status": status, "headers": headers})
-        self._send(status, data, content_type, extra)
+                                "status": None if answer.reset else answer.status,
+                                "faults": ctx["faults"], "headers": headers})
+        if answer.delay:
+            time.sleep(answer.delay)
+        if answer.reset:
+            self._reset()
+            return
+        try:
+            self._send(answer.status, answer.body, answer.content_type, answer.headers,
+                       answer.announced_length)
+        except OSError:  # the client gave up (e.g. its read timeout passed during a delay)
+            self.close_connection = True
 
-    def _send(self, status: int, data: bytes, content_type: str, extra: dict) -> None:
+    def _send(self, status: int, data: bytes, content_type: str, extra: dict,
+              announced_length: int | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(len(data) if announced_length is None else announced_length))
         for key, value in extra.items():
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
+        if announced_length is not None and announced_length != len(data):
+            self.close_connection = True  # the rest never comes
+
+    def _reset(self) -> None:
+        """Close the connection with a TCP RST, without a byte of answer."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()  # the descriptor goes when rfile lets go of it, just below
+            self.rfile.close()
+        except OSError:
+            pass

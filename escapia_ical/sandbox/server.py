@@ -3,8 +3,9 @@
 Operations are served at ``{base_url}/hsapi/{Op}`` (a ``/dragomanadapter`` prefix, as in the
 real base URL, is accepted too); the JSON control API lives under ``{base_url}/_sandbox/``.
 Order of checks for an HSAPI request: route (404) -> method (405) -> ``latency`` sleep ->
-injected operation fault -> bearer token (401) -> required headers (400/403) -> JSON body
-(400) -> injected unit fault (GetUnitNonAvailability) -> the operation. EscapiaNET (SOAP) is
+bearer token (401; an ``expire_tokens`` fault may expire it here) -> required headers
+(400/403) -> JSON body (400) -> ``fail_unit`` fault (GetUnitNonAvailability) -> the
+operation; then the injected faults (:mod:`.faults`) change the answer. EscapiaNET (SOAP) is
 served over the same data at ``{base_url}/EVRNService.svc`` and ``/EVRNContentService.svc``
 (see :mod:`.escapianet`); the HTTP handler is in :mod:`.handler`.
 """
@@ -23,6 +24,7 @@ from typing import Any
 from escapia_ical.sandbox import hsapi
 from escapia_ical.sandbox.data import SandboxData, utc_now
 from escapia_ical.sandbox.escapianet import BATCH_DAYS, SOAP_FAULT_MODES, SOAP_OPERATIONS
+from escapia_ical.sandbox.faults import FaultSet, make_fault
 from escapia_ical.sandbox.handler import Handler
 from escapia_ical.sandbox.hsapi import OP_ALIASES, OPERATIONS, TOKEN_OP, ApiError
 from escapia_ical.sandbox.seed import seed as seed_data
@@ -49,7 +51,7 @@ class Sandbox:
         self._lock = threading.RLock()
         self._tokens: dict[str, float] = {}  # encodedId -> expiry (time.time())
         self._unit_faults: dict[str, list] = {}  # unit -> [status, remaining or None]
-        self._op_faults: dict[str, list] = {}  # op -> [status, remaining or None, retry_after]
+        self.faults = FaultSet()  # see :meth:`inject`
         self._soap_fault_mode: str | None = None
         self.started_at = utc_now()  # EscapiaNET LastUpdated of a unit without changes
         self.requests: list[dict] = []
@@ -158,19 +160,36 @@ class Sandbox:
         with self._lock:
             self._unit_faults[unit_id] = [status, times]
 
+    def inject(self, fault: str, *, op: str | None = None, unit: str | None = None,
+               times: int | None = None, **params: Any) -> None:
+        """Make the sandbox misbehave until :meth:`clear_faults` (or ``times`` uses): see
+        :mod:`.faults` for the faults and their ``params``. Raise ValueError if unknown."""
+        self.faults.add(make_fault(fault, self._operation(op), unit, times, params))
+
     def fail_operation(self, op: str, status: int, times: int | None = 1,
                        retry_after: int | None = None) -> None:
-        op = OP_ALIASES.get(op, op)
-        if op not in OPERATIONS and op != TOKEN_OP and op not in SOAP_OPERATIONS:
+        """Answer ``op`` with ``status`` (``times`` times): a ``status`` or ``rate_limit``
+        fault replacing any earlier one on ``op``."""
+        op = self._operation(op)
+        self.faults.remove(("status", "rate_limit"), op)
+        if status == 429:
+            self.inject("rate_limit", op=op, times=times, retry_after=retry_after)
+        else:
+            self.inject("status", op=op, times=times, status=status, retry_after=retry_after)
+
+    @staticmethod
+    def _operation(op: str | None) -> str | None:
+        op = OP_ALIASES.get(op, op) if op is not None else None
+        if op is not None and op not in OPERATIONS and op != TOKEN_OP and op not in SOAP_OPERATIONS:
             known = sorted([*OPERATIONS, TOKEN_OP, *SOAP_OPERATIONS])
             raise ValueError(f"unknown operation {op!r}; one of {known}")
-        with self._lock:
-            self._op_faults[op] = [status, times, retry_after]
+        return op
 
     def clear_faults(self) -> None:
+        """Remove every fault: injected ones, ``fail_unit``/``fail_operation`` and the soap mode."""
         with self._lock:
             self._unit_faults.clear()
-            self._op_faults.clear()
+            self.faults.clear()
             self._soap_fault_mode = None
 
     @property
@@ -223,11 +242,15 @@ class Sandbox:
         return {"expiration": stamp, "id": token_id, "encodedId": encoded,
                 "authorizationHeaderValue": f"Bearer {encoded}"}
 
-    def _check_bearer(self, headers: Mapping[str, str]) -> None:
+    def _check_bearer(self, headers: Mapping[str, str], op: str) -> None:
         value = headers.get("Authorization") or ""
         scheme, _, token = value.partition(" ")
+        token = token.strip()
         with self._lock:
-            expiry = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+            expiry = self._tokens.get(token) if scheme.lower() == "bearer" else None
+            if expiry is not None and self.faults.token_expired(token, op):
+                del self._tokens[token]
+                expiry = None
         if expiry is None or expiry <= time.time():
             raise ApiError(401, "missing, unknown or expired bearer token",
                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})
@@ -246,16 +269,9 @@ class Sandbox:
             raise ApiError(405, f"{op} accepts {expected} only", {"Allow": expected})
         if self.latency:
             time.sleep(self.latency)
-        fault = self._take_fault(self._op_faults, op)
-        if fault is not None:
-            extra = {"X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "0",
-                     "X-RateLimit-Window": "60000"} if fault[0] == 429 else {}
-            if fault[2] is not None:
-                extra["Retry-After"] = str(fault[2])
-            raise ApiError(fault[0], "TooManyRequests" if fault[0] == 429 else "injected fault", extra)
         if func is None:
             return 200, self._issue_token(headers), {}
-        self._check_bearer(headers)
+        self._check_bearer(headers, op)
         hsapi.check_headers(headers, needs_pmcid)
         body = hsapi.parse_body(raw) if takes_body else None
         if op == "GetUnitNonAvailability":

@@ -49,6 +49,7 @@ class EscapianetSource:
         self.decoder = DailyDecoder(account.name, account.blocked_codes)
         self._batch: dict[str, Calendar] | None = None
         self._batch_refetched = False
+        self._batch_error: SourceError | None = None
 
     # -- the Source interface -------------------------------------------------------
 
@@ -65,7 +66,7 @@ class EscapianetSource:
         """
         where = f"unit {unit.id!r}"
         if fresh and not self._batch_refetched:
-            self._batch, self._batch_refetched = None, True
+            self._batch, self._batch_error, self._batch_refetched = None, None, True
         if self.account.calendar_mode == "batch":
             calendar = self._batch_calendars().get(unit.id)
             if calendar is None:
@@ -85,8 +86,16 @@ class EscapianetSource:
     # -- requests ---------------------------------------------------------------------
 
     def _batch_calendars(self) -> dict[str, Calendar]:
+        """Return the batch, fetched once per run. A failed batch is remembered too: every
+        unit then fails with its error at once instead of asking (and waiting) again."""
+        if self._batch_error is not None:
+            raise self._batch_error
         if self._batch is None:
-            answer = self._call("EVRNContentService.svc", "UnitCalendarAvailBatch", self._batch_request)
+            try:
+                answer = self._call("EVRNContentService.svc", "UnitCalendarAvailBatch", self._batch_request)
+            except SourceError as exc:
+                self._batch_error = exc
+                raise
             self._batch = {c.unit.id: c for c in parse_batch(answer)}
         return self._batch
 

@@ -176,7 +176,24 @@ def _read_limited(response: requests.Response, operation: str) -> bytes:
 
 
 def _reason(exc: BaseException) -> str:
-    """Return a short reason for a requests failure (no URL credentials, no repr noise)."""
-    inner = exc.args[0] if exc.args else exc
-    reason = getattr(inner, "reason", inner)
-    return str(reason).split(": ", 1)[-1][:200]
+    """Return a short, human reason for a requests failure: the innermost cause's kind
+    ("connection reset", "timed out"), never a repr or a URL."""
+    cause: BaseException | None = exc
+    seen = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        nested = [a for a in getattr(cause, "args", ()) if isinstance(a, BaseException)]
+        inner = getattr(cause, "reason", None)
+        follow = inner if isinstance(inner, BaseException) else (nested[0] if nested else cause.__context__)
+        if follow is None:
+            break
+        cause = follow
+    kinds = {ConnectionResetError: "connection reset", ConnectionRefusedError: "connection refused",
+             TimeoutError: "timed out", BrokenPipeError: "connection closed"}
+    for kind, text in kinds.items():
+        if isinstance(cause, kind):
+            return text
+    name = cause.__class__.__name__ if cause is not None else exc.__class__.__name__
+    return {"IncompleteRead": "answer cut off", "RemoteDisconnected": "closed without an answer",
+            "ProtocolError": "connection broken", "NameResolutionError": "host not found",
+            "NewConnectionError": "cannot connect"}.get(name, name)
