@@ -63,13 +63,14 @@ def cli() -> None:
 @click.option("--unit", "units", multiple=True, metavar="ID", help="Only this unit id (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Fetch and render, write nothing; list what would change.")
 @click.option("--force", is_flag=True, help="Rewrite every feed even when unchanged.")
+@click.option("--full", is_flag=True, help="Fetch every unit, whatever the change feed says.")
 @click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Append a detailed log here.")
 @with_verbosity
-def sync(config_path, accounts, units, dry_run, force, log_file, verbose, quiet) -> None:
+def sync(config_path, accounts, units, dry_run, force, full, log_file, verbose, quiet) -> None:
     """Fetch availability and publish one feed per unit (the cron job)."""
     verbosity = -1 if quiet else verbose
-    _run(lambda: commands.sync(config_path, accounts, units, dry_run=dry_run, force=force,
+    _run(lambda: commands.sync(config_path, accounts, units, dry_run=dry_run, force=force, full=full,
                                verbosity=verbosity), verbosity, log_file)
 
 

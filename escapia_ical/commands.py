@@ -49,13 +49,13 @@ def account_named(config: Config, name: str) -> Account:
 
 
 def sync(config_path: Path, accounts: Sequence[str], units: Sequence[str], *, dry_run: bool,
-         force: bool, verbosity: int) -> int:
+         force: bool, verbosity: int, full: bool = False) -> int:
     # Warnings wait for the lock: a run that finds another one running stays silent.
     config = load(config_path, warn=False)
     for name in accounts:
         account_named(config, name)
     show_bar = sys.stderr.isatty() and verbosity >= 0
-    options = SyncOptions(accounts=accounts, units=units, dry_run=dry_run, force=force,
+    options = SyncOptions(accounts=accounts, units=units, dry_run=dry_run, force=force, full=full,
                           progress=_TerminalProgress() if show_bar else Progress())
     if dry_run:
         show_warnings(config)

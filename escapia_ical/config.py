@@ -60,6 +60,7 @@ class Config:
     feeds: FeedSettings
     accounts: tuple[Account, ...]
     warnings: tuple[str, ...] = ()
+    deadline_seconds: float = 240.0  # work left at this point waits for the next run
     metrics_file: Path | None = None  # node_exporter textfile collector file
     healthcheck_url: str | None = field(default=None, repr=False)  # healthchecks.io-style pings
 
@@ -234,6 +235,7 @@ def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Con
         state_dir=_resolve_dir(base, data["state_dir"]),
         feeds=FeedSettings(**typed(FeedSettings(), data.get("feeds", {}))),
         accounts=tuple(accounts),
+        deadline_seconds=float(data.get("deadline_seconds", 240.0)),
         metrics_file=_resolve_dir(base, data["metrics_file"]) if data.get("metrics_file") else None,
         healthcheck_url=data.get("healthcheck_url", "").rstrip("/") or None,
     )

@@ -30,6 +30,8 @@ class HttpPolicy:
     retry_attempts: int = 4  # attempts in all, the first included
     retry_initial_wait: float = 1.0
     retry_max_wait: float = 60.0
+    max_concurrency: int = 8  # requests in flight at once, per account
+    max_requests_per_minute: int = 0  # client-side limit per account; 0: none
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class HsapiAccount:
     # How GetUnitNonAvailability's endDate is read: "exclusive" = the checkout day,
     # "inclusive" = the last blocked night (API-NOTES.md marks this UNCERTAIN).
     end_date: Literal["exclusive", "inclusive"] = "exclusive"
+    # incremental: follow GetReservationChanges and refetch only changed units, with a full
+    # reconcile of every unit spread over reconcile_hours; full: every unit every run.
+    mode: Literal["incremental", "full"] = "incremental"
+    reconcile_hours: float = 6.0
     http: HttpPolicy = HttpPolicy()
     api: Literal["hsapi"] = "hsapi"
     line: int = 0  # where the account is declared, for messages
@@ -203,5 +209,7 @@ def build_account(a: dict, line: int, top_http: Mapping[str, Any]) -> Account:
         client_id=a["client_id"],
         client_secret=a["client_secret"],
         end_date=a.get("end_date", "exclusive"),
+        mode=a.get("mode", "incremental"),
+        reconcile_hours=float(a.get("reconcile_hours", 6.0)),
         **common,
     )

@@ -35,6 +35,8 @@ HTTP_SCHEMA: dict[str, Any] = {
         "retry_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
         "retry_initial_wait": _WAIT,
         "retry_max_wait": _WAIT,
+        "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 64},
+        "max_requests_per_minute": {"type": "integer", "minimum": 0},
     },
 }
 
@@ -98,6 +100,8 @@ HSAPI_ACCOUNT_SCHEMA: dict[str, Any] = {
         "client_secret": _NON_EMPTY,
         "units": _UNITS,
         "end_date": {"enum": ["exclusive", "inclusive"]},
+        "mode": {"enum": ["incremental", "full"]},
+        "reconcile_hours": {"type": "number", "minimum": 0.25, "maximum": 168},
         "http": HTTP_SCHEMA,
         **_FEED_TOKEN_KEYS,
     },
@@ -165,6 +169,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "http": HTTP_SCHEMA,
         "feeds": FEEDS_SCHEMA,
         "metrics_file": _NON_EMPTY,
+        "deadline_seconds": {"type": "number", "minimum": 10, "maximum": 3600},
         "healthcheck_url": {"type": "string", "pattern": "^https?://[^/\\s]+",
                             "x-messages": {"pattern": "must be an http(s) URL"}},
         "accounts": {"type": "array", "minItems": 1, "items": ACCOUNT_SCHEMA},

@@ -28,6 +28,10 @@ class AuthError(SourceError):
     """The credentials were rejected: nothing of that account can be fetched."""
 
 
+class DeadlineReached(SourceError):
+    """The run's deadline passed: the work left waits for the next run."""
+
+
 class UnitNotFound(SourceError):
     """A configured or requested unit is not distributed to us by Escapia."""
 

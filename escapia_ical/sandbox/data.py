@@ -216,11 +216,14 @@ class SandboxData:
         """Changes after ``start_version``, collapsed to the latest per reservation, at most
         ``limit``; the second value is the endVersion to pass back next time."""
         latest: dict[str, Change] = {}
-        for change in self.changes[max(start_version, 0):]:
+        end = start_version
+        for change in self.changes[max(start_version, 0):]:  # versions are list positions + 1
+            if change.reservation_id not in latest and len(latest) == limit:
+                break  # a page is full; the rest comes with the next call
             latest.pop(change.reservation_id, None)
             latest[change.reservation_id] = change  # re-inserted: dict stays in version order
-        picked = list(latest.values())[:limit]
-        return picked, (picked[-1].version if picked else start_version)
+            end = change.version
+        return list(latest.values()), end
 
     @property
     def version(self) -> int:

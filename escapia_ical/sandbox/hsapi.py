@@ -136,7 +136,8 @@ def reservation(r: Reservation) -> dict:
             "guests": [g] if g else [], "doorCode": r.door_code, "adults": r.adults,
             "children": r.children, "rent": r.rent, "tax": r.tax, "discount": 0.0,
             "total": r.total, "paymentTotal": r.total, "serviceFee": r.fee, "notes": [],
-            "holdType": r.hold_type, "immovable": False, "status": "Confirmed",
+            "holdType": r.hold_type, "immovable": False,
+            "status": "Confirmed" if r.active else "Cancelled",
             "paymentStatus": "FullyPaid" if r.total else "Unpaid",
             "createdBy": "sandbox", "createdAt": r.created.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "isLockOff": False, "checkInTime": "16:00:00", "checkOutTime": "10:00:00",
@@ -187,6 +188,8 @@ def get_reservation_changes(sb: Sandbox, body: Any, query: dict) -> Any:
         start = int(raw)
     except (TypeError, ValueError):
         raise ApiError(400, f"startVersion must be an integer, got {raw!r}") from None
+    if start < 0 or start > sb.data.version:  # a version this feed never issued
+        raise ApiError(400, f"startVersion {start} is not a version of this change feed")
     changes, end = sb.data.changes_since(start, CHANGES_PER_CALL)
     return {"startVersion": start, "endVersion": end,
             "changes": [{"nativePMSID": c.reservation_id, "changeType": c.change_type,
@@ -197,7 +200,9 @@ def get_reservation_by_id(sb: Sandbox, body: Any, query: dict) -> Any:
     rid = query.get("id")
     if not rid:
         raise ApiError(400, "id is required")
-    res = sb.data.get(rid)
+    # Cancelled reservations are still found, with status "Cancelled" (the contract's
+    # Reservation.status enum has it), so a client can tell which unit they freed.
+    res = sb.data.reservations.get(rid)
     if res is None:
         raise ApiError(404, f"reservation {rid!r} not found")
     return reservation(res)

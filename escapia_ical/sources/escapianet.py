@@ -13,6 +13,7 @@ Request XML is built with ElementTree (values escaped); answers are parsed with 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import xml.etree.ElementTree as ET  # noqa: S405 - builds our own requests; answers use defusedxml
 
 from escapia_ical.config import EscapianetAccount
@@ -50,6 +51,7 @@ class EscapianetSource:
         self._batch: dict[str, Calendar] | None = None
         self._batch_refetched = False
         self._batch_error: SourceError | None = None
+        self._batch_lock = threading.Lock()
 
     # -- the Source interface -------------------------------------------------------
 
@@ -65,8 +67,10 @@ class EscapianetSource:
         opinion serves every unit that needs one.
         """
         where = f"unit {unit.id!r}"
-        if fresh and not self._batch_refetched:
-            self._batch, self._batch_error, self._batch_refetched = None, None, True
+        if fresh:
+            with self._batch_lock:
+                if not self._batch_refetched:
+                    self._batch, self._batch_error, self._batch_refetched = None, None, True
         if self.account.calendar_mode == "batch":
             calendar = self._batch_calendars().get(unit.id)
             if calendar is None:
@@ -88,6 +92,10 @@ class EscapianetSource:
     def _batch_calendars(self) -> dict[str, Calendar]:
         """Return the batch, fetched once per run. A failed batch is remembered too: every
         unit then fails with its error at once instead of asking (and waiting) again."""
+        with self._batch_lock:  # units are fetched by several threads; one batch for all
+            return self._batch_calendars_locked()
+
+    def _batch_calendars_locked(self) -> dict[str, Calendar]:
         if self._batch_error is not None:
             raise self._batch_error
         if self._batch is None:

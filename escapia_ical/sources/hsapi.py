@@ -10,17 +10,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import re
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from escapia_ical.config import HsapiAccount
-from escapia_ical.errors import AuthError, PublishError, SourceError, UnitNotFound
+from escapia_ical.errors import AuthError, DeadlineReached, PublishError, SourceError, UnitNotFound
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.ranges import range_from_api
 from escapia_ical.sources.dates import parse_api_date
 from escapia_ical.sources.hsapi_decode import (
+    parse_changes,
     parse_json,
     parse_nonavailability,
     parse_unit_page,
@@ -30,9 +34,21 @@ from escapia_ical.state import AccountState, read_json, write_json
 
 log = logging.getLogger(__name__)
 
+
+class CursorRejected(SourceError):
+    """Escapia does not accept the change-feed version we kept: a full sync is needed."""
+
+
+def _check(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise DeadlineReached("the run deadline passed while reading the change feed; "
+                              "it continues at the next run")
+
+
 API_HEADERS = {"x-homeaway-hasp-api-version": "10", "x-homeaway-hasp-api-endsystem": "EscapiaVRS"}
 PAGE_SIZE = 100
 MAX_PAGES = 10_000
+CHANGES_CLOSE = 200  # recent_version stops this close to the current version
 TOKEN_MARGIN = dt.timedelta(seconds=60)  # never send a token this close to its expiry
 # A token goes into a header: printable ASCII only (no CR/LF that would split it).
 _BEARER = re.compile(r"Bearer [\x21-\x7e]{1,4096}")
@@ -50,6 +66,7 @@ class HsapiSource:
         self._token_path = AccountState(state_dir, account.name).token_path
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._authorization: str | None = None
+        self._token_lock = threading.Lock()
 
     # -- the Source interface -------------------------------------------------------
 
@@ -94,15 +111,88 @@ class HsapiSource:
                   for s, e in parse_nonavailability(body, what))
         return [r for r in ranges if r is not None]
 
+    # -- the change feed (incremental mode) ---------------------------------------------
+
+    def changes_since(self, version: int, deadline: float = math.inf) -> tuple[set[str], int]:
+        """Return the ids of reservations changed after ``version`` and the version to ask
+        from next time, calling GetReservationChanges until it reports no more changes.
+        Raise CursorRejected if Escapia refuses ``version`` or answers one before it, and
+        DeadlineReached if ``deadline`` (time.monotonic()) passes first."""
+        changed: set[str] = set()
+        for _ in range(MAX_PAGES):
+            _check(deadline)
+            ids, end = self._changes_page(version)
+            if not ids or end == version:
+                return changed | ids, end
+            changed |= ids
+            version = end
+        raise SourceError(f"GetReservationChanges: more than {MAX_PAGES} calls")
+
+    def recent_version(self, deadline: float = math.inf) -> int:
+        """Return a change-feed version at most ``CHANGES_CLOSE`` changes before the current
+        one, in about 2·log2(current) calls rather than reading the whole history.
+
+        A full sync needs a cursor to continue from, not the history. A version is only
+        taken once changes are seen after it, so the result never overshoots, whatever
+        Escapia answers for versions it has not reached (nothing, or an error).
+        """
+        safe, probe, beyond = 0, 1024, None  # changes follow `safe`; none (or refusal) at `beyond`
+        while beyond is None or beyond - safe > CHANGES_CLOSE:
+            _check(deadline)
+            try:
+                ids, end = self._changes_page(probe)
+            except CursorRejected:
+                ids, end = set(), probe
+            if ids and end > probe:
+                safe = end
+            else:
+                beyond = probe
+            probe = safe * 2 if beyond is None else (safe + beyond) // 2
+            if beyond is not None and probe <= safe:
+                break
+        return safe
+
+    def _changes_page(self, version: int) -> tuple[set[str], int]:
+        """One GetReservationChanges call: (changed reservation ids, endVersion)."""
+        try:
+            body = self._call("GET", "GetReservationChanges", params={"startVersion": version})
+        except HttpStatusError as exc:
+            if exc.status in (400, 404, 410):
+                raise CursorRejected(f"GetReservationChanges refused version {version} "
+                                     f"(HTTP {exc.status})") from None
+            raise
+        ids, end = parse_changes(body)
+        if end is not None and end < version:
+            raise CursorRejected(f"GetReservationChanges went back from {version} to {end}")
+        return ids, version if end is None else end
+
+    def reservation_unit(self, reservation_id: str) -> str | None:
+        """Return the unit (nativePMSID) of a reservation, cancelled ones included; None if
+        Escapia does not know the reservation."""
+        try:
+            body = self._call("GET", "GetReservationById", params={"id": reservation_id})
+        except HttpStatusError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        unit = body.get("unitNativePMSID") if isinstance(body, dict) else None
+        if isinstance(unit, int) and not isinstance(unit, bool):
+            unit = str(unit)
+        if not isinstance(unit, str) or not unit:
+            raise SourceError(f"GetReservationById {reservation_id!r}: answer has no unitNativePMSID")
+        return unit
+
     # -- calls and tokens -------------------------------------------------------------
 
-    def _call(self, method: str, operation: str, *, json: Any = None) -> Any:
+    def _call(self, method: str, operation: str, *, json: Any = None,
+              params: dict[str, Any] | None = None) -> Any:
         url = f"{self.account.base_url}/hsapi/{operation}"
         headers = {**API_HEADERS, "x-homeaway-hasp-api-pmcid": self.account.pmcid}
         for refreshed in (False, True):
-            headers["Authorization"] = self._bearer(refresh=refreshed)
+            headers["Authorization"] = self._bearer(refresh=refreshed, failed=headers.get("Authorization"))
             try:
-                result = self.http.request(method, url, operation=operation, headers=headers, json=json)
+                result = self.http.request(method, url, operation=operation, headers=headers, json=json,
+                                           params=params)
             except HttpStatusError as exc:
                 if exc.status != 401:
                     raise
@@ -113,9 +203,15 @@ class HsapiSource:
             return parse_json(result.body, operation)
         raise AssertionError("unreachable")
 
-    def _bearer(self, *, refresh: bool) -> str:
-        if self._authorization and not refresh:
-            return self._authorization
+    def _bearer(self, *, refresh: bool, failed: str | None = None) -> str:
+        """Return the Authorization header to send. With ``refresh``, ``failed`` is the one
+        that got a 401: a new token is fetched unless another thread already did."""
+        with self._token_lock:  # one token fetch, however many threads need one
+            if self._authorization and (not refresh or self._authorization != failed):
+                return self._authorization
+            return self._bearer_locked(refresh)
+
+    def _bearer_locked(self, refresh: bool) -> str:
         cached = None if refresh else read_json(self._token_path)
         if isinstance(cached, dict) and cached.get("fingerprint") == self._fingerprint():
             try:

@@ -66,6 +66,28 @@ def parse_nonavailability(body: Any, what: str) -> list[tuple[dt.date, dt.date]]
     return pairs
 
 
+def parse_changes(body: Any) -> tuple[set[str], int | None]:
+    """Given a GetReservationChanges answer (ChangeList), return the changed reservation
+    ids and its endVersion (None if absent)."""
+    if not isinstance(body, dict):
+        raise SourceError(f"GetReservationChanges: expected a ChangeList object, got {_kind(body)}")
+    changes = body.get("changes") or []
+    if not isinstance(changes, list):
+        raise SourceError("GetReservationChanges: 'changes' is not a list")
+    ids = set()
+    for change in changes:
+        native_id = change.get("nativePMSID") if isinstance(change, dict) else None
+        if isinstance(native_id, int) and not isinstance(native_id, bool):
+            native_id = str(native_id)
+        if not isinstance(native_id, str) or not native_id:
+            raise SourceError("GetReservationChanges: a change has no reservation nativePMSID")
+        ids.add(native_id)
+    end = body.get("endVersion")
+    if end is not None and (not isinstance(end, int) or isinstance(end, bool)):
+        raise SourceError("GetReservationChanges: endVersion is not an integer")
+    return ids, end
+
+
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "an array", str: "a string", type(None): "null"}.get(
         type(value), type(value).__name__

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,9 +30,9 @@ from tenacity import (
 from escapia_ical import __version__
 from escapia_ical.config import HttpPolicy
 from escapia_ical.errors import SourceError
+from escapia_ical.sources.pacing import Pacer, Sleep
 
 USER_AGENT = f"escapia-ical/{__version__}"
-Sleep = Callable[[float], None]  # injectable, so that tests never wait
 MAX_BODY_BYTES = 32 * 1024 * 1024  # far above any real answer; bounds memory on a bad one
 
 
@@ -87,9 +88,12 @@ class HttpClient:
 
     def __init__(self, policy: HttpPolicy, *, sleep: Sleep | None = None):
         self.policy = policy
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
+        # Units are fetched by several threads: one Session (connection pool) per thread.
+        self._local = threading.local()
+        self._lock = threading.Lock()
         self._sleep = sleep or time.sleep
+        self.pacer = Pacer(policy.max_requests_per_minute, policy.max_concurrency,
+                           max_wait=policy.retry_max_wait, sleep=self._sleep)
         # initial * 2**n plus up to `initial` of jitter (wait_exponential_jitter's
         # arguments changed across tenacity releases; these two have not).
         self._backoff = wait_exponential(
@@ -120,28 +124,43 @@ class HttpClient:
                 return decode(result) if decode else result
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
+    @property
+    def session(self) -> requests.Session:
+        """This thread's session."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers["User-Agent"] = USER_AGENT
+        return session
+
+    def _count(self, counter: Counter, key) -> None:
+        with self._lock:
+            counter[key] += 1
+
     def _send_once(self, method: str, url: str, operation: str, kwargs: dict) -> HttpResult:
-        self.requests_by_operation[operation] += 1
+        self.pacer.wait()
+        self._count(self.requests_by_operation, operation)
         timeout = (self.policy.connect_timeout, self.policy.read_timeout)
         try:
             with self.session.request(method, url, timeout=timeout, stream=True, **kwargs) as response:
+                self.pacer.observe(response.headers)
                 body = _read_limited(response, operation)
                 result = HttpResult(response.status_code, dict(response.headers), body)
         except OversizedAnswer:
-            self.responses_by_status[(operation, "oversized")] += 1
+            self._count(self.responses_by_status, (operation, "oversized"))
             raise
         except requests.Timeout as exc:
-            self.responses_by_status[(operation, "timeout")] += 1
+            self._count(self.responses_by_status, (operation, "timeout"))
             raise TransportError(f"{operation}: timed out ({_reason(exc)})") from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            self.responses_by_status[(operation, "error")] += 1
+            self._count(self.responses_by_status, (operation, "error"))
             raise TransportError(f"{operation}: connection failed ({_reason(exc)})") from None
         except (requests.RequestException, ValueError) as exc:
             # e.g. an invalid header or URL: our request is wrong, retrying cannot help, and
             # the exception's text may quote a header value (a token), so it is not shown.
-            self.responses_by_status[(operation, "error")] += 1
+            self._count(self.responses_by_status, (operation, "error"))
             raise SourceError(f"{operation}: request could not be sent ({exc.__class__.__name__})") from None
-        self.responses_by_status[(operation, str(result.status))] += 1
+        self._count(self.responses_by_status, (operation, str(result.status)))
         if 200 <= result.status < 300:
             return result
         retry_after = parse_retry_after(result.headers.get("Retry-After"))

@@ -77,18 +77,19 @@ class Deployment:
         return self.sandbox.blocked_nights(unit_id, *self.window)
 
 
-MODES = ("hsapi", "escapianet-per_unit", "escapianet-batch")
+MODES = ("hsapi", "hsapi-full", "escapianet-per_unit", "escapianet-batch")
 
 
 def account_yaml(mode: str = "hsapi", name: str = "sandbox", units: str = "all",
                  base_url: str = "${SANDBOX_URL}", extra: str = "") -> str:
     """Return the YAML of one account reading the sandbox through ``mode``."""
-    if mode == "hsapi":
+    if mode.startswith("hsapi"):
         keys = f"""\
     api: hsapi
     pmcid: "{SANDBOX_PMCID}"
     client_id: ${{SANDBOX_ID}}
     client_secret: ${{SANDBOX_SECRET}}
+    mode: {"full" if mode == "hsapi-full" else "incremental"}
 """
     else:
         keys = f"""\

@@ -33,7 +33,10 @@ from feeds import read_nights
 
 from escapia_ical.sandbox import Sandbox
 
-HSAPI, PER_UNIT, BATCH = "hsapi", "escapianet-per_unit", "escapianet-batch"
+# HSAPI rows run in full mode (every call of a full sync happens every run); INCREMENTAL
+# rows cover what only the change-feed mode calls.
+HSAPI, INCREMENTAL = "hsapi-full", "hsapi"
+PER_UNIT, BATCH = "escapianet-per_unit", "escapianet-batch"
 VALID, FAILS, GUARDED = "valid", "fails", "guarded"
 VICTIM = "1020-101"
 MB = 1024 * 1024
@@ -83,6 +86,15 @@ CASES = [
     case("502-units", HSAPI, "status", FAILS, "SearchUnitSummaries: HTTP 502", None,
          {"op": "SearchUnitSummaries", "status": 502}),
     case("503", PER_UNIT, "status", FAILS, "UnitCalendarAvail: HTTP 503", ONLY, {**ONE, "status": 503}),
+    case("502-changes", INCREMENTAL, "status", FAILS, "GetReservationChanges: HTTP 502", None,
+         {"op": "GetReservationChanges", "status": 502}),
+    case("500-reservation", INCREMENTAL, "status", FAILS, "GetReservationById: HTTP 500", None,
+         {"op": "GetReservationById", "status": 500}),
+    case("malformed-changes", INCREMENTAL, "malformed", FAILS, "answer is not valid JSON", None,
+         {"op": "GetReservationChanges"}),
+    case("503-once-changes", INCREMENTAL, "status", VALID, kwargs={"op": "GetReservationChanges",
+                                                                   "status": 503, "times": 1}),
+    case("500", INCREMENTAL, "status", FAILS, "GetUnitNonAvailability: HTTP 500", ONLY, {**ONE, "status": 500}),
     case("500", BATCH, "status", FAILS, "UnitCalendarAvailBatch: HTTP 500", None,
          {"op": "UnitCalendarAvailBatch", "status": 500}),
     case("503-once", HSAPI, "status", VALID, kwargs={"op": "GetUnitNonAvailability", "times": 1, "status": 503}),
@@ -140,7 +152,11 @@ CASES = [
     case("year-9999", PER_UNIT, "absurd_dates", FAILS, "runs past year 9999", ONLY, {**ONE, "year": 9999}),
     case("year-9999", BATCH, "absurd_dates", FAILS, "runs past year 9999", None, {"year": 9999}),
     # -- auth -----------------------------------------------------------------------------
-    case("token-expires-mid-run", HSAPI, "expire_tokens", VALID, kwargs={"calls": 2}),
+    # A full sync of 8 units makes 11 calls: the token dies mid-run. (Up to 8 threads share a
+    # token, so one that dies after 2 uses would also fail the retries; real tokens expire
+    # by time, once, and then every thread's retry uses the one fresh token.)
+    case("token-expires-mid-run", HSAPI, "expire_tokens", VALID, kwargs={"calls": 6}),
+    case("token-expires-mid-run", INCREMENTAL, "expire_tokens", VALID, kwargs={"calls": 12}),  # plan: 10
 ]
 
 

@@ -97,7 +97,7 @@ def test_healthcheck_pings(deployment, healthchecks):
     configure(deployment, f"healthcheck_url: {url}\n")
     assert deployment.run("sync").returncode == 0
     deployment.sandbox.fail_unit("1020-101", status=500)
-    assert deployment.run("sync").returncode == 1
+    assert deployment.run("sync", "--full").returncode == 1
     assert received == ["/ping/c0ffee-uuid/start", "/ping/c0ffee-uuid/0",
                         "/ping/c0ffee-uuid/start", "/ping/c0ffee-uuid/1"]
     configure(deployment, "healthcheck_url: http://127.0.0.1:9/ping/c0ffee-uuid\n")  # nobody listens

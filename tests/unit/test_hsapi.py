@@ -648,3 +648,42 @@ def test_timeouts_on_nonavailability_end_in_transport_error(rsps, make_source, w
     assert len(calls_to(rsps, NONAV_URL)) == 4
     assert len(waits) == 3
     assert all(c.request.req_kwargs["timeout"] == (5.0, 30.0) for c in calls_to(rsps, NONAV_URL))
+
+
+# -- the change feed ------------------------------------------------------------------------
+
+
+def change_feed(rsps, current: int, *, future: str = "empty") -> list[int]:
+    """Serve a change feed whose latest version is ``current``; return the versions asked."""
+    asked = []
+
+    def answer(request):
+        start = int(request.params["startVersion"])
+        asked.append(start)
+        if start > current and future == "reject":
+            return 400, {}, json.dumps({"message": "unknown version"})
+        end = min(current, start + 100) if start < current else start
+        changes = [{"nativePMSID": f"r{v}", "changeType": "Update"} for v in range(start + 1, end + 1)]
+        return 200, {}, json.dumps({"startVersion": start, "endVersion": end, "changes": changes})
+
+    rsps.add_callback(responses.GET, f"{BASE}/hsapi/GetReservationChanges", callback=answer)
+    return asked
+
+
+@pytest.mark.parametrize("future", ["empty", "reject"])
+@pytest.mark.parametrize("current", [0, 5, 1024, 1025, 555_600])
+def test_recent_version_never_overshoots_and_stays_cheap(rsps, make_source, current, future):
+    add_token(rsps)
+    asked = change_feed(rsps, current, future=future)
+    version = make_source().recent_version()
+    assert version <= current and current - version <= 200
+    assert len(asked) <= 2 * max(1, current).bit_length() + 4
+    ids, end = make_source().changes_since(version)
+    assert end == current and len(ids) == current - version
+
+
+def test_changes_since_reads_until_nothing_is_left(rsps, make_source):
+    add_token(rsps)
+    asked = change_feed(rsps, 250)
+    ids, end = make_source().changes_since(0)
+    assert (end, len(ids), asked) == (250, 250, [0, 100, 200, 250])

@@ -291,7 +291,10 @@ def test_changes_and_mutations(sb, http):
     assert [(c["nativePMSID"], c["changeType"]) for c in changes] == [(rid, "Update")]
     sb.cancel_reservation(rid)
     assert sb.blocked_nights("1020-105", WIN_START, WIN_END) == set() and sb.stays("1020-105") == []
-    assert call(sb, http, "GetReservationById", token=token, params={"id": rid}).status_code == 404
+    cancelled = call(sb, http, "GetReservationById", token=token, params={"id": rid})
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "Cancelled"
+    assert cancelled.json()["unitNativePMSID"]  # a client can still tell which unit it freed
+    assert call(sb, http, "GetReservationById", token=token, params={"id": "no-such"}).status_code == 404
 
     other = sb.add_reservation("1020-105", start, end)  # several changes collapse into the latest
     sb.move_reservation(other, start + DAY, end)

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from escapia_ical.config import Config, FeedSettings, HsapiAccount
+from escapia_ical.config import Config, FeedSettings, HsapiAccount, HttpPolicy
 from escapia_ical.errors import AuthError, SourceError
 from escapia_ical.model import BlockedRange, Unit
 from escapia_ical.sync import SyncOptions, run_sync
@@ -50,7 +50,9 @@ def nights(a: int, b: int) -> BlockedRange:
 def world(tmp_path, monkeypatch):
     sources = {}
     monkeypatch.setattr("escapia_ical.sync.make_source", lambda account, *a, **k: sources[account.name])
-    accounts = tuple(HsapiAccount(name=n, pmcid="1", client_id="id", client_secret=SECRET) for n in ("a", "b"))
+    # One request at a time: the scripted answers are consumed in unit order.
+    accounts = tuple(HsapiAccount(name=n, pmcid="1", client_id="id", client_secret=SECRET, mode="full",
+                                  http=HttpPolicy(max_concurrency=1)) for n in ("a", "b"))
     config = Config(tmp_path / "c.yaml", tmp_path / "out", tmp_path / "state", FeedSettings(), accounts)
 
     def sync(now=T0, **options):

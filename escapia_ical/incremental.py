@@ -1,0 +1,159 @@
+"""Incremental sync for HSAPI accounts: follow the change feed, fetch only what changed.
+
+Each tick asks ``GetReservationChanges`` what happened since the last version seen (one
+request when nothing did), maps changed reservations to their units with
+``GetReservationById`` (which also answers for cancelled ones), and fetches only those
+units. A reconcile still fetches every unit once per ``reconcile_hours``, spread over the
+ticks (each unit has a slot), so no tick fetches everything and a change the feed missed
+is corrected within that period. Unit discovery happens at the same pace.
+
+State (``state_dir/accounts/<account>/changes.json``):
+  cursor        the change-feed version to ask from; absent -> a full sync, then the
+                cursor is taken from the feed (also when Escapia rejects it)
+  units         the distributed units and when they were listed
+  reservations  reservation id -> unit id, to also refetch the unit a stay moved away from
+  fetched       unit id -> when it was last fetched successfully
+  pending       units whose fetch is owed (it failed, or the run deadline came first)
+The cursor and the rest are saved only after the run's feeds were handled: a crash means
+the same changes are read again, never lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from escapia_ical.config import HsapiAccount
+from escapia_ical.model import Unit
+from escapia_ical.sources.hsapi import CursorRejected, HsapiSource
+from escapia_ical.state import AccountState, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+TICK = dt.timedelta(minutes=5)  # the cron interval the reconcile is spread over
+MAX_REMEMBERED_RESERVATIONS = 50_000
+
+
+@dataclass
+class Plan:
+    """What one tick of one account fetches, and the state to keep once it is done."""
+
+    units: list[Unit]
+    fetch: set[str]
+    cursor: int
+    reasons: dict[str, int] = field(default_factory=dict)  # why units are fetched, for -v
+    reservations: dict[str, str] = field(default_factory=dict)
+    listed_at: str = ""
+
+
+class ChangeTracker:
+    """Plans and records the incremental sync of one HSAPI account."""
+
+    def __init__(self, account: HsapiAccount, state: AccountState):
+        self.account = account
+        self.path = state.folder / "changes.json"
+        data = read_json(self.path)
+        self.data: dict[str, Any] = data if isinstance(data, dict) else {}
+        self.period = dt.timedelta(hours=account.reconcile_hours)
+
+    def plan(self, source: HsapiSource, now: dt.datetime, *, full: bool = False,
+             deadline: float = math.inf) -> Plan:
+        """Return this tick's plan. ``full`` fetches every unit (and keeps the cursor going).
+        Raise DeadlineReached if reading the change feed outlasts ``deadline``."""
+        units, listed_at = self._units(source, now, rediscover=full)
+        reservations = {str(k): str(v) for k, v in (self.data.get("reservations") or {}).items()}
+        cursor = self.data.get("cursor")
+        if not isinstance(cursor, int) or isinstance(cursor, bool):
+            cursor = None
+        if cursor is not None:
+            try:
+                changed, new_cursor = source.changes_since(cursor, deadline)
+            except CursorRejected as exc:
+                log.warning("%s: %s; fetching every unit", self.account.name, exc)
+                cursor = None
+        if cursor is None:  # first run, lost state or rejected cursor: fetch everything, and
+            # follow the feed from now on (skipping the history: those units are all fetched)
+            _, new_cursor = source.changes_since(source.recent_version(deadline), deadline)
+            everything = {u.id for u in units}
+            return Plan(units, everything, new_cursor, {"full": len(units)}, reservations, listed_at)
+        ids = {u.id for u in units}
+        reasons: dict[str, int] = {}
+        fetch = self._add(set(), reasons, "changed", self._changed_units(source, changed, reservations) & ids)
+        if full:
+            self._add(fetch, reasons, "full", ids)
+        pending = set(self.data.get("pending") or [])
+        self._add(fetch, reasons, "pending", pending & ids)
+        fetched = self.data.get("fetched") or {}
+        self._add(fetch, reasons, "new", {u for u in ids if u not in fetched})
+        self._add(fetch, reasons, "reconcile", {u for u in ids if self._due(u, fetched.get(u), now)})
+        return Plan(units, fetch, new_cursor, reasons, reservations, listed_at)
+
+    def commit(self, plan: Plan, succeeded: set[str], now: dt.datetime) -> None:
+        """Save the cursor and what was fetched; owe the units whose fetch did not succeed."""
+        fetched = dict(self.data.get("fetched") or {})
+        fetched.update((u, now.isoformat()) for u in succeeded)
+        ids = {u.id for u in plan.units}
+        reservations = dict(list(plan.reservations.items())[-MAX_REMEMBERED_RESERVATIONS:])
+        self.data = {
+            "cursor": plan.cursor,
+            "units": [{"id": u.id, "name": u.name, "code": u.code} for u in plan.units],
+            "listed_at": plan.listed_at,
+            "reservations": reservations,
+            "fetched": {u: t for u, t in fetched.items() if u in ids},
+            "pending": sorted((plan.fetch - succeeded) & ids),
+        }
+        write_json(self.path, self.data)
+
+    # -- the parts of a plan ----------------------------------------------------------
+
+    def _units(self, source: HsapiSource, now: dt.datetime, *, rediscover: bool) -> tuple[list[Unit], str]:
+        """Return the distributed units: from state, or rediscovered once per period."""
+        cached, listed_at = self.data.get("units"), self.data.get("listed_at")
+        try:
+            fresh = now - dt.datetime.fromisoformat(listed_at) < self.period
+        except (TypeError, ValueError):
+            fresh = False
+        if cached and fresh and not rediscover and isinstance(cached, list):
+            try:
+                return [Unit(str(u["id"]), str(u["name"]), str(u.get("code", ""))) for u in cached], listed_at
+            except (KeyError, TypeError):
+                pass
+        return source.list_units(), now.isoformat()
+
+    def _changed_units(self, source: HsapiSource, changed: set[str],
+                       reservations: dict[str, str]) -> set[str]:
+        """Return the units touched by the changed reservations (where they are now, and
+        where they were, for a stay moved between units); remember where they are."""
+        units = set()
+        for reservation in sorted(changed):
+            now_in, before_in = source.reservation_unit(reservation), reservations.pop(reservation, None)
+            units |= {u for u in (now_in, before_in) if u}
+            if now_in:
+                reservations[reservation] = now_in
+            elif before_in is None:
+                log.info("%s: change to unknown reservation %s ignored (the reconcile covers it)",
+                         self.account.name, reservation)
+        return units
+
+    def _due(self, unit_id: str, last: str | None, now: dt.datetime) -> bool:
+        """Is the unit's reconcile due? At its slot of the period, or if it is overdue."""
+        slots = max(1, round(self.period / TICK))
+        slot = int(hashlib.sha256(unit_id.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % slots
+        if slot == int(now.timestamp() // TICK.total_seconds()) % slots:
+            return True
+        try:
+            return now - dt.datetime.fromisoformat(last) >= self.period
+        except (TypeError, ValueError):
+            return True
+
+    @staticmethod
+    def _add(fetch: set[str], reasons: dict[str, int], reason: str, units: set[str]) -> set[str]:
+        new = units - fetch
+        if new:
+            reasons[reason] = reasons.get(reason, 0) + len(new)
+        fetch |= new
+        return fetch

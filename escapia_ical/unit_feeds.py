@@ -1,0 +1,158 @@
+"""One unit's feed: fetch it (guarded against sudden shrinks), render it, publish it, and,
+for units the change feed says are unchanged, re-render it only when the date moves.
+Units of an account are fetched by a bounded pool of threads; rendering and publishing
+stay on the calling thread."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from escapia_ical.config import Account, Config
+from escapia_ical.errors import AuthError, DeadlineReached, SourceError
+from escapia_ical.feed import content_digest, render_feed
+from escapia_ical.guard import StoredBlocks, store_blocks, suspicious_shrink
+from escapia_ical.model import BlockedRange, Unit
+from escapia_ical.publish import current_bytes, publish_feed
+from escapia_ical.ranges import FeedBlock, feed_blocks
+from escapia_ical.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
+from escapia_ical.run import FeedStamps, RunContext, UnitOutcome, describe, fail, log
+from escapia_ical.sources import Source
+
+
+def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[tuple[Unit, UnitOutcome]],
+                 stamps: FeedStamps, succeeded: set[str]) -> None:
+    """Fetch units with up to ``max_concurrency`` requests in flight; render and publish each
+    as it arrives. Raise AuthError (after marking every unfinished unit) if the credentials
+    stop working."""
+    previous = {u.id: (stamps.get(o.path.name) or {}).get("blocks") for u, o in fetch}
+    guard = not run.options.force
+
+    refused: list[AuthError] = []  # set by the first worker whose credentials are refused
+
+    def fetch_one(unit: Unit) -> list[FeedBlock]:
+        if refused:
+            raise refused[0]
+        if time.monotonic() > run.deadline:
+            raise DeadlineReached(f"not fetched: the run deadline ({run.config.deadline_seconds:g} s) "
+                                  "passed; left for the next run")
+        try:
+            return fetch_blocks(run, account, source, unit, previous[unit.id], guard=guard)
+        except AuthError as exc:
+            refused.append(exc)
+            raise
+
+    auth_error: AuthError | None = None
+    with ThreadPoolExecutor(max_workers=account.http.max_concurrency) as pool:
+        futures = {pool.submit(fetch_one, unit): (unit, outcome) for unit, outcome in fetch}
+        for future in as_completed(futures):
+            unit, outcome = futures[future]
+            try:
+                if future.cancelled():
+                    continue
+                publish_unit(run, account, unit, future.result(), outcome, stamps)
+                succeeded.add(unit.id)
+            except AuthError as exc:
+                fail(outcome, exc, account)
+                if auth_error is None:  # the rest of the account cannot succeed
+                    auth_error = exc
+                    for other in futures:
+                        other.cancel()
+            except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
+                fail(outcome, exc, account)
+            finally:
+                run.options.progress.step()
+    if auth_error is not None:
+        for unit, outcome in fetch:
+            if outcome.error is None and unit.id not in succeeded:
+                outcome.error = describe(auth_error, account)
+        raise auth_error
+
+def fetch_blocks(run: RunContext, account: Account, source: Source, unit: Unit,
+                 previous: StoredBlocks | None, *, guard: bool = True) -> list[FeedBlock]:
+    """Fetch a unit's calendar and return the blocks its feed shows.
+
+    With ``guard``, a calendar that shrank suspiciously since ``previous`` (the blocks last
+    published) is fetched again, and kept only if both answers agree. Raise SourceError
+    if they disagree: the last published feed then stays as it is.
+    """
+    where = f"{account.name}/{unit.id}"
+    blocks = feed_blocks(source.blocked_ranges(unit, run.window), run.window, where=f"{where}: ")
+    shrink = suspicious_shrink(previous, blocks, run.today, run.config.feeds.shrink_guard) if guard else None
+    if shrink is None:
+        return blocks
+    before, after = shrink
+    again = feed_blocks(source.blocked_ranges(unit, run.window, fresh=True), run.window, where=f"{where}: ")
+    if again != blocks:
+        raise SourceError(f"future blocked nights dropped from {before} to {after}, and a second "
+                          "fetch disagreed; keeping the last feed")
+    log.warning("%s: future blocked nights dropped from %d to %d; confirmed by a second fetch, "
+                "publishing", where, before, after)
+    return blocks
+
+def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
+               previous: dict[str, Any], now: dt.datetime) -> tuple[bytes, dict[str, Any]]:
+    """Render one unit's feed; return (bytes, its new stamp entry).
+
+    DTSTAMP is the time the feed's content last changed: kept from ``previous`` while the
+    content digest is the same, so an unchanged calendar renders to the same bytes.
+    """
+    digest = content_digest(unit, blocks, config.feeds)
+    dtstamp = now.replace(microsecond=0)
+    if previous.get("digest") == digest:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            dtstamp = dt.datetime.fromisoformat(previous["dtstamp"])
+    content = render_feed(account.name, unit, blocks, config.feeds, dtstamp)
+    origins = sorted({(b.origin.start.isoformat(), b.origin.end.isoformat()) for b in blocks})
+    return content, {"unit": unit.id, "digest": digest, "dtstamp": dtstamp.isoformat(),
+                     "blocks": store_blocks(blocks), "ranges": [list(r) for r in origins]}
+
+def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
+                  outcome: UnitOutcome, stamps: FeedStamps) -> None:
+    """Render the unit's feed and publish it (and its old names) unless this is a dry run."""
+    previous = stamps.get(outcome.path.name)
+    content, stamp = build_feed(run.config, account, unit, blocks,
+                                previous if isinstance(previous, dict) else {}, run.options.now())
+    stamp["day"] = run.today.isoformat()
+    outcome.events = len(blocks)
+    if run.options.dry_run:
+        outcome.rewritten = run.options.force or current_bytes(outcome.path) != content
+        return
+    outcome.rewritten = publish_feed(outcome.path, content, force=run.options.force)
+    stamps[outcome.path.name] = stamp
+    update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, stamp, stamps,
+                     run.options.now(), _grace_days(account))
+    log.info("%s/%s: %s (%d events)", account.name, unit.id,
+             "written" if outcome.rewritten else "unchanged", outcome.events)
+
+def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcome,
+               stamps: FeedStamps) -> None:
+    """A unit the change feed says is unchanged: its feed is current. Only when the date
+    has moved since it was rendered is it rendered again, from the stored ranges, for the
+    new window (the daily roll needs no API call)."""
+    previous = stamps[outcome.path.name]
+    if previous.get("day") == run.today.isoformat() and not run.options.force:
+        outcome.events = len(previous.get("blocks") or [])
+        content = current_bytes(outcome.path) if old_names(stamps, unit.id, outcome.path.name) else None
+        if content is not None and not run.options.dry_run:  # old names age out all the same
+            update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, previous, stamps,
+                             run.options.now(), _grace_days(account))
+        return
+    ranges = stored_ranges(previous) or []
+    publish_unit(run, account, unit, feed_blocks(ranges, run.window), outcome, stamps)
+
+def _grace_days(account: Account) -> int:
+    return account.feed_tokens.grace_days if account.feed_tokens else DEFAULT_GRACE_DAYS
+
+def stored_ranges(entry: object) -> list[BlockedRange] | None:
+    """Return the whole ranges a stored feed entry came from, or None if it has none."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("ranges"), list):
+        return None
+    try:
+        return [BlockedRange(dt.date.fromisoformat(s), dt.date.fromisoformat(e)) for s, e in entry["ranges"]]
+    except (TypeError, ValueError):
+        return None

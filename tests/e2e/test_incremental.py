@@ -1,0 +1,114 @@
+"""Incremental mode is never less correct than a full sync.
+
+Random booking changes (create, move, extend, cancel, owner holds, moves between units)
+happen in the sandbox between ticks; after every tick every feed equals the truth, while
+the ticks fetch far less than everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+
+from feeds import read_nights
+
+TODAY = dt.date.today()
+
+
+KINDS = ["create", "hold", "move", "extend", "cancel", "other-unit"]
+
+
+def random_change(sandbox, rng: random.Random, kind: str | None = None) -> str:
+    units = sandbox.unit_ids()
+    unit = rng.choice(units)
+    stays = sandbox.reservations(unit)
+    kind = kind or rng.choice(KINDS)
+    if not stays:
+        kind = "create"
+    if kind in ("create", "hold"):
+        start = TODAY + dt.timedelta(days=rng.randrange(-3, 700))
+        sandbox.add_reservation(unit, start, start + dt.timedelta(days=rng.randrange(1, 9)),
+                                hold_type="Owner" if kind == "hold" else None)
+        return kind
+    stay = rng.choice(stays)
+    start, end = dt.date.fromisoformat(str(stay["start"])), dt.date.fromisoformat(str(stay["end"]))
+    if kind == "cancel":
+        sandbox.cancel_reservation(stay["id"])
+    elif kind == "move":
+        shift = dt.timedelta(days=rng.randrange(-20, 40))
+        sandbox.move_reservation(stay["id"], start + shift, end + shift)
+    elif kind == "extend":
+        sandbox.move_reservation(stay["id"], start, end + dt.timedelta(days=rng.randrange(1, 5)))
+    else:  # a stay moved to another unit: cancel here, book there
+        sandbox.cancel_reservation(stay["id"])
+        sandbox.add_reservation(rng.choice(units), start, end)
+    return kind
+
+
+def assert_all_true(deployment) -> None:
+    for unit_id in deployment.sandbox.unit_ids():
+        assert read_nights(deployment.feed(unit_id)) == deployment.truth(unit_id), unit_id
+
+
+def test_random_changes_between_ticks_always_converge(deployment):
+    sandbox, rng = deployment.sandbox, random.Random(4)
+    assert deployment.run("sync").returncode == 0
+    assert_all_true(deployment)
+    kinds, fetched = set(), []
+    for tick in range(8):
+        kinds.add(random_change(sandbox, rng, KINDS[tick % len(KINDS)]))
+        for _ in range(rng.randrange(0, 3)):
+            kinds.add(random_change(sandbox, rng))
+        sandbox.reset_request_log()
+        result = deployment.run("sync")
+        assert result.returncode == 0, result.stderr
+        assert_all_true(deployment)
+        fetched.append(sandbox.request_count("GetUnitNonAvailability"))
+    assert kinds == set(KINDS)
+    units = len(sandbox.unit_ids())
+    assert sum(fetched) < 8 * units / 2, f"incremental ticks fetched {fetched} of {units} units each"
+
+
+def test_a_steady_tick_costs_one_request(deployment):
+    assert deployment.run("sync").returncode == 0
+    deployment.sandbox.reset_request_log()
+    # Pin the reconcile out of this tick: every unit was fetched moments ago, and the
+    # reconcile slots only come round once per 6 h.
+    assert deployment.run("sync").returncode == 0
+    counts = {op: deployment.sandbox.request_count(op) for op in ("GetReservationChanges", "auth/token",
+                                                                   "SearchUnitSummaries")}
+    assert counts == {"GetReservationChanges": 1, "auth/token": 0, "SearchUnitSummaries": 0}
+    assert deployment.sandbox.request_count() <= 2  # + at most one unit whose slot this is
+
+
+def test_lost_or_rejected_cursor_falls_back_to_a_full_sync(deployment):
+    sandbox = deployment.sandbox
+    assert deployment.run("sync").returncode == 0
+    changes = deployment.state / "accounts" / "sandbox" / "changes.json"
+    unit = sandbox.unit_ids()[2]
+    sandbox.add_reservation(unit, TODAY + dt.timedelta(days=40), TODAY + dt.timedelta(days=44))
+    changes.unlink()  # state lost
+    sandbox.reset_request_log()
+    assert deployment.run("sync").returncode == 0
+    assert sandbox.request_count("GetUnitNonAvailability") == len(sandbox.unit_ids())
+    assert_all_true(deployment)
+    data = json.loads(changes.read_text())
+    data["cursor"] = 10**9  # a version from the future: Escapia answers with an earlier one
+    changes.write_text(json.dumps(data))
+    sandbox.add_reservation(unit, TODAY + dt.timedelta(days=60), TODAY + dt.timedelta(days=61))
+    result = deployment.run("sync")
+    assert result.returncode == 0 and "fetching every unit" in result.stderr
+    assert_all_true(deployment)
+
+
+def test_a_failed_fetch_is_owed_to_the_next_tick(deployment):
+    sandbox = deployment.sandbox
+    assert deployment.run("sync").returncode == 0
+    unit = sandbox.unit_ids()[1]
+    sandbox.add_reservation(unit, TODAY + dt.timedelta(days=30), TODAY + dt.timedelta(days=33))
+    sandbox.fail_unit(unit, status=500)
+    assert deployment.run("sync").returncode == 1
+    sandbox.clear_faults()
+    assert deployment.run("sync").returncode == 0  # the change feed is empty now; the fetch is owed
+    assert read_nights(deployment.feed(unit)) == deployment.truth(unit)
