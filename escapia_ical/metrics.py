@@ -57,6 +57,8 @@ class StatusCollector(Collector):
                      ["account"], [([a], 1 if e.get("last_error") else 0) for a, e in accounts.items()])
         yield _gauge("escapia_ical_unit_errors", "Units that failed in the last run.", ["account"],
                      [([a], e.get("unit_errors", 0)) for a, e in accounts.items()])
+        yield _gauge("escapia_ical_units_fetched", "Units whose calendar the last run fetched.", ["account"],
+                     [([a], e.get("units_fetched", 0)) for a, e in accounts.items()])
         yield _counter("escapia_ical_feeds_rewritten", "Feed files rewritten.", ["account"],
                        [([a], e.get("feeds_rewritten_total", 0)) for a, e in accounts.items()])
         yield _counter("escapia_ical_requests", "Requests sent to Escapia, by answer status.",

@@ -60,6 +60,7 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
         entry["feeds_rewritten"] = rewritten
         entry["feeds_rewritten_total"] = entry.get("feeds_rewritten_total", 0) + rewritten
         entry["unit_errors"] = sum(1 for u in result.units if u.error)
+        entry["units_fetched"] = result.fetched
         for outcome in result.units:
             unit = entry["units"].setdefault(outcome.unit_id, {})
             unit["last_attempt"] = when

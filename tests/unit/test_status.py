@@ -34,6 +34,7 @@ def test_failure_keeps_the_last_success(tmp_path):
     assert unit["events"] == 4 and unit["file"] == "/out/a/1.ics"
     assert account["responses"] == {"GetUnitNonAvailability 200": 2, "GetUnitNonAvailability 503": 1}
     assert status["run"]["exit_code"] == 1
+    assert account["units_fetched"] == 0 and account["unit_errors"] == 1
     assert stat.S_IMODE((tmp_path / "status.json").stat().st_mode) == 0o600
 
 

@@ -1,0 +1,360 @@
+"""Benchmark escapia-ical against the naive baseline on the local sandbox (issue 4); see scripts/bench.
+
+For each N in --units: a sandbox with N units and --latency s per request, then (a) the
+baseline tick (a token, one GetUnitNonAvailability per unit in turn, every .ics rewritten) and
+(b) the escapia-ical CLI: cold sync, steady tick, tick after 5 bookings. Measured: wall time,
+requests (the sandbox's count), .ics rewritten (mtime/inode/size), the CLI's peak RSS (wait4).
+Then a cold sync at --rss-units (latency 0), and requests/unit/day for a 100-unit account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlencode
+
+import requests
+
+from escapia_ical.filenames import feed_filename  # unit ids may hold "/": the CLI's safe names
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = ROOT / ".venv" / "bin" / "escapia-ical"
+SEEDED_UNITS = 8  # the sandbox seeds these itself; --extra-units adds the rest
+CLIENT_ID, CLIENT_SECRET, PMCID = "sandbox-client", "sandbox-secret", "1020"
+HSAPI_HEADERS = {"x-homeaway-hasp-api-version": "10", "x-homeaway-hasp-api-endsystem": "EscapiaVRS",
+                 "x-homeaway-hasp-api-pmcid": PMCID}
+PAST_DAYS, FUTURE_DAYS = 7, 730  # the CLI's default feed window; the baseline asks for the same
+CHANGES = 5  # bookings added before the "changes" tick
+# The extrapolation (issue 4): a 100-unit account, 20 booking changes a day, a tick every 5 minutes.
+X_UNITS, X_CHANGES_PER_DAY, X_TICKS_PER_DAY, BASELINE_PER_UNIT_DAY = 100, 20, 288, 288
+TOKEN_OP, UNITS_OP, NONAVAIL_OP = "auth/token", "SearchUnitSummaries", "GetUnitNonAvailability"
+CHILDREN: set[subprocess.Popen] = set()  # stopped on any exit, Ctrl-C included
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGINT) -> None:
+    """Stop one child of ours (SIGINT, then SIGKILL after 5 s) and reap it."""
+    if proc.returncode is None and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    CHILDREN.discard(proc)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Our environment without proxies (loopback only) or the user's ESCAPIA_* settings."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("ESCAPIA_") and not k.lower().endswith("_proxy")}
+    env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", **extra)
+    return env
+
+
+class Sandbox:
+    """``escapia-ical sandbox`` in a subprocess, plus its JSON control API."""
+
+    def __init__(self, units: int, latency: float, workdir: Path) -> None:
+        self.log_path = workdir / f"sandbox-{units}.log"
+        command = [str(CLI), "sandbox", "--host", "127.0.0.1", "--port", "0",
+                   "--extra-units", str(max(units - SEEDED_UNITS, 0)), "--latency", str(latency)]
+        with self.log_path.open("wb") as out:
+            # a fixed argv (our own CLI); its own session: we stop it, not the terminal's Ctrl-C
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
+                                         env=child_env(), start_new_session=True)
+        CHILDREN.add(self.proc)
+        self.http = requests.Session()
+        self.http.trust_env = False  # never a proxy: everything stays on 127.0.0.1
+        self.url = self._wait_for_url()
+        self.unit_ids = [u["id"] for u in self.control("GET", "units")["units"]]
+        if len(self.unit_ids) != units:
+            log(f"asked for {units} units, the sandbox has {len(self.unit_ids)}")
+
+    def _wait_for_url(self, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_text(errors="replace")
+            if "listening on " in text:
+                return text.split("listening on ", 1)[1].split()[0]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        stop(self.proc)
+        raise SystemExit(f"bench: the sandbox did not start:\n{self.log_path.read_text(errors='replace')}")
+
+    def control(self, method: str, path: str, **body) -> dict:
+        answer = self.http.request(method, f"{self.url}/_sandbox/{path}", json=body or None, timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+    def book(self, unit: str, nights: int = 3) -> dict:
+        """Add a stay on the first ``nights`` free nights from 30 days ahead (so the feed changes)."""
+        today = dt.date.today()
+        start, end = today + dt.timedelta(days=30), today + dt.timedelta(days=FUTURE_DAYS - 1)
+        query = "truth?" + urlencode({"unit": unit, "start": start, "end": end})
+        blocked = set(self.control("GET", query)["nights"])
+        day = start
+        while any((day + dt.timedelta(days=i)).isoformat() in blocked for i in range(nights)):
+            day += dt.timedelta(days=1)
+        stay = {"unit": unit, "start": day.isoformat(), "end": (day + dt.timedelta(days=nights)).isoformat()}
+        self.control("POST", "reservations", **stay)
+        return stay
+
+    def close(self) -> None:
+        stop(self.proc)
+        self.http.close()
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, int]]:
+    return {str(p): (s.st_mtime_ns, s.st_ino, s.st_size)
+            for p in folder.rglob("*.ics") for s in [p.stat()]} if folder.exists() else {}
+
+
+def rewritten(before: dict, after: dict) -> int:
+    return sum(1 for path, stamp in after.items() if before.get(path) != stamp)
+
+
+def measure(sb: Sandbox, output: Path, action) -> dict:
+    """Run ``action()`` -> extra fields; add wall time, requests counted by the sandbox, rewrites."""
+    sb.control("DELETE", "requests")
+    before = snapshot(output)
+    t0 = time.perf_counter()
+    extra = action()
+    wall = time.perf_counter() - t0
+    counts = sb.control("GET", "requests")
+    return {"wall_s": round(wall, 3), "requests": counts["total"], "by_op": counts["byOp"],
+            "by_status": counts["byStatus"], "files": len(snapshot(output)),
+            "rewritten": rewritten(before, snapshot(output)), **extra}
+
+
+def baseline_tick(sb: Sandbox, output: Path) -> dict:
+    """The naive service: a token, one request per unit in turn, every file rewritten."""
+    output.mkdir(parents=True, exist_ok=True)
+    today = dt.date.today()
+    window = {"startDate": (today - dt.timedelta(days=PAST_DAYS)).isoformat(),
+              "endDate": (today + dt.timedelta(days=FUTURE_DAYS)).isoformat()}
+    with requests.Session() as http:
+        http.trust_env = False
+        answer = http.get(f"{sb.url}/hsapi/auth/token", auth=(CLIENT_ID, CLIENT_SECRET), timeout=30)
+        answer.raise_for_status()
+        token = answer.json()
+        expires = dt.datetime.fromisoformat(token["expiration"].replace("Z", "+00:00"))
+        headers = {**HSAPI_HEADERS, "Authorization": f"Bearer {token['encodedId']}"}
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        for unit in sb.unit_ids:
+            answer = http.post(f"{sb.url}/hsapi/{NONAVAIL_OP}", headers=headers, timeout=30,
+                               json={"nativePMSUnitID": unit, "dateRange": window})
+            answer.raise_for_status()
+            events = [f"BEGIN:VEVENT\r\nUID:{unit}-{i}@baseline\r\nDTSTAMP:{stamp}\r\n"
+                      f"DTSTART;VALUE=DATE:{r['dateRange']['startDate'][:10].replace('-', '')}\r\n"
+                      f"DTEND;VALUE=DATE:{r['dateRange']['endDate'][:10].replace('-', '')}\r\n"
+                      "SUMMARY:Not available\r\nEND:VEVENT\r\n" for i, r in enumerate(answer.json())]
+            (output / feed_filename(unit)).write_text(
+                "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bench//baseline//EN\r\n"
+                + "".join(events) + "END:VCALENDAR\r\n", encoding="utf-8", newline="")
+    ttl = (expires - dt.datetime.now(dt.UTC)).total_seconds()
+    return {"token_ttl_s": int(round(ttl / 60) * 60)}  # the answer's stamp has whole seconds
+
+
+def write_config(root: Path, account_keys: dict[str, str]) -> Path:
+    keys = "".join(f"    {k}: {v}\n" for k, v in account_keys.items())
+    config = root / "accounts.yaml"
+    config.write_text(f"""\
+output_dir: output
+state_dir: state
+accounts:
+  - name: bench
+    api: hsapi
+    base_url: ${{BENCH_SANDBOX_URL}}
+    pmcid: "{PMCID}"
+    client_id: ${{BENCH_CLIENT_ID}}
+    client_secret: ${{BENCH_CLIENT_SECRET}}
+{keys}""", encoding="utf-8")
+    config.chmod(0o600)
+    return config
+
+
+def run_sync(sb: Sandbox, root: Path, config: Path, timeout: float) -> dict:
+    """``escapia-ical sync`` in a subprocess; its exit code and own peak RSS (wait4)."""
+    env = child_env(BENCH_SANDBOX_URL=sb.url, BENCH_CLIENT_ID=CLIENT_ID, BENCH_CLIENT_SECRET=CLIENT_SECRET)
+    with (root / "sync.log").open("w+b") as out:
+        proc = subprocess.Popen([str(CLI), "sync", "--config", str(config)], stdout=out,  # noqa: S603
+                                stderr=subprocess.STDOUT, env=env, cwd=root)
+        CHILDREN.add(proc)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        CHILDREN.discard(proc)
+        out.seek(0)
+        tail = out.read().decode(errors="replace").strip().splitlines()[-5:]
+    if proc.returncode == 2:  # a config error: nothing else will work either
+        raise SystemExit("bench: escapia-ical refused the config:\n" + "\n".join(tail))
+    result = {"exit": proc.returncode, "rss_mb": round(usage.ru_maxrss / 1024, 1)}  # KiB on Linux
+    return result | ({"output_tail": tail} if proc.returncode else {})
+
+
+def bench(n: int, latency: float, scenarios: tuple[str, ...], args, workdir: Path, keys: dict,
+          label: str = "") -> list[dict]:
+    """One sandbox of ``n`` units; the baseline and/or the CLI's ticks, in order."""
+    log(f"{n} units: starting the sandbox (latency {latency} s)")
+    root = Path(tempfile.mkdtemp(prefix=f"{n}-", dir=workdir))
+    sb, config, rows = Sandbox(n, latency, root), write_config(root, keys), []
+    try:
+        for scenario in scenarios:
+            extra, output = {}, root / ("baseline" if scenario == "baseline" else "output")
+            action = partial(baseline_tick, sb, output) if scenario == "baseline" \
+                else partial(run_sync, sb, root, config, args.timeout)
+            if scenario == "changes":
+                extra["booked"] = [sb.book(sb.unit_ids[i * n // CHANGES]) for i in range(CHANGES)]
+            log(f"{n} units: {scenario} tick" + (" (sequential requests)" if scenario == "baseline" else ""))
+            rows.append({"units": n, "scenario": scenario + label, **measure(sb, output, action), **extra})
+    finally:
+        sb.close()
+    return rows
+
+
+def add_ratios(rows: list[dict]) -> None:
+    base = {r["units"]: r for r in rows if r["scenario"] == "baseline"}
+    for r in rows:
+        b = base.get(r["units"])
+        if b and r is not b:
+            r["wall_ratio"] = round(b["wall_s"] / r["wall_s"], 2) if r["wall_s"] else None
+            r["request_ratio"] = round(b["requests"] / r["requests"], 2) if r["requests"] else None
+
+
+def extrapolate(rows: list[dict], reconcile_hours: float) -> dict | None:
+    """Requests/unit/day for a 100-unit account, from the ticks measured at 100 units.
+
+    A steady tick has no booking change, so any GetUnitNonAvailability or SearchUnitSummaries
+    it sends is reconcile work (a slice of it, or all of it in full mode): that part is taken
+    out of R_s, and the reconcile term is the larger of the nominal cost (every unit plus the
+    discovery pages once per period) and that slice times 288. Tokens: one per TTL.
+    """
+    ours = {(r["units"], r["scenario"]): r for r in rows}
+    n = X_UNITS
+    if (n, "changes") not in ours:
+        return None
+
+    def ops(r: dict, *names: str) -> int:
+        return sum(r["by_op"].get(op, 0) for op in names)
+
+    steady, changed, cold = ours[n, "steady"], ours[n, "changes"], ours[n, "cold"]
+    r_s, r_5 = steady["requests"] - ops(steady, TOKEN_OP), changed["requests"] - ops(changed, TOKEN_OP)
+    in_tick = ops(steady, NONAVAIL_OP, UNITS_OP)
+    per_change, pages, reconciles = (r_5 - r_s) / CHANGES, ops(cold, UNITS_OP), 24 / reconcile_hours
+    nominal, measured = reconciles * (X_UNITS + pages), X_TICKS_PER_DAY * in_tick
+    ttl = ours[n, "baseline"]["token_ttl_s"]
+    terms = {"ticks": X_TICKS_PER_DAY * (r_s - in_tick), "changes": X_CHANGES_PER_DAY * per_change,
+             "reconcile": max(nominal, measured), "tokens": math.ceil(86400 / ttl)}
+    per_day = sum(terms.values())
+    return {"R_s": r_s, "R_5": r_5, "reconcile_in_steady_tick": in_tick, "c": per_change,
+            "discovery_pages": pages, "reconciles_per_day": reconciles, "reconcile_nominal": nominal,
+            "reconcile_measured": measured, "token_ttl_s": ttl, "terms_per_day": terms,
+            "requests_per_day": per_day, "per_unit_day": round(per_day / X_UNITS, 2),
+            "baseline_per_unit_day": BASELINE_PER_UNIT_DAY}
+
+
+def fmt_ratio(value) -> str:
+    return "-" if value is None else f"{value:.1f}x"
+
+
+def print_report(rows: list[dict], x: dict | None) -> None:
+    print(f"{'N':>6}  {'scenario':<16}{'wall s':>8}{'requests':>10}{'rewritten':>11}{'RSS MB':>8}"
+          f"{'wall x':>8}{'req x':>8}  exit")
+    for r in rows:
+        rss = f"{r['rss_mb']:.1f}" if "rss_mb" in r else "-"
+        print(f"{r['units']:>6}  {r['scenario']:<16}{r['wall_s']:>8.2f}{r['requests']:>10}"
+              f"{r['rewritten']:>11}{rss:>8}{fmt_ratio(r.get('wall_ratio')):>8}{fmt_ratio(r.get('request_ratio')):>8}"
+              f"  {r.get('exit', '')}")
+    print("(wall x = baseline wall / ours, req x = baseline requests / ours, at the same N)")
+    if x is None:
+        print(f"(no requests/unit/day extrapolation: it needs N={X_UNITS} in --units)")
+        return
+    t = x["terms_per_day"]
+    print(f"\nRequests/unit/day for {X_UNITS} units, {X_CHANGES_PER_DAY} changes/day, {X_TICKS_PER_DAY}"
+          f" ticks/day, reconcile every {24 / x['reconciles_per_day']:g} h (from the N={X_UNITS} ticks):")
+    print(f"  steady tick R_s = {x['R_s']} requests ({x['reconcile_in_steady_tick']} of them reconcile:"
+          f" {NONAVAIL_OP}/{UNITS_OP} with nothing changed)")
+    print(f"  per change c = (R_5 - R_s)/{CHANGES} = ({x['R_5']} - {x['R_s']})/{CHANGES} = {x['c']:g}")
+    print(f"  reconcile/day = max({x['reconciles_per_day']:g} x ({X_UNITS} units + {x['discovery_pages']}"
+          f" discovery pages), {X_TICKS_PER_DAY} x {x['reconcile_in_steady_tick']} as measured)"
+          f" = max({x['reconcile_nominal']:g}, {x['reconcile_measured']:g}) = {t['reconcile']:g}")
+    print(f"  tokens/day = 86400 / {x['token_ttl_s']} s TTL = {t['tokens']}")
+    print(f"  per day = {X_TICKS_PER_DAY} x ({x['R_s']} - {x['reconcile_in_steady_tick']})"
+          f" + {X_CHANGES_PER_DAY} x {x['c']:g} + {t['reconcile']:g} + {t['tokens']}"
+          f" = {x['requests_per_day']:g}")
+    print(f"  = {x['per_unit_day']:g} requests/unit/day vs {BASELINE_PER_UNIT_DAY} for the baseline")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--units", default="10,100,1000", help="unit counts, comma-separated (%(default)s)")
+    p.add_argument("--latency", type=float, default=0.1, help="sandbox delay per request, s (%(default)s)")
+    p.add_argument("--rss-units", type=int, default=10_000, help="units of the peak-RSS cold sync (0: skip)")
+    p.add_argument("--quick", action="store_true", help="N = 10,100 only, no peak-RSS run")
+    p.add_argument("--mode", choices=("incremental", "full"), help="the account's mode (default: the CLI's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="another account key, e.g. max_concurrency=16 (repeatable)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds before a sync is killed")
+    p.add_argument("--json", type=Path, default=ROOT / "bench-results.json", help="results file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.units, args.rss_units = "10,100", 0
+    args.unit_counts = [int(u) for u in args.units.split(",") if u.strip()]
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    account_keys = dict(kv.split("=", 1) for kv in args.set)
+    if args.mode:
+        account_keys["mode"] = args.mode
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # exit through the finally below
+        signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
+    started, rows = time.perf_counter(), []
+    try:
+        with tempfile.TemporaryDirectory(prefix="escapia-bench-") as tmp:
+            for n in args.unit_counts:
+                rows += bench(n, args.latency, ("baseline", "cold", "steady", "changes"), args, Path(tmp),
+                              account_keys)
+            if args.rss_units:  # peak RSS only: latency 0 keeps it short
+                rows += bench(args.rss_units, 0.0, ("cold",), args, Path(tmp), account_keys, ", latency 0")
+    finally:
+        for proc in list(CHILDREN):
+            stop(proc, signal.SIGKILL if proc.args[1] == "sync" else signal.SIGINT)
+    add_ratios(rows)
+    x = extrapolate(rows, float(account_keys.get("reconcile_hours", 6)))
+    print_report(rows, x)
+    result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "latency_s": args.latency,
+              "account_keys": account_keys, "cpus": os.cpu_count(), "python": platform.python_version(),
+              "bench_wall_s": round(time.perf_counter() - started, 1), "rows": rows, "extrapolation": x}
+    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    log(f"results in {args.json} ({result['bench_wall_s']} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)
