@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -139,9 +140,10 @@ def feeds(config_path, accounts, base_url) -> None:
 @config_option
 @click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only this account (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-def prune(config_path, accounts, dry_run) -> None:
+@click.option("--force", is_flag=True, help="Remove even more than half of an account's feeds.")
+def prune(config_path, accounts, dry_run, force) -> None:
     """Remove the feeds of units Escapia no longer distributes (a sync never does)."""
-    _run(lambda: operations.prune(config_path, accounts, dry_run), 0)
+    _run(lambda: operations.prune(config_path, accounts, dry_run, force), 0)
 
 
 @cli.command()
@@ -155,8 +157,17 @@ def sandbox(port, host, extra_units, latency) -> None:
     _run(lambda: commands.sandbox(host, port, extra_units, latency), 0)
 
 
+class Terminated(Exception):
+    """SIGTERM (systemd stopping the service, or a timeout): unwind, saving what is done."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def _run(action, verbosity: int, log_file: Path | None = None) -> None:
     """Run a command; turn its outcome or failure into one of the documented exit codes."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         setup_logging(verbosity, log_file)
         code = action() or EXIT_OK
@@ -174,6 +185,9 @@ def _run(action, verbosity: int, log_file: Path | None = None) -> None:
     except KeyboardInterrupt:
         click.echo(f"{PROGRAM}: interrupted", err=True)
         code = 130
+    except Terminated:
+        click.echo(f"{PROGRAM}: stopped by SIGTERM; what was done is saved", err=True)
+        code = 143
     except Exception as exc:  # a bug: one line under cron, the traceback with -v
         if verbosity > 0:
             traceback.print_exc()

@@ -12,6 +12,7 @@ import click
 
 from escapia_ical.commands import account_named, load
 from escapia_ical.filenames import account_feed_filename
+from escapia_ical.incremental import forget_units
 from escapia_ical.lock import sync_lock
 from escapia_ical.prune import find_orphans
 from escapia_ical.sources import make_source
@@ -49,6 +50,8 @@ def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None) -> i
     selected = [account_named(config, name) for name in accounts] or list(config.accounts)
     for account in selected:
         for unit in make_source(account, config.state_dir).list_units():
+            if account.units != "all" and unit.id not in account.units:
+                continue
             name = account_feed_filename(account, unit.id)
             where = (f"{base_url.rstrip('/')}/{account.name}/{name}" if base_url
                      else str(config.output_dir / account.name / name))
@@ -56,8 +59,9 @@ def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None) -> i
     return 0
 
 
-def prune(config_path: Path, accounts: Sequence[str], dry_run: bool) -> int:
-    """List (``dry_run``) or remove the feeds of units Escapia no longer lists."""
+def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, force: bool = False) -> int:
+    """List (``dry_run``) or remove the feeds of units Escapia no longer lists. Refuse to
+    remove more than half of an account's feeds (a partial listing) unless ``force``."""
     config = load(config_path)
     selected = [account_named(config, name) for name in accounts] or list(config.accounts)
     with sync_lock(config.state_dir):
@@ -67,9 +71,10 @@ def prune(config_path: Path, accounts: Sequence[str], dry_run: bool) -> int:
             state = AccountState(config.state_dir, account.name)
             stamps = state.feed_stamps()
             orphans = find_orphans(config.output_dir / account.name, account, listed, stamps)
-            if not listed and orphans:
-                click.echo(f"{account.name}: Escapia lists no units; refusing to prune all "
-                           f"{len(orphans)} feeds", err=True)
+            published = len(list((config.output_dir / account.name).glob("*.ics")))
+            if orphans and not dry_run and (not listed or (len(orphans) > published / 2 and not force)):
+                click.echo(f"{account.name}: refusing to remove {len(orphans)} of {published} feeds "
+                           "(is Escapia's listing complete? --force removes them)", err=True)
                 return 1
             for path in orphans:
                 click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
@@ -82,6 +87,7 @@ def prune(config_path: Path, accounts: Sequence[str], dry_run: bool) -> int:
                     status.get("accounts", {}).get(account.name, {}).get("units", {}).pop(gone, None)
             if not dry_run:
                 state.save_feed_stamps(stamps)
+                forget_units(state)  # the next sync lists units again instead of trusting a cache
         if not dry_run:
             write_json(status_path(config.state_dir), status)
     return 0

@@ -32,7 +32,14 @@ from escapia_ical.run import (
 )
 from escapia_ical.sources import Source, make_source
 from escapia_ical.state import AccountState
-from escapia_ical.unit_feeds import build_feed, fetch_blocks, fetch_units, roll_unit, stored_ranges
+from escapia_ical.unit_feeds import (
+    build_feed,
+    fetch_blocks,
+    fetch_units,
+    previous_entry,
+    roll_unit,
+    stored_ranges,
+)
 
 __all__ = ["AccountResult", "FeedStamps", "Progress", "SyncOptions", "SyncReport", "UnitOutcome",
            "describe", "feed_window", "preview_feed", "run_sync"]
@@ -56,7 +63,7 @@ def run_sync(config: Config, options: SyncOptions) -> SyncReport:
             continue
         result = AccountResult(account.name)
         report.accounts[account.name] = result
-        source = make_source(account, config.state_dir, sleep=options.sleep)
+        source = make_source(account, config.state_dir, sleep=options.sleep, deadline=run.deadline)
         try:
             _sync_account(run, account, source, result, found_units)
         except Exception as exc:  # noqa: BLE001 - one account must never stop the others
@@ -109,11 +116,14 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     options.progress.begin(account.name, len(units))
     try:
         fetched = {u.id for u, _ in fetch}
+        fetch_units(run, account, source, fetch, stamps, succeeded)
         for unit, outcome in zip(units, outcomes, strict=True):
             if unit.id not in fetched:
-                roll_unit(run, account, unit, outcome, stamps)
+                try:
+                    roll_unit(run, account, unit, outcome, stamps)
+                except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
+                    fail(outcome, exc, account)
                 options.progress.step()
-        fetch_units(run, account, source, fetch, stamps, succeeded)
     finally:
         options.progress.end()
         result.fetched = len(succeeded)
@@ -129,12 +139,13 @@ def preview_feed(config: Config, account: Account, source: Source, unit: Unit) -
     """Return the feed a sync would write for ``unit`` now; nothing is written."""
     today = dt.date.today()
     run = RunContext(config, SyncOptions(), today, feed_window(config, today))
-    previous = AccountState(config.state_dir, account.name).feed_stamps().get(
-        account_feed_filename(account, unit.id))
+    stamps = AccountState(config.state_dir, account.name).feed_stamps()
+    path = config.output_dir / account.name / account_feed_filename(account, unit.id)
     blocks = fetch_blocks(run, account, source, unit, None, guard=False)
-    content, _ = build_feed(config, account, unit, blocks, previous if isinstance(previous, dict) else {},
+    content, _ = build_feed(config, account, unit, blocks, previous_entry(stamps, unit.id, path),
                             dt.datetime.now(dt.UTC))
     return content
+
 
 def _select_units(account: Account, listed: list[Unit], requested: Sequence[str],
                   result: AccountResult) -> list[Unit]:

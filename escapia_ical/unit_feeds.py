@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
+
+import icalendar
 
 from escapia_ical.config import Account, Config
 from escapia_ical.errors import AuthError, DeadlineReached, SourceError
@@ -20,8 +24,10 @@ from escapia_ical.model import BlockedRange, Unit
 from escapia_ical.publish import current_bytes, publish_feed
 from escapia_ical.ranges import FeedBlock, feed_blocks
 from escapia_ical.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
-from escapia_ical.run import FeedStamps, RunContext, UnitOutcome, describe, fail, log
+from escapia_ical.run import FeedStamps, RunContext, UnitOutcome, describe, fail
 from escapia_ical.sources import Source
+
+log = logging.getLogger(__name__)
 
 
 def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[tuple[Unit, UnitOutcome]],
@@ -29,7 +35,7 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     """Fetch units with up to ``max_concurrency`` requests in flight; render and publish each
     as it arrives. Raise AuthError (after marking every unfinished unit) if the credentials
     stop working."""
-    previous = {u.id: (stamps.get(o.path.name) or {}).get("blocks") for u, o in fetch}
+    previous = {u.id: previous_blocks(stamps, u.id, o.path) for u, o in fetch}
     guard = not run.options.force
 
     refused: list[AuthError] = []  # set by the first worker whose credentials are refused
@@ -71,6 +77,30 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
             if outcome.error is None and unit.id not in succeeded:
                 outcome.error = describe(auth_error, account)
         raise auth_error
+
+def previous_entry(stamps: FeedStamps, unit_id: str, path: Path) -> dict[str, Any]:
+    """Return what state remembers of the unit's last published feed: under its current
+    name, or an older one (after a feed-token rotation); {} if nothing."""
+    entry = stamps.get(path.name)
+    if not isinstance(entry, dict):
+        entry = next((e for e in stamps.values() if isinstance(e, dict) and e.get("unit") == unit_id), None)
+    return entry if isinstance(entry, dict) else {}
+
+
+def previous_blocks(stamps: FeedStamps, unit_id: str, path: Path) -> StoredBlocks | None:
+    """Return the blocks last published for the unit, for the shrink guard: from state
+    (whatever the feed's name was, so a rotated feed token cannot switch the guard off),
+    else read back from the published file (state lost); None if there is none."""
+    entry = previous_entry(stamps, unit_id, path)
+    if isinstance(entry.get("blocks"), list):
+        return entry["blocks"]
+    try:
+        calendar = icalendar.Calendar.from_ical(path.read_bytes())
+        return [[e.decoded("dtstart").isoformat(), e.decoded("dtend").isoformat()]
+                for e in calendar.walk("VEVENT")]
+    except Exception:  # noqa: BLE001 - no file, or not ours to read: nothing to compare with
+        return None
+
 
 def fetch_blocks(run: RunContext, account: Account, source: Source, unit: Unit,
                  previous: StoredBlocks | None, *, guard: bool = True) -> list[FeedBlock]:
@@ -114,9 +144,8 @@ def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[Fe
 def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
                   outcome: UnitOutcome, stamps: FeedStamps) -> None:
     """Render the unit's feed and publish it (and its old names) unless this is a dry run."""
-    previous = stamps.get(outcome.path.name)
-    content, stamp = build_feed(run.config, account, unit, blocks,
-                                previous if isinstance(previous, dict) else {}, run.options.now())
+    previous = previous_entry(stamps, unit.id, outcome.path)  # keeps DTSTAMP across a rename
+    content, stamp = build_feed(run.config, account, unit, blocks, previous, run.options.now())
     stamp["day"] = run.today.isoformat()
     outcome.events = len(blocks)
     if run.options.dry_run:

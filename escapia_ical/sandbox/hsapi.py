@@ -11,7 +11,7 @@ Sandbox choices where the contract is silent (clients must not depend on more th
   as Json.NET reference handling produces on the real service.
 * Request date ranges are inclusive at both ends; NonAvailability items are whole
   reservations/holds with a night in the range, neither merged nor clipped.
-* A cancelled reservation is gone: GetReservationById answers 404.
+* A cancelled reservation is still found by GetReservationById, with status Cancelled.
 * Errors are JSON ``{"$id": "1", "status": <int>, "message": <str>}``.
 """
 

@@ -7,6 +7,7 @@ path (ranges → feed → publish → status) never knows which API the data cam
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -14,10 +15,11 @@ from typing import Protocol
 
 from escapia_ical.config import Account
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
-from escapia_ical.sources.http import Sleep
+from escapia_ical.sources.http import HttpClient, Sleep
 
 
 class Source(Protocol):
+    http: HttpClient
     requests_by_operation: Counter[str]  # requests sent, retries included
     responses_by_status: Counter[tuple[str, str]]  # (operation, HTTP status or "timeout"/"error")
 
@@ -39,15 +41,18 @@ class Source(Protocol):
 
 
 def make_source(account: Account, state_dir: Path, *, sleep: Sleep | None = None,
-                now: Callable[[], dt.datetime] | None = None) -> Source:
-    """Return the source client for ``account``."""
+                now: Callable[[], dt.datetime] | None = None, deadline: float = math.inf) -> Source:
+    """Return the source client for ``account``; no retry starts after ``deadline``."""
     if account.api == "escapianet":
         from escapia_ical.sources.escapianet import EscapianetSource
 
-        return EscapianetSource(account, sleep=sleep)
-    from escapia_ical.sources.hsapi import HsapiSource
+        source: Source = EscapianetSource(account, sleep=sleep)
+    else:
+        from escapia_ical.sources.hsapi import HsapiSource
 
-    return HsapiSource(account, state_dir, sleep=sleep, now=now or _utcnow)
+        source = HsapiSource(account, state_dir, sleep=sleep, now=now or _utcnow)
+    source.http.deadline = deadline
+    return source
 
 
 def _utcnow() -> dt.datetime:

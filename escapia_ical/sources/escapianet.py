@@ -34,6 +34,7 @@ from escapia_ical.sources.escapianet_decode import (
 from escapia_ical.sources.http import HttpClient, HttpResult, HttpStatusError, Sleep
 
 VERSION = "1.030"
+MAX_BATCH_REFETCHES = 2  # second opinions for the shrink guard, per run
 MAX_UNITS = 100_000
 ET.register_namespace("soap", SOAP_ENV)
 ET.register_namespace("evrn", EVRN)
@@ -49,7 +50,9 @@ class EscapianetSource:
         self.responses_by_status = self.http.responses_by_status
         self.decoder = DailyDecoder(account.name, account.blocked_codes)
         self._batch: dict[str, Calendar] | None = None
-        self._batch_refetched = False
+        self._generation = 0  # batches fetched this run
+        self._first_read: dict[str, int] = {}  # unit -> the batch generation it was first read from
+        self._refetches = 0
         self._batch_error: SourceError | None = None
         self._batch_lock = threading.Lock()
 
@@ -63,16 +66,23 @@ class EscapianetSource:
     def blocked_ranges(self, unit: Unit, window: FeedWindow, *, fresh: bool = False) -> list[BlockedRange]:
         """Return the unit's blocked ranges, half-open, one per stay or hold.
 
-        In batch mode ``fresh`` re-fetches the batch, at most once per run: one second
-        opinion serves every unit that needs one.
+        In batch mode a ``fresh`` answer comes from a newer batch than the unit's first
+        read (one answer must never confirm itself); the batch is fetched again when needed,
+        at most ``MAX_BATCH_REFETCHES`` times per run. Raise SourceError if no newer batch
+        can be had: the unit then waits for the next run.
         """
         where = f"unit {unit.id!r}"
-        if fresh:
-            with self._batch_lock:
-                if not self._batch_refetched:
-                    self._batch, self._batch_error, self._batch_refetched = None, None, True
         if self.account.calendar_mode == "batch":
-            calendar = self._batch_calendars().get(unit.id)
+            with self._batch_lock:
+                first = self._first_read.get(unit.id)
+                if fresh and first == self._generation and self._refetches < MAX_BATCH_REFETCHES:
+                    self._batch, self._batch_error = None, None
+                    self._refetches += 1
+                calendars = self._batch_calendars_locked()
+                if fresh and first == self._generation:
+                    raise SourceError(f"{where}: no newer batch to confirm its calendar with this run")
+                self._first_read.setdefault(unit.id, self._generation)
+            calendar = calendars.get(unit.id)
             if calendar is None:
                 raise SourceError(f"UnitCalendarAvailBatch: no calendar for {where} in the answer")
             segments = calendar.segments
@@ -89,13 +99,10 @@ class EscapianetSource:
 
     # -- requests ---------------------------------------------------------------------
 
-    def _batch_calendars(self) -> dict[str, Calendar]:
-        """Return the batch, fetched once per run. A failed batch is remembered too: every
-        unit then fails with its error at once instead of asking (and waiting) again."""
-        with self._batch_lock:  # units are fetched by several threads; one batch for all
-            return self._batch_calendars_locked()
-
     def _batch_calendars_locked(self) -> dict[str, Calendar]:
+        """Return the current batch (the caller holds the lock: several threads, one batch).
+        A failed batch is remembered too: every unit then fails with its error at once
+        instead of asking (and waiting) again."""
         if self._batch_error is not None:
             raise self._batch_error
         if self._batch is None:
@@ -105,6 +112,7 @@ class EscapianetSource:
                 self._batch_error = exc
                 raise
             self._batch = {c.unit.id: c for c in parse_batch(answer)}
+            self._generation += 1
         return self._batch
 
     def _unit_search(self, request: ET.Element) -> None:

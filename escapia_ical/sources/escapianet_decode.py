@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import xml.etree.ElementTree as ET  # noqa: S405 - only for the ParseError type and Element
 from dataclasses import dataclass
 
@@ -136,7 +137,13 @@ class DailyDecoder:
         self.blocked_codes = blocked_codes
         self.reported: set[str] = set()
         self.end_mismatch = False  # reported once per run
+        self._lock = threading.Lock()  # units are decoded by several threads
 
+    def _first_report(self, code: str) -> bool:
+        with self._lock:
+            first = code not in self.reported
+            self.reported.add(code)
+            return first
     def ranges(self, segments: list[ET.Element], where: str) -> list[BlockedRange]:
         """Return the blocked ranges of a unit's segments. Raise SourceError if a
         segment lacks its StartDate or DailyAvailability."""
@@ -158,8 +165,7 @@ class DailyDecoder:
         ranges, run_start = [], None
         for offset, code in enumerate(daily):
             night = start + dt.timedelta(days=offset)
-            if code not in KNOWN_CODES and code not in self.reported:
-                self.reported.add(code)
+            if code not in KNOWN_CODES and self._first_report(code):
                 log.warning("%s: unknown DailyAvailability character %r (first seen at %s, %s); "
                             "treating it as blocked", self.account, code, where, night)
             if code in self.blocked_codes or code not in KNOWN_CODES:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import math
 import threading
 import time
 from collections import Counter
@@ -86,7 +87,7 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
 class HttpClient:
     """Sends requests for one account under one :class:`HttpPolicy`."""
 
-    def __init__(self, policy: HttpPolicy, *, sleep: Sleep | None = None):
+    def __init__(self, policy: HttpPolicy, *, sleep: Sleep | None = None, deadline: float = math.inf):
         self.policy = policy
         # Units are fetched by several threads: one Session (connection pool) per thread.
         self._local = threading.local()
@@ -99,6 +100,7 @@ class HttpClient:
         self._backoff = wait_exponential(
             multiplier=policy.retry_initial_wait, max=policy.retry_max_wait
         ) + wait_random(0, policy.retry_initial_wait)
+        self.deadline = deadline  # time.monotonic() after which failed calls are not retried
         self.requests_by_operation: Counter[str] = Counter()
         self.responses_by_status: Counter[tuple[str, str]] = Counter()
 
@@ -168,6 +170,8 @@ class HttpClient:
                               result.body[:65536])
 
     def _worth_retrying(self, exc: BaseException) -> bool:
+        if time.monotonic() > self.deadline:
+            return False  # the run is over its time: the next run tries again
         if isinstance(exc, TransportError | TransientAnswer):
             return True
         if not isinstance(exc, HttpStatusError):

@@ -25,7 +25,6 @@ class Pacer:
         self._sleep, self._clock = sleep or time.sleep, clock
         self._lock = threading.Lock()
         self._next = 0.0  # the earliest start of the next request
-        self.waited = 0.0  # seconds spent waiting, for the run's accounting
 
     def wait(self) -> None:
         """Block until the next request may start."""
@@ -34,7 +33,6 @@ class Pacer:
             start = max(now, self._next)
             self._next = start + self.interval
         if start > now:
-            self.waited += start - now
             self._sleep(start - now)
 
     def observe(self, headers: Mapping[str, str]) -> None:

@@ -72,7 +72,7 @@ def test_kill_9_at_random_moments_never_exposes_a_partial_feed(big):
                 break
             start = TODAY + dt.timedelta(days=100 + i)
             big.sandbox.add_reservation(unit, start, start + dt.timedelta(days=1))  # content changes
-            process = subprocess.Popen([CLI, "sync", "--force", "--config", str(big.config)], env=big.env(),
+            process = subprocess.Popen([CLI, "sync", "--force", "--full", "--config", str(big.config)], env=big.env(),
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(rng.uniform(0.05, 0.8))
             if process.poll() is None:

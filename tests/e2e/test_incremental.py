@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import random
 
+from conftest import account_yaml, write_config
 from feeds import read_nights
 
 TODAY = dt.date.today()
@@ -112,3 +113,84 @@ def test_a_failed_fetch_is_owed_to_the_next_tick(deployment):
     sandbox.clear_faults()
     assert deployment.run("sync").returncode == 0  # the change feed is empty now; the fetch is owed
     assert read_nights(deployment.feed(unit)) == deployment.truth(unit)
+
+
+def hide(sandbox, unit):
+    """Leave ``unit`` out of SearchUnitSummaries (a glitchy listing) until the returned
+    function is called."""
+    real = sandbox.data.search_units
+    sandbox.data.search_units = lambda *a, **k: [u for u in real(*a, **k) if u.id != unit]
+    return lambda: setattr(sandbox.data, "search_units", real)
+
+
+def age_listing(deployment, hours: float = 7) -> None:
+    path = deployment.state / "accounts" / "sandbox" / "changes.json"
+    data = json.loads(path.read_text())
+    data["listed_at"] = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)).isoformat()
+    path.write_text(json.dumps(data))
+
+
+def test_a_unit_missing_from_one_listing_gets_its_changes_next_run(deployment):
+    sandbox = deployment.sandbox
+    assert deployment.run("sync").returncode == 0
+    unit = sandbox.unit_ids()[1]
+    age_listing(deployment)  # this run lists the units again...
+    restore = hide(sandbox, unit)  # ...and the listing misses one that just got a booking
+    sandbox.add_reservation(unit, TODAY + dt.timedelta(days=20), TODAY + dt.timedelta(days=25))
+    first = deployment.run("sync")
+    assert first.returncode == 0 and "does not list" in first.stderr
+    restore()
+    assert deployment.run("sync").returncode == 0
+    assert read_nights(deployment.feed(unit)) == deployment.truth(unit)
+
+
+def test_a_feed_failing_its_daily_roll_does_not_stop_the_account(deployment):
+    sandbox = deployment.sandbox
+    bad, other = sandbox.unit_ids()[0], sandbox.unit_ids()[-1]
+    assert deployment.run("sync").returncode == 0
+    stamps = deployment.state / "accounts" / "sandbox" / "feeds.json"
+    data = json.loads(stamps.read_text())
+    for entry in data.values():
+        entry["day"] = (TODAY - dt.timedelta(days=1)).isoformat()  # midnight passed
+    stamps.write_text(json.dumps(data))
+    deployment.feed(bad).unlink()
+    deployment.feed(bad).mkdir()  # this feed cannot be written
+    start = TODAY + dt.timedelta(days=650)
+    sandbox.add_reservation(other, start, start + dt.timedelta(days=1))
+    result = deployment.run("sync")
+    assert result.returncode == 1 and f"sandbox/{bad}:" in result.stderr
+    assert read_nights(deployment.feed(other)) == deployment.truth(other)
+
+
+def test_a_rotated_feed_token_keeps_the_shrink_guard(deployment):
+    keys = "    feed_tokens: true\n    feed_token_secret: {}\n    feed_token_grace_days: 7\n"
+    write_config(deployment.config, account_yaml(extra=keys.format("s" * 40)))
+    assert deployment.run("sync", "--full").returncode == 0
+    folder = deployment.output / "sandbox"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    write_config(deployment.config, account_yaml(extra=keys.format("t" * 40)))
+    for unit in deployment.sandbox.unit_ids():  # one glitchy empty answer per unit
+        deployment.sandbox.inject("empty", op="GetUnitNonAvailability", unit=unit, times=1)
+    assert deployment.run("sync", "--full").returncode == 1
+    assert all((folder / name).read_bytes() == data for name, data in before.items())
+
+
+def test_prune_makes_the_next_sync_list_units_again(deployment):
+    sandbox = deployment.sandbox
+    assert deployment.run("sync").returncode == 0
+    gone = sandbox.unit_ids()[0]
+    hide(sandbox, gone)  # Escapia stops distributing it
+    pruned = deployment.run("prune")
+    assert pruned.returncode == 0 and not deployment.feed(gone).exists()
+    assert deployment.run("sync").returncode == 0
+    assert not deployment.feed(gone).exists(), "the cached unit list must not bring it back"
+
+
+def test_prune_refuses_to_remove_most_feeds(deployment):
+    sandbox = deployment.sandbox
+    assert deployment.run("sync").returncode == 0
+    for unit in sandbox.unit_ids()[:5]:
+        hide(sandbox, unit)
+    refused = deployment.run("prune")
+    assert refused.returncode == 1 and "refusing to remove 5 of 8 feeds" in refused.stderr
+    assert all(deployment.feed(u).exists() for u in sandbox.unit_ids())

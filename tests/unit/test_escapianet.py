@@ -757,3 +757,19 @@ def test_stays_wholly_outside_the_window_are_dropped_quietly(rsps, make_source, 
     with caplog.at_level(logging.WARNING):
         assert make_source(calendar_mode="batch").blocked_ranges(UNIT, window) == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_batch_never_confirms_its_own_shrink(rsps, make_source):
+    """Y's first read comes from the batch fetched for X's second opinion: Y's own second
+    opinion must come from yet another batch."""
+    add(rsps, SERVICE_URL, units_rs(("X", "X"), ("Y", "Y")))
+    booked, free = "O" + "U" * 9 + "A" * 20, "A" * 30
+    for x, y in ((free, booked), (booked, free), (booked, booked)):
+        add(rsps, CONTENT_URL, batch_rs(("X", "X", [segment("2026-05-01", x)]),
+                                        ("Y", "Y", [segment("2026-05-01", y)])))
+    source = make_source(calendar_mode="batch")
+    x, y = source.list_units()
+    assert source.blocked_ranges(x, WINDOW) != source.blocked_ranges(x, WINDOW, fresh=True)
+    assert source.blocked_ranges(y, WINDOW) == []
+    assert source.blocked_ranges(y, WINDOW, fresh=True) != [], "the third batch disagrees"
+    assert source.requests_by_operation["UnitCalendarAvailBatch"] == 3
