@@ -16,11 +16,6 @@ from escapia_ical.ranges import FeedBlock
 StoredBlocks = list[list[str]]  # [[first night, checkout], ...] as ISO dates, kept in state
 
 
-def store_blocks(blocks: Iterable[FeedBlock]) -> StoredBlocks:
-    """Return the blocks a feed shows in the form kept in state."""
-    return [[b.shown.start.isoformat(), b.shown.end.isoformat()] for b in blocks]
-
-
 def future_nights(spans: Iterable[tuple[dt.date, dt.date]], today: dt.date) -> int:
     """Return how many nights from ``today`` on the half-open spans cover."""
     return sum(max(0, (end - max(start, today)).days) for start, end in spans)

@@ -17,7 +17,7 @@ from escapia_ical.model import FeedWindow
 log = logging.getLogger("escapia_ical.sync")
 
 
-FeedStamps = dict[str, dict[str, Any]]  # feed file name -> {"digest", "dtstamp", "blocks"}
+FeedStamps = dict[str, dict[str, Any]]  # file name -> {"unit", "digest", "dtstamp", "ranges", ...}
 
 @dataclass
 class UnitOutcome:

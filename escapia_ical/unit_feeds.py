@@ -19,8 +19,8 @@ import icalendar
 from escapia_ical.config import Account, Config
 from escapia_ical.errors import AuthError, DeadlineReached, SourceError
 from escapia_ical.feed import content_digest, render_feed
-from escapia_ical.guard import StoredBlocks, store_blocks, suspicious_shrink
-from escapia_ical.model import BlockedRange, Unit
+from escapia_ical.guard import StoredBlocks, suspicious_shrink
+from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.publish import current_bytes, publish_feed
 from escapia_ical.ranges import FeedBlock, feed_blocks
 from escapia_ical.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
@@ -35,7 +35,9 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     """Fetch units with up to ``max_concurrency`` requests in flight; render and publish each
     as it arrives. Raise AuthError (after marking every unfinished unit) if the credentials
     stop working."""
-    previous = {u.id: previous_blocks(stamps, u.id, o.path) for u, o in fetch}
+    # What each unit's feed showed, for the guard: looked up here (workers must not iterate
+    # `stamps` while this thread adds to it), turned into blocks only in the worker.
+    previous = {u.id: previous_entry(stamps, u.id, o.path) or o.path for u, o in fetch}
     guard = not run.options.force
 
     refused: list[AuthError] = []  # set by the first worker whose credentials are refused
@@ -47,7 +49,8 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
             raise DeadlineReached(f"not fetched: the run deadline ({run.config.deadline_seconds:g} s) "
                                   "passed; left for the next run")
         try:
-            return fetch_blocks(run, account, source, unit, previous[unit.id], guard=guard)
+            shown = previous_blocks(previous.pop(unit.id), run.window) if guard else None
+            return fetch_blocks(run, account, source, unit, shown, guard=guard)
         except AuthError as exc:
             refused.append(exc)
             raise
@@ -56,7 +59,7 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     with ThreadPoolExecutor(max_workers=account.http.max_concurrency) as pool:
         futures = {pool.submit(fetch_one, unit): (unit, outcome) for unit, outcome in fetch}
         for future in as_completed(futures):
-            unit, outcome = futures[future]
+            unit, outcome = futures.pop(future)  # let each result go once it is published
             try:
                 if future.cancelled():
                     continue
@@ -87,13 +90,19 @@ def previous_entry(stamps: FeedStamps, unit_id: str, path: Path) -> dict[str, An
     return entry if isinstance(entry, dict) else {}
 
 
-def previous_blocks(stamps: FeedStamps, unit_id: str, path: Path) -> StoredBlocks | None:
-    """Return the blocks last published for the unit, for the shrink guard: from state
-    (whatever the feed's name was, so a rotated feed token cannot switch the guard off),
-    else read back from the published file (state lost); None if there is none."""
-    entry = previous_entry(stamps, unit_id, path)
-    if isinstance(entry.get("blocks"), list):
-        return entry["blocks"]
+def previous_blocks(entry_or_path: dict[str, Any] | Path, window: FeedWindow) -> StoredBlocks | None:
+    """Return the blocks last published for a unit, for the shrink guard: from its state
+    entry (found by unit id, so a rotated feed token cannot switch the guard off), else read
+    back from the published file at ``path`` (state lost); None if there is none."""
+    if isinstance(entry_or_path, dict):
+        if isinstance(entry_or_path.get("blocks"), list):  # state written by 0.1.0 before this
+            return entry_or_path["blocks"]
+        ranges = stored_ranges(entry_or_path)
+        if ranges is not None:
+            return [[max(r.start, window.start).isoformat(), min(r.end, window.end).isoformat()]
+                    for r in ranges if r.end > window.start and r.start < window.end]
+        return None
+    path = entry_or_path
     try:
         calendar = icalendar.Calendar.from_ical(path.read_bytes())
         return [[e.decoded("dtstart").isoformat(), e.decoded("dtend").isoformat()]
@@ -137,9 +146,11 @@ def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[Fe
         with contextlib.suppress(KeyError, TypeError, ValueError):
             dtstamp = dt.datetime.fromisoformat(previous["dtstamp"])
     content = render_feed(account.name, unit, blocks, config.feeds, dtstamp)
-    origins = sorted({(b.origin.start.isoformat(), b.origin.end.isoformat()) for b in blocks})
+    # The whole ranges, compactly ("first/checkout ..."): the guard and the daily roll
+    # derive what they need from them, and 10,000 units keep state small.
+    origins = sorted({(b.origin.start, b.origin.end) for b in blocks})
     return content, {"unit": unit.id, "digest": digest, "dtstamp": dtstamp.isoformat(),
-                     "blocks": store_blocks(blocks), "ranges": [list(r) for r in origins]}
+                     "events": len(blocks), "ranges": " ".join(f"{s}/{e}" for s, e in origins)}
 
 def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
                   outcome: UnitOutcome, stamps: FeedStamps) -> None:
@@ -165,7 +176,7 @@ def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcom
     new window (the daily roll needs no API call)."""
     previous = stamps[outcome.path.name]
     if previous.get("day") == run.today.isoformat() and not run.options.force:
-        outcome.events = len(previous.get("blocks") or [])
+        outcome.events = previous.get("events", len(previous.get("blocks") or []))
         content = current_bytes(outcome.path) if old_names(stamps, unit.id, outcome.path.name) else None
         if content is not None and not run.options.dry_run:  # old names age out all the same
             update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, previous, stamps,
@@ -179,9 +190,12 @@ def _grace_days(account: Account) -> int:
 
 def stored_ranges(entry: object) -> list[BlockedRange] | None:
     """Return the whole ranges a stored feed entry came from, or None if it has none."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("ranges"), list):
+    ranges = entry.get("ranges") if isinstance(entry, dict) else None
+    if isinstance(ranges, str):  # "first/checkout first/checkout ..."
+        ranges = [pair.split("/") for pair in ranges.split()]
+    if not isinstance(ranges, list):
         return None
     try:
-        return [BlockedRange(dt.date.fromisoformat(s), dt.date.fromisoformat(e)) for s, e in entry["ranges"]]
+        return [BlockedRange(dt.date.fromisoformat(s), dt.date.fromisoformat(e)) for s, e in ranges]
     except (TypeError, ValueError):
         return None

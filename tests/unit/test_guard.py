@@ -4,12 +4,16 @@ import datetime as dt
 
 import pytest
 
-from escapia_ical.guard import future_nights, store_blocks, suspicious_shrink
+from escapia_ical.guard import future_nights, suspicious_shrink
 from escapia_ical.model import BlockedRange, FeedWindow
 from escapia_ical.ranges import feed_blocks
 
 TODAY = dt.date(2026, 11, 23)
 WINDOW = FeedWindow(TODAY - dt.timedelta(days=7), TODAY + dt.timedelta(days=730))
+
+
+def store_blocks(feed_blocks_):
+    return [[b.shown.start.isoformat(), b.shown.end.isoformat()] for b in feed_blocks_]
 
 
 def blocks(*spans):
