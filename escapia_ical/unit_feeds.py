@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -56,25 +57,28 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
             raise
 
     auth_error: AuthError | None = None
-    with ThreadPoolExecutor(max_workers=account.http.max_concurrency) as pool:
-        futures = {pool.submit(fetch_one, unit): (unit, outcome) for unit, outcome in fetch}
-        for future in as_completed(futures):
-            unit, outcome = futures.pop(future)  # let each result go once it is published
-            try:
-                if future.cancelled():
-                    continue
-                publish_unit(run, account, unit, future.result(), outcome, stamps)
-                succeeded.add(unit.id)
-            except AuthError as exc:
-                fail(outcome, exc, account)
-                if auth_error is None:  # the rest of the account cannot succeed
-                    auth_error = exc
-                    for other in futures:
-                        other.cancel()
-            except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
-                fail(outcome, exc, account)
-            finally:
-                run.options.progress.step()
+    workers = account.http.max_concurrency
+    queue = iter(fetch)
+    # A sliding window of futures (not one per unit up front): memory stays flat at 10,000
+    # units, and each result is let go once it is published.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(fetch_one, u): (u, o) for u, o in itertools.islice(queue, 4 * workers)}
+        while futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                unit, outcome = futures.pop(future)
+                try:
+                    publish_unit(run, account, unit, future.result(), outcome, stamps)
+                    succeeded.add(unit.id)
+                except AuthError as exc:
+                    fail(outcome, exc, account)
+                    auth_error = auth_error or exc  # the rest fail fast (`refused`)
+                except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
+                    fail(outcome, exc, account)
+                finally:
+                    run.options.progress.step()
+                for next_unit, next_outcome in itertools.islice(queue, 1):
+                    futures[pool.submit(fetch_one, next_unit)] = (next_unit, next_outcome)
     if auth_error is not None:
         for unit, outcome in fetch:
             if outcome.error is None and unit.id not in succeeded:
