@@ -6,6 +6,7 @@ Exit codes (documented in the README):
   2  configuration or usage error; for `status`: a feed is older than --max-age
   70 internal error (a bug: please report it, with the output of -v)
   75 another sync holds the lock (EX_TEMPFAIL: cron simply tries again next tick)
+  130/143 interrupted (Ctrl-C) / stopped by SIGTERM: what was done is kept
 """
 
 from __future__ import annotations
