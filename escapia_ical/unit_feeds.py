@@ -176,10 +176,10 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[Fee
 def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcome,
                stamps: FeedStamps) -> None:
     """A unit the change feed says is unchanged: its feed is current. Only when the date
-    has moved since it was rendered is it rendered again, from the stored ranges, for the
-    new window (the daily roll needs no API call)."""
+    has moved since it was rendered (or its file is gone) is it rendered again, from the
+    stored ranges, for the new window: the daily roll needs no API call."""
     previous = stamps[outcome.path.name]
-    if previous.get("day") == run.today.isoformat() and not run.options.force:
+    if previous.get("day") == run.today.isoformat() and not run.options.force and outcome.path.exists():
         outcome.events = previous.get("events", len(previous.get("blocks") or []))
         content = current_bytes(outcome.path) if old_names(stamps, unit.id, outcome.path.name) else None
         if content is not None and not run.options.dry_run:  # old names age out all the same

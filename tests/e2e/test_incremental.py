@@ -194,3 +194,14 @@ def test_prune_refuses_to_remove_most_feeds(deployment):
     refused = deployment.run("prune")
     assert refused.returncode == 1 and "refusing to remove 5 of 8 feeds" in refused.stderr
     assert all(deployment.feed(u).exists() for u in sandbox.unit_ids())
+
+
+def test_a_deleted_feed_comes_back_at_the_next_tick_without_a_fetch(deployment):
+    sandbox = deployment.sandbox
+    assert deployment.run("sync").returncode == 0
+    unit = next(u for u in sandbox.unit_ids() if deployment.truth(u))
+    deployment.feed(unit).unlink()
+    sandbox.reset_request_log()
+    assert deployment.run("sync").returncode == 0
+    assert read_nights(deployment.feed(unit)) == deployment.truth(unit)
+    assert sandbox.request_count("GetUnitNonAvailability") <= 1  # re-rendered from state
