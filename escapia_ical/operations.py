@@ -27,7 +27,10 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
     ``max_age`` (or was never published fresh), else 0. Reads state only: no network."""
     config = load(config_path)
     now = dt.datetime.now(dt.UTC)
-    rows = feed_rows(load_status(config.state_dir), now)
+    # Only what the config still publishes: removed accounts or units are not stale feeds.
+    wanted = {a.name: a.units for a in config.accounts}
+    rows = [r for r in feed_rows(load_status(config.state_dir), now)
+            if wanted.get(r["account"]) == "all" or r["unit"] in wanted.get(r["account"], ())]
     stale = [r for r in rows if r["age_seconds"] is None or r["age_seconds"] > max_age.total_seconds()]
     if as_json:
         click.echo(json.dumps({"max_age_seconds": max_age.total_seconds(), "stale": len(stale),

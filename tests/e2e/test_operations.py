@@ -156,3 +156,16 @@ def test_orphans_are_kept_by_sync_and_removed_by_prune(deployment):
     real = deployment.run("prune")
     assert real.returncode == 0 and real.stdout.strip() == f"removed {stray}"
     assert not stray.exists() and deployment.feed(gone).read_bytes() == kept
+
+
+def test_status_ignores_units_no_longer_configured(deployment):
+    import time
+
+    first = deployment.sandbox.unit_ids()[0]
+    assert deployment.run("sync").returncode == 0
+    time.sleep(2.1)
+    write_config(deployment.config, account_yaml(units=f'["{first}"]'))
+    assert deployment.run("sync").returncode == 0
+    status = deployment.run("status", "--max-age", "2s")
+    assert status.returncode == 0, status.stdout
+    assert len(status.stdout.splitlines()) == 2  # the header and the one configured feed
