@@ -48,6 +48,11 @@ def account_named(config: Config, name: str) -> Account:
     return account
 
 
+def selected_accounts(config: Config, names: Sequence[str]) -> list[Account]:
+    """Return the accounts named (each must exist), or all of them when none is named."""
+    return [account_named(config, name) for name in names] or list(config.accounts)
+
+
 def sync(config_path: Path, accounts: Sequence[str], units: Sequence[str], *, dry_run: bool,
          force: bool, verbosity: int, full: bool = False) -> int:
     # Warnings wait for the lock: a run that finds another one running stays silent.

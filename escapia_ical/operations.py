@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from escapia_ical.commands import account_named, load
+from escapia_ical.commands import load, selected_accounts
 from escapia_ical.filenames import account_feed_filename
 from escapia_ical.incremental import forget_units
 from escapia_ical.lock import sync_lock
@@ -50,7 +50,7 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
 def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None) -> int:
     """Print each unit's feed URL (or path), for pasting into Airbnb, Vrbo and others."""
     config = load(config_path)
-    selected = [account_named(config, name) for name in accounts] or list(config.accounts)
+    selected = selected_accounts(config, accounts)
     for account in selected:
         for unit in make_source(account, config.state_dir).list_units():
             if account.units != "all" and unit.id not in account.units:
@@ -66,7 +66,7 @@ def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, force: bool
     """List (``dry_run``) or remove the feeds of units Escapia no longer lists. Refuse to
     remove more than half of an account's feeds (a partial listing) unless ``force``."""
     config = load(config_path)
-    selected = [account_named(config, name) for name in accounts] or list(config.accounts)
+    selected = selected_accounts(config, accounts)
     with sync_lock(config.state_dir):
         status = load_status(config.state_dir)
         for account in selected:

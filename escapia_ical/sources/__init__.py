@@ -50,10 +50,7 @@ def make_source(account: Account, state_dir: Path, *, sleep: Sleep | None = None
     else:
         from escapia_ical.sources.hsapi import HsapiSource
 
-        source = HsapiSource(account, state_dir, sleep=sleep, now=now or _utcnow)
+        source = HsapiSource(account, state_dir, sleep=sleep, now=now)
     source.http.deadline = deadline
     return source
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
