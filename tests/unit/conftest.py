@@ -1,6 +1,7 @@
 """Fixtures shared by the unit tests of the HTTP layer and the sources."""
 
 import pytest
+import requests
 import responses
 
 
@@ -15,3 +16,10 @@ def rsps():
 def waits() -> list[float]:
     """The waits a client requested from its injected ``sleep`` (append it as ``sleep``)."""
     return []
+
+
+@pytest.fixture
+def http():
+    """A real requests session, for tests that talk to a started sandbox on loopback."""
+    with requests.Session() as session:
+        yield session

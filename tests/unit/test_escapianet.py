@@ -132,6 +132,17 @@ def add(rsps, url: str, body: bytes, status: int = 200) -> None:
 # -- reading the requests back --------------------------------------------------------------
 
 
+def sent_soap(call, url: str, operation: str) -> ET.Element:
+    """Check a sent request is a SOAP POST of ``operation`` to ``url``; return its RQ element."""
+    assert call.request.method == "POST"
+    assert call.request.url == url
+    assert call.request.headers["SOAPAction"] == operation
+    assert call.request.headers["Content-Type"] == "text/xml; charset=utf-8"
+    request = request_of(call, operation)
+    assert request.get("Version")
+    return request
+
+
 def request_of(call, operation: str) -> ET.Element:
     """Return the ``EVRN_<operation>RQ`` element of a sent request, checking the envelope."""
     return request_in(call.request.body, operation)
@@ -175,12 +186,7 @@ def test_unit_search_request_is_a_soap_envelope_with_credentials(rsps, make_sour
 
     assert units == [Unit(id="1911-89479", name="Kihei Surfside 101", code="1911-89479")]
     (call,) = rsps.calls
-    assert call.request.method == "POST"
-    assert call.request.url == SERVICE_URL
-    assert call.request.headers["SOAPAction"] == "UnitSearch"
-    assert call.request.headers["Content-Type"] == "text/xml; charset=utf-8"
-    request = request_of(call, "UnitSearch")
-    assert request.get("Version")
+    request = sent_soap(call, SERVICE_URL, "UnitSearch")
     requestor = requestor_of(request)
     assert requestor.get("ID") == "user1"
     assert requestor.get("MessagePassword") == PASSWORD
@@ -216,12 +222,7 @@ def test_batch_request_goes_to_the_content_service_with_the_property_manager_cod
     make_source(calendar_mode="batch").blocked_ranges(UNIT, WINDOW)
 
     (call,) = rsps.calls
-    assert call.request.method == "POST"
-    assert call.request.url == CONTENT_URL
-    assert call.request.headers["SOAPAction"] == "UnitCalendarAvailBatch"
-    assert call.request.headers["Content-Type"] == "text/xml; charset=utf-8"
-    request = request_of(call, "UnitCalendarAvailBatch")
-    assert request.get("Version")
+    request = sent_soap(call, CONTENT_URL, "UnitCalendarAvailBatch")
     assert requestor_of(request).get("ID") == "user1"
     assert requestor_of(request).get("MessagePassword") == PASSWORD
     (wanted,) = request.findall(f"{q('CalenadAvails')}/{q('CalendarAvail')}")

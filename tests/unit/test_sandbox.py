@@ -21,12 +21,6 @@ def sb():
         yield sandbox
 
 
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
-
-
 def get_token(sb: Sandbox, http: requests.Session) -> dict:
     r = http.get(f"{sb.base_url}/hsapi/auth/token", auth=(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET))
     assert r.status_code == 200, r.text

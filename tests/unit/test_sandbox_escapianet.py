@@ -36,12 +36,6 @@ def sb():
         yield sandbox
 
 
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
-
-
 def request_xml(op: str, build=None, *, user=SANDBOX_SOAP_USER, password=SANDBOX_SOAP_PASSWORD,
                 version: str | None = "1.030", root_tag: str | None = None, **attrs: str) -> bytes:
     envelope = ET.Element(f"{{{SOAP}}}Envelope")

@@ -24,12 +24,6 @@ def sb():
 
 
 @pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
-
-
-@pytest.fixture
 def token(sb, http):
     return get_token(sb, http)["authorizationHeaderValue"]
 
