@@ -16,7 +16,7 @@ import click
 
 from escapia_ical.config import Account, Config, load_config
 from escapia_ical.errors import ConfigError, PublishError, UnitNotFound
-from escapia_ical.filenames import account_feed_filename
+from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.healthcheck import ping
 from escapia_ical.lock import sync_lock
 from escapia_ical.metrics import write_metrics

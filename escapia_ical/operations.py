@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from escapia_ical.commands import load, selected_accounts
-from escapia_ical.filenames import account_feed_filename
+from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.incremental import forget_units
 from escapia_ical.lock import sync_lock
 from escapia_ical.prune import find_orphans

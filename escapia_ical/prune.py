@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from escapia_ical.config import Account
-from escapia_ical.filenames import account_feed_filename
+from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.model import Unit
 
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 from escapia_ical.config import Account, Config
 from escapia_ical.errors import EscapiaIcalError, SourceError
-from escapia_ical.filenames import account_feed_filename
+from escapia_ical.feeds.names import account_feed_filename
+from escapia_ical.feeds.publish import clean_temp_files
 from escapia_ical.incremental import ChangeTracker
 from escapia_ical.model import FeedWindow, Unit
-from escapia_ical.publish import clean_temp_files
 from escapia_ical.run import (
     AccountResult,
     FeedStamps,

@@ -19,12 +19,12 @@ import icalendar
 
 from escapia_ical.config import Account, Config
 from escapia_ical.errors import AuthError, DeadlineReached, SourceError
-from escapia_ical.feed import content_digest, render_feed
-from escapia_ical.guard import StoredBlocks, suspicious_shrink
+from escapia_ical.feeds.guard import StoredBlocks, suspicious_shrink
+from escapia_ical.feeds.publish import current_bytes, publish_feed
+from escapia_ical.feeds.ranges import FeedBlock, feed_blocks
+from escapia_ical.feeds.render import content_digest, render_feed
+from escapia_ical.feeds.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
-from escapia_ical.publish import current_bytes, publish_feed
-from escapia_ical.ranges import FeedBlock, feed_blocks
-from escapia_ical.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
 from escapia_ical.run import FeedStamps, RunContext, UnitOutcome, describe, fail
 from escapia_ical.sources import Source
 

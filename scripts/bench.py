@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from escapia_ical.filenames import feed_filename  # unit ids may hold "/": the CLI's safe names
+from escapia_ical.feeds.names import feed_filename  # unit ids may hold "/": the CLI's safe names
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = ROOT / ".venv" / "bin" / "escapia-ical"

@@ -20,8 +20,8 @@ from typing import Any
 
 from escapia_ical.config import HsapiAccount
 from escapia_ical.errors import AuthError, DeadlineReached, PublishError, SourceError, UnitNotFound
+from escapia_ical.feeds.ranges import range_from_api
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
-from escapia_ical.ranges import range_from_api
 from escapia_ical.sources.dates import parse_api_date
 from escapia_ical.sources.hsapi_decode import (
     parse_changes,

@@ -69,7 +69,7 @@ class Deployment:
                               env=self.env(**env), cwd=self.root)
 
     def feed(self, unit_id: str, account: str = "sandbox") -> Path:
-        from escapia_ical.filenames import feed_filename
+        from escapia_ical.feeds.names import feed_filename
 
         return self.output / account / feed_filename(unit_id)
 

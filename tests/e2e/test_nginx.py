@@ -27,7 +27,7 @@ import icalendar
 import pytest
 import requests
 
-from escapia_ical.publish import publish_feed
+from escapia_ical.feeds.publish import publish_feed
 
 REPO = Path(__file__).resolve().parents[2]
 SNIPPET = REPO / "config" / "nginx.conf.example"

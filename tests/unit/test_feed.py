@@ -6,9 +6,9 @@ import re
 import icalendar
 
 from escapia_ical.config import FeedSettings
-from escapia_ical.feed import content_digest, event_uid, render_feed
+from escapia_ical.feeds.ranges import feed_blocks
+from escapia_ical.feeds.render import content_digest, event_uid, render_feed
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
-from escapia_ical.ranges import feed_blocks
 
 D = dt.date
 STAMP = dt.datetime(2026, 11, 23, 22, 5, 9, 123456, tzinfo=dt.UTC)

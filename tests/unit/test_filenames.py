@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from escapia_ical.filenames import feed_filename
+from escapia_ical.feeds.names import feed_filename
 
 HOSTILE = ["../x", "a/b", ".hidden", "", "x" * 300, "ünit 9", "a\x00b", "..", "a..b", "/etc/passwd",
            "a\\b", "con", "line\nbreak", "tab\there", "~user", "1020/7B", "Ōhiʻa", "a b", " ", "-"]

@@ -38,10 +38,10 @@ from hypothesis import strategies as st
 
 from escapia_ical.config import Config, FeedSettings, load_config
 from escapia_ical.errors import ConfigError, SourceError
-from escapia_ical.feed import display_name, render_feed
-from escapia_ical.filenames import feed_filename
+from escapia_ical.feeds.names import feed_filename
+from escapia_ical.feeds.ranges import feed_blocks, range_from_api
+from escapia_ical.feeds.render import display_name, render_feed
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
-from escapia_ical.ranges import feed_blocks, range_from_api
 from escapia_ical.sources.dates import parse_api_date
 from escapia_ical.sources.escapianet_decode import DailyDecoder, parse_answer, parse_unit_calendar
 from escapia_ical.sources.hsapi_decode import parse_json, parse_nonavailability, parse_unit_page

@@ -4,9 +4,9 @@ import datetime as dt
 
 import pytest
 
-from escapia_ical.guard import future_nights, suspicious_shrink
+from escapia_ical.feeds.guard import future_nights, suspicious_shrink
+from escapia_ical.feeds.ranges import feed_blocks
 from escapia_ical.model import BlockedRange, FeedWindow
-from escapia_ical.ranges import feed_blocks
 
 TODAY = dt.date(2026, 11, 23)
 WINDOW = FeedWindow(TODAY - dt.timedelta(days=7), TODAY + dt.timedelta(days=730))

@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
+from escapia_ical.feeds.ranges import feed_blocks, merge_ranges, range_from_api
 from escapia_ical.model import BlockedRange, FeedWindow
-from escapia_ical.ranges import feed_blocks, merge_ranges, range_from_api
 
 D = dt.date
 

@@ -17,8 +17,8 @@ from icalendar import Calendar, Event, vDuration
 
 from escapia_ical import __version__
 from escapia_ical.config import FeedSettings
+from escapia_ical.feeds.ranges import FeedBlock
 from escapia_ical.model import Unit
-from escapia_ical.ranges import FeedBlock
 
 PRODID = f"-//escapia-ical//escapia-ical {__version__}//EN"
 MAX_NAME = 200

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from escapia_ical.publish import publish_feed
+from escapia_ical.feeds.publish import publish_feed
 
 log = logging.getLogger(__name__)
 

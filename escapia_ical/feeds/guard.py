@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
-from escapia_ical.ranges import FeedBlock
+from escapia_ical.feeds.ranges import FeedBlock
 
 StoredBlocks = list[list[str]]  # [[first night, checkout], ...] as ISO dates, kept in state
 
