@@ -18,11 +18,11 @@ from escapia_ical.config import Account, Config, load_config
 from escapia_ical.errors import ConfigError, PublishError, UnitNotFound
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.healthcheck import ping
-from escapia_ical.lock import sync_lock
 from escapia_ical.metrics import write_metrics
 from escapia_ical.sources import make_source
 from escapia_ical.status import record_run
 from escapia_ical.sync import Progress, SyncOptions, SyncReport, preview_feed, run_sync
+from escapia_ical.sync.lock import sync_lock
 
 log = logging.getLogger(__name__)
 

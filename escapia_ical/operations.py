@@ -12,12 +12,12 @@ import click
 
 from escapia_ical.commands import load, selected_accounts
 from escapia_ical.feeds.names import account_feed_filename
-from escapia_ical.incremental import forget_units
-from escapia_ical.lock import sync_lock
 from escapia_ical.prune import find_orphans
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState, write_json
 from escapia_ical.status import feed_rows, format_age, load_status, status_path
+from escapia_ical.sync.incremental import forget_units
+from escapia_ical.sync.lock import sync_lock
 
 EXIT_STALE = 2
 

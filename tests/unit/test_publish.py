@@ -7,7 +7,7 @@ import pytest
 
 from escapia_ical.errors import LockHeld, PublishError
 from escapia_ical.feeds.publish import clean_temp_files, publish_feed
-from escapia_ical.lock import sync_lock
+from escapia_ical.sync.lock import sync_lock
 
 
 def test_first_publish_writes_file_with_mode_0644_and_no_temp_left(tmp_path):

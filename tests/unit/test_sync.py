@@ -49,7 +49,7 @@ def nights(a: int, b: int) -> BlockedRange:
 @pytest.fixture
 def world(tmp_path, monkeypatch):
     sources = {}
-    monkeypatch.setattr("escapia_ical.sync.make_source", lambda account, *a, **k: sources[account.name])
+    monkeypatch.setattr("escapia_ical.sync.runner.make_source", lambda account, *a, **k: sources[account.name])
     # One request at a time: the scripted answers are consumed in unit order.
     accounts = tuple(HsapiAccount(name=n, pmcid="1", client_id="id", client_secret=SECRET, mode="full",
                                   http=HttpPolicy(max_concurrency=1)) for n in ("a", "b"))

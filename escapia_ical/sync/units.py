@@ -25,8 +25,8 @@ from escapia_ical.feeds.ranges import FeedBlock, feed_blocks
 from escapia_ical.feeds.render import content_digest, render_feed
 from escapia_ical.feeds.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
-from escapia_ical.run import FeedStamps, RunContext, UnitOutcome, describe, fail
 from escapia_ical.sources import Source
+from escapia_ical.sync.context import FeedStamps, RunContext, UnitOutcome, describe, fail
 
 log = logging.getLogger(__name__)
 

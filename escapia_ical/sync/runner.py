@@ -17,12 +17,11 @@ from escapia_ical.config import Account, Config
 from escapia_ical.errors import EscapiaIcalError, SourceError
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.feeds.publish import clean_temp_files
-from escapia_ical.incremental import ChangeTracker
 from escapia_ical.model import FeedWindow, Unit
-from escapia_ical.run import (
+from escapia_ical.sources import Source, make_source
+from escapia_ical.state import AccountState
+from escapia_ical.sync.context import (
     AccountResult,
-    FeedStamps,
-    Progress,
     RunContext,
     SyncOptions,
     SyncReport,
@@ -30,9 +29,8 @@ from escapia_ical.run import (
     describe,
     fail,
 )
-from escapia_ical.sources import Source, make_source
-from escapia_ical.state import AccountState
-from escapia_ical.unit_feeds import (
+from escapia_ical.sync.incremental import ChangeTracker
+from escapia_ical.sync.units import (
     build_feed,
     fetch_blocks,
     fetch_units,
@@ -40,9 +38,6 @@ from escapia_ical.unit_feeds import (
     roll_unit,
     stored_ranges,
 )
-
-__all__ = ["AccountResult", "FeedStamps", "Progress", "SyncOptions", "SyncReport", "UnitOutcome",
-           "describe", "feed_window", "preview_feed", "run_sync"]
 
 log = logging.getLogger(__name__)
 
