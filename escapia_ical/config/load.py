@@ -12,33 +12,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .config_accounts import (
-    ESCAPIANET_DEFAULT_BASE_URL,
-    HSAPI_DEFAULT_BASE_URL,
+from escapia_ical.errors import ConfigError
+
+from .accounts import (
     LITERAL_SECRET_KEYS,
     Account,
-    EscapianetAccount,
-    HsapiAccount,
-    HttpPolicy,
     build_account,
     check_accounts,
     typed,
 )
-from .config_schema import SECRET_KEYS, kind_of, schema_problems
-from .errors import ConfigError
-from .yaml_positions import KeyPath, Problem, format_path, line_of, load_yaml, one_line
-
-__all__ = [
-    "ESCAPIANET_DEFAULT_BASE_URL",
-    "HSAPI_DEFAULT_BASE_URL",
-    "Account",
-    "Config",
-    "EscapianetAccount",
-    "FeedSettings",
-    "HsapiAccount",
-    "HttpPolicy",
-    "load_config",
-]
+from .positions import KeyPath, Problem, format_path, line_of, load_yaml, one_line
+from .schema import SECRET_KEYS, kind_of, schema_problems
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from .errors import ConfigError
+from escapia_ical.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]  # ("accounts", 0, "name"); () is the document root
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from .config_schema import ACCOUNT_SCHEMAS
-from .yaml_positions import KeyPath, Problem, line_of
+from .positions import KeyPath, Problem, line_of
+from .schema import ACCOUNT_SCHEMAS
 
 HSAPI_DEFAULT_BASE_URL = "https://hsapi.escapia.com/dragomanadapter"
 ESCAPIANET_DEFAULT_BASE_URL = "https://api.escapia.com"

@@ -4,7 +4,7 @@ The schema is the single place that says which keys exist and what types they ta
 An ``x-messages`` entry in a (sub)schema overrides the generic message of a keyword,
 e.g. to explain a regular expression. An account is validated against the schema of its
 ``api`` (``ACCOUNT_SCHEMAS``). Checks that need more than one value at once (duplicate
-names, paths, URLs) live in ``config.py`` and ``config_accounts.py``.
+names, paths, URLs) live in ``load.py`` and ``accounts.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
-from .yaml_positions import KeyPath, Problem
+from .positions import KeyPath, Problem
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
 # Keys whose values are never shown in messages.
