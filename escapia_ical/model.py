@@ -48,3 +48,24 @@ class FeedWindow:
     @classmethod
     def around(cls, today: dt.date, past_days: int, future_days: int) -> FeedWindow:
         return cls(today - dt.timedelta(days=past_days), today + dt.timedelta(days=future_days))
+
+
+@dataclass(frozen=True)
+class UnitCalendar:
+    """One unit's calendar as a source read it: its blocked ranges (half-open, possibly
+    overlapping) and the spans of nights the answer really speaks for. A night outside
+    ``covered`` is unknown, never free: Escapia may answer less than was asked."""
+
+    ranges: tuple[BlockedRange, ...]
+    covered: tuple[tuple[dt.date, dt.date], ...]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What an independent view of Escapia (reservations, or the other calendar operation)
+    says about nights an answer would free: ``free`` and ``booked`` are subsets of the nights
+    asked about; a night in neither is one the view does not cover."""
+
+    view: str  # what was asked, for messages: "Escapia's reservations", "UnitCalendarAvail"
+    free: tuple[tuple[dt.date, dt.date], ...]
+    booked: tuple[tuple[dt.date, dt.date], ...]

@@ -31,9 +31,12 @@ class FeedSettings:
     past_days: int = 7
     future_days: int = 730
     uid_domain: str = "escapia-ical"
-    # A unit losing more than this share of its future blocked nights (or all of them) is
-    # only published once a second fetch confirms it.
-    shrink_guard: float = 0.5
+    # The publish policy (feeds/policy.py): an unexplained loss of nights is published once
+    # answers this far apart agree; the breaker holds every unexplained loss of an account
+    # when at least breaker_units units and breaker_share of those fetched lose nights at once.
+    confirm_minutes: float = 10.0
+    breaker_units: int = 3
+    breaker_share: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,25 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
     if problems:
         raise ConfigError(_render(filename, doc.lines, problems))
     config = _build(Path(path), data, doc.lines, base)
-    warning = _permission_warning(path, filename, doc.value)
-    return replace(config, warnings=(warning,)) if warning else config
+    warnings = [w for w in (_permission_warning(path, filename, doc.value),) if w]
+    warnings += [f"{filename}:{line_of(doc.lines, key)}: {format_path(key)}: {why}"
+                 for key, why in DEPRECATED.items() if _has(data, key)]
+    return replace(config, warnings=tuple(warnings)) if warnings else config
+
+
+# Keys still accepted so that an upgrade does not stop cron, but no longer used.
+DEPRECATED: dict[KeyPath, str] = {
+    ("feeds", "shrink_guard"): "no longer used: losses are now judged night by night (see "
+                               "\"The publish policy\" in the README); remove it",
+}
+
+
+def _has(data: Any, path: KeyPath) -> bool:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -217,7 +237,8 @@ def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Con
         path=path,
         output_dir=_resolve_dir(base, data["output_dir"]),
         state_dir=_resolve_dir(base, data["state_dir"]),
-        feeds=FeedSettings(**typed(FeedSettings(), data.get("feeds", {}))),
+        feeds=FeedSettings(**typed(FeedSettings(), {k: v for k, v in data.get("feeds", {}).items()
+                                                     if ("feeds", k) not in DEPRECATED})),
         accounts=tuple(accounts),
         deadline_seconds=float(data.get("deadline_seconds", 240.0)),
         metrics_file=_resolve_dir(base, data["metrics_file"]) if data.get("metrics_file") else None,

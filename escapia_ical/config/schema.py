@@ -50,7 +50,10 @@ FEEDS_SCHEMA: dict[str, Any] = {
             "x-messages": {"pattern": "must not be empty", "minLength": "must not be empty"},
         },
         "past_days": {"type": "integer", "minimum": 0, "maximum": 366},
-        "shrink_guard": {"type": "number", "minimum": 0, "maximum": 1},
+        "shrink_guard": {"type": "number", "minimum": 0, "maximum": 1},  # deprecated, ignored
+        "confirm_minutes": {"type": "number", "minimum": 0, "maximum": 10080},
+        "breaker_units": {"type": "integer", "minimum": 1},
+        "breaker_share": {"type": "number", "minimum": 0, "maximum": 1},
         "future_days": {"type": "integer", "minimum": 1, "maximum": 1100},
         "uid_domain": {
             "type": "string",

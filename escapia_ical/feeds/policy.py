@@ -1,0 +1,251 @@
+"""The publish policy: what a unit's feed may show, given what it showed and what Escapia
+answers now. This module decides; the sync only carries out its verdicts.
+
+Channels read a missing event as a cancellation, so a night freed by mistake invites a
+double booking, while a night blocked too many only costs a booking. Per unit and run:
+
+1. **Nights, not counts.** A unit's *loss* is the set of future nights its feed blocked that
+   the answer frees. Nights the answer adds elsewhere do not offset it.
+2. **Coverage.** A future night of the feed window that the answer did not cover is
+   published as blocked, never as free.
+3. **Explained losses publish at once**: the change feed shows the stay cancelled, moved or
+   shortened, or an independent view (Escapia's reservations for HSAPI; the other calendar
+   operation for EscapiaNET) shows the nights free.
+4. **Unexplained losses are held**: the feed keeps those nights (and gains the answer's new
+   ones: blocking more never double-books). A hold is *confirmed* — the loss published —
+   once answers in runs at least ``confirm_minutes`` apart agree, every answer in between
+   agreed, and no independent view says the nights are still booked (then they stay held
+   until the views agree, or an operator accepts).
+5. **The breaker.** When one run finds at least ``breaker_units`` units, and at least
+   ``breaker_share`` of the units it fetched, losing nights without explanation, no
+   unexplained loss of that account is published, confirmed or not, until ``escapia-ical
+   accept``.
+
+Workers call :meth:`PublishPolicy.assess` (it may ask the independent view, i.e. the
+network); the publishing thread calls :meth:`PublishPolicy.decide` for each unit and
+:meth:`PublishPolicy.finish` once all units of the account are in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from escapia_ical.config import FeedSettings
+from escapia_ical.errors import SourceError
+from escapia_ical.feeds import spans
+from escapia_ical.feeds.holds import Breaker, Hold, HoldBook
+from escapia_ical.feeds.spans import Span
+from escapia_ical.model import BlockedRange, Explanation, FeedWindow, UnitCalendar
+
+log = logging.getLogger(__name__)
+
+MAX_LOOKUPS = 25  # independent-view requests per account and run: a mass glitch costs no more
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What one answer would change, made by a worker thread."""
+
+    unit_id: str
+    answer: UnitCalendar
+    previous: tuple[BlockedRange, ...]  # the ranges the feed showed (known blocks only)
+    uncovered: list[Span]  # future window nights the answer did not cover
+    lost: list[Span]  # future nights the feed blocked that the answer frees
+    explained: list[Span] = field(default_factory=list)  # of `lost`: shown free elsewhere
+    explained_by: str = ""
+    booked: list[Span] = field(default_factory=list)  # of `lost`: shown booked elsewhere
+    view: str = ""  # the independent view asked
+    note: str = ""  # why no independent view could be asked
+
+
+@dataclass
+class Verdict:
+    """What to publish for one unit. ``kind``: ``published`` (nothing lost), ``explained``,
+    ``accepted``, ``confirmed`` (the loss is published), ``held`` (the lost nights are kept)
+    or ``pending`` (a confirmed loss waiting for the account's breaker, see ``finish``)."""
+
+    unit_id: str
+    ranges: list[BlockedRange]
+    kind: str
+    kept: list[Span] = field(default_factory=list)
+    uncovered: list[Span] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def held(self) -> bool:
+        return self.kind == "held"
+
+
+class PublishPolicy:
+    """The policy of one account for one run."""
+
+    def __init__(self, account: str, settings: FeedSettings, book: HoldBook, today: dt.date,
+                 window: FeedWindow, now: dt.datetime, evidence: dict[str, list[Span]] | None = None):
+        self.account, self.settings, self.book = account, settings, book
+        self.window, self.now = window, now
+        self.future = (max(today, window.start), window.end)
+        self.evidence = evidence or {}  # unit -> nights the change feed shows freed this run
+        # Read by worker threads: a snapshot, so they never see the book change under them.
+        self._accepted = {u: list(h.accepted.nights) for u, h in book.holds.items() if h.accepted}
+        self._lookups_left = MAX_LOOKUPS
+        self._view_failed = ""
+        self._lock = threading.Lock()
+        self._losing: set[str] = set()  # units with an unexplained loss this run
+        self._pending: dict[str, tuple[Verdict, Verdict]] = {}  # unit -> (confirmed, held)
+        self._messages: dict[str, str] = {}  # unit -> why it is held (not by the breaker)
+
+    # -- worker threads ---------------------------------------------------------------
+
+    def assess(self, unit_id: str, previous: Sequence[BlockedRange] | None, answer: UnitCalendar,
+               explain: Callable[[list[Span]], Explanation] | None = None) -> Assessment:
+        """Return what ``answer`` would free of ``previous`` (the ranges the feed showed, None
+        if it showed nothing we can read) and what explains it. ``explain`` asks the
+        source's independent view about the nights still unexplained."""
+        uncovered = spans.subtract([self.future], answer.covered)
+        shown = spans.union(((r.start, r.end) for r in answer.ranges), uncovered)
+        before = spans.clip(((r.start, r.end) for r in previous or ()), *self.future)
+        lost = spans.subtract(before, shown)
+        assessment = Assessment(unit_id, answer, tuple(previous or ()), uncovered, lost)
+        if not lost:
+            return assessment
+        by_feed = spans.intersect(lost, self.evidence.get(unit_id, ()))
+        rest = spans.subtract(lost, spans.union(by_feed, self._accepted.get(unit_id, ())))
+        free, booked, view, note = [], [], "", ""
+        if rest and explain is not None:
+            free, booked, view, note = self._ask(explain, rest)
+        explained = spans.union(by_feed, free)
+        explained_by = " and ".join(w for w, s in (("the change feed", by_feed), (view, free)) if s)
+        return Assessment(unit_id, answer, tuple(previous or ()), uncovered, lost, explained, explained_by,
+                          spans.intersect(lost, booked), view, note)
+
+    def _ask(self, explain: Callable[[list[Span]], Explanation],
+             nights: list[Span]) -> tuple[list[Span], list[Span], str, str]:
+        with self._lock:
+            if self._view_failed:
+                return [], [], "", self._view_failed
+            if self._lookups_left <= 0:
+                return [], [], "", f"not checked: more than {MAX_LOOKUPS} units lost nights in this run"
+            self._lookups_left -= 1
+        try:
+            answer = explain(nights)
+        except SourceError as exc:
+            with self._lock:
+                self._view_failed = f"could not be checked: {exc}"
+            return [], [], "", self._view_failed
+        return (spans.intersect(nights, answer.free), spans.intersect(nights, answer.booked),
+                answer.view, "")
+
+    # -- the publishing thread --------------------------------------------------------
+
+    def decide(self, a: Assessment) -> Verdict:
+        """Return the verdict for one assessed unit, and record its hold."""
+        base = list(a.answer.ranges) + [BlockedRange(s, e) for s, e in a.uncovered]
+        hold = self.book.holds.get(a.unit_id)
+        accepted = hold.accepted.nights if hold and hold.accepted else []
+        unexplained = spans.subtract(a.lost, spans.union(a.explained, accepted))
+        if not unexplained:
+            self.book.holds.pop(a.unit_id, None)
+            return self._released(a, base, hold)
+        self._losing.add(a.unit_id)
+        agrees = hold is not None and self._clip(hold.lost) == self._clip(unexplained)
+        booked = spans.intersect(unexplained, a.booked)
+        since = hold.since if agrees and hold else self.now
+        new = Hold(since, self.now, unexplained, bool(booked),
+                   breaker=self.book.breaker is not None, accepted=hold.accepted if hold else None)
+        self.book.holds[a.unit_id] = new
+        # Old and new, minus only what is explained or accepted: a held feed loses no night,
+        # not even a past one (its answer is not trusted), and keeps its stays' boundaries.
+        freed = spans.union(a.explained, accepted)
+        kept = [BlockedRange(s, e) for r in a.previous for s, e in spans.subtract([(r.start, r.end)], freed)]
+        held = Verdict(a.unit_id, base + kept, "held", unexplained, a.uncovered, self._held_message(a, new))
+        if agrees and not booked and not new.breaker and self.now - since >= self._confirm:
+            confirmed = Verdict(a.unit_id, base, "confirmed", [], a.uncovered,
+                                f"{self._nights(unexplained)} freed without explanation; answers agreed "
+                                f"since {_clock(since)}: publishing")
+            self._pending[a.unit_id] = (confirmed, held)
+            return Verdict(a.unit_id, [], "pending")
+        return held
+
+    def finish(self, fetched: int) -> dict[str, Verdict]:
+        """Resolve the pending verdicts once every unit of the account was decided: trip the
+        breaker when too many units lost nights without explanation (``fetched`` units were
+        fetched this run). Return unit -> final verdict for the pending units."""
+        losing, settings = len(self._losing), self.settings
+        if (self.book.breaker is None and losing >= settings.breaker_units
+                and losing >= settings.breaker_share * fetched):
+            self.book.breaker = Breaker(self.now, losing, fetched)
+            log.error("%s: %d of %d units fetched would lose nights without explanation: the breaker "
+                      "holds every such loss until `escapia-ical accept --account %s`",
+                      self.account, losing, fetched, self.account)
+        resolved = {}
+        for unit, (confirmed, held) in self._pending.items():
+            if self.book.breaker is None:
+                self.book.holds.pop(unit, None)
+                resolved[unit] = confirmed
+            else:
+                resolved[unit] = held
+        if self.book.breaker is not None:
+            for unit in self._losing:
+                self.book.holds[unit].breaker = True
+            if not any(h.breaker for h in self.book.holds.values()):
+                log.info("%s: the breaker is released: no loss is held any more", self.account)
+                self.book.breaker = None
+        return resolved
+
+    def held_message(self, unit_id: str) -> str:
+        """Return the operator's line for a unit held this run (after :meth:`finish`)."""
+        hold = self.book.holds[unit_id]
+        if hold.breaker:
+            breaker = self.book.breaker
+            why = (f"{breaker.units} of {breaker.fetched} units lost nights at once, "
+                   f"{_clock(breaker.since)}" if breaker else "many units lost nights at once")
+            return (f"held by the account breaker ({why}): Escapia's calendar would free "
+                    f"{self._nights(hold.lost)}; `escapia-ical accept --account {self.account}` publishes it")
+        return self._messages.get(unit_id, "held")
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @property
+    def _confirm(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.settings.confirm_minutes)
+
+    def _clip(self, nights: list[Span]) -> list[Span]:
+        return spans.clip(nights, *self.future)
+
+    def _released(self, a: Assessment, base: list[BlockedRange], hold: Hold | None) -> Verdict:
+        if not a.lost:
+            return Verdict(a.unit_id, base, "published", [], a.uncovered)
+        accepted = spans.subtract(a.lost, a.explained)
+        if accepted and hold and hold.accepted:
+            message = (f"{self._nights(a.lost)} freed: accepted by {hold.accepted.by} at "
+                       f"{_clock(hold.accepted.at)}; publishing")
+            return Verdict(a.unit_id, base, "accepted", [], a.uncovered, message)
+        message = f"{self._nights(a.lost)} freed, as {a.explained_by} show(s); publishing"
+        return Verdict(a.unit_id, base, "explained", [], a.uncovered, message)
+
+    def _held_message(self, a: Assessment, hold: Hold) -> str:
+        nights = self._nights(hold.lost)
+        if hold.booked:
+            text = (f"held: Escapia's calendar would free {nights}, but {a.view} still show(s) "
+                    f"them booked; kept until both agree (`escapia-ical accept --account {self.account} "
+                    f"--unit {a.unit_id}` publishes it)")
+        else:
+            why = f" ({a.view or 'the independent view'} {a.note})" if a.note else ""
+            text = (f"held: Escapia's calendar would free {nights} without explanation{why}; kept until "
+                    f"answers agree for {self.settings.confirm_minutes:g} min "
+                    f"(first seen {_clock(hold.since)})")
+        self._messages[a.unit_id] = text
+        return text
+
+    @staticmethod
+    def _nights(nights: list[Span]) -> str:
+        n = spans.count(nights)
+        return f"{n} future night{'s' if n != 1 else ''} ({spans.describe(nights)})"
+
+
+def _clock(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
