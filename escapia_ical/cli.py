@@ -22,11 +22,22 @@ from pathlib import Path
 import click
 
 from escapia_ical import __version__, commands, operations
-from escapia_ical.errors import ConfigError, EscapiaIcalError, LockHeld
+from escapia_ical.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    ConfigError,
+    EscapiaIcalError,
+    LockHeld,
+    Terminated,
+)
 from escapia_ical.logs import PROGRAM, setup_logging
 from escapia_ical.status import parse_age
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERNAL, EXIT_LOCKED = 0, 1, 2, 70, 75
 DEFAULT_CONFIG = Path("config/accounts.yaml")
 
 log = logging.getLogger(__name__)
@@ -64,7 +75,8 @@ def cli() -> None:
 @click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only this account (repeatable).")
 @click.option("--unit", "units", multiple=True, metavar="ID", help="Only this unit id (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Fetch and render, write nothing; list what would change.")
-@click.option("--force", is_flag=True, help="Rewrite every feed even when unchanged.")
+@click.option("--force", is_flag=True, help="Rewrite every feed file even when unchanged (never publishes "
+              "a held loss: that is `accept`).")
 @click.option("--full", is_flag=True, help="Fetch every unit, whatever the change feed says.")
 @click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Append a detailed log here.")
@@ -139,6 +151,19 @@ def feeds(config_path, accounts, base_url) -> None:
 
 @cli.command()
 @config_option
+@click.option("--account", required=True, metavar="NAME", help="The account whose losses to accept.")
+@click.option("--unit", "units", multiple=True, metavar="ID",
+              help="Only this unit's held loss (repeatable); default: every held loss of the account.")
+@click.option("--by", metavar="NAME", help="Who accepts, for the status (default: your user name).")
+def accept(config_path, account, units, by) -> None:
+    """Publish held losses of blocked nights at the next sync (the publish policy keeps a
+    feed's nights when Escapia frees them without explanation, or when many units lose
+    nights at once). Also accepts an empty unit list once."""
+    _run(lambda: commands.accept(config_path, account, units, by), 0)
+
+
+@cli.command()
+@config_option
 @click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only this account (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.option("--force", is_flag=True, help="Remove even more than half of an account's feeds.")
@@ -156,10 +181,6 @@ def prune(config_path, accounts, dry_run, force) -> None:
 def sandbox(port, host, extra_units, latency) -> None:
     """Run the local Escapia sandbox in the foreground (Ctrl-C stops it)."""
     _run(lambda: commands.sandbox(host, port, extra_units, latency), 0)
-
-
-class Terminated(Exception):
-    """SIGTERM (systemd stopping the service, or a timeout): unwind, saving what is done."""
 
 
 def _terminate(signum, frame) -> None:
@@ -185,10 +206,10 @@ def _run(action, verbosity: int, log_file: Path | None = None) -> None:
         code = EXIT_FAILED
     except KeyboardInterrupt:
         click.echo(f"{PROGRAM}: interrupted", err=True)
-        code = 130
+        code = EXIT_INTERRUPTED
     except Terminated:
         click.echo(f"{PROGRAM}: stopped by SIGTERM; what was done is saved", err=True)
-        code = 143
+        code = EXIT_TERMINATED
     except Exception as exc:  # a bug: one line under cron, the traceback with -v
         if verbosity > 0:
             traceback.print_exc()

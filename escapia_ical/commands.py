@@ -6,7 +6,9 @@ Each function returns the exit code, or raises an EscapiaIcalError the CLI turns
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -15,16 +17,30 @@ from pathlib import Path
 import click
 
 from escapia_ical.config import Account, Config, load_config
-from escapia_ical.errors import ConfigError, PublishError, UnitNotFound
+from escapia_ical.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    ConfigError,
+    LockHeld,
+    PublishError,
+    Terminated,
+    UnitNotFound,
+)
+from escapia_ical.feeds import spans
+from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.healthcheck import ping
+from escapia_ical.logs import PROGRAM
 from escapia_ical.metrics import write_metrics
 from escapia_ical.sources import make_source
-from escapia_ical.status import record_run
+from escapia_ical.state import AccountState
+from escapia_ical.status import record_acceptance, record_run
 from escapia_ical.sync import Progress, SyncOptions, SyncReport, preview_feed, run_sync
-from escapia_ical.sync.lock import sync_lock
+from escapia_ical.sync.lock import account_lock, status_lock
 
 log = logging.getLogger(__name__)
+ACCEPT_WAIT = 60.0  # seconds `accept` waits for a sync of the account to finish
 
 
 def load(config_path: Path, *, warn: bool = True) -> Config:
@@ -69,33 +85,87 @@ def sync(config_path: Path, accounts: Sequence[str], units: Sequence[str], *, dr
         _print_dry_run(report)
         _log_summary(report, time.monotonic() - clock)
         return 0 if report.ok else 1
-    with sync_lock(config.state_dir):
-        show_warnings(config)
-        ping(config.healthcheck_url, "start")
-        return _recorded_sync(config, options)
+    return _recorded_sync(config, options)
 
 
 def _recorded_sync(config: Config, options: SyncOptions) -> int:
     """Run the sync; write status.json and the metrics file and ping the healthcheck with
-    the exit code, even if the run died. Return the exit code: 0, or 1 if any unit or
-    account failed, or if status or metrics could not be written (monitoring is blind)."""
+    the exit code, even if the run died or was stopped. Return the exit code: 0, or 1 if
+    any unit or account failed, if a stuck run was found holding an account, or if status
+    or metrics could not be written (monitoring is blind). Raise LockHeld (exit 75) if
+    every account was being synced by another run."""
     started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-    report, code = SyncReport(), 70
+    report, code, pinged = SyncReport(), EXIT_INTERNAL, False
+
+    def on_start() -> None:  # warnings and pings wait for a lock: an overlapping run stays silent
+        nonlocal pinged
+        show_warnings(config)
+        ping(config.healthcheck_url, "start")
+        pinged = True
+
     try:
-        report = run_sync(config, options)
+        run_sync(config, options, report, on_start=on_start)
         code = 0 if report.ok else 1
+    except Terminated:
+        code = EXIT_TERMINATED
+        raise
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+        raise
     finally:
-        finished = dt.datetime.now(dt.UTC)
-        try:
-            status = record_run(config.state_dir, report, started, finished, code)
-            if config.metrics_file:
-                write_metrics(config.metrics_file, status, finished)
-        except PublishError as exc:
-            log.error("%s", exc)
-            code = max(code, 1)
-        ping(config.healthcheck_url, str(code))
+        stuck: list[str] = []
+        if report.accounts or report.stuck:
+            finished = dt.datetime.now(dt.UTC)
+            try:
+                with status_lock(config.state_dir):
+                    status = record_run(config.state_dir, report, started, finished, code, stuck)
+                if config.metrics_file:
+                    write_metrics(config.metrics_file, status, finished)
+            except (PublishError, LockHeld) as exc:
+                log.error("%s", exc)
+                code = max(code, 1)
+        for line in stuck:
+            log.error("%s", line)
+        code = 1 if stuck and code == 0 else code
+        if pinged:
+            ping(config.healthcheck_url, str(code))
+    if not report.accounts and not stuck:
+        holders = "; ".join(f"{name}: {holder.describe()}" for name, holder in report.skipped.items())
+        raise LockHeld(f"every account is being synced by another run ({holders})")
     _log_summary(report, time.monotonic() - clock)
     return code
+
+
+def accept(config_path: Path, account_name: str, units: Sequence[str], by: str | None) -> int:
+    """Accept the held losses of an account (or of ``units``): the next sync publishes
+    them. Record who and when in the status. Return 1 if a unit named holds no loss."""
+    config = load(config_path)
+    account = account_named(config, account_name)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    who = by or _user()
+    with account_lock(config.state_dir, account.name, wait=ACCEPT_WAIT):
+        book = HoldBook.load(AccountState(config.state_dir, account.name).folder)
+        accepted = book.accept(list(units) or None, who, now)
+        book.save()
+        with status_lock(config.state_dir):
+            record_acceptance(config.state_dir, account.name, who, now, accepted, whole=not units)
+    for unit, hold in accepted:
+        click.echo(f"accepted {account.name}/{unit}: {spans.count(hold.lost)} future nights "
+                   f"({spans.describe(hold.lost)}), held since {hold.since:%Y-%m-%d %H:%M} UTC")
+    missing = [u for u in units if u not in {a for a, _ in accepted}]
+    for unit in missing:
+        click.echo(f"{PROGRAM}: {account.name}/{unit}: no loss is held for this unit", err=True)
+    if not units:
+        click.echo(f"{account.name}: {len(accepted) or 'no'} held loss(es) accepted by {who}; the next sync "
+                   "publishes what Escapia says for them (and accepts an empty unit list once)")
+    return 1 if missing else 0
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container): say which uid it was
+        return f"uid {os.getuid()}"
 
 
 def check_config(config_path: Path, verbosity: int) -> int:

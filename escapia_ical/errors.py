@@ -3,6 +3,10 @@
 The CLI maps each class to an exit code (see ``cli.py``); nothing below it prints.
 """
 
+# The documented exit codes (README "Exit codes").
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERNAL, EXIT_LOCKED = 0, 1, 2, 70, 75
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
 
 class EscapiaIcalError(Exception):
     """Base class: an expected failure with a one-line, user-facing message."""
@@ -41,4 +45,14 @@ class PublishError(EscapiaIcalError):
 
 
 class LockHeld(EscapiaIcalError):
-    """Another sync holds the overlap lock."""
+    """Another process holds a lock; ``holder`` says who (a sync.lock.LockHolder)."""
+
+    def __init__(self, message: str, holder: object = None):
+        super().__init__(message)
+        self.holder = holder
+
+
+class Terminated(BaseException):  # noqa: N818 - named like KeyboardInterrupt, its sibling
+    """SIGTERM (systemd stopping the service, a timeout): unwind at once, saving what is
+    done. A BaseException, so that no ``except Exception`` treats it as one unit's or one
+    account's failure and carries on with the next."""

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from escapia_ical.errors import PublishError
+from escapia_ical.feeds import spans
 
 
 def write_metrics(path: Path, status: dict[str, Any], now: dt.datetime) -> None:
@@ -53,6 +54,14 @@ class StatusCollector(Collector):
                      [([a, u], e.get("events")) for a, u, e in units])
         yield _gauge("escapia_ical_feed_failing", "1 if the last attempt for the feed failed.",
                      ["account", "unit"], [([a, u], 1 if e.get("last_error") else 0) for a, u, e in units])
+        yield _gauge("escapia_ical_feed_held", "1 while the publish policy holds a loss of nights.",
+                     ["account", "unit"], [([a, u], 1 if e.get("held") else 0) for a, u, e in units])
+        yield _gauge("escapia_ical_feed_held_nights", "Future nights kept although Escapia frees them.",
+                     ["account", "unit"], [([a, u], _held_nights(e.get("held"))) for a, u, e in units])
+        yield _gauge("escapia_ical_account_breaker", "1 while the breaker holds every unexplained loss.",
+                     ["account"], [([a], 1 if e.get("breaker") else 0) for a, e in accounts.items()])
+        yield _gauge("escapia_ical_account_lock_stuck", "1 while a run that may be stuck holds the account.",
+                     ["account"], [([a], 1 if e.get("lock_stuck") else 0) for a, e in accounts.items()])
         yield _gauge("escapia_ical_account_failing", "1 if the account failed as a whole last run.",
                      ["account"], [([a], 1 if e.get("last_error") else 0) for a, e in accounts.items()])
         yield _gauge("escapia_ical_unit_errors", "Units that failed in the last run.", ["account"],
@@ -80,6 +89,11 @@ def _counter(name: str, doc: str, labels: list[str], samples) -> CounterMetricFa
     for values, value in samples:
         family.add_metric(values, float(value))
     return family
+
+
+def _held_nights(held: Any) -> int:
+    lost = spans.decode(held.get("lost")) if isinstance(held, dict) else None
+    return spans.count(lost or [])
 
 
 def _timestamp(value: str | None) -> float | None:

@@ -15,36 +15,44 @@ from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.prune import find_orphans
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState, write_json
-from escapia_ical.status import feed_rows, format_age, load_status, status_path
+from escapia_ical.status import account_notes, feed_rows, format_age, load_status, status_path
 from escapia_ical.sync.incremental import forget_units
-from escapia_ical.sync.lock import sync_lock
+from escapia_ical.sync.lock import account_lock, status_lock
 
 EXIT_STALE = 2
+LOCK_WAIT = 60.0  # seconds prune waits for a sync of the account to finish
 
 
 def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
-    """Print every feed's age, events and last error; return 2 if any is older than
-    ``max_age`` (or was never published fresh), else 0. Reads state only: no network."""
+    """Print every feed's age, events and last error, and the accounts that need an
+    operator (a loss held by the breaker, a stuck run); return 2 if any feed is older than
+    ``max_age`` (or was never published fresh) or held, or any account is stuck, else 0.
+    Reads state only: no network."""
     config = load(config_path)
     now = dt.datetime.now(dt.UTC)
+    recorded = load_status(config.state_dir)
     # Only what the config still publishes: removed accounts or units are not stale feeds.
     wanted = {a.name: a.units for a in config.accounts}
-    rows = [r for r in feed_rows(load_status(config.state_dir), now)
+    rows = [r for r in feed_rows(recorded, now)
             if wanted.get(r["account"]) == "all" or r["unit"] in wanted.get(r["account"], ())]
-    stale = [r for r in rows if r["age_seconds"] is None or r["age_seconds"] > max_age.total_seconds()]
+    stale = [r for r in rows if r["age_seconds"] is None or r["age_seconds"] > max_age.total_seconds()
+             or r["held"]]
+    notes = account_notes(recorded, set(wanted))
     if as_json:
         click.echo(json.dumps({"max_age_seconds": max_age.total_seconds(), "stale": len(stale),
-                               "feeds": rows}, indent=1, ensure_ascii=False))
-    elif not rows:
+                               "accounts": notes, "feeds": rows}, indent=1, ensure_ascii=False))
+    elif not rows and not notes:
         click.echo(f"no feeds recorded yet in {status_path(config.state_dir)}")
     else:
-        width = max(len(f"{r['account']}/{r['unit']}") for r in rows)
+        for note in notes:
+            click.echo(f"{note['account']}: {note['problem']}")
+        width = max([len(f"{r['account']}/{r['unit']}") for r in rows] + [4])
         click.echo(f"{'FEED'.ljust(width)}  {'AGE':>6}  {'EVENTS':>6}  LAST ERROR")
         for r in rows:
             feed, mark = f"{r['account']}/{r['unit']}".ljust(width), "!" if r in stale else " "
             events, error = "" if r["events"] is None else r["events"], r["last_error"] or ""
             click.echo(f"{feed} {mark}{format_age(r['age_seconds']):>6}  {events:>6}  {error}")
-    return EXIT_STALE if stale or not rows else 0
+    return EXIT_STALE if stale or notes or not rows else 0
 
 
 def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None) -> int:
@@ -67,9 +75,9 @@ def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, force: bool
     remove more than half of an account's feeds (a partial listing) unless ``force``."""
     config = load(config_path)
     selected = selected_accounts(config, accounts)
-    with sync_lock(config.state_dir):
-        status = load_status(config.state_dir)
-        for account in selected:
+    for account in selected:
+        gone: list[str] = []
+        with account_lock(config.state_dir, account.name, wait=LOCK_WAIT):
             listed = make_source(account, config.state_dir).list_units()
             state = AccountState(config.state_dir, account.name)
             stamps = state.feed_stamps()
@@ -85,12 +93,17 @@ def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, force: bool
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-                gone = stamps.pop(path.name, {}).get("unit")
-                if gone is not None:
-                    status.get("accounts", {}).get(account.name, {}).get("units", {}).pop(gone, None)
+                unit = stamps.pop(path.name, {}).get("unit")
+                if unit is not None:
+                    gone.append(unit)
             if not dry_run:
                 state.save_feed_stamps(stamps)
                 forget_units(state)  # the next sync lists units again instead of trusting a cache
-        if not dry_run:
-            write_json(status_path(config.state_dir), status)
+        if gone:
+            with status_lock(config.state_dir):
+                status = load_status(config.state_dir)
+                units = status.get("accounts", {}).get(account.name, {}).get("units", {})
+                for unit in gone:
+                    units.pop(unit, None)
+                write_json(status_path(config.state_dir), status)
     return 0

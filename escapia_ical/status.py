@@ -34,8 +34,10 @@ def load_status(state_dir: Path) -> dict[str, Any]:
 
 
 def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finished: dt.datetime,
-               exit_code: int) -> dict[str, Any]:
-    """Merge ``report`` into status.json, write it atomically, and return it."""
+               exit_code: int, stuck: list[str] | None = None) -> dict[str, Any]:
+    """Merge ``report`` into status.json, write it atomically, and return it. A lock found
+    held by a run that may be stuck is recorded, and described in ``stuck`` (the caller
+    prints it) only the first time. The caller holds the status lock."""
     status = load_status(state_dir)
     status["run"] = {
         "started": _iso(started), "finished": _iso(finished),
@@ -45,6 +47,7 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
     when = _iso(finished)
     for account, result in report.accounts.items():
         entry = status["accounts"].setdefault(account, {"units": {}})
+        entry.pop("lock_stuck", None)
         entry["last_attempt"] = when
         entry["last_error"] = result.error
         if result.error is None:
@@ -56,22 +59,46 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
         totals = entry.setdefault("responses_total", {})
         for key, count in responses.items():
             totals[key] = totals.get(key, 0) + count
-        rewritten = sum(1 for u in result.units if u.rewritten and not u.error)
+        rewritten = sum(1 for u in result.units if u.rewritten and (u.error is None or u.verdict))
         entry["feeds_rewritten"] = rewritten
         entry["feeds_rewritten_total"] = entry.get("feeds_rewritten_total", 0) + rewritten
         entry["unit_errors"] = sum(1 for u in result.units if u.error)
         entry["units_fetched"] = result.fetched
+        entry["breaker"] = result.breaker
         for outcome in result.units:
             unit = entry["units"].setdefault(outcome.unit_id, {})
             unit["last_attempt"] = when
             unit["last_error"] = outcome.error
             if outcome.error is None:
-                unit.update(last_success=when, events=outcome.events, file=str(outcome.path),
-                            rewritten=outcome.rewritten)
+                unit["last_success"] = when
+            if outcome.error is None or outcome.verdict:  # published (a held feed too)
+                unit.update(events=outcome.events, file=str(outcome.path), rewritten=outcome.rewritten)
                 if outcome.rewritten:
                     unit["last_change"] = when
+        for unit_id, unit in entry["units"].items():
+            unit["held"] = result.holds.get(unit_id)
+    for account, holder in report.stuck.items():
+        entry = status["accounts"].setdefault(account, {"units": {}})
+        mark = {"pid": holder.pid, "since": _iso(holder.since) if holder.since else None}
+        if entry.get("lock_stuck") != mark and stuck is not None:
+            stuck.append(f"{account}: not synced: {holder.describe()} holds its lock, longer than a run "
+                         "may last; that run may be stuck (its feeds are not updated until it ends)")
+        entry["lock_stuck"] = mark
     write_json(status_path(state_dir), status)
     return status
+
+
+def record_acceptance(state_dir: Path, account: str, by: str, at: dt.datetime,
+                      accepted: list[tuple[str, Any]], *, whole: bool) -> None:
+    """Record an operator's ``accept`` in status.json (the latest 20 per account). The
+    caller holds the status lock."""
+    status = load_status(state_dir)
+    entry = status["accounts"].setdefault(account, {"units": {}})
+    history = entry.get("accepted") if isinstance(entry.get("accepted"), list) else []
+    history.append({"by": by, "at": _iso(at), "units": [unit for unit, _ in accepted], "whole_account": whole,
+                    "nights": sum(sum((e - s).days for s, e in hold.lost) for _, hold in accepted)})
+    entry["accepted"] = history[-20:]
+    write_json(status_path(state_dir), status)
 
 
 def _plain(counts: Mapping[str, int]) -> dict[str, int]:
@@ -103,8 +130,27 @@ def feed_rows(status: dict[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
             age = (now - dt.datetime.fromisoformat(success)).total_seconds() if success else None
             rows.append({"account": account, "unit": unit, "age_seconds": age,
                          "events": state.get("events"), "file": state.get("file"),
-                         "last_error": state.get("last_error") or entry.get("last_error")})
+                         "last_error": state.get("last_error") or entry.get("last_error"),
+                         "held": bool(state.get("held"))})
     return rows
+
+
+def account_notes(status: dict[str, Any], accounts: set[str]) -> list[dict[str, str]]:
+    """Return what needs an operator at account level, for ``accounts``: a run that may be
+    stuck holding one, or its breaker holding every unexplained loss."""
+    notes = []
+    for account, entry in sorted(status.get("accounts", {}).items()):
+        if account not in accounts:
+            continue
+        stuck, breaker = entry.get("lock_stuck"), entry.get("breaker")
+        if isinstance(stuck, dict):
+            notes.append({"account": account, "problem": f"not synced: pid {stuck.get('pid')} has held its "
+                          f"lock since {stuck.get('since')}; that run may be stuck"})
+        if isinstance(breaker, dict):
+            notes.append({"account": account, "problem": f"breaker: {breaker.get('units')} of "
+                          f"{breaker.get('fetched')} units lost nights at once at {breaker.get('since')}; "
+                          f"every unexplained loss is held until `escapia-ical accept --account {account}`"})
+    return notes
 
 
 def format_age(seconds: float | None) -> str:

@@ -8,13 +8,10 @@ merges and clips them; it knows nothing about HTTP or iCalendar.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from escapia_ical.model import BlockedRange, FeedWindow
-
-log = logging.getLogger(__name__)
 
 ONE_DAY = dt.timedelta(days=1)
 
@@ -32,21 +29,15 @@ class FeedBlock:
     origin: BlockedRange
 
 
-def range_from_api(
-    start: dt.date, end: dt.date, end_date: str, *, where: str = ""
-) -> BlockedRange | None:
+def range_from_api(start: dt.date, end: dt.date, end_date: str) -> BlockedRange | None:
     """Given an API range and how its end is meant, return the half-open range.
 
     ``end_date`` is ``"exclusive"`` (``end`` is the checkout day) or ``"inclusive"``
     (``end`` is the last blocked night). A range whose start equals its end can only mean
-    one blocked night in either reading. Return None, with a warning, for an end before
-    the start: such a range is reported and skipped, never fatal.
+    one blocked night in either reading. Return None for an end before the start (the
+    caller counts and reports those, once per run) or a start no date can follow.
     """
-    if end < start:
-        log.warning("%signored range %s..%s: end before start", where, start, end)
-        return None
-    if start == dt.date.max:
-        log.warning("%signored range %s..%s: no date follows it", where, start, end)
+    if end < start or start == dt.date.max:
         return None
     if (end == start or end_date == "inclusive") and end < dt.date.max:
         end = end + ONE_DAY  # (at date.max the last night is lost: it is past any window)
@@ -69,24 +60,17 @@ def merge_ranges(ranges: Iterable[BlockedRange]) -> list[BlockedRange]:
     return merged
 
 
-def feed_blocks(
-    ranges: Iterable[BlockedRange], window: FeedWindow, *, where: str = ""
-) -> list[FeedBlock]:
+def feed_blocks(ranges: Iterable[BlockedRange], window: FeedWindow) -> list[FeedBlock]:
     """Given a unit's ranges, return the blocks its feed shows, in date order.
 
-    Ranges are merged, then clipped to ``window``. A merged range entirely outside the
-    window was not asked for; it is dropped with a warning.
+    Ranges are merged, then clipped to ``window``; a merged range entirely outside it is
+    dropped (sources report answers that stray outside what was asked, once per run; here
+    it is only a stored range the window has moved past).
     """
     blocks = []
     for block in merge_ranges(ranges):
         start, end = max(block.start, window.start), min(block.end, window.end)
-        if end <= start:
-            touching = block.end == window.start or block.start == window.end
-            (log.debug if touching else log.warning)(
-                "%signored range %s..%s: outside the feed window %s..%s",
-                where, block.start, block.end, window.start, window.end,
-            )
-            continue
-        blocks.append(FeedBlock(BlockedRange(start, end), block))
+        if end > start:
+            blocks.append(FeedBlock(BlockedRange(start, end), block))
     return blocks
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from escapia_ical.config import Account
-from escapia_ical.model import BlockedRange, FeedWindow, Unit
+from escapia_ical.feeds.spans import Span
+from escapia_ical.model import Explanation, FeedWindow, Unit, UnitCalendar
 from escapia_ical.sources.http import HttpClient, Sleep
 
 
@@ -22,6 +24,7 @@ class Source(Protocol):
     http: HttpClient
     requests_by_operation: Counter[str]  # requests sent, retries included
     responses_by_status: Counter[tuple[str, str]]  # (operation, HTTP status or "timeout"/"error")
+    notes: Notes  # oddities of this run's answers, reported once per account
 
     def list_units(self) -> list[Unit]:
         """Return every unit Escapia distributes to us for this account.
@@ -30,13 +33,16 @@ class Source(Protocol):
         """
         ...
 
-    def blocked_ranges(self, unit: Unit, window: FeedWindow, *, fresh: bool = False) -> list[BlockedRange]:
-        """Return the unit's blocked ranges overlapping ``window``, half-open, unmerged.
+    def calendar(self, unit: Unit, window: FeedWindow) -> UnitCalendar:
+        """Return the unit's blocked ranges overlapping ``window`` (half-open, unmerged) and
+        the nights the answer covers. Raise SourceError if it cannot be fetched or the
+        answer is not usable (malformed, contradictory, or a unit's calendar twice)."""
+        ...
 
-        ``fresh`` asks for a new answer from Escapia even if one was cached this run (the
-        shrink guard's second opinion). Raise SourceError if they cannot be fetched or the
-        answer is not usable.
-        """
+    def explain(self, unit: Unit, nights: list[Span]) -> Explanation:
+        """Ask an independent view of Escapia which of ``nights`` are free and which booked
+        (HSAPI: the unit's reservations and holds; EscapiaNET: the calendar operation this
+        account does not read calendars with). Raise SourceError if it cannot be asked."""
         ...
 
 
@@ -54,3 +60,24 @@ def make_source(account: Account, state_dir: Path, *, sleep: Sleep | None = None
     source.http.deadline = deadline
     return source
 
+
+
+class Notes:
+    """Oddities a source saw in one run, counted per kind so that a server misbehaving for
+    every unit costs one log line per account, not one per range (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[int, set[str], str]] = {}  # kind -> (count, units, first example)
+
+    def add(self, kind: str, unit_id: str, example: str, count: int = 1) -> None:
+        with self._lock:
+            seen, units, first = self._seen.get(kind, (0, set(), example))
+            units.add(unit_id)
+            self._seen[kind] = (seen + count, units, first)
+
+    def lines(self) -> list[str]:
+        """Return one line per kind: ``"12 ranges ignored: <kind> (2 units; first: ...)"``."""
+        with self._lock:
+            return [f"{count} {kind} ({len(units)} unit{'s' if len(units) != 1 else ''}; first: {first})"
+                    for kind, (count, units, first) in sorted(self._seen.items())]

@@ -7,6 +7,9 @@ Two ways to read calendars, per account (``calendar_mode``):
   an error for that unit, not a feed that silently stops updating. The batch calendar's
   range is Escapia's, not ours (it starts today).
 - ``per_unit``: ``UnitSearch``, then ``UnitCalendarAvail`` per unit over the feed window.
+Each mode's *other* operation is the independent view the publish policy asks when a
+calendar would free nights (``explain``): a batch loss is checked with UnitCalendarAvail
+for that unit, a per-unit loss against one batch per run.
 Request XML is built with ElementTree (values escaped); answers are parsed with defusedxml.
 """
 
@@ -18,7 +21,10 @@ import xml.etree.ElementTree as ET  # noqa: S405 - builds our own requests; answ
 
 from escapia_ical.config import EscapianetAccount
 from escapia_ical.errors import SourceError
-from escapia_ical.model import BlockedRange, FeedWindow, Unit
+from escapia_ical.feeds import spans
+from escapia_ical.feeds.spans import Span
+from escapia_ical.model import Explanation, FeedWindow, Unit, UnitCalendar
+from escapia_ical.sources import Notes
 from escapia_ical.sources.escapianet_decode import (
     EVRN,
     SOAP_ENV,
@@ -34,7 +40,6 @@ from escapia_ical.sources.escapianet_decode import (
 from escapia_ical.sources.http import HttpClient, HttpResult, HttpStatusError, Sleep
 
 VERSION = "1.030"
-MAX_BATCH_REFETCHES = 2  # second opinions for the shrink guard, per run
 MAX_UNITS = 100_000
 ET.register_namespace("soap", SOAP_ENV)
 ET.register_namespace("evrn", EVRN)
@@ -48,11 +53,9 @@ class EscapianetSource:
         self.http = HttpClient(account.http, sleep=sleep)
         self.requests_by_operation = self.http.requests_by_operation
         self.responses_by_status = self.http.responses_by_status
+        self.notes = Notes()
         self.decoder = DailyDecoder(account.name, account.blocked_codes)
-        self._batch: dict[str, Calendar] | None = None
-        self._generation = 0  # batches fetched this run
-        self._first_read: dict[str, int] = {}  # unit -> the batch generation it was first read from
-        self._refetches = 0
+        self._batch: dict[str, list[Calendar]] | None = None  # unit code -> its calendars in the batch
         self._batch_error: SourceError | None = None
         self._batch_lock = threading.Lock()
 
@@ -63,57 +66,70 @@ class EscapianetSource:
         answer = self._call("EVRNService.svc", "UnitSearch", self._unit_search)
         return list({u.id: u for u in parse_units(answer)}.values())
 
-    def blocked_ranges(self, unit: Unit, window: FeedWindow, *, fresh: bool = False) -> list[BlockedRange]:
-        """Return the unit's blocked ranges, half-open, one per stay or hold.
-
-        In batch mode a ``fresh`` answer comes from a newer batch than the unit's first
-        read (one answer must never confirm itself); the batch is fetched again when needed,
-        at most ``MAX_BATCH_REFETCHES`` times per run. Raise SourceError if no newer batch
-        can be had: the unit then waits for the next run.
-        """
-        where = f"unit {unit.id!r}"
+    def calendar(self, unit: Unit, window: FeedWindow) -> UnitCalendar:
+        """Return the unit's blocked ranges (half-open, one per stay or hold) and the nights
+        its segments cover: from the run's one batch, or from a UnitCalendarAvail over the
+        window. Raise SourceError if the answer holds no calendar, or two, for the unit."""
         if self.account.calendar_mode == "batch":
-            with self._batch_lock:
-                first = self._first_read.get(unit.id)
-                if fresh and first == self._generation and self._refetches < MAX_BATCH_REFETCHES:
-                    self._batch, self._batch_error = None, None
-                    self._refetches += 1
-                calendars = self._batch_calendars_locked()
-                if fresh and first == self._generation:
-                    raise SourceError(f"{where}: no newer batch to confirm its calendar with this run")
-                self._first_read.setdefault(unit.id, self._generation)
-            calendar = calendars.get(unit.id)
-            if calendar is None:
-                raise SourceError(f"UnitCalendarAvailBatch: no calendar for {where} in the answer")
-            segments = calendar.segments
+            segments = self._batch_segments(unit)
         else:
-            answer = self._call("EVRNService.svc", "UnitCalendarAvail",
-                                lambda request: self._unit_calendar(request, unit.id, window))
-            segments = parse_unit_calendar(answer, unit.id)
-        if not segments:
-            raise SourceError(f"{where}: the calendar has no segments")
+            segments = self._unit_segments(unit, window.start, window.end)
+        answer = self._decode(segments, unit)
         # A calendar dump may reach past the window (the batch spans 3 years): expected,
-        # so what lies wholly outside is dropped here rather than warned about later.
-        return [r for r in self.decoder.ranges(segments, where)
-                if r.end > window.start and r.start < window.end]
+        # so what lies wholly outside is dropped here.
+        return UnitCalendar(tuple(r for r in answer.ranges if r.end > window.start and r.start < window.end),
+                            answer.covered)
+
+    def explain(self, unit: Unit, nights: list[Span]) -> Explanation:
+        """Return which of ``nights`` the calendar operation this account does not read
+        calendars with shows free and which booked (nights it does not cover are neither)."""
+        if self.account.calendar_mode == "batch":
+            view = "UnitCalendarAvail"
+            answer = self._decode(self._unit_segments(unit, nights[0][0], nights[-1][1]), unit)
+        else:
+            view = "UnitCalendarAvailBatch"
+            answer = self._decode(self._batch_segments(unit), unit)
+        covered = spans.intersect(nights, answer.covered)
+        booked = spans.intersect(covered, ((r.start, r.end) for r in answer.ranges))
+        return Explanation(view, tuple(spans.subtract(covered, booked)), tuple(booked))
 
     # -- requests ---------------------------------------------------------------------
 
-    def _batch_calendars_locked(self) -> dict[str, Calendar]:
-        """Return the current batch (the caller holds the lock: several threads, one batch).
-        A failed batch is remembered too: every unit then fails with its error at once
-        instead of asking (and waiting) again."""
-        if self._batch_error is not None:
-            raise self._batch_error
-        if self._batch is None:
-            try:
-                answer = self._call("EVRNContentService.svc", "UnitCalendarAvailBatch", self._batch_request)
-            except SourceError as exc:
-                self._batch_error = exc
-                raise
-            self._batch = {c.unit.id: c for c in parse_batch(answer)}
-            self._generation += 1
-        return self._batch
+    def _decode(self, segments: list[ET.Element], unit: Unit) -> UnitCalendar:
+        where = f"unit {unit.id!r}"
+        if not segments:
+            raise SourceError(f"{where}: the calendar has no segments")
+        return self.decoder.calendar(segments, where)
+
+    def _unit_segments(self, unit: Unit, start: dt.date, end: dt.date) -> list[ET.Element]:
+        answer = self._call("EVRNService.svc", "UnitCalendarAvail",
+                            lambda request: self._unit_calendar(request, unit.id, start, end))
+        return parse_unit_calendar(answer, unit.id)
+
+    def _batch_segments(self, unit: Unit) -> list[ET.Element]:
+        """Return the unit's segments from this run's batch, fetched once for all units (by
+        whichever thread needs it first). A failed batch is remembered too: every unit then
+        fails with its error at once instead of asking (and waiting) again."""
+        with self._batch_lock:
+            if self._batch_error is not None:
+                raise self._batch_error
+            if self._batch is None:
+                try:
+                    answer = self._call("EVRNContentService.svc", "UnitCalendarAvailBatch",
+                                        self._batch_request)
+                except SourceError as exc:
+                    self._batch_error = exc
+                    raise
+                self._batch = {}
+                for calendar in parse_batch(answer):
+                    self._batch.setdefault(calendar.unit.id, []).append(calendar)
+            calendars = self._batch.get(unit.id, [])
+        if not calendars:
+            raise SourceError(f"UnitCalendarAvailBatch: no calendar for unit {unit.id!r} in the answer")
+        if len(calendars) > 1:  # which one is right cannot be told: never resolved by order
+            raise SourceError(f"UnitCalendarAvailBatch: {len(calendars)} calendars for unit {unit.id!r} in "
+                              "one answer; none is trusted")
+        return calendars[0].segments
 
     def _unit_search(self, request: ET.Element) -> None:
         request.set("MaxResponses", str(MAX_UNITS))
@@ -121,11 +137,11 @@ class EscapianetSource:
         criteria = ET.SubElement(request, q("Criteria"), AvailableOnlyIndicator="false")
         ET.SubElement(criteria, q("Criterion"))
 
-    def _unit_calendar(self, request: ET.Element, unit_code: str, window: FeedWindow) -> None:
+    def _unit_calendar(self, request: ET.Element, unit_code: str, start: dt.date, end: dt.date) -> None:
         ET.SubElement(request, q("UnitRef"), UnitCode=unit_code)
-        last_night = window.end - dt.timedelta(days=1)
+        last_night = end - dt.timedelta(days=1)
         ET.SubElement(request, q("CalendarDateRange"),
-                      Start=window.start.strftime("%m/%d/%Y"), End=last_night.strftime("%m/%d/%Y"))
+                      Start=start.strftime("%m/%d/%Y"), End=last_night.strftime("%m/%d/%Y"))
 
     def _batch_request(self, request: ET.Element) -> None:
         request.set("SummaryOnly", "false")

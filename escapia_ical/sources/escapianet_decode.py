@@ -17,7 +17,9 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from escapia_ical.errors import AuthError, SourceError
-from escapia_ical.model import BlockedRange, Unit
+from escapia_ical.feeds import spans
+from escapia_ical.feeds.spans import Span
+from escapia_ical.model import BlockedRange, Unit, UnitCalendar
 from escapia_ical.sources.dates import parse_api_date
 from escapia_ical.sources.http import TransientAnswer
 
@@ -120,7 +122,10 @@ def parse_unit_calendar(answer: ET.Element, unit_code: str) -> list[ET.Element]:
     mine = [h for h in holders if h.get("UnitCode") in (None, unit_code)]
     if not mine:
         raise SourceError(f"UnitCalendarAvail: answer holds no calendar for unit {unit_code!r}")
-    return [s for h in mine for s in h.findall(q("UnitCalendarAvailSegment"))]
+    if len(mine) > 1:  # which one is right cannot be told: never resolved by order
+        raise SourceError(f"UnitCalendarAvail: {len(mine)} calendars for unit {unit_code!r} in one "
+                          "answer; none is trusted")
+    return mine[0].findall(q("UnitCalendarAvailSegment"))
 
 
 class DailyDecoder:
@@ -144,10 +149,17 @@ class DailyDecoder:
             first = code not in self.reported
             self.reported.add(code)
             return first
-    def ranges(self, segments: list[ET.Element], where: str) -> list[BlockedRange]:
-        """Return the blocked ranges of a unit's segments. Raise SourceError if a
-        segment lacks its StartDate or DailyAvailability."""
+    def calendar(self, segments: list[ET.Element], where: str) -> UnitCalendar:
+        """Return the blocked ranges of a unit's segments and the nights they cover.
+
+        Raise SourceError if a segment lacks its StartDate or DailyAvailability, if its
+        string is shorter than its StartDate..EndDate says (a cut-off answer: what it left
+        out would read as unknown, and the rest cannot be trusted either), or if two
+        segments disagree about a night they both cover.
+        """
         ranges: list[BlockedRange] = []
+        covered: list[Span] = []
+        decoded: list[tuple[int, Span, list[Span]]] = []  # segment index, its nights, the blocked ones
         for index, segment in enumerate(segments):
             what = f"{where}: segment {index}"
             start = parse_api_date(segment.get("StartDate"), f"{what} StartDate")
@@ -158,8 +170,18 @@ class DailyDecoder:
             if len(daily) > (dt.date.max - start).days:  # the checkout must be a date too
                 raise SourceError(f"{what}: a {len(daily)}-day string from {start} runs past year 9999")
             self._check_end(segment.get("EndDate"), start, daily, what)
-            ranges.extend(self._decode(start, daily, where))
-        return ranges
+            found = self._decode(start, daily, where)
+            span = (start, start + dt.timedelta(days=len(daily)))
+            blocked = spans.normalize((r.start, r.end) for r in found)
+            for other, other_span, other_blocked in decoded:
+                both = spans.intersect([span], [other_span])
+                if both and spans.intersect(blocked, both) != spans.intersect(other_blocked, both):
+                    raise SourceError(f"{where}: segments {other} and {index} disagree about "
+                                      f"{spans.describe(both)}; neither is trusted")
+            decoded.append((index, span, blocked))
+            ranges.extend(found)
+            covered.append(span)
+        return UnitCalendar(tuple(ranges), tuple(spans.normalize(covered)))
 
     def _decode(self, start: dt.date, daily: str, where: str) -> list[BlockedRange]:
         ranges, run_start = [], None
@@ -182,19 +204,24 @@ class DailyDecoder:
         return ranges
 
     def _check_end(self, end_value: str | None, start: dt.date, daily: str, what: str) -> None:
-        if end_value is None or not daily:
+        """Raise SourceError if the string is shorter than StartDate..EndDate in either
+        reading of EndDate (the last night, or the day after it); report once per run an
+        EndDate that says less than the string (trusted: it is what Escapia sent)."""
+        if end_value is None:
             return
         try:
             end = parse_api_date(end_value, f"{what} EndDate")
         except SourceError as exc:
             log.warning("%s: %s; using the string's length", self.account, exc)
             return
-        last_night = start + dt.timedelta(days=len(daily) - 1)
-        # Either reading of EndDate (last night, or the day after it) agrees with the string.
-        if end not in (last_night, last_night + dt.timedelta(days=1)) and not self.end_mismatch:
+        stated = (end - start).days
+        if len(daily) < stated:
+            raise SourceError(f"{what}: the DailyAvailability string has {len(daily)} days but StartDate "
+                              f"{start} to EndDate {end} spans {stated}: the answer is cut short")
+        if len(daily) > stated + 1 and not self.end_mismatch:
             self.end_mismatch = True
             log.warning("%s: %s: EndDate %s but the %d-day string ends %s; trusting the string",
-                        self.account, what, end, len(daily), last_night)
+                        self.account, what, end, len(daily), start + dt.timedelta(days=len(daily) - 1))
 
 
 def _unit_of(element: ET.Element, operation: str) -> Unit | None:

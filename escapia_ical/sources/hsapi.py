@@ -20,13 +20,20 @@ from typing import Any
 
 from escapia_ical.config import HsapiAccount
 from escapia_ical.errors import AuthError, DeadlineReached, PublishError, SourceError, UnitNotFound
+from escapia_ical.feeds import spans
 from escapia_ical.feeds.ranges import range_from_api
-from escapia_ical.model import BlockedRange, FeedWindow, Unit
+from escapia_ical.feeds.spans import Span
+from escapia_ical.model import Explanation, FeedWindow, Unit, UnitCalendar
+from escapia_ical.sources import Notes
 from escapia_ical.sources.dates import parse_api_date
 from escapia_ical.sources.hsapi_decode import (
+    Change,
+    Reservation,
     parse_changes,
     parse_json,
     parse_nonavailability,
+    parse_reservation,
+    parse_reservation_page,
     parse_unit_page,
 )
 from escapia_ical.sources.http import HttpClient, HttpStatusError, Sleep
@@ -39,13 +46,14 @@ class CursorRejected(SourceError):
     """Escapia does not accept the change-feed version we kept: a full sync is needed."""
 
 
-def _check(deadline: float) -> None:
+def _check(deadline: float, doing: str = "reading the change feed") -> None:
     if time.monotonic() > deadline:
-        raise DeadlineReached("the run deadline passed while reading the change feed; "
-                              "it continues at the next run")
+        raise DeadlineReached(f"the run deadline passed while {doing}; it continues at the next run")
 
 
 API_HEADERS = {"x-homeaway-hasp-api-version": "10", "x-homeaway-hasp-api-endsystem": "EscapiaVRS"}
+HOLD_TYPES = ["None", "Owner", "Maintenance", "SoftBlock", "GroupSoftBlock", "GuestOfOwner", "Unavailable"]
+RESERVATIONS_VIEW = "Escapia's reservations"
 PAGE_SIZE = 100
 MAX_PAGES = 10_000
 CHANGES_CLOSE = 200  # recent_version stops this close to the current version
@@ -63,6 +71,7 @@ class HsapiSource:
         self.http = HttpClient(account.http, sleep=sleep)
         self.requests_by_operation = self.http.requests_by_operation
         self.responses_by_status = self.http.responses_by_status
+        self.notes = Notes()
         self._token_path = AccountState(state_dir, account.name).token_path
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._authorization: str | None = None
@@ -93,9 +102,11 @@ class HsapiSource:
                 return list(units.values())
         raise SourceError(f"SearchUnitSummaries: more than {MAX_PAGES} pages")
 
-    def blocked_ranges(self, unit: Unit, window: FeedWindow, *, fresh: bool = False) -> list[BlockedRange]:
+    def calendar(self, unit: Unit, window: FeedWindow) -> UnitCalendar:
         """Return the unit's blocked ranges over ``window``, converted to half-open form.
-        Every call asks Escapia (nothing is cached), so ``fresh`` changes nothing."""
+        GetUnitNonAvailability says nothing of what it covers: it is taken to cover the
+        dates asked for. Ranges outside them, or ending before they start, are counted in
+        ``notes`` and dropped."""
         what = f"GetUnitNonAvailability for unit {unit.id!r}"
         try:
             body = self._call("POST", "GetUnitNonAvailability", json={
@@ -106,25 +117,68 @@ class HsapiSource:
             if exc.status == 404:
                 raise UnitNotFound(f"{what}: unit not found (HTTP 404)") from None
             raise
-        where = f"{self.account.name}/{unit.id}: "
-        ranges = (range_from_api(s, e, self.account.end_date, where=where)
-                  for s, e in parse_nonavailability(body, what))
-        return [r for r in ranges if r is not None]
+        ranges = []
+        for start, end in parse_nonavailability(body, what):
+            blocked = range_from_api(start, end, self.account.end_date)
+            if blocked is None:
+                self.notes.add("ranges ignored: end before start", unit.id, f"{unit.id} {start}..{end}")
+            elif blocked.end <= window.start or blocked.start >= window.end:
+                self.notes.add("ranges ignored: outside the dates asked for", unit.id,
+                               f"{unit.id} {start}..{end}")
+            else:
+                ranges.append(blocked)
+        return UnitCalendar(tuple(ranges), ((window.start, window.end),))
+
+    def explain(self, unit: Unit, nights: list[Span]) -> Explanation:
+        """Return which of ``nights`` the unit's reservations and holds leave free and which
+        they book (SearchReservationSummaries, every hold type, all pages). Their
+        ``stayDateRange.endDate`` is the departure day."""
+        start, end = nights[0][0], nights[-1][1]
+        booked: list[Span] = []
+        seen = 0
+        for page in range(1, MAX_PAGES + 1):
+            _check(self.http.deadline, "reading reservations")
+            body = self._call("POST", "SearchReservationSummaries", json={
+                "specification": {
+                    "unitNativePMSIDs": [unit.id],
+                    # The day after the last night: whether Escapia reads endDate inclusively
+                    # or not, every stay with one of the nights is among the results.
+                    "stayDateRangeSearchSpecification": {
+                        "dateRange": {"startDate": start.isoformat(), "endDate": end.isoformat()},
+                        "dateRangeSearchMethod": "Overlap"},
+                    "holdTypes": HOLD_TYPES,
+                },
+                "pageSize": PAGE_SIZE,
+                "pageNumber": page,
+            })
+            found, total = parse_reservation_page(body)
+            seen += len(found)
+            # A stay of another unit (a server ignoring the filter) can only book more: kept.
+            booked += [(r.start, r.end) for r in found if r.unit in (None, unit.id)]
+            if not found or total is None or seen >= total:
+                break
+        else:
+            raise SourceError(f"SearchReservationSummaries: more than {MAX_PAGES} pages")
+        return Explanation(RESERVATIONS_VIEW, tuple(spans.subtract(nights, booked)),
+                           tuple(spans.intersect(nights, booked)))
 
     # -- the change feed (incremental mode) ---------------------------------------------
 
-    def changes_since(self, version: int, deadline: float = math.inf) -> tuple[set[str], int]:
-        """Return the ids of reservations changed after ``version`` and the version to ask
-        from next time, calling GetReservationChanges until it reports no more changes.
+    def changes_since(self, version: int, deadline: float = math.inf, *,
+                      known_end: int | None = None) -> tuple[list[Change], int]:
+        """Return the changes after ``version``, in the order Escapia sent them, and the
+        version to ask from next time, calling GetReservationChanges until it reports no
+        more — or, given ``known_end`` (the last version read before), until a page ends
+        there: a page that stops exactly where the feed stood last time holds all there is.
         Raise CursorRejected if Escapia refuses ``version`` or answers one before it, and
         DeadlineReached if ``deadline`` (time.monotonic()) passes first."""
-        changed: set[str] = set()
+        changed: list[Change] = []
         for _ in range(MAX_PAGES):
             _check(deadline)
-            ids, end = self._changes_page(version)
-            if not ids or end == version:
-                return changed | ids, end
-            changed |= ids
+            page, end = self._changes_page(version)
+            changed += page
+            if not page or end == version or end == known_end:
+                return changed, end
             version = end
         raise SourceError(f"GetReservationChanges: more than {MAX_PAGES} calls")
 
@@ -142,7 +196,7 @@ class HsapiSource:
             try:
                 ids, end = self._changes_page(probe)
             except CursorRejected:
-                ids, end = set(), probe
+                ids, end = [], probe
             if ids and end > probe:
                 safe = end
             else:
@@ -152,8 +206,8 @@ class HsapiSource:
                 break
         return safe
 
-    def _changes_page(self, version: int) -> tuple[set[str], int]:
-        """One GetReservationChanges call: (changed reservation ids, endVersion)."""
+    def _changes_page(self, version: int) -> tuple[list[Change], int]:
+        """One GetReservationChanges call: (its changes, endVersion)."""
         try:
             body = self._call("GET", "GetReservationChanges", params={"startVersion": version})
         except HttpStatusError as exc:
@@ -161,26 +215,21 @@ class HsapiSource:
                 raise CursorRejected(f"GetReservationChanges refused version {version} "
                                      f"(HTTP {exc.status})") from None
             raise
-        ids, end = parse_changes(body)
+        changes, end = parse_changes(body)
         if end is not None and end < version:
             raise CursorRejected(f"GetReservationChanges went back from {version} to {end}")
-        return ids, version if end is None else end
+        return changes, version if end is None else end
 
-    def reservation_unit(self, reservation_id: str) -> str | None:
-        """Return the unit (nativePMSID) of a reservation, cancelled ones included; None if
-        Escapia does not know the reservation."""
+    def reservation(self, reservation_id: str) -> Reservation | None:
+        """Return a reservation's unit, stay and whether it is cancelled (GetReservationById
+        answers for cancelled ones too); None if Escapia does not know the reservation."""
         try:
             body = self._call("GET", "GetReservationById", params={"id": reservation_id})
         except HttpStatusError as exc:
             if exc.status == 404:
                 return None
             raise
-        unit = body.get("unitNativePMSID") if isinstance(body, dict) else None
-        if isinstance(unit, int) and not isinstance(unit, bool):
-            unit = str(unit)
-        if not isinstance(unit, str) or not unit:
-            raise SourceError(f"GetReservationById {reservation_id!r}: answer has no unitNativePMSID")
-        return unit
+        return parse_reservation(body, reservation_id)
 
     # -- calls and tokens -------------------------------------------------------------
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from escapia_ical.errors import SourceError
 from escapia_ical.model import Unit
 from escapia_ical.sources.dates import parse_api_date as parse_date
+
+ONE_DAY = dt.timedelta(days=1)
 
 
 def parse_json(body: bytes, operation: str) -> Any:
@@ -66,26 +69,95 @@ def parse_nonavailability(body: Any, what: str) -> list[tuple[dt.date, dt.date]]
     return pairs
 
 
-def parse_changes(body: Any) -> tuple[set[str], int | None]:
-    """Given a GetReservationChanges answer (ChangeList), return the changed reservation
-    ids and its endVersion (None if absent)."""
+@dataclass(frozen=True)
+class Reservation:
+    """What the sync needs of a reservation or hold: its unit, its stay (None if the answer
+    has no usable one) and whether it is cancelled."""
+
+    unit: str | None
+    start: dt.date | None
+    end: dt.date | None  # the departure day
+    cancelled: bool = False
+
+
+def parse_reservation(body: Any, reservation_id: str) -> Reservation:
+    """Given a GetReservationById answer, return the reservation. Raise SourceError if it
+    names no unit (without one the change cannot be placed)."""
+    what = f"GetReservationById {reservation_id!r}"
+    if not isinstance(body, dict):
+        raise SourceError(f"{what}: expected a Reservation object, got {_kind(body)}")
+    unit = _native_id(body.get("unitNativePMSID"))
+    if unit is None:
+        raise SourceError(f"{what}: answer has no unitNativePMSID")
+    start, end = _stay(body.get("stayDateRange"), what)
+    return Reservation(unit, start, end, body.get("status") == "Cancelled")
+
+
+def parse_reservation_page(body: Any) -> tuple[list[Reservation], int | None]:
+    """Given a SearchReservationSummaries answer, return (its reservations with a usable
+    stay, totalCount). Raise SourceError if it is not a page of results, or a result has no
+    stay: a stay we cannot read could be the one that books a night."""
+    what = "SearchReservationSummaries"
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        raise SourceError(f"{what}: expected an object with a 'results' list")
+    total = body.get("totalCount")
+    found = []
+    for index, summary in enumerate(body["results"]):
+        if not isinstance(summary, dict):
+            raise SourceError(f"{what}: result {index} is {_kind(summary)}, not an object")
+        start, end = _stay(summary.get("stayDateRange"), f"{what}: result {index}")
+        if start is None or end is None:
+            raise SourceError(f"{what}: result {index} has no stayDateRange")
+        unit = _native_id(summary.get("unitNativePMSID"))
+        found.append(Reservation(unit, start, max(end, start + ONE_DAY)))  # a day-use stay: one night
+    return found, total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+def _stay(value: Any, what: str) -> tuple[dt.date | None, dt.date | None]:
+    if not isinstance(value, dict):
+        return None, None
+    try:
+        return (parse_date(value.get("startDate"), f"{what} startDate"),
+                parse_date(value.get("endDate"), f"{what} endDate"))
+    except SourceError:
+        return None, None
+
+
+def _native_id(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed: a reservation (or hold), how and when it changed."""
+
+    reservation: str
+    kind: str = ""  # changeType: Create | Update | Delete ("" if absent)
+    time: str = ""  # changeTime as sent ("" if absent)
+
+
+def parse_changes(body: Any) -> tuple[list[Change], int | None]:
+    """Given a GetReservationChanges answer (ChangeList), return its changes and its
+    endVersion (None if absent)."""
     if not isinstance(body, dict):
         raise SourceError(f"GetReservationChanges: expected a ChangeList object, got {_kind(body)}")
     changes = body.get("changes") or []
     if not isinstance(changes, list):
         raise SourceError("GetReservationChanges: 'changes' is not a list")
-    ids = set()
+    found = []
     for change in changes:
-        native_id = change.get("nativePMSID") if isinstance(change, dict) else None
-        if isinstance(native_id, int) and not isinstance(native_id, bool):
-            native_id = str(native_id)
-        if not isinstance(native_id, str) or not native_id:
+        native_id = _native_id(change.get("nativePMSID") if isinstance(change, dict) else None)
+        if native_id is None:
             raise SourceError("GetReservationChanges: a change has no reservation nativePMSID")
-        ids.add(native_id)
+        kind, time = change.get("changeType"), change.get("changeTime")
+        found.append(Change(native_id, kind if isinstance(kind, str) else "",
+                            time if isinstance(time, str) else ""))
     end = body.get("endVersion")
     if end is not None and (not isinstance(end, int) or isinstance(end, bool)):
         raise SourceError("GetReservationChanges: endVersion is not an integer")
-    return ids, end
+    return found, end
 
 
 def _kind(value: Any) -> str:

@@ -27,6 +27,12 @@ class UnitOutcome:
     error: str | None = None
     events: int = 0
     rewritten: bool = False  # with --dry-run: would be rewritten
+    verdict: str = ""  # the publish policy's verdict (feeds/policy.py Verdict.kind), if fetched
+    uncovered: list = field(default_factory=list)  # nights Escapia's answer did not cover
+
+    @property
+    def held(self) -> bool:
+        return self.verdict == "held"
 
 @dataclass
 class AccountResult:
@@ -34,6 +40,8 @@ class AccountResult:
     error: str | None = None
     units: list[UnitOutcome] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
+    holds: dict[str, dict] = field(default_factory=dict)  # unit -> its held loss (feeds/holds.py Hold)
+    breaker: dict | None = None  # the account breaker, if tripped
     fetched: int = 0  # units whose calendar was fetched this run
     responses: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operation, status)
 
@@ -41,6 +49,7 @@ class AccountResult:
 class SyncReport:
     accounts: dict[str, AccountResult] = field(default_factory=dict)
     unknown_units: list[str] = field(default_factory=list)  # --unit ids no account lists
+    skipped: dict[str, Any] = field(default_factory=dict)  # account -> the lock holder (LockHolder)
 
     @property
     def failed_units(self) -> list[UnitOutcome]:
@@ -49,6 +58,11 @@ class SyncReport:
     @property
     def failed_accounts(self) -> list[AccountResult]:
         return [a for a in self.accounts.values() if a.error]
+
+    @property
+    def stuck(self) -> dict[str, Any]:
+        """Accounts skipped because a run that may be stuck holds their lock."""
+        return {name: holder for name, holder in self.skipped.items() if holder.stuck}
 
     @property
     def ok(self) -> bool:

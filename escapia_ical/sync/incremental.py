@@ -3,15 +3,26 @@
 Each tick asks ``GetReservationChanges`` what happened since the last version seen (one
 request when nothing did), maps changed reservations to their units with
 ``GetReservationById`` (which also answers for cancelled ones), and fetches only those
-units. A reconcile still fetches every unit once per ``reconcile_hours``, spread over the
-ticks (each unit has a slot), so no tick fetches everything and a change the feed missed
-is corrected within that period. Unit discovery happens at the same pace.
+units, plus units whose loss of nights is held by the publish policy (to confirm or release
+it). A reconcile still fetches every unit once per ``reconcile_hours``, spread over the
+ticks (each unit has a slot), so no tick fetches everything and a change the feed missed is
+corrected within that period. Unit discovery happens at the same pace.
 
-State (``state_dir/accounts/<account>/changes.json``):
-  cursor        the change-feed version to ask from; absent -> a full sync, then the
-                cursor is taken from the feed (also when Escapia rejects it)
+The change feed is also *evidence* for the publish policy: a reservation now cancelled,
+moved away or shortened explains the nights its unit's calendar frees (``Plan.freed``).
+
+The feed is read from one version *before* the cursor, so that the change at the cursor
+comes back every time (and is skipped, by its id, type and time): an answer without it
+means Escapia no longer has that version — its versions were reset, or the state came from
+elsewhere — and the run falls back to a full sync instead of trusting a cursor Escapia
+will never reach.
+
+State (``state_dir/accounts/<account>/changes.json``), each part checked when read (a part
+of the wrong shape is reported and ignored; the next save rewrites it):
+  cursor        the change-feed version to ask from; absent -> a full sync
+  at_cursor     the changes read last (id, type, time), to skip when read again
   units         the distributed units and when they were listed
-  reservations  reservation id -> unit id, to also refetch the unit a stay moved away from
+  reservations  reservation id -> [unit, first night, departure] (the stay may be unknown)
   fetched       unit id -> when it was last fetched successfully
   pending       units whose fetch is owed (it failed, or the run deadline came first)
 The cursor and the rest are saved only after the run's feeds were handled: a crash means
@@ -30,14 +41,19 @@ from typing import Any
 
 from escapia_ical.config import HsapiAccount
 from escapia_ical.errors import DeadlineReached
+from escapia_ical.feeds import spans
+from escapia_ical.feeds.spans import Span
 from escapia_ical.model import Unit
 from escapia_ical.sources.hsapi import CursorRejected, HsapiSource
+from escapia_ical.sources.hsapi_decode import Change, Reservation
 from escapia_ical.state import AccountState, read_json, write_json
 
 log = logging.getLogger(__name__)
 
 TICK = dt.timedelta(minutes=5)  # the cron interval the reconcile is spread over
 MAX_REMEMBERED_RESERVATIONS = 50_000
+MAX_REMEMBERED_CHANGES = 500
+Stay = tuple[str, dt.date | None, dt.date | None]  # unit, first night, departure
 
 
 @dataclass
@@ -48,9 +64,11 @@ class Plan:
     fetch: set[str]
     cursor: int
     reasons: dict[str, int] = field(default_factory=dict)  # why units are fetched, for -v
-    reservations: dict[str, str] = field(default_factory=dict)
+    reservations: dict[str, Stay] = field(default_factory=dict)
     listed_at: str = ""
     owed: set[str] = field(default_factory=set)  # changed units not listed: fetched once they are
+    freed: dict[str, list[Span]] = field(default_factory=dict)  # unit -> nights the feed shows freed
+    at_cursor: list[Change] = field(default_factory=list)
 
 
 def forget_units(state: AccountState) -> None:
@@ -67,35 +85,41 @@ class ChangeTracker:
     def __init__(self, account: HsapiAccount, state: AccountState):
         self.account = account
         self.path = state.folder / "changes.json"
-        data = read_json(self.path)
-        self.data: dict[str, Any] = data if isinstance(data, dict) else {}
+        self.data = _checked(read_json(self.path), self.path)
         self.period = dt.timedelta(hours=account.reconcile_hours)
 
     def plan(self, source: HsapiSource, now: dt.datetime, *, full: bool = False,
-             deadline: float = math.inf) -> Plan:
-        """Return this tick's plan. ``full`` fetches every unit (and keeps the cursor going).
-        Raise DeadlineReached if reading the change feed outlasts ``deadline``."""
+             deadline: float = math.inf, held: set[str] = frozenset()) -> Plan:
+        """Return this tick's plan. ``full`` fetches every unit (and keeps the cursor going);
+        ``held`` units (a loss held by the publish policy) are fetched too. Raise
+        DeadlineReached if reading the change feed outlasts ``deadline``."""
         units, listed_at = self._units(source, now, rediscover=full)
-        reservations = {str(k): str(v) for k, v in (self.data.get("reservations") or {}).items()}
-        cursor = self.data.get("cursor")
-        if not isinstance(cursor, int) or isinstance(cursor, bool):
-            cursor = None
+        reservations = dict(self.data["reservations"])
+        cursor = self.data["cursor"]
+        changes: list[Change] = []
         if cursor is not None:
             try:
-                changed, new_cursor = source.changes_since(cursor, deadline)
+                changes, new_cursor = self._read_from(source, cursor, deadline)
             except CursorRejected as exc:
                 log.warning("%s: %s; fetching every unit", self.account.name, exc)
                 cursor = None
         if cursor is None:  # first run, lost state or rejected cursor: fetch everything, and
             # follow the feed from now on (skipping the history: those units are all fetched)
-            _, new_cursor = source.changes_since(source.recent_version(deadline), deadline)
+            # From one version before the one found, so the change there is remembered and
+            # the next tick, which reads it again, knows it.
+            at_cursor, new_cursor = source.changes_since(max(source.recent_version(deadline) - 1, 0),
+                                                         deadline)
             everything = self._tracked(units)
-            return Plan(units, everything, new_cursor, {"full": len(everything)}, reservations, listed_at)
+            return Plan(units, everything, new_cursor, {"full": len(everything)}, reservations, listed_at,
+                        at_cursor=at_cursor)
         ids = self._tracked(units)
-        reasons: dict[str, int] = {}
+        fresh = _unseen(changes, self.data["at_cursor"])
+        changed = {c.reservation for c in fresh}
+        remembered = changes[-MAX_REMEMBERED_CHANGES:] if changes else self.data["at_cursor"]
         if len(changed) > len(ids):  # cheaper to fetch every unit than to look each one up
-            return Plan(units, ids, new_cursor, {"many changes": len(ids)}, reservations, listed_at)
-        touched = self._changed_units(source, changed, reservations, deadline)
+            return Plan(units, ids, new_cursor, {"many changes": len(ids)}, reservations, listed_at,
+                        at_cursor=remembered)
+        touched, freed = self._changed_units(source, changed, reservations, deadline)
         if touched - {u.id for u in units} and listed_at != now.isoformat():
             # A change for a unit the cached list lacks: the list is stale (a new unit, or a
             # listing that missed one). List again now rather than lose the change for hours.
@@ -106,47 +130,59 @@ class ChangeTracker:
             log.warning("%s: changes for unit(s) Escapia does not list: %s; listing again next run",
                         self.account.name, ", ".join(sorted(unlisted)[:5]))
             listed_at = ""
+        reasons: dict[str, int] = {}
         fetch = self._add(set(), reasons, "changed", touched & ids)
         if full:
             self._add(fetch, reasons, "full", ids)
-        pending = set(self.data.get("pending") or [])
+        pending = set(self.data["pending"])
         self._add(fetch, reasons, "pending", pending & ids)
+        self._add(fetch, reasons, "held", set(held) & ids)
         unlisted |= pending - {u.id for u in units}  # owed, still not listed: keep owing
-        fetched = self.data.get("fetched") or {}
+        fetched = self.data["fetched"]
         self._add(fetch, reasons, "new", {u for u in ids if u not in fetched})
         self._add(fetch, reasons, "reconcile", {u for u in ids if self._due(u, fetched.get(u), now)})
-        return Plan(units, fetch, new_cursor, reasons, reservations, listed_at, owed=unlisted)
+        return Plan(units, fetch, new_cursor, reasons, reservations, listed_at, owed=unlisted, freed=freed,
+                    at_cursor=remembered)
 
     def commit(self, plan: Plan, succeeded: set[str], now: dt.datetime) -> None:
         """Save the cursor and what was fetched; owe the units whose fetch did not succeed."""
-        fetched = dict(self.data.get("fetched") or {})
+        fetched = dict(self.data["fetched"])
         fetched.update((u, now.isoformat()) for u in succeeded)
         ids = self._tracked(plan.units)
         reservations = dict(list(plan.reservations.items())[-MAX_REMEMBERED_RESERVATIONS:])
         self.data = {
             "cursor": plan.cursor,
-            "units": [{"id": u.id, "name": u.name, "code": u.code} for u in plan.units],
+            "at_cursor": plan.at_cursor,
+            "units": plan.units,
             "listed_at": plan.listed_at,
             "reservations": reservations,
             "fetched": {u: t for u, t in fetched.items() if u in ids},
             "pending": sorted(((plan.fetch - succeeded) & ids) | plan.owed),
         }
-        write_json(self.path, self.data)
+        write_json(self.path, _to_json(self.data))
 
     # -- the parts of a plan ----------------------------------------------------------
 
+    def _read_from(self, source: HsapiSource, cursor: int, deadline: float) -> tuple[list[Change], int]:
+        """Read the feed from one version before ``cursor`` (see the module docstring); raise
+        CursorRejected if the change at the cursor does not come back."""
+        if cursor <= 0:
+            return source.changes_since(cursor, deadline)
+        changes, end = source.changes_since(cursor - 1, deadline, known_end=cursor)
+        if not changes or end < cursor:
+            raise CursorRejected(f"the change feed has no change at version {cursor} any more "
+                                 "(were Escapia's versions reset?)")
+        return changes, end
+
     def _units(self, source: HsapiSource, now: dt.datetime, *, rediscover: bool) -> tuple[list[Unit], str]:
         """Return the distributed units: from state, or rediscovered once per period."""
-        cached, listed_at = self.data.get("units"), self.data.get("listed_at")
+        cached, listed_at = self.data["units"], self.data["listed_at"]
         try:
             fresh = now - dt.datetime.fromisoformat(listed_at) < self.period
         except (TypeError, ValueError):
             fresh = False
-        if cached and fresh and not rediscover and isinstance(cached, list):
-            try:
-                return [Unit(str(u["id"]), str(u["name"]), str(u.get("code", ""))) for u in cached], listed_at
-            except (KeyError, TypeError):
-                pass
+        if cached and fresh and not rediscover:
+            return cached, listed_at
         return source.list_units(), now.isoformat()
 
     def _tracked(self, units: list[Unit]) -> set[str]:
@@ -154,23 +190,27 @@ class ChangeTracker:
         wanted = self.account.units
         return {u.id for u in units if wanted == "all" or u.id in wanted}
 
-    def _changed_units(self, source: HsapiSource, changed: set[str], reservations: dict[str, str],
-                       deadline: float) -> set[str]:
+    def _changed_units(self, source: HsapiSource, changed: set[str], reservations: dict[str, Stay],
+                       deadline: float) -> tuple[set[str], dict[str, list[Span]]]:
         """Return the units touched by the changed reservations (where they are now, and
-        where they were, for a stay moved between units); remember where they are."""
-        units = set()
-        for reservation in sorted(changed):
+        where they were, for a stay moved between units) and the nights each change freed;
+        remember where each reservation is now."""
+        units: set[str] = set()
+        freed: dict[str, list[Span]] = {}
+        for reservation_id in sorted(changed):
             if time.monotonic() > deadline:
                 raise DeadlineReached("the run deadline passed while mapping changes to units; "
                                       "they are read again at the next run")
-            now_in, before_in = source.reservation_unit(reservation), reservations.pop(reservation, None)
-            units |= {u for u in (now_in, before_in) if u}
-            if now_in:
-                reservations[reservation] = now_in
-            elif before_in is None:
+            now_in, before = source.reservation(reservation_id), reservations.pop(reservation_id, None)
+            units |= {u for u in (now_in.unit if now_in else None, before[0] if before else None) if u}
+            for unit, nights in _freed(before, now_in):
+                freed[unit] = spans.union(freed.get(unit, []), nights)
+            if now_in and now_in.unit:
+                reservations[reservation_id] = (now_in.unit, now_in.start, now_in.end)
+            elif before is None:
                 log.info("%s: change to unknown reservation %s ignored (the reconcile covers it)",
-                         self.account.name, reservation)
-        return units
+                         self.account.name, reservation_id)
+        return units, freed
 
     def _due(self, unit_id: str, last: str | None, now: dt.datetime) -> bool:
         """Is the unit's reconcile due? At its slot of the period if its last fetch is at
@@ -193,3 +233,88 @@ class ChangeTracker:
             reasons[reason] = reasons.get(reason, 0) + len(new)
         fetch |= new
         return fetch
+
+
+def _unseen(changes: list[Change], seen: list[Change]) -> list[Change]:
+    """Return the changes not read before. Only a change with a time can be recognised: one
+    without is taken as new (one lookup too many, never a change missed)."""
+    known = {c for c in seen if c.time}
+    return [c for c in changes if c not in known]
+
+
+def _freed(before: Stay | None, now: Reservation | None) -> list[tuple[str, list[Span]]]:
+    """Return the (unit, nights) a change freed: the whole stay of a cancelled or vanished
+    reservation, the old stay of one moved to another unit, the nights it no longer covers
+    when its dates changed."""
+    freed = []
+    if now is not None and now.cancelled and now.unit and now.start and now.end:
+        freed.append((now.unit, [(now.start, now.end)]))
+    if before is not None and before[1] and before[2]:
+        unit, stay = before[0], [(before[1], before[2])]
+        if now is None or now.cancelled or now.unit != unit:
+            freed.append((unit, stay))
+        elif now.start and now.end:
+            freed.append((unit, spans.subtract(stay, [(now.start, now.end)])))
+    return freed
+
+
+def _checked(data: Any, path: Any) -> dict[str, Any]:
+    """Return changes.json's content with every part of the wrong shape replaced by its
+    empty value (and reported once), so that a damaged file never fails the account."""
+    data = data if isinstance(data, dict) else {}
+    bad: list[str] = []
+
+    def part(key: str, convert, empty):
+        if key not in data:
+            return empty
+        try:
+            return convert(data[key])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            bad.append(key)
+            return empty
+
+    checked = {
+        "cursor": part("cursor", _version, None),
+        "at_cursor": part("at_cursor", lambda v: [Change(*map(_text, c)) for c in v], []),
+        "units": part("units", lambda v: [Unit(_text(u["id"]), _text(u["name"]), _text(u.get("code", "")))
+                                          for u in v], []),
+        "listed_at": part("listed_at", lambda v: _text(v) if v else "", ""),
+        "reservations": part("reservations", lambda v: {_text(k): _stay(s) for k, s in v.items()}, {}),
+        "fetched": part("fetched", lambda v: {_text(k): _text(t) for k, t in v.items()}, {}),
+        "pending": part("pending", lambda v: [_text(u) for u in v], []),
+    }
+    if bad:
+        log.warning("state file %s: ignoring %s (wrong shape); it is rebuilt", path, ", ".join(bad))
+    return checked
+
+
+def _version(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError("not a version")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return value
+
+
+def _stay(value: Any) -> Stay:
+    if isinstance(value, str):  # written by 0.1.0: the unit only
+        return value, None, None
+    unit, start, end = value
+    return (_text(unit), dt.date.fromisoformat(start) if start else None,
+            dt.date.fromisoformat(end) if end else None)
+
+
+def _to_json(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **data,
+        "at_cursor": [[c.reservation, c.kind, c.time] for c in data["at_cursor"]],
+        "units": [{"id": u.id, "name": u.name, "code": u.code} for u in data["units"]],
+        "reservations": {r: [u, s.isoformat() if s else None, e.isoformat() if e else None]
+                         for r, (u, s, e) in data["reservations"].items()},
+    }

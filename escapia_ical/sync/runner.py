@@ -1,8 +1,9 @@
 """One sync: every selected account and unit, from Escapia to published feeds.
 
-config → source → blocked ranges → feed renderer → publisher → status. A failure is
-recorded against the unit (or the account) it belongs to and the run goes on; nothing
-failed ever replaces a published feed.
+config → source → blocked ranges → publish policy → feed renderer → publisher → status.
+Each account is synced under its own lock; a failure is recorded against the unit (or the
+account) it belongs to and the run goes on; nothing failed ever replaces a published feed,
+and no night leaves a feed unless the publish policy (feeds/policy.py) says so.
 """
 
 from __future__ import annotations
@@ -11,13 +12,18 @@ import datetime as dt
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 from escapia_ical.config import Account, Config
-from escapia_ical.errors import EscapiaIcalError, SourceError
+from escapia_ical.errors import EscapiaIcalError, LockHeld, SourceError
+from escapia_ical.feeds import spans
+from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.names import account_feed_filename
+from escapia_ical.feeds.policy import PublishPolicy
 from escapia_ical.feeds.publish import clean_temp_files
-from escapia_ical.model import FeedWindow, Unit
+from escapia_ical.feeds.ranges import feed_blocks
+from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.sources import Source, make_source
 from escapia_ical.state import AccountState
 from escapia_ical.sync.context import (
@@ -29,54 +35,78 @@ from escapia_ical.sync.context import (
     describe,
     fail,
 )
+from escapia_ical.sync.identity import claim_state
 from escapia_ical.sync.incremental import ChangeTracker
-from escapia_ical.sync.units import (
-    build_feed,
-    fetch_blocks,
-    fetch_units,
-    previous_entry,
-    roll_unit,
-    stored_ranges,
-)
+from escapia_ical.sync.lock import STUCK_MARGIN, account_lock
+from escapia_ical.sync.stamps import build_feed, previous_entry, stored_ranges
+from escapia_ical.sync.units import fetch_units, roll_unit
 
 log = logging.getLogger(__name__)
+MAX_LINES = 5  # held or uncovered units named one per line; the rest are counted
 
 
-def run_sync(config: Config, options: SyncOptions) -> SyncReport:
-    """Fetch, render and publish every selected feed; return what happened to each.
+def run_sync(config: Config, options: SyncOptions, report: SyncReport | None = None,
+             on_start: Callable[[], None] | None = None) -> SyncReport:
+    """Fetch, judge and publish every selected feed; fill ``report`` (a new one if None)
+    with what happened to each, and return it.
 
-    Never raises for a failure of one unit or account: it is in the report. The caller
-    holds the sync lock (unless this is a dry run, which writes no feed).
+    Each account is synced under its own lock (not for a dry run, which writes no feed);
+    an account whose lock another run holds is skipped and noted in ``report.skipped``.
+    ``on_start`` is called once, when the first account is about to be synced. Never
+    raises for a failure of one unit or account: it is in the report.
     """
-    report = SyncReport()
+    report = report if report is not None else SyncReport()
     today = options.today or dt.date.today()
     run = RunContext(config, options, today, feed_window(config, today),
                      time.monotonic() + config.deadline_seconds)
     found_units: set[str] = set()
+    started = False
     for account in config.accounts:
         if options.accounts and account.name not in options.accounts:
             continue
-        result = AccountResult(account.name)
-        report.accounts[account.name] = result
-        source = make_source(account, config.state_dir, sleep=options.sleep, deadline=run.deadline)
         try:
-            _sync_account(run, account, source, result, found_units)
-        except Exception as exc:  # noqa: BLE001 - one account must never stop the others
-            result.error = describe(exc, account)
-            log.error("%s: %s", account.name, result.error)
-            log.debug("%s: details", account.name, exc_info=not isinstance(exc, EscapiaIcalError))
-        finally:
-            result.requests = Counter(source.requests_by_operation)
-            result.responses = Counter(source.responses_by_status)
-    report.unknown_units = [u for u in options.units if u not in found_units]
+            with _account_lock(config, account, options.dry_run):
+                if not started and on_start is not None:
+                    on_start()
+                started = True
+                _run_account(run, account, report, found_units)
+        except LockHeld as exc:
+            report.skipped[account.name] = exc.holder
+            log.info("%s: skipped: %s", account.name, exc)
+    report.unknown_units = [u for u in options.units if u not in found_units and not report.skipped]
     for unit_id in report.unknown_units:
         log.error("unit %r is not distributed by any selected account", unit_id)
     return report
+
 
 def feed_window(config: Config, today: dt.date | None = None) -> FeedWindow:
     """Return the nights feeds show: ``past_days`` back to ``future_days`` ahead of today
     (the host's local date)."""
     return FeedWindow.around(today or dt.date.today(), config.feeds.past_days, config.feeds.future_days)
+
+
+def _account_lock(config: Config, account: Account, dry_run: bool) -> AbstractContextManager[None]:
+    if dry_run:
+        return nullcontext()
+    return account_lock(config.state_dir, account.name, stuck_after=config.deadline_seconds + STUCK_MARGIN)
+
+
+def _run_account(run: RunContext, account: Account, report: SyncReport, found_units: set[str]) -> None:
+    result = AccountResult(account.name)
+    report.accounts[account.name] = result
+    source = make_source(account, run.config.state_dir, sleep=run.options.sleep, deadline=run.deadline)
+    try:
+        _sync_account(run, account, source, result, found_units)
+    except Exception as exc:  # noqa: BLE001 - one account must never stop the others
+        result.error = describe(exc, account)
+        log.error("%s: %s", account.name, result.error)
+        log.debug("%s: details", account.name, exc_info=not isinstance(exc, EscapiaIcalError))
+    finally:
+        result.requests = Counter(source.requests_by_operation)
+        result.responses = Counter(source.responses_by_status)
+        for line in source.notes.lines():
+            log.warning("%s: %s", account.name, line)
+
 
 def _sync_account(run: RunContext, account: Account, source: Source, result: AccountResult,
                   found_units: set[str]) -> None:
@@ -86,32 +116,42 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     if not options.dry_run:
         clean_temp_files(folder)
         clean_temp_files(state.folder)  # a crash mid-write may have left a token copy
+        claim_state(state, account)
+    book = HoldBook.load(state.folder)
     tracker = ChangeTracker(account, state) if _incremental(account) else None
-    plan = (tracker.plan(source, options.now(), full=options.full, deadline=run.deadline)
-            if tracker else None)
+    plan = (tracker.plan(source, options.now(), full=options.full, deadline=run.deadline,
+                         held=set(book.holds)) if tracker else None)
     listed = plan.units if plan else source.list_units()
     stamps = state.feed_stamps()
-    if not listed and stamps and not options.force:
+    if not listed and stamps:
         # Units do not vanish all at once: more likely an API or distribution fault.
-        # Their feeds stay as they are; --force accepts the empty list.
-        raise SourceError(f"Escapia lists no units, but {len(stamps)} feeds were published "
-                          "before; keeping them (--force accepts the empty list)")
+        if book.listing_accepted is None:
+            raise SourceError(f"Escapia lists no units, but {len(stamps)} feeds were published before; "
+                              f"keeping them (`escapia-ical accept --account {account.name}` accepts the "
+                              "empty list once)")
+        log.warning("%s: Escapia lists no units; accepted by %s", account.name, book.listing_accepted.by)
+    book.listing_accepted = None
     units = _select_units(account, listed, options.units, result)
     found_units.update(u.id for u in units)
+    if not options.units:  # a unit Escapia no longer lists has no loss left to hold
+        for gone in set(book.holds) - {u.id for u in units}:
+            del book.holds[gone]
     outcomes = [UnitOutcome(account.name, u.id, folder / account_feed_filename(account, u.id)) for u in units]
     result.units.extend(outcomes)
     # Without a change feed every unit is fetched; with one, only what it says changed, the
-    # reconcile's share, and units whose stored calendar cannot be re-rendered.
+    # reconcile's share, held units, and units whose stored calendar cannot be re-rendered.
     fetch = [(u, o) for u, o in zip(units, outcomes, strict=True)
              if plan is None or u.id in plan.fetch or not stored_ranges(stamps.get(o.path.name))]
     if plan and plan.reasons:
         log.info("%s: fetching %d of %d units (%s)", account.name, len(fetch), len(units),
                  ", ".join(f"{n} {why}" for why, n in plan.reasons.items()))
+    policy = PublishPolicy(account.name, config.feeds, book, run.today, run.window, options.now(),
+                           plan.freed if plan else None)
     succeeded: set[str] = set()
     options.progress.begin(account.name, len(units))
     try:
         fetched = {u.id for u, _ in fetch}
-        fetch_units(run, account, source, fetch, stamps, succeeded)
+        fetch_units(run, account, source, fetch, stamps, succeeded, policy)
         for unit, outcome in zip(units, outcomes, strict=True):
             if unit.id not in fetched:
                 try:
@@ -122,23 +162,56 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     finally:
         options.progress.end()
         result.fetched = len(succeeded)
+        _report_verdicts(account, outcomes, policy, run.window)
+        result.holds = {u: h.to_json() for u, h in book.holds.items()}
+        result.breaker = book.breaker.to_json() if book.breaker else None
         if not options.dry_run:
             state.save_feed_stamps(stamps)
+            book.save()
             if tracker and plan:
                 tracker.commit(plan, succeeded, options.now())
+
+
+def _report_verdicts(account: Account, outcomes: list[UnitOutcome], policy: PublishPolicy,
+                     window: FeedWindow) -> None:
+    """Turn held units and answers that covered too little into unit errors (exit 1), one
+    line each for the first few and one line for the rest."""
+    lines = []
+    for outcome in outcomes:
+        if outcome.error is not None:
+            continue
+        if outcome.held:
+            outcome.error = policy.held_message(outcome.unit_id)
+        elif outcome.uncovered:
+            last = window.end - dt.timedelta(days=1)
+            outcome.error = (f"Escapia's answer does not cover {spans.describe(outcome.uncovered)} of the "
+                             f"feed window ({window.start}..{last}): those {spans.count(outcome.uncovered)} "
+                             "nights are published as blocked")
+        else:
+            continue
+        lines.append(f"{account.name}/{outcome.unit_id}: {outcome.error}")
+    for line in lines[:MAX_LINES if len(lines) > MAX_LINES + 1 else None]:
+        log.error("%s", line)
+    if len(lines) > MAX_LINES + 1:
+        log.error("%s: %d more units held or not covered (escapia-ical status lists them)",
+                  account.name, len(lines) - MAX_LINES)
+
 
 def _incremental(account: Account) -> bool:
     return account.api == "hsapi" and account.mode == "incremental"
 
+
 def preview_feed(config: Config, account: Account, source: Source, unit: Unit) -> bytes:
-    """Return the feed a sync would write for ``unit`` now; nothing is written."""
-    today = dt.date.today()
-    run = RunContext(config, SyncOptions(), today, feed_window(config, today))
+    """Return the feed Escapia's answer for ``unit`` makes now (its uncovered nights
+    blocked), before the publish policy: nothing is compared, held or written."""
+    window = feed_window(config)
     stamps = AccountState(config.state_dir, account.name).feed_stamps()
     path = config.output_dir / account.name / account_feed_filename(account, unit.id)
-    blocks = fetch_blocks(run, account, source, unit, None, guard=False)
+    answer = source.calendar(unit, window)
+    uncovered = spans.subtract([(max(dt.date.today(), window.start), window.end)], answer.covered)
+    blocks = feed_blocks([*answer.ranges, *(BlockedRange(s, e) for s, e in uncovered)], window)
     content, _ = build_feed(config, account, unit, blocks, previous_entry(stamps, unit.id, path),
-                            dt.datetime.now(dt.UTC))
+                            dt.datetime.now(dt.UTC), uncovered)
     return content
 
 

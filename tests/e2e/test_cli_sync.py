@@ -129,16 +129,42 @@ def test_status_records_each_unit(deployment):
     assert status["run"]["exit_code"] == 1
 
 
+def hold_lock(deployment, account: str, since: dt.datetime):
+    """Hold an account's sync lock as a run started at ``since`` would."""
+    lock = deployment.state / "accounts" / account / "sync.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    held = open(lock, "w")  # noqa: SIM115 - held across the caller's block
+    fcntl.flock(held, fcntl.LOCK_EX)
+    held.write(f"4242 {since.isoformat()}\n")
+    held.flush()
+    return held
+
+
 def test_concurrent_second_sync_exits_75_silently(deployment):
-    lock = deployment.state / "sync.lock"
-    deployment.state.mkdir(parents=True)
-    with open(lock, "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    with hold_lock(deployment, "sandbox", dt.datetime.now(dt.UTC)):
         quiet = deployment.run("sync")
         verbose = deployment.run("sync", "-v")
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (75, "", "")
-    assert verbose.returncode == 75 and "another sync is running" in verbose.stderr
+    assert verbose.returncode == 75 and "account 'sandbox' is being synced by pid 4242" in verbose.stderr
     assert not (deployment.output / "sandbox").exists()
+
+
+def test_a_stuck_account_is_reported_once_and_does_not_freeze_the_others(deployment):
+    write_config(deployment.config, account_yaml(name="stuck") + account_yaml(name="other"))
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    with hold_lock(deployment, "stuck", since):
+        first, second = deployment.run("sync"), deployment.run("sync")
+        status = deployment.run("status", "--json")
+    assert first.returncode == 1 and first.stderr.count("\n") == 1
+    assert first.stderr.startswith("escapia-ical: error: stuck: not synced: pid 4242 since ")
+    assert "holds its lock, longer than a run may last" in first.stderr
+    assert (second.returncode, second.stderr) == (0, ""), "reported once"
+    assert sorted(p.name for p in (deployment.output / "other").iterdir()) == sorted(
+        deployment.feed(u, "other").name for u in deployment.sandbox.unit_ids())
+    assert not (deployment.output / "stuck").exists()
+    recorded = json.loads((deployment.state / "status.json").read_text())["accounts"]["stuck"]
+    assert recorded["lock_stuck"] == {"pid": 4242, "since": since.replace(microsecond=0).isoformat()}
+    assert status.returncode == 2
 
 
 def test_two_real_syncs_overlapping(deployment):
@@ -266,9 +292,7 @@ def test_crontab_example_line_runs_against_the_sandbox(deployment):
 def test_locked_out_run_is_silent_even_with_a_config_warning(deployment):
     deployment.config.write_text(deployment.config.read_text().replace("${SANDBOX_SECRET}", "sandbox-secret"))
     deployment.config.chmod(0o644)  # holds a literal secret: warns, but only once it runs
-    deployment.state.mkdir(parents=True)
-    with open(deployment.state / "sync.lock", "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    with hold_lock(deployment, "sandbox", dt.datetime.now(dt.UTC)):
         locked = deployment.run("sync")
     assert (locked.returncode, locked.stdout, locked.stderr) == (75, "", "")
     running = deployment.run("sync")

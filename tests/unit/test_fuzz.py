@@ -352,7 +352,7 @@ ANY_DATE = EDGE_DATES | st.dates()
 @given(pairs=st.lists(st.tuples(ANY_DATE, ANY_DATE) | ANY_DATE.map(lambda d: (d, d)), max_size=8),
        suffix=st.sampled_from(["", "T00:00:00", "T00:00:00.0000000", "Z", "-10:00"]))
 def test_nonavailability_to_ranges(pairs, suffix):
-    """HsapiSource.blocked_ranges' conversion, for both readings of endDate."""
+    """HsapiSource.calendar's conversion, for both readings of endDate."""
     body = json.dumps([{"$id": str(i), "dateRange": {"startDate": s.isoformat() + suffix,
                                                      "endDate": e.isoformat() + suffix}}
                        for i, (s, e) in enumerate(pairs)]).encode()
@@ -360,7 +360,7 @@ def test_nonavailability_to_ranges(pairs, suffix):
     assert decoded == pairs
     for mode in ("exclusive", "inclusive"):
         for start, end in decoded:
-            converted = range_from_api(start, end, mode, where="acct/unit: ")
+            converted = range_from_api(start, end, mode)
             if end < start or start == D.max:
                 assert converted is None
                 continue
@@ -402,7 +402,10 @@ def _segment_answer(start: str | None, daily: str | None, end: str | None) -> by
 def _decode(start, daily, end, blocked_codes) -> tuple[DailyDecoder, list[BlockedRange]]:
     answer = parse_answer(_segment_answer(start, daily, end), "UnitCalendarAvail")
     decoder = DailyDecoder("acct", blocked_codes)
-    return decoder, decoder.ranges(parse_unit_calendar(answer, "1911-1"), "acct/1911-1")
+    calendar = decoder.calendar(parse_unit_calendar(answer, "1911-1"), "acct/1911-1")
+    letters = "".join((daily or "").split())
+    assert calendar.covered == ((D.fromisoformat(start), D.fromisoformat(start) + dt.timedelta(days=len(letters))),)
+    return decoder, list(calendar.ranges)
 
 
 def _check_daily(start: D, daily: str, blocked_codes: str, decoder: DailyDecoder,
@@ -434,7 +437,9 @@ def test_daily_availability(start, daily, blocked_codes, end):
     try:
         decoder, ranges = _decode(start.isoformat(), daily, end, blocked_codes)
     except SourceError:
-        assert not "".join(daily.split()), "SourceError for a usable string"
+        letters = "".join(daily.split())
+        stated = (D.fromisoformat(end) - start).days if end not in (None, "", "junk") else 0
+        assert not letters or len(letters) < stated, "SourceError for a usable string"
         return
     _check_daily(start, daily, blocked_codes, decoder, ranges)
 
@@ -550,7 +555,7 @@ STAMP = st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(21
 @given(case=windows_and_ranges(), stamp=STAMP)
 def test_render_blocks_exactly_the_input_nights(case, stamp):
     window, ranges = case
-    blocks = feed_blocks(ranges, window, where="acct/unit: ")
+    blocks = feed_blocks(ranges, window)
     raw = render_feed("acct", Unit("u1", "Unit 1"), blocks, FeedSettings(), stamp)
     _check_ics(raw)
     events = _events(raw)

@@ -143,7 +143,7 @@ def test_every_data_call_carries_the_hsapi_headers_and_bearer(rsps, make_source)
     source = make_source()
 
     source.list_units()
-    source.blocked_ranges(UNIT, WINDOW)
+    list(source.calendar(UNIT, WINDOW).ranges)
 
     data_calls = calls_to(rsps, UNITS_URL) + calls_to(rsps, NONAV_URL)
     assert len(data_calls) == 2
@@ -207,8 +207,8 @@ def test_one_instance_fetches_one_token_for_all_its_calls(rsps, make_source):
     source = make_source()
 
     source.list_units()
-    source.blocked_ranges(UNIT, WINDOW)
-    source.blocked_ranges(UNIT, WINDOW)
+    list(source.calendar(UNIT, WINDOW).ranges)
+    list(source.calendar(UNIT, WINDOW).ranges)
 
     assert len(calls_to(rsps, TOKEN_URL)) == 1
     assert source.requests_by_operation == {"auth/token": 1, "SearchUnitSummaries": 1,
@@ -361,7 +361,7 @@ def test_second_401_is_an_auth_error(rsps, make_source, waits):
     rsps.add(responses.POST, NONAV_URL, status=401)
 
     with pytest.raises(AuthError, match="GetUnitNonAvailability"):
-        make_source().blocked_ranges(UNIT, WINDOW)
+        list(make_source().calendar(UNIT, WINDOW).ranges)
 
     assert len(calls_to(rsps, TOKEN_URL)) == 2  # the first token and one refresh
     assert len(calls_to(rsps, NONAV_URL)) == 2
@@ -538,7 +538,8 @@ def fetch(rsps, make_source):
     def run(body, *, end_date: str = "exclusive", status: int = 200) -> list[BlockedRange]:
         kwargs = {"body": body} if isinstance(body, bytes) else {"json": body}
         rsps.add(responses.POST, NONAV_URL, status=status, **kwargs)
-        return make_source(make_account(end_date=end_date)).blocked_ranges(UNIT, WINDOW)
+        run.source = make_source(make_account(end_date=end_date))
+        return list(run.source.calendar(UNIT, WINDOW).ranges)
 
     return run
 
@@ -574,8 +575,19 @@ def test_end_before_start_is_skipped_with_a_warning_and_others_kept(fetch, caplo
 
     assert ranges == [BlockedRange(D(2026, 5, 1), D(2026, 5, 4)),
                       BlockedRange(D(2026, 5, 20), D(2026, 5, 22))]
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("acme/47110" in m and "2026-05-10" in m and "end before start" in m for m in warnings)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # counted, reported per run
+    assert fetch.source.notes.lines() == [
+        "1 ranges ignored: end before start (1 unit; first: 47110 2026-05-10..2026-05-08)"]
+
+
+def test_a_server_ignoring_the_dates_asked_costs_one_line_per_run_not_one_per_range(fetch, caplog):
+    far = [(f"{1990 + i // 300}-01-{1 + i % 28:02d}", f"{1990 + i // 300}-02-01") for i in range(3000)]
+    with caplog.at_level(logging.DEBUG):
+        ranges = fetch(nonav(*far, ("2026-05-01", "2026-05-04")))
+    assert ranges == [BlockedRange(D(2026, 5, 1), D(2026, 5, 4))]
+    assert not [r for r in caplog.records if "1990" in r.getMessage()]
+    assert fetch.source.notes.lines() == [
+        "3000 ranges ignored: outside the dates asked for (1 unit; first: 47110 1990-01-01..1990-02-01)"]
 
 
 def test_unknown_keys_and_guest_data_in_items_are_ignored(fetch):
@@ -643,7 +655,7 @@ def test_timeouts_on_nonavailability_end_in_transport_error(rsps, make_source, w
     rsps.add(responses.POST, NONAV_URL, body=requests.ReadTimeout("read timed out"))
 
     with pytest.raises(TransportError):
-        make_source().blocked_ranges(UNIT, WINDOW)
+        list(make_source().calendar(UNIT, WINDOW).ranges)
 
     assert len(calls_to(rsps, NONAV_URL)) == 4
     assert len(waits) == 3

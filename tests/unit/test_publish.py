@@ -7,7 +7,7 @@ import pytest
 
 from escapia_ical.errors import LockHeld, PublishError
 from escapia_ical.feeds.publish import clean_temp_files, publish_feed
-from escapia_ical.sync.lock import sync_lock
+from escapia_ical.sync.lock import account_lock
 
 
 def test_first_publish_writes_file_with_mode_0644_and_no_temp_left(tmp_path):
@@ -91,9 +91,9 @@ def test_clean_temp_files_removes_only_our_temp_files(tmp_path):
 
 
 def test_second_lock_holder_is_refused_and_lock_is_released(tmp_path):
-    with (sync_lock(tmp_path), pytest.raises(LockHeld, match="another sync is running"),
-          sync_lock(tmp_path)):
+    with (account_lock(tmp_path, "a"), pytest.raises(LockHeld, match="account 'a' is being synced by pid"),
+          account_lock(tmp_path, "a")):
         pass
-    with sync_lock(tmp_path):  # released on exit
+    with account_lock(tmp_path, "a"):  # released on exit
         pass
-    assert stat.S_IMODE((tmp_path / "sync.lock").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "accounts" / "a" / "sync.lock").stat().st_mode) == 0o600

@@ -30,10 +30,9 @@ def test_range_from_api_reads_the_end_as_configured(mode, start, end, expected):
     assert range_from_api(D.fromisoformat(start), D.fromisoformat(end), mode) == r(*expected)
 
 
-def test_end_before_start_is_skipped_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING):
-        assert range_from_api(D(2026, 12, 5), D(2026, 12, 1), "exclusive", where="acme/1: ") is None
-    assert "acme/1: ignored range 2026-12-05..2026-12-01: end before start" in caplog.text
+def test_end_before_start_is_skipped_for_the_source_to_count():
+    assert range_from_api(D(2026, 12, 5), D(2026, 12, 1), "exclusive") is None
+    assert range_from_api(D.max, D.max, "exclusive") is None
 
 
 def test_overlapping_and_duplicate_ranges_merge():
@@ -55,13 +54,12 @@ def test_blocks_are_clipped_to_the_window_but_named_by_the_whole_stay():
     assert [b.origin for b in blocks] == [crossing_start, crossing_end]
 
 
-def test_ranges_outside_the_window_are_dropped(caplog):
+def test_ranges_outside_the_window_are_dropped_quietly(caplog):
     far_past, far_future = r("2026-10-01", "2026-10-05"), r("2029-01-01", "2029-01-05")
-    touching = r("2026-11-10", "2026-11-16")  # checkout on the window's first day: quietly
-    with caplog.at_level(logging.WARNING):
+    touching = r("2026-11-10", "2026-11-16")  # checkout on the window's first day
+    with caplog.at_level(logging.DEBUG):
         assert feed_blocks([far_past, far_future, touching], WINDOW) == []
-    warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
-    assert len(warnings) == 2 and all("outside the feed window" in w for w in warnings)
+    assert caplog.records == []  # sources report answers that stray, once per run
 
 
 def test_blocked_nights_cover_exactly_the_shown_ranges():

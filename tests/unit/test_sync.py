@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections import Counter
 
@@ -10,7 +11,10 @@ import pytest
 
 from escapia_ical.config import Config, FeedSettings, HsapiAccount, HttpPolicy
 from escapia_ical.errors import AuthError, SourceError
-from escapia_ical.model import BlockedRange, Unit
+from escapia_ical.feeds import spans
+from escapia_ical.feeds.holds import HoldBook
+from escapia_ical.model import BlockedRange, Explanation, Unit, UnitCalendar
+from escapia_ical.sources import Notes
 from escapia_ical.sync import SyncOptions, run_sync
 
 TODAY = dt.date(2026, 11, 23)
@@ -19,27 +23,39 @@ SECRET = "s3cr3t-€-value"
 
 
 class ScriptedSource:
-    """Answers from a dict: unit id -> list of ranges, or an exception to raise."""
+    """Answers from a dict: unit id -> list of ranges, or an exception to raise, or a list
+    of such answers (one per call). ``views``: unit id -> the ranges the independent view
+    shows booked (a missing unit: the view cannot be asked)."""
 
-    def __init__(self, calendars: dict, listing: Exception | None = None):
+    def __init__(self, calendars: dict, listing: Exception | None = None, views: dict | None = None):
         self.calendars = calendars
         self.listing = listing
+        self.views = views if views is not None else {}
+        self.covered: dict = {}  # unit id -> the spans the answer covers (default: the window)
         self.requests_by_operation: Counter[str] = Counter()
         self.responses_by_status: Counter[tuple[str, str]] = Counter()
+        self.notes = Notes()
 
     def list_units(self):
         if self.listing:
             raise self.listing
         return [Unit(unit_id, f"Unit {unit_id}") for unit_id in self.calendars]
 
-    def blocked_ranges(self, unit, window, *, fresh=False):
-        self.requests_by_operation["fresh fetch" if fresh else "fetch"] += 1
+    def calendar(self, unit, window):
+        self.requests_by_operation["fetch"] += 1
         answer = self.calendars[unit.id]
         if isinstance(answer, list) and answer and isinstance(answer[0], list):
             answer = answer.pop(0)  # a script of answers, one per call
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return UnitCalendar(tuple(answer), tuple(self.covered.get(unit.id, [(window.start, window.end)])))
+
+    def explain(self, unit, nights):
+        self.requests_by_operation["explain"] += 1
+        if unit.id not in self.views:
+            raise SourceError("SearchReservationSummaries: HTTP 403")
+        booked = spans.intersect(nights, [(r.start, r.end) for r in self.views[unit.id]])
+        return Explanation("the reservations", tuple(spans.subtract(nights, booked)), tuple(booked))
 
 
 def nights(a: int, b: int) -> BlockedRange:
@@ -123,7 +139,7 @@ def test_auth_failure_mid_account_fails_the_remaining_units_and_keeps_their_feed
     assert sources["a"].requests_by_operation["fetch"] == 2 * 3 - 1  # unit 3 was not asked again
 
 
-def test_an_account_that_suddenly_lists_no_units_keeps_its_feeds(world):
+def test_an_account_that_suddenly_lists_no_units_keeps_its_feeds_until_accepted(world):
     config, sources, sync = world
     sources["a"] = ScriptedSource({"1": [nights(1, 2)]})
     sources["b"] = ScriptedSource({})
@@ -131,8 +147,14 @@ def test_an_account_that_suddenly_lists_no_units_keeps_its_feeds(world):
     sources["a"].calendars = {}
     report = sync()
     assert re.match(r"Escapia lists no units, but 1 feeds were published before", report.accounts["a"].error)
+    assert "escapia-ical accept --account a" in report.accounts["a"].error
     assert (config.output_dir / "a" / "1.ics").exists()
-    assert sync(force=True).accounts["a"].error is None  # --force accepts it
+    assert sync(force=True).accounts["a"].error is not None  # --force only rewrites files
+    book = HoldBook.load(config.state_dir / "accounts" / "a")
+    book.accept(None, "ops", T0)
+    book.save()
+    assert sync().accounts["a"].error is None  # accepted once ...
+    assert sync().accounts["a"].error is not None  # ... and only once
     assert report.accounts["b"].error is None  # never had feeds: an empty list is fine
 
 
@@ -145,52 +167,148 @@ def test_dry_run_writes_nothing(world):
     assert not (config.state_dir / "accounts" / "a" / "feeds.json").exists()
 
 
-def test_one_empty_answer_never_blanks_a_feed(world, caplog):
-    config, sources, sync = world
-    sources["a"] = ScriptedSource({"1": [nights(1, 11)]})
-    sources["b"] = ScriptedSource({})
-    sync()
-    feed = config.output_dir / "a" / "1.ics"
-    kept = feed.read_bytes()
-    sources["a"].calendars["1"] = [[], [nights(1, 11)]]  # a glitch, then the truth again
-    report = sync(now=T0 + dt.timedelta(minutes=5))
-    assert feed.read_bytes() == kept
-    assert report.accounts["a"].units[0].error == (
-        "future blocked nights dropped from 10 to 0, and a second fetch disagreed; keeping the last feed")
-    assert sources["a"].requests_by_operation["fresh fetch"] == 1
+def shown(config, unit="1", account="a") -> list[tuple[int, int]]:
+    """The feed's events as (first night, checkout) offsets from TODAY."""
+    data = (config.output_dir / account / f"{unit}.ics").read_text()
+    starts = [dt.date.fromisoformat(f"{v[:4]}-{v[4:6]}-{v[6:8]}") for v in re.findall(r"DTSTART;VALUE=DATE:(\d+)", data)]
+    ends = [dt.date.fromisoformat(f"{v[:4]}-{v[4:6]}-{v[6:8]}") for v in re.findall(r"DTEND;VALUE=DATE:(\d+)", data)]
+    return [((s - TODAY).days, (e - TODAY).days) for s, e in zip(starts, ends, strict=True)]
 
 
-def test_a_confirmed_cancellation_is_published_with_a_warning(world, caplog):
+def minutes(n: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=n)
+
+
+def test_an_empty_answer_the_reservations_contradict_is_held_for_as_long_as_they_do(world):
     config, sources, sync = world
-    sources["a"] = ScriptedSource({"1": [nights(1, 11)], "2": [nights(1, 11)]})
+    sources["a"] = ScriptedSource({"1": [nights(1, 11)], "2": [nights(3, 4)]}, views={"1": [nights(1, 11)]})
     sources["b"] = ScriptedSource({})
     sync()
-    sources["a"].calendars.update({"1": [], "2": [nights(1, 3)]})  # both stay that way
-    report = sync(now=T0 + dt.timedelta(minutes=5))
+    kept = (config.output_dir / "a" / "1.ics").read_bytes()
+    sources["a"].calendars["1"] = [nights(20, 22)]  # loses 1..11, gains 20..22
+    for t in (5, 20, 60):  # agreeing answers, but the reservations still show the stay
+        report = sync(now=minutes(t))
+        unit = report.accounts["a"].units[0]
+        assert unit.held and unit.error.startswith(
+            "held: Escapia's calendar would free 10 future nights (2026-11-24..2026-12-03), but the "
+            "reservations still show(s) them booked")
+        assert shown(config) == [(1, 11), (20, 22)]  # old and new: blocking more never double-books
+    assert kept != (config.output_dir / "a" / "1.ics").read_bytes()
+    assert not report.ok and report.accounts["a"].units[1].error is None
+    status_holds = report.accounts["a"].holds
+    assert set(status_holds) == {"1"} and status_holds["1"]["booked"] is True
+
+
+def test_a_cancellation_the_reservations_confirm_is_published_at_once(world, caplog):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({"1": [nights(1, 11)], "2": [nights(1, 3), nights(5, 9)]},
+                                  views={"1": [], "2": [nights(1, 3)]})
+    sources["b"] = ScriptedSource({})
+    sync()
+    sources["a"].calendars.update({"1": [], "2": [nights(1, 3)]})
+    with caplog.at_level(logging.INFO):
+        report = sync(now=minutes(5))
     assert report.ok
-    assert b"BEGIN:VEVENT" not in (config.output_dir / "a" / "1.ics").read_bytes()
-    assert (config.output_dir / "a" / "2.ics").read_bytes().count(b"BEGIN:VEVENT") == 1
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert "a/1: future blocked nights dropped from 10 to 0; confirmed by a second fetch, publishing" in warnings
-    assert "a/2: future blocked nights dropped from 10 to 2; confirmed by a second fetch, publishing" in warnings
+    assert shown(config, "1") == [] and shown(config, "2") == [(1, 3)]
+    assert "a/1: 10 future nights (2026-11-24..2026-12-03) freed, as the reservations show(s); publishing" in [
+        r.getMessage() for r in caplog.records]
+    assert sources["a"].requests_by_operation == {"fetch": 4, "explain": 2}
 
 
-def test_force_skips_the_second_opinion(world):
+def test_an_unexplained_loss_is_published_once_answers_agree_across_runs(world):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({"1": [nights(1, 11)], "2": [], "3": [], "4": []})  # no view to ask
+    sources["b"] = ScriptedSource({})
+    sync()
+    sources["a"].calendars["1"] = [nights(1, 4)]
+    assert sync(now=minutes(5)).accounts["a"].units[0].held
+    assert sync(now=minutes(12)).accounts["a"].units[0].held  # 7 minutes of agreement: not yet
+    assert shown(config) == [(1, 11)]
+    report = sync(now=minutes(15.5))  # 10.5 minutes since the first agreeing answer
+    assert report.ok and report.accounts["a"].units[0].verdict == "confirmed"
+    assert shown(config) == [(1, 4)]
+
+
+def test_an_answer_that_changes_restarts_the_confirmation(world):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({"1": [nights(1, 11)], "2": [], "3": [], "4": []})
+    sources["b"] = ScriptedSource({})
+    sync()
+    sources["a"].calendars["1"] = [[], [nights(1, 11)], [], [], []]  # a flaky server
+    for t in (5, 10, 16, 24):  # empty, whole, empty, empty: agreeing only since 16
+        report = sync(now=minutes(t))
+        assert shown(config) == [(1, 11)]
+    assert report.accounts["a"].units[0].held
+    assert report.accounts["a"].holds["1"]["since"] == minutes(16).isoformat()
+    report = sync(now=minutes(27))
+    assert report.accounts["a"].units[0].verdict == "confirmed" and shown(config) == []
+
+
+def test_the_breaker_holds_every_unexplained_loss_of_the_account_until_accepted(world, caplog):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({str(u): [nights(u, u + 5)] for u in range(1, 9)})
+    sources["b"] = ScriptedSource({})
+    sync()
+    for u in ("1", "2", "3"):  # 3 of 8 units (37 %) lose everything, unexplained
+        sources["a"].calendars[u] = []
+    report = sync(now=minutes(5))
+    assert [u.unit_id for u in report.accounts["a"].units if u.held] == ["1", "2", "3"]
+    assert report.accounts["a"].breaker == {"since": minutes(5).isoformat(), "units": 3, "fetched": 8}
+    assert "a: 3 of 8 units fetched would lose nights without explanation" in caplog.text
+    report = sync(now=minutes(30))  # agreeing for 25 minutes: the breaker still holds
+    assert all(u.held for u in report.accounts["a"].units[:3])
+    assert report.accounts["a"].units[0].error.startswith("held by the account breaker (3 of 8 units lost")
+    assert shown(config, "1") == [(1, 6)]
+    book = HoldBook.load(config.state_dir / "accounts" / "a")
+    assert [u for u, _ in book.accept(None, "ops", minutes(31))] == ["1", "2", "3"]
+    book.save()
+    report = sync(now=minutes(35))
+    assert report.ok and [u.verdict for u in report.accounts["a"].units[:3]] == ["accepted"] * 3
+    assert shown(config, "1") == [] and report.accounts["a"].breaker is None
+
+
+def test_few_losses_do_not_trip_the_breaker(world):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({str(u): [nights(u, u + 5)] for u in range(1, 16)})
+    sources["b"] = ScriptedSource({})
+    sync()
+    for u in ("1", "2"):  # 2 units: fewer than 3
+        sources["a"].calendars[u] = []
+    assert sync(now=minutes(5)).accounts["a"].breaker is None
+
+
+def test_nights_added_elsewhere_do_not_offset_a_loss(world):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({"1": [nights(1, 4)]})
+    sources["b"] = ScriptedSource({})
+    sync()
+    sources["a"].calendars["1"] = [nights(30, 60)]  # 3 nights lost, 30 gained
+    unit = sync(now=minutes(5)).accounts["a"].units[0]
+    assert unit.held and shown(config) == [(1, 4), (30, 60)]
+
+
+def test_force_rewrites_files_but_never_publishes_a_held_loss(world):
     config, sources, sync = world
     sources["a"] = ScriptedSource({"1": [nights(1, 11)]})
     sources["b"] = ScriptedSource({})
     sync()
-    sources["a"].calendars["1"] = [[], [nights(1, 11)]]
-    assert sync(force=True).ok
-    assert sources["a"].requests_by_operation["fresh fetch"] == 0
-    assert b"BEGIN:VEVENT" not in (config.output_dir / "a" / "1.ics").read_bytes()
+    sources["a"].calendars["1"] = []
+    report = sync(now=minutes(5), force=True)
+    assert report.accounts["a"].units[0].held and report.accounts["a"].units[0].rewritten
+    assert shown(config) == [(1, 11)]
 
 
-def test_small_changes_need_no_second_opinion(world):
+def test_nights_the_answer_does_not_cover_are_published_blocked(world):
     config, sources, sync = world
-    sources["a"] = ScriptedSource({"1": [nights(1, 11)]})
+    sources["a"] = ScriptedSource({"1": [nights(1, 3)]})
     sources["b"] = ScriptedSource({})
-    sync()
-    sources["a"].calendars["1"] = [nights(1, 7)]
-    assert sync().ok
-    assert sources["a"].requests_by_operation["fresh fetch"] == 0
+    sources["a"].covered["1"] = [(TODAY - dt.timedelta(days=7), TODAY + dt.timedelta(days=3))]
+    report = sync()
+    unit = report.accounts["a"].units[0]
+    assert unit.error == ("Escapia's answer does not cover 2026-11-26..2028-11-21 of the feed window "
+                          "(2026-11-16..2028-11-21): those 727 nights are published as blocked")
+    assert shown(config) == [(1, 3), (3, 730)]  # one event for the tail
+    del sources["a"].covered["1"]  # whole again: the tail was a placeholder, not a loss
+    report = sync(now=minutes(5))
+    assert report.ok and shown(config) == [(1, 3)]
+    assert sources["a"].requests_by_operation["explain"] == 0

@@ -1,0 +1,95 @@
+"""What state remembers of each published feed (``feeds.json``: file name -> entry), and
+how a feed is rendered so that an unchanged calendar keeps its bytes.
+
+An entry holds the unit, the content digest, DTSTAMP, the number of events, the whole
+ranges the feed shows (``"first/checkout ..."``), the day it was rendered for and, when
+Escapia's answer did not cover the whole window, the placeholder nights published as
+blocked although nothing said they were booked (``unknown``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import icalendar
+
+from escapia_ical.config import Account, Config
+from escapia_ical.feeds import spans
+from escapia_ical.feeds.ranges import FeedBlock
+from escapia_ical.feeds.render import content_digest, render_feed
+from escapia_ical.model import BlockedRange, FeedWindow, Unit
+from escapia_ical.sync.context import FeedStamps
+
+
+def previous_entry(stamps: FeedStamps, unit_id: str, path: Path) -> dict[str, Any]:
+    """Return what state remembers of the unit's last published feed: under its current
+    name, or an older one (after a feed-token rotation); {} if nothing."""
+    entry = stamps.get(path.name)
+    if not isinstance(entry, dict):
+        entry = next((e for e in stamps.values() if isinstance(e, dict) and e.get("unit") == unit_id), None)
+    return entry if isinstance(entry, dict) else {}
+
+
+def previous_ranges(entry_or_path: dict[str, Any] | Path, window: FeedWindow) -> list[BlockedRange] | None:
+    """Return the ranges a unit's feed showed that stood for known blocks, for the publish
+    policy: from its state entry (found by unit id, so a rotated feed token cannot hide
+    it) without the placeholder nights, else read back from the published file at ``path``
+    (state lost); None if there is none."""
+    if isinstance(entry_or_path, dict):
+        ranges = stored_ranges(entry_or_path)
+        if ranges is None and isinstance(entry_or_path.get("blocks"), list):  # state of 0.1.0
+            ranges = _pairs(entry_or_path["blocks"])
+        if ranges is None:
+            return None
+        unknown = spans.decode(entry_or_path.get("unknown", "")) or []
+        return [BlockedRange(s, e) for r in ranges for s, e in spans.subtract([(r.start, r.end)], unknown)]
+    try:
+        calendar = icalendar.Calendar.from_ical(entry_or_path.read_bytes())
+        return [BlockedRange(e.decoded("dtstart"), e.decoded("dtend")) for e in calendar.walk("VEVENT")]
+    except Exception:  # noqa: BLE001 - no file, or not ours to read: nothing to compare with
+        return None
+
+
+def stored_ranges(entry: object) -> list[BlockedRange] | None:
+    """Return the whole ranges a stored feed entry came from, or None if it has none."""
+    ranges = entry.get("ranges") if isinstance(entry, dict) else None
+    if isinstance(ranges, str):  # "first/checkout first/checkout ..."
+        ranges = [pair.split("/") for pair in ranges.split()]
+    return _pairs(ranges)
+
+
+def _pairs(ranges: Any) -> list[BlockedRange] | None:
+    if not isinstance(ranges, list):
+        return None
+    try:
+        return [BlockedRange(dt.date.fromisoformat(s), dt.date.fromisoformat(e)) for s, e in ranges]
+    except (TypeError, ValueError):
+        return None
+
+
+def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
+               previous: dict[str, Any], now: dt.datetime,
+               unknown: Sequence[spans.Span] = ()) -> tuple[bytes, dict[str, Any]]:
+    """Render one unit's feed; return (bytes, its new stamp entry).
+
+    DTSTAMP is the time the feed's content last changed: kept from ``previous`` while the
+    content digest is the same, so an unchanged calendar renders to the same bytes.
+    """
+    digest = content_digest(unit, blocks, config.feeds)
+    dtstamp = now.replace(microsecond=0)
+    if previous.get("digest") == digest:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            dtstamp = dt.datetime.fromisoformat(previous["dtstamp"])
+    content = render_feed(account.name, unit, blocks, config.feeds, dtstamp)
+    # The whole ranges, compactly ("first/checkout ..."): the policy and the daily roll
+    # derive what they need from them, and 10,000 units keep state small.
+    origins = sorted({(b.origin.start, b.origin.end) for b in blocks})
+    entry = {"unit": unit.id, "digest": digest, "dtstamp": dtstamp.isoformat(), "events": len(blocks),
+             "ranges": " ".join(f"{s}/{e}" for s, e in origins)}
+    if unknown:
+        entry["unknown"] = spans.encode(unknown)
+    return content, entry
