@@ -40,9 +40,13 @@ class Sandbox:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, today: dt.date | None = None,
                  seed: int = 1020, extra_units: int = 0, token_ttl: float = 3600.0,
                  max_page_size: int = 50, end_date: str = "exclusive",
-                 guest_data_in_nonavailability: bool = False, latency: float = 0.0) -> None:
+                 guest_data_in_nonavailability: bool = False, latency: float = 0.0,
+                 future_versions: str = "error") -> None:
         if end_date not in ("exclusive", "inclusive"):
             raise ValueError(f"end_date must be 'exclusive' or 'inclusive', got {end_date!r}")
+        if future_versions not in ("error", "empty"):
+            raise ValueError(f"future_versions must be 'error' or 'empty', got {future_versions!r}")
+        self.future_versions = future_versions  # GetReservationChanges beyond the end (see .hsapi)
         self.today = today or dt.date.today()
         self.token_ttl, self.max_page_size, self.end_date = token_ttl, max_page_size, end_date
         self.guest_data_in_nonavailability, self.latency = guest_data_in_nonavailability, latency
@@ -155,6 +159,12 @@ class Sandbox:
     def move_reservation(self, reservation_id: str, start: dt.date, end: dt.date) -> None:
         with self._lock:
             self.data.move_reservation(reservation_id, start, end)
+
+    def restart_change_log(self) -> None:
+        """Escapia resetting its versions: the change feed starts again at version 0 (the next
+        change is version 1) while the reservations stay, so a stored cursor is now ahead."""
+        with self._lock:
+            self.data.restart_change_log()
 
     def fail_unit(self, unit_id: str, status: int = 500, times: int | None = None) -> None:
         with self._lock:
