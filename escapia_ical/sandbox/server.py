@@ -55,7 +55,7 @@ class Sandbox:
         self._lock = threading.RLock()
         self._tokens: dict[str, float] = {}  # encodedId -> expiry (time.time())
         self._unit_faults: dict[str, list] = {}  # unit -> [status, remaining or None]
-        self.faults = FaultSet()  # see :meth:`inject`
+        self.faults = FaultSet(self)  # see :meth:`inject`
         self._soap_fault_mode: str | None = None
         self.started_at = utc_now()  # EscapiaNET LastUpdated of a unit without changes
         self.requests: list[dict] = []
@@ -174,7 +174,10 @@ class Sandbox:
                times: int | None = None, **params: Any) -> None:
         """Make the sandbox misbehave until :meth:`clear_faults` (or ``times`` uses): see
         :mod:`.faults` for the faults and their ``params``. Raise ValueError if unknown."""
-        self.faults.add(make_fault(fault, self._operation(op), unit, times, params))
+        made = make_fault(fault, self._operation(op), unit, times, params)
+        if made.name == "same_answer" and made.params["source"] not in self.data.units:
+            raise ValueError(f"same_answer: source {made.params['source']!r} is not a unit of the sandbox")
+        self.faults.add(made)
 
     def fail_operation(self, op: str, status: int, times: int | None = 1,
                        retry_after: int | None = None) -> None:
@@ -289,6 +292,8 @@ class Sandbox:
             fault = self._take_fault(self._unit_faults, ctx["unit"]) if isinstance(ctx["unit"], str) else None
             if fault is not None:
                 raise ApiError(fault[0], f"injected fault for unit {ctx['unit']!r}")
+            start, last = hsapi.parse_range(body.get("dateRange"), "dateRange")
+            ctx["range"] = (start, last + dt.timedelta(days=1))  # the nights asked, for same_answer
         with self._lock:
             return 200, func(self, body, query), {}
 
