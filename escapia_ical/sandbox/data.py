@@ -100,7 +100,8 @@ class SandboxData:
         self.units: dict[str, Unit] = {}
         self.reservations: dict[str, Reservation] = {}
         self._by_unit: dict[str, list[Reservation]] = {}
-        self.changes: list[Change] = []
+        self.changes: list[Change] = []  # every change ever; the feed is changes[_log_start:]
+        self._log_start = 0  # moved on by restart_change_log
         self._next_num = 300001
         # Seeded changes get deterministic times (yesterday, one second apart).
         self._seed_clock: dt.datetime | None = dt.datetime.combine(
@@ -129,7 +130,7 @@ class SandboxData:
         return self._seed_clock
 
     def _record(self, reservation_id: str, change_type: str) -> None:
-        version = len(self.changes) + 1
+        version = len(self.changes) - self._log_start + 1
         self.changes.append(Change(version, reservation_id, change_type, self._now()))
 
     def _make_guest(self, num: int) -> Guest:
@@ -217,7 +218,7 @@ class SandboxData:
         ``limit``; the second value is the endVersion to pass back next time."""
         latest: dict[str, Change] = {}
         end = start_version
-        for change in self.changes[max(start_version, 0):]:  # versions are list positions + 1
+        for change in self.changes[self._log_start + max(start_version, 0):]:  # version = position + 1
             if change.reservation_id not in latest and len(latest) == limit:
                 break  # a page is full; the rest comes with the next call
             latest.pop(change.reservation_id, None)
@@ -227,7 +228,12 @@ class SandboxData:
 
     @property
     def version(self) -> int:
-        return len(self.changes)
+        return len(self.changes) - self._log_start
+
+    def restart_change_log(self) -> None:
+        """Start the change feed again at version 0 (the next change is version 1); the
+        reservations stay, and so does the history EscapiaNET's LastUpdated is read from."""
+        self._log_start = len(self.changes)
 
     def search_units(self, code: str | None = None, name_or_code: str | None = None) -> list[Unit]:
         units = sorted(self.units.values(), key=lambda u: u.code)

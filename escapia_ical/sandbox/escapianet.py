@@ -214,6 +214,7 @@ def unit_calendar_avail(sb: Sandbox, rq: ET.Element, mode: str | None, ctx: dict
     unit = sb.data.units.get(code)
     if unit is None:
         raise EvrnError(3, 392, "Invalid unit code", f"Unit '{code}' not found")
+    ctx["range"] = (start, last + ONE_DAY)  # the nights asked (see .wrong_answers)
     segments = ET.Element("UnitCalendarAvailSegments", {"UnitCode": unit.id, "UnitName": unit.name,
                                                             "PropertyManagerCode": PMCID})
     ET.SubElement(segment(sb, segments, unit.id, start, last + ONE_DAY, mode), "StayRequirements")
@@ -237,7 +238,7 @@ def unit_calendar_avail_batch(sb: Sandbox, rq: ET.Element, mode: str | None, ctx
     if mode == "empty_units":
         return [avails]
     summary_only = (rq.get("SummaryOnly") or "").strip().lower() in ("true", "1")
-    start, end = sb.batch_range()
+    start, end = ctx["range"] = sb.batch_range()
     for unit in sb.data.search_units():
         if unit.id not in selected or sb._take_fault(sb._unit_faults, unit.id) is not None:
             continue

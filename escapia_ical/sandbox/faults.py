@@ -41,6 +41,44 @@ expire_tokens      calls=3                    HSAPI bearer tokens die after ``ca
                                               (401); ``times`` counts expiries
 =================  =========================  ===============================================
 
+Consistent wrongness: answers that parse
+----------------------------------------
+Content faults whose answers are well-formed and name the asked unit, yet are wrong: empty,
+another unit's, shifted, or shorter than asked (:mod:`.wrong_answers`). Without ``op`` they
+change only calendar answers (GetUnitNonAvailability, UnitCalendarAvail, UnitCalendarAvailBatch)
+and never SearchReservationSummaries, GetReservationById or GetReservationChanges, which keep
+telling the truth; ``unit`` picks one unit's calendar, also inside a batch.
+
+==================  =================  ==================================================
+fault               params (defaults)  what the client gets
+==================  =================  ==================================================
+same_answer         source="1020-101"  ``source``'s calendar for the asked range under the
+                                       asked unit's UnitCode/UnitName (a cache-key
+                                       collision); ``source``'s own answer is untouched
+shift               days=30            every blocked range moved ``days`` (may be < 0):
+                                       HSAPI start/endDate, EscapiaNET StartDate/EndDate
+                                       with the string unchanged
+flaky               every=3            every ``every``-th calendar answer empty (HSAPI
+                                       ``[]``, EscapiaNET all ``A``), for ever; one counter
+                                       per fault, each unit of a batch counts
+short_string        keep=3             EscapiaNET: DailyAvailability cut to ``keep``
+                                       characters, StartDate/EndDate still the whole range
+short_coverage      days=3             EscapiaNET: the segment covers its first ``days``
+                                       days only (string cut, EndDate = StartDate+days-1)
+duplicate_calendar  conflict=True      EscapiaNET: the unit's calendar twice in the answer
+                                       (batch UnitCalendarAvail, per unit
+                                       UnitCalendarAvailSegments); the copy all ``A`` with
+                                       ``conflict``, else identical
+==================  =================  ==================================================
+
+All of these are invented failure modes, modelled on what a review saw or feared; the
+published artefacts (HSAPI's OpenAPI, EscapiaNET's WSDLs and schema classes) are silent on
+each: nothing says an answer is computed for the request that asked (EscapiaNET only flags
+``@CachedData``), that dates are never offset, that an empty list or an all-``A`` string is
+never transient, that ``DailyAvailability``'s length matches StartDate/EndDate or the asked
+range (the batch's span is the server's choice), or that a unit appears once per answer. A
+``flaky`` fault with ``times`` counts the answers it emptied (a batch is one).
+
 A fault that cannot change an answer (a JSON fault on XML, a content fault on an error
 answer, a unit not in the batch) lets it pass and is not counted. The request log records
 the faults that fired on each request (``"faults"``).
@@ -51,10 +89,13 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from escapia_ical.sandbox import fault_bodies
+from escapia_ical.sandbox import fault_bodies, wrong_answers
 from escapia_ical.sandbox.escapianet import fault_body
+
+if TYPE_CHECKING:  # pragma: no cover
+    from escapia_ical.sandbox.server import Sandbox
 
 GATEWAY_PAGE = "<html><head><title>{0}</title></head><body><h1>{0}</h1></body></html>"
 REASONS = {500: "Internal Server Error", 502: "502 Bad Gateway", 503: "Service Unavailable",
@@ -78,6 +119,7 @@ FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "wrong_types": ("content", {}),
     "end_before_start": ("content", {}),
     "absurd_dates": ("content", {"year": 1}),
+    **{name: ("content", defaults) for name, defaults in wrong_answers.FAULTS.items()},  # parse, wrong
     "expire_tokens": ("token", {"calls": 3}),
 }
 
@@ -104,6 +146,7 @@ class Fault:
     times: int | None = None  # remaining; None: until cleared
     params: dict[str, Any] = field(default_factory=dict)
     token_uses: dict[str, int] = field(default_factory=dict)  # expire_tokens only
+    seen: int = 0  # flaky only: calendar answers counted
 
     def describe(self) -> dict:
         return {"fault": self.name, "op": self.op, "unit": self.unit, "times": self.times,
@@ -129,6 +172,9 @@ def make_fault(name: str, op: str | None, unit: str | None, times: int | None,
 
 
 def _check_params(name: str, p: dict[str, Any]) -> None:
+    if name in wrong_answers.FAULTS:
+        return wrong_answers.check_params(name, p)
+
     def number(key: str, low: float, high: float, integer: bool = False) -> None:
         value = p[key]
         ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
@@ -153,10 +199,12 @@ def _check_params(name: str, p: dict[str, Any]) -> None:
 
 
 class FaultSet:
-    """The faults in force; thread-safe (handler threads apply, tests inject)."""
+    """The faults in force; thread-safe (handler threads apply, tests inject). With a
+    ``sandbox``, its lock is shared (``same_answer`` reads its data while applying)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self._sandbox = sandbox
+        self._lock = sandbox._lock if sandbox is not None else threading.Lock()
         self._faults: list[Fault] = []
 
     def add(self, fault: Fault) -> None:
@@ -206,7 +254,8 @@ class FaultSet:
                 in_batch = kind == "content" and op == "UnitCalendarAvailBatch"
                 if fault.unit is not None and fault.unit != ctx.get("unit") and not in_batch:
                     continue
-                changed = _APPLY[kind](fault, op, answer)
+                changed = (wrong_answers.apply(fault, self._sandbox, ctx, answer)
+                           if fault.name in wrong_answers.FAULTS else _APPLY[kind](fault, op, answer))
                 if changed is None:
                     continue
                 answer = changed

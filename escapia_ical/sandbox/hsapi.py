@@ -12,6 +12,11 @@ Sandbox choices where the contract is silent (clients must not depend on more th
 * Request date ranges are inclusive at both ends; NonAvailability items are whole
   reservations/holds with a night in the range, neither merged nor clipped.
 * A cancelled reservation is still found by GetReservationById, with status Cancelled.
+* GetReservationChanges with a ``startVersion`` above the current version (a client's cursor
+  ahead of Escapia, e.g. after :meth:`Sandbox.restart_change_log`): the contract is silent,
+  so this is invented; both behaviours are modelled so the client copes with either.
+  ``Sandbox(future_versions="error")`` (default) answers 400; ``"empty"`` answers 200
+  ``{"startVersion": N, "endVersion": N, "changes": []}``.
 * Errors are JSON ``{"$id": "1", "status": <int>, "message": <str>}``.
 """
 
@@ -188,6 +193,8 @@ def get_reservation_changes(sb: Sandbox, body: Any, query: dict) -> Any:
         start = int(raw)
     except (TypeError, ValueError):
         raise ApiError(400, f"startVersion must be an integer, got {raw!r}") from None
+    if start > sb.data.version and sb.future_versions == "empty":  # see the module docstring
+        return {"startVersion": start, "endVersion": start, "changes": []}
     if start < 0 or start > sb.data.version:  # a version this feed never issued
         raise ApiError(400, f"startVersion {start} is not a version of this change feed")
     changes, end = sb.data.changes_since(start, CHANGES_PER_CALL)

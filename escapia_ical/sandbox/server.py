@@ -40,9 +40,13 @@ class Sandbox:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, today: dt.date | None = None,
                  seed: int = 1020, extra_units: int = 0, token_ttl: float = 3600.0,
                  max_page_size: int = 50, end_date: str = "exclusive",
-                 guest_data_in_nonavailability: bool = False, latency: float = 0.0) -> None:
+                 guest_data_in_nonavailability: bool = False, latency: float = 0.0,
+                 future_versions: str = "error") -> None:
         if end_date not in ("exclusive", "inclusive"):
             raise ValueError(f"end_date must be 'exclusive' or 'inclusive', got {end_date!r}")
+        if future_versions not in ("error", "empty"):
+            raise ValueError(f"future_versions must be 'error' or 'empty', got {future_versions!r}")
+        self.future_versions = future_versions  # GetReservationChanges beyond the end (see .hsapi)
         self.today = today or dt.date.today()
         self.token_ttl, self.max_page_size, self.end_date = token_ttl, max_page_size, end_date
         self.guest_data_in_nonavailability, self.latency = guest_data_in_nonavailability, latency
@@ -51,7 +55,7 @@ class Sandbox:
         self._lock = threading.RLock()
         self._tokens: dict[str, float] = {}  # encodedId -> expiry (time.time())
         self._unit_faults: dict[str, list] = {}  # unit -> [status, remaining or None]
-        self.faults = FaultSet()  # see :meth:`inject`
+        self.faults = FaultSet(self)  # see :meth:`inject`
         self._soap_fault_mode: str | None = None
         self.started_at = utc_now()  # EscapiaNET LastUpdated of a unit without changes
         self.requests: list[dict] = []
@@ -156,6 +160,12 @@ class Sandbox:
         with self._lock:
             self.data.move_reservation(reservation_id, start, end)
 
+    def restart_change_log(self) -> None:
+        """Escapia resetting its versions: the change feed starts again at version 0 (the next
+        change is version 1) while the reservations stay, so a stored cursor is now ahead."""
+        with self._lock:
+            self.data.restart_change_log()
+
     def fail_unit(self, unit_id: str, status: int = 500, times: int | None = None) -> None:
         with self._lock:
             self._unit_faults[unit_id] = [status, times]
@@ -164,7 +174,10 @@ class Sandbox:
                times: int | None = None, **params: Any) -> None:
         """Make the sandbox misbehave until :meth:`clear_faults` (or ``times`` uses): see
         :mod:`.faults` for the faults and their ``params``. Raise ValueError if unknown."""
-        self.faults.add(make_fault(fault, self._operation(op), unit, times, params))
+        made = make_fault(fault, self._operation(op), unit, times, params)
+        if made.name == "same_answer" and made.params["source"] not in self.data.units:
+            raise ValueError(f"same_answer: source {made.params['source']!r} is not a unit of the sandbox")
+        self.faults.add(made)
 
     def fail_operation(self, op: str, status: int, times: int | None = 1,
                        retry_after: int | None = None) -> None:
@@ -279,6 +292,8 @@ class Sandbox:
             fault = self._take_fault(self._unit_faults, ctx["unit"]) if isinstance(ctx["unit"], str) else None
             if fault is not None:
                 raise ApiError(fault[0], f"injected fault for unit {ctx['unit']!r}")
+            start, last = hsapi.parse_range(body.get("dateRange"), "dateRange")
+            ctx["range"] = (start, last + dt.timedelta(days=1))  # the nights asked, for same_answer
         with self._lock:
             return 200, func(self, body, query), {}
 

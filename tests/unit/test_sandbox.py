@@ -305,6 +305,48 @@ def test_changes_and_mutations(sb, http):
         sb.cancel_reservation(other)
 
 
+def changes_at(sb, http, token, version):
+    return call(sb, http, "GetReservationChanges", token=token, params={"startVersion": version})
+
+
+@pytest.mark.parametrize("future_versions", ["error", "empty"])
+def test_change_feed_beyond_its_end(http, future_versions):
+    with Sandbox(today=TODAY, future_versions=future_versions) as sb:
+        token = get_token(sb, http)["authorizationHeaderValue"]
+        end = sb.version
+        assert changes_at(sb, http, token, end).json() == {"$id": "1", "startVersion": end, "endVersion": end,
+                                                            "changes": []}
+        ahead = changes_at(sb, http, token, end + 5)
+        if future_versions == "error":
+            assert ahead.status_code == 400 and "not a version" in ahead.json()["message"]
+        else:
+            assert ahead.status_code == 200
+            assert ahead.json() == {"$id": "1", "startVersion": end + 5, "endVersion": end + 5, "changes": []}
+        assert changes_at(sb, http, token, -1).status_code == 400  # never a version, in either mode
+    with pytest.raises(ValueError):
+        Sandbox(today=TODAY, future_versions="ignore")
+
+
+def test_restart_change_log(sb, http):
+    token = get_token(sb, http)["authorizationHeaderValue"]
+    seeded, cursor, _ = walk_changes(sb, http, token)
+    stays = {u: sb.stays(u) for u in sb.unit_ids()}
+    sb.restart_change_log()
+    assert sb.version == 0 and {u: sb.stays(u) for u in sb.unit_ids()} == stays  # reservations kept
+    assert changes_at(sb, http, token, cursor).status_code == 400  # the client's cursor is ahead now
+    assert walk_changes(sb, http, token) == ([], 0, [0])
+    old = call(sb, http, "GetReservationById", token=token, params={"id": seeded[0]["nativePMSID"]})
+    assert old.status_code == 200 and old.json()["reservationNumber"] == seeded[0]["nativePMSID"]
+    rid = sb.add_reservation("1020-105", TODAY + 3 * DAY, TODAY + 5 * DAY)
+    sb.move_reservation(seeded[0]["nativePMSID"], TODAY + 600 * DAY, TODAY + 602 * DAY)
+    changes, version, _ = walk_changes(sb, http, token)
+    assert version == sb.version == 2
+    assert [(c["nativePMSID"], c["changeType"]) for c in changes] == [(rid, "Create"),
+                                                                       (seeded[0]["nativePMSID"], "Update")]
+    assert [c["nativePMSID"] for c in walk_changes(sb, http, token, 1)[0]] == [seeded[0]["nativePMSID"]]
+    assert changes_at(sb, http, token, 3).status_code == 400
+
+
 def test_search_reservation_summaries(sb, http):
     token = get_token(sb, http)["authorizationHeaderValue"]
     s, e = TODAY, TODAY + 60 * DAY
