@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
+import time
 
-from conftest import account_yaml, write_config
+from conftest import CLI, account_yaml, write_config
 
 from escapia_ical.config import HttpPolicy
 from escapia_ical.sources.http import HttpClient
@@ -55,3 +58,34 @@ def test_tls_verification_is_on_and_plain_http_is_loopback_only(deployment):
     result = deployment.run("check-config")
     assert result.returncode == 2
     assert "plain http is only allowed for loopback; use https" in result.stderr
+
+
+# Nine levels, each a list repeating the previous alias nine times: 9**9 nodes from 414 bytes.
+ALIAS_BOMB = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+
+# Runs the CLI as its only child and reports the child's peak RSS. Address space is capped at
+# 1 GiB, so that a regression dies quickly instead of eating the machine's memory.
+MEASURE = """\
+import resource, subprocess, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+result = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stderr.write(result.stderr)
+print(result.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_alias_bomb_is_one_line_exit_2_fast_and_small(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(ALIAS_BOMB)
+    assert len(ALIAS_BOMB) < 600
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", MEASURE, CLI, "check-config", "--config", str(bomb)],
+                            capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    code, peak_kib = map(int, result.stdout.split())
+    assert code == 2
+    assert result.stderr == (f"escapia-ical: {bomb}:6: (yaml): aliases expand to more than 100000 nodes; "
+                             "refusing (an alias bomb?)\n")
+    assert seconds < 5, "the interpreter's start-up included; the check itself takes milliseconds"
+    assert peak_kib < 100 * 1024
