@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from escapia_ical.commands import load, selected_accounts
+from escapia_ical.config.positions import one_line
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.prune import find_orphans
 from escapia_ical.sources import make_source
@@ -38,11 +39,13 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
     elif not rows:
         click.echo(f"no feeds recorded yet in {status_path(config.state_dir)}")
     else:
-        width = max(len(f"{r['account']}/{r['unit']}") for r in rows)
+        # Unit ids and errors come from Escapia: escaped, so that none can forge a row.
+        names = [one_line(f"{r['account']}/{r['unit']}") for r in rows]
+        width = max(map(len, names))
         click.echo(f"{'FEED'.ljust(width)}  {'AGE':>6}  {'EVENTS':>6}  LAST ERROR")
-        for r in rows:
-            feed, mark = f"{r['account']}/{r['unit']}".ljust(width), "!" if r in stale else " "
-            events, error = "" if r["events"] is None else r["events"], r["last_error"] or ""
+        for name, r in zip(names, rows, strict=True):
+            feed, mark = name.ljust(width), "!" if r in stale else " "
+            events, error = "" if r["events"] is None else r["events"], one_line(r["last_error"] or "")
             click.echo(f"{feed} {mark}{format_age(r['age_seconds']):>6}  {events:>6}  {error}")
     return EXIT_STALE if stale or not rows else 0
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import stat
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conftest import CLI, account_yaml, write_config
 
@@ -40,6 +42,52 @@ def test_no_secret_reaches_any_output(deployment):
         for secret in secrets | {bearer}:
             assert secret not in text, f"{secret!r} leaked into {where}"
     assert not any(s in token_file.read_text() for s in secrets), "the token file holds only the token"
+
+
+def outputs_of(deployment, runs, log_file) -> dict[str, str]:
+    """Return every text a run left: its stdout and stderr, the log file, every state and
+    output file (the secret-grepping pattern of the test above)."""
+    texts = {"stdout": "".join(r.stdout for r in runs), "stderr": "".join(r.stderr for r in runs),
+             "log file": log_file.read_text(encoding="utf-8")}
+    for path in [*deployment.state.rglob("*"), *deployment.output.rglob("*")]:
+        if path.is_file():
+            texts[str(path)] = path.read_text(encoding="utf-8", errors="replace")
+    return texts
+
+
+class Pings(BaseHTTPRequestHandler):
+    received: list[str] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        Pings.received.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_healthcheck_url_and_feed_token_secret_never_reach_any_output(deployment):
+    Pings.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/ping/5e5a7e1d-c0ffee-uuid"
+    token_secret = "feed-token-s3cret-0123456789"
+    write_config(deployment.config, account_yaml(extra=f"    feed_tokens: true\n"
+                                                       f"    feed_token_secret: {token_secret}\n"))
+    deployment.config.write_text(f"healthcheck_url: {url}\n" + deployment.config.read_text())
+    log_file = deployment.root / "sync.log"
+    try:
+        runs = [deployment.run("sync", "-vv", "--log-file", str(log_file))]
+    finally:
+        server.shutdown()
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert Pings.received == ["/ping/5e5a7e1d-c0ffee-uuid/start", "/ping/5e5a7e1d-c0ffee-uuid/0"]
+    texts = outputs_of(deployment, runs, log_file)
+    assert '"POST ***/start HTTP/1.1" 200' in texts["stderr"], "urllib3's line, masked"
+    for where, text in texts.items():
+        for secret in (url, "/ping/5e5a7e1d-c0ffee-uuid", "5e5a7e1d", token_secret, "sandbox-secret"):
+            assert secret not in text, f"{secret!r} leaked into {where}"
 
 
 def test_file_modes(deployment):

@@ -6,6 +6,7 @@ import stat
 from collections import Counter
 from pathlib import Path
 
+from escapia_ical import operations
 from escapia_ical.status import record_run
 from escapia_ical.sync import AccountResult, SyncReport, UnitOutcome
 
@@ -13,12 +14,27 @@ T1 = dt.datetime(2026, 11, 23, 22, 0, tzinfo=dt.UTC)
 T2 = T1 + dt.timedelta(minutes=5)
 
 
-def report(error=None, unit_error=None, account="a") -> SyncReport:
+CONFIG = """\
+output_dir: out
+state_dir: state
+accounts:
+  - {name: a, api: hsapi, pmcid: "1", client_id: id, client_secret: secret}
+"""
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    path.chmod(0o600)
+    return path
+
+
+def report(error=None, unit_error=None, account="a", unit_id="1") -> SyncReport:
     result = AccountResult(account, error=error,
                            requests=Counter({"GetUnitNonAvailability": 3}),
                            responses=Counter({("GetUnitNonAvailability", "200"): 2,
                                               ("GetUnitNonAvailability", "503"): 1}))
-    result.units.append(UnitOutcome(account, "1", Path("/out/a/1.ics"), error=unit_error, events=4,
+    result.units.append(UnitOutcome(account, unit_id, Path("/out/a/1.ics"), error=unit_error, events=4,
                                     rewritten=unit_error is None))
     return SyncReport(accounts={account: result})
 
@@ -52,3 +68,12 @@ def test_a_crashed_run_is_recorded(tmp_path):
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["run"]["exit_code"] == 70
     assert status["accounts"]["a"]["last_success"] == "2026-11-23T22:00:00+00:00"
+
+
+def test_status_table_escapes_what_escapia_sent(tmp_path, capsys):
+    evil = "1\nfake/unit   1s   9\r\x1b[31m\u2028"
+    record_run(tmp_path / "state", report(unit_error=f"HTTP 500 for {evil}", unit_id=evil), T1, T1, 1)
+    assert operations.status(write_config(tmp_path), dt.timedelta(minutes=15), False) == 2
+    header, row = capsys.readouterr().out.splitlines()
+    assert row.startswith(r"a/1\nfake/unit   1s   9\r\x1b[31m\u2028 ! never")
+    assert row.endswith(r"HTTP 500 for 1\nfake/unit   1s   9\r\x1b[31m\u2028")
