@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ import click
 from escapia_ical.commands import load, selected_accounts
 from escapia_ical.config.positions import one_line
 from escapia_ical.feeds.names import account_feed_filename
+from escapia_ical.feeds.publish import remove_feed
 from escapia_ical.prune import find_orphans
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState, write_json
@@ -86,8 +86,7 @@ def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, force: bool
                 click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
                 if dry_run:
                     continue
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                remove_feed(path)  # relative to the folder, never through a link swapped in
                 gone = stamps.pop(path.name, {}).get("unit")
                 if gone is not None:
                     status.get("accounts", {}).get(account.name, {}).get("units", {}).pop(gone, None)

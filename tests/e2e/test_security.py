@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import stat
 import subprocess
 import sys
@@ -88,6 +90,51 @@ def test_healthcheck_url_and_feed_token_secret_never_reach_any_output(deployment
     for where, text in texts.items():
         for secret in (url, "/ping/5e5a7e1d-c0ffee-uuid", "5e5a7e1d", token_secret, "sandbox-secret"):
             assert secret not in text, f"{secret!r} leaked into {where}"
+
+
+def test_names_in_feeds_json_never_address_a_file_outside_the_folder(deployment):
+    assert deployment.run("sync").returncode == 0
+    victims = {"written": deployment.output / "victim.ics", "deleted": deployment.root / "victim-abs.ics"}
+    for victim in victims.values():
+        victim.write_bytes(b"precious")
+    feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"
+    stamps = json.loads(feeds_json.read_text())
+    entry = dict(stamps["1020-101.ics"])
+    stamps["../victim.ics"] = entry  # an old name in its grace period: rewritten each run
+    stamps[str(victims["deleted"])] = entry | {"retired": "2000-01-01T00:00:00+00:00"}  # grace over
+    feeds_json.write_text(json.dumps(stamps))
+    for args in (("sync",), ("sync", "--full"), ("prune",)):
+        result = deployment.run(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert all(v.read_bytes() == b"precious" for v in victims.values()), args
+    assert not {"../victim.ics", str(victims["deleted"])} & set(json.loads(feeds_json.read_text()))
+
+
+def test_a_linked_account_folder_is_refused_not_followed(deployment):
+    victim = deployment.root / "victim"
+    victim.mkdir()
+    (victim / "1020-101.ics").write_bytes(b"precious")
+    deployment.output.mkdir()
+    (deployment.output / "sandbox").symlink_to(victim)
+    for args in (("sync",), ("prune",)):
+        result = deployment.run(*args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert f"{deployment.output / 'sandbox'} is a symbolic link; refusing to" in result.stderr
+        assert os.listdir(victim) == ["1020-101.ics"] and (victim / "1020-101.ics").read_bytes() == b"precious"
+    sync = deployment.run("sync")
+    assert sync.stderr.splitlines()[0] == (f"escapia-ical: error: sandbox: {deployment.output / 'sandbox'} "
+                                           "is a symbolic link; refusing to write through it")
+
+
+def test_a_linked_account_state_folder_is_refused_not_followed(deployment):
+    victim = deployment.root / "victim"
+    victim.mkdir()
+    (deployment.state / "accounts").mkdir(parents=True)
+    (deployment.state / "accounts" / "sandbox").symlink_to(victim)
+    result = deployment.run("sync")
+    assert result.returncode == 1
+    assert f"{deployment.state / 'accounts' / 'sandbox'} is a symbolic link; refusing" in result.stderr
+    assert os.listdir(victim) == []
 
 
 def test_file_modes(deployment):
