@@ -2,12 +2,15 @@
 
 import datetime as dt
 import json
+import logging
 import stat
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from escapia_ical import operations
-from escapia_ical.status import record_run
+from escapia_ical.status import feed_rows, load_status, record_run
 from escapia_ical.sync import AccountResult, SyncReport, UnitOutcome
 
 T1 = dt.datetime(2026, 11, 23, 22, 0, tzinfo=dt.UTC)
@@ -77,3 +80,48 @@ def test_status_table_escapes_what_escapia_sent(tmp_path, capsys):
     header, row = capsys.readouterr().out.splitlines()
     assert row.startswith(r"a/1\nfake/unit   1s   9\r\x1b[31m\u2028 ! never")
     assert row.endswith(r"HTTP 500 for 1\nfake/unit   1s   9\r\x1b[31m\u2028")
+
+
+GOOD_UNIT = {"last_attempt": "2026-11-23T22:00:00+00:00", "last_success": "2026-11-23T22:00:00+00:00",
+             "last_error": None, "events": 4, "file": "/out/a/1.ics", "rewritten": True}
+
+
+@pytest.mark.parametrize(("stored", "expected"), [
+    ([], {}),
+    ("x", {}),
+    ({"accounts": {"a": {"units": {}}}}, {}),  # no version
+    ({"version": 2, "accounts": {"a": {"units": {}}}}, {}),
+    ({"version": 1, "accounts": []}, {}),
+    ({"version": 1, "accounts": {"a": []}}, {}),
+    ({"version": 1, "accounts": {"a": {"units": []}}}, {"a": {"units": {}}}),
+    ({"version": 1, "accounts": {"a": {"units": {"1": GOOD_UNIT, "2": "x"}, "requests": {"x": "1"},
+                                        "last_error": 5, "unit_errors": True, "units_fetched": 3}}},
+     {"a": {"units": {"1": GOOD_UNIT}, "units_fetched": 3}}),
+    ({"version": 1, "accounts": {"a": {"units": {"1": {**GOOD_UNIT, "last_success": "yesterday",
+                                                       "events": "4", "file": None, "extra": [1]}}}}},
+     {"a": {"units": {"1": {k: v for k, v in GOOD_UNIT.items() if k not in ("last_success", "events", "file")}
+                            | {"extra": [1]}}}}),
+    ({"version": 1, "accounts": {"a": {"units": {"1": {**GOOD_UNIT, "last_success": "2026-11-23T22:00:00"}}}}},
+     {"a": {"units": {"1": {k: v for k, v in GOOD_UNIT.items() if k != "last_success"}}}}),  # no zone
+])
+def test_load_status_keeps_what_is_right_and_warns_once(tmp_path, caplog, stored, expected):
+    (tmp_path / "status.json").write_text(json.dumps(stored))
+    with caplog.at_level(logging.WARNING):
+        status = load_status(tmp_path)
+    assert status["accounts"] == expected
+    [warning] = caplog.records
+    assert str(tmp_path / "status.json") in warning.getMessage()
+    feed_rows(status, T2)  # what `escapia-ical status` computes from it
+    record_run(tmp_path, report(), T2, T2, 0)  # what a sync does with it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert load_status(tmp_path)["accounts"]["a"]["units"]["1"]["last_success"] == "2026-11-23T22:05:00+00:00"
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b'{"version": 1, "accounts": {"a', b"[" * 100_000])
+def test_unreadable_status_is_absent_with_one_warning(tmp_path, caplog, content):
+    (tmp_path / "status.json").write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        assert load_status(tmp_path) == {"version": 1, "accounts": {}}
+    assert len(caplog.records) == 1 and "status.json is unreadable" in caplog.text
