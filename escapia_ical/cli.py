@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from escapia_ical import __version__, commands, operations
+from escapia_ical.config.positions import one_line
 from escapia_ical.errors import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -35,7 +36,7 @@ from escapia_ical.errors import (
     LockHeld,
     Terminated,
 )
-from escapia_ical.logs import PROGRAM, setup_logging
+from escapia_ical.logs import PROGRAM, redact, setup_logging
 from escapia_ical.status import parse_age
 
 DEFAULT_CONFIG = Path("config/accounts.yaml")
@@ -195,28 +196,33 @@ def _run(action, verbosity: int, log_file: Path | None = None) -> None:
         code = action() or EXIT_OK
     except LockHeld as exc:
         if verbosity > 0:
-            click.echo(f"{PROGRAM}: {exc}", err=True)
+            _say(str(exc))
         code = EXIT_LOCKED
     except ConfigError as exc:
         for problem in exc.problems:
-            click.echo(f"{PROGRAM}: {problem}", err=True)
+            _say(problem)
         code = EXIT_CONFIG
     except EscapiaIcalError as exc:
-        click.echo(f"{PROGRAM}: {exc}", err=True)
+        _say(str(exc))
         code = EXIT_FAILED
     except KeyboardInterrupt:
-        click.echo(f"{PROGRAM}: interrupted", err=True)
+        _say("interrupted")
         code = EXIT_INTERRUPTED
     except Terminated:
-        click.echo(f"{PROGRAM}: stopped by SIGTERM; what was done is saved", err=True)
+        _say("stopped by SIGTERM; what was done is saved")
         code = EXIT_TERMINATED
     except Exception as exc:  # a bug: one line under cron, the traceback with -v
         if verbosity > 0:
-            traceback.print_exc()
-        click.echo(f"{PROGRAM}: internal error: {exc.__class__.__name__}: {exc} "
-                   "(rerun with -v for the traceback)", err=True)
+            click.echo(redact(traceback.format_exc()), err=True, nl=False)
+        _say(f"internal error: {exc.__class__.__name__}: {exc} (rerun with -v for the traceback)")
         code = EXIT_INTERNAL
     sys.exit(code)
+
+
+def _say(message: str) -> None:
+    """Echo one error line on stderr: escaped (an id from Escapia must not forge a line)
+    and with registered secrets masked, like every log line."""
+    click.echo(f"{PROGRAM}: {one_line(redact(message))}", err=True)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
@@ -31,7 +32,7 @@ from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.healthcheck import ping
-from escapia_ical.logs import PROGRAM
+from escapia_ical.logs import PROGRAM, register_secret
 from escapia_ical.metrics import write_metrics
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState
@@ -44,8 +45,19 @@ ACCEPT_WAIT = 60.0  # seconds `accept` waits for a sync of the account to finish
 
 
 def load(config_path: Path, *, warn: bool = True) -> Config:
-    """Load the configuration; show its warnings (once) on stderr unless ``warn`` is off."""
+    """Load the configuration; show its warnings (once) on stderr unless ``warn`` is off.
+
+    Its secrets are registered with the logging setup at once, so that no log line shows
+    them, whichever library writes it. Raise ConfigError if the file is unusable.
+    """
     config = load_config(config_path)
+    for account in config.accounts:
+        for secret in account.secrets:
+            register_secret(secret)
+    if config.healthcheck_url:
+        # Its path is the secret part too: urllib3 logs "POST /<uuid>/start" at -vv.
+        register_secret(config.healthcheck_url)
+        register_secret(urlsplit(config.healthcheck_url).path.rstrip("/"))
     if warn:
         show_warnings(config)
     return config

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -11,7 +10,9 @@ from pathlib import Path
 import click
 
 from escapia_ical.commands import load, selected_accounts
+from escapia_ical.config.positions import one_line
 from escapia_ical.feeds.names import account_feed_filename
+from escapia_ical.feeds.publish import remove_feed
 from escapia_ical.prune import find_orphans
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState, write_json
@@ -45,12 +46,14 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
         click.echo(f"no feeds recorded yet in {status_path(config.state_dir)}")
     else:
         for note in notes:
-            click.echo(f"{note['account']}: {note['problem']}")
-        width = max([len(f"{r['account']}/{r['unit']}") for r in rows] + [4])
+            click.echo(one_line(f"{note['account']}: {note['problem']}"))
+        # Unit ids and errors come from Escapia: escaped, so that none can forge a row.
+        names = [one_line(f"{r['account']}/{r['unit']}") for r in rows]
+        width = max([*map(len, names), 4])
         click.echo(f"{'FEED'.ljust(width)}  {'AGE':>6}  {'EVENTS':>6}  LAST ERROR")
-        for r in rows:
-            feed, mark = f"{r['account']}/{r['unit']}".ljust(width), "!" if r in stale else " "
-            events, error = "" if r["events"] is None else r["events"], r["last_error"] or ""
+        for name, r in zip(names, rows, strict=True):
+            feed, mark = name.ljust(width), "!" if r in stale else " "
+            events, error = "" if r["events"] is None else r["events"], one_line(r["last_error"] or "")
             click.echo(f"{feed} {mark}{format_age(r['age_seconds']):>6}  {events:>6}  {error}")
     return EXIT_STALE if stale or notes or not rows else 0
 
@@ -91,8 +94,7 @@ def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, force: bool
                 click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
                 if dry_run:
                     continue
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                remove_feed(path)  # relative to the folder, never through a link swapped in
                 unit = stamps.pop(path.name, {}).get("unit")
                 if unit is not None:
                     gone.append(unit)

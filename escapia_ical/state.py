@@ -7,59 +7,84 @@ Layout::
     state_dir/accounts/<account>/token.json   a cached bearer token (a secret)
     state_dir/accounts/<account>/feeds.json   per feed: content digest and DTSTAMP
 
-Every file is written atomically, so a crash leaves the old state or the new one. State
-that cannot be read is treated as absent (it is all re-derivable), never as fatal.
+Every file is written atomically, so a crash leaves the old state or the new one, and never
+through a symbolic link below state_dir. State that cannot be read, or is not the expected
+shape, is a warning naming the file and is treated as absent (it is all re-derivable),
+never as fatal; the next sync rewrites it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 from escapia_ical.errors import PublishError
+from escapia_ical.feeds.names import is_feed_filename
+from escapia_ical.feeds.publish import open_folder, write_at
 
 log = logging.getLogger(__name__)
 
 STATE_DIR_MODE = 0o700
 STATE_FILE_MODE = 0o600
+_SHOWN_PROBLEMS = 3  # per warning: a file can be wrong in thousands of places
 
 
 def read_json(path: Path) -> Any | None:
-    """Return the JSON stored at ``path``, or None if it is missing or unreadable."""
+    """Return the JSON stored at ``path``, or None if it is missing or unreadable (with a
+    warning naming the file: it is then treated as absent, and rewritten later)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable state file %s: %s", path, exc)
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8 or JSON
+        reason = exc.strerror if isinstance(exc, OSError) else exc.__class__.__name__ + ": " + str(exc)
+        log.warning("state file %s is unreadable (%s); treating it as absent", path, reason)
         return None
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600. Raise PublishError on failure."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+def warn_shape(path: Path, problems: list[str]) -> None:
+    """Log one warning naming the state file ``path`` and (the first few of) ``problems``."""
+    shown = "; ".join(problems[:_SHOWN_PROBLEMS])
+    if len(problems) > _SHOWN_PROBLEMS:
+        shown += f"; and {len(problems) - _SHOWN_PROBLEMS} more"
+    log.warning("state file %s is not as expected (%s); ignoring what is wrong, the next sync "
+                "rewrites it", path, shown)
+
+
+def kind_of(value: Any) -> str:
+    """Return how to name a JSON value's type in a message: "a list", "a string", ..."""
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def write_json(path: Path, data: Any, *, state_dir: Path | None = None) -> None:
+    """Write ``data`` to ``path`` atomically with mode 0600.
+
+    ``state_dir`` (by default the one the layout above gives for ``path``) may be a
+    symbolic link; the folders below it are made with mode 0700 and never followed.
+    Raise PublishError if one of them is a link or the file cannot be written.
+    """
+    content = json.dumps(data, indent=1, sort_keys=True).encode("utf-8")
+    root = state_dir if state_dir is not None else _state_dir_of(path)
     try:
-        make_private_dir(path.parent)
-        descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STATE_FILE_MODE)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        make_private_dir(root)
+        folder = open_folder(path.parent, root, STATE_DIR_MODE)
+        try:
+            write_at(folder, path.name, content, STATE_FILE_MODE)
+        finally:
+            os.close(folder)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
         raise PublishError(f"cannot write state file {path}: {exc.strerror or exc}") from exc
 
 
 def make_private_dir(folder: Path) -> None:
     """Create ``folder`` and any missing parents with mode 0700 (mkdir's ``parents``
-    would give the parents the umask's mode)."""
+    would give the parents the umask's mode). For state_dir itself, the operator's folder:
+    a link is followed; the folders below it are made by write_json, which never does."""
     missing = []
     while not folder.exists():
         missing.append(folder)
@@ -68,20 +93,69 @@ def make_private_dir(folder: Path) -> None:
         each.mkdir(mode=STATE_DIR_MODE, exist_ok=True)
 
 
+def _state_dir_of(path: Path) -> Path:
+    """Return the state_dir of a state file: ``path``'s folder, or for a file of an
+    account (``accounts/<account>/<file>``) the folder two levels up."""
+    folder = path.parent
+    return folder.parent.parent if folder.parent.name == "accounts" else folder
+
+
+# What each field of a feeds.json entry holds, when present; see sync/units.py build_feed.
+_STAMP_FIELDS: dict[str, tuple[type, ...]] = {
+    "unit": (str,), "digest": (str,), "dtstamp": (str,), "day": (str,), "retired": (str,),
+    "events": (int,), "ranges": (str, list), "blocks": (list,),
+}
+
+
 class AccountState:
     """The state files of one account."""
 
     def __init__(self, state_dir: Path, account: str):
+        self.state_dir = state_dir
         self.folder = state_dir / "accounts" / account
 
     @property
     def token_path(self) -> Path:
         return self.folder / "token.json"
 
-    def feed_stamps(self) -> dict[str, dict[str, str]]:
-        """Return ``{feed file name: {"digest": ..., "dtstamp": ISO}}`` (empty if none)."""
-        data = read_json(self.folder / "feeds.json")
-        return data if isinstance(data, dict) else {}
+    @property
+    def feeds_path(self) -> Path:
+        return self.folder / "feeds.json"
 
-    def save_feed_stamps(self, stamps: dict[str, dict[str, str]]) -> None:
-        write_json(self.folder / "feeds.json", stamps)
+    def feed_stamps(self) -> dict[str, dict[str, Any]]:
+        """Return ``{feed file name: {"unit": ..., "digest": ..., "dtstamp": ISO, ...}}``
+        (empty if none). Entries whose name is not a feed file name of ours (the name is
+        written and deleted under: ``../x.ics`` must never be) or whose value is not the
+        expected shape are left out, with one warning for the file."""
+        data = read_json(self.feeds_path)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            warn_shape(self.feeds_path, [f"expected a mapping of feed file names, not {kind_of(data)}"])
+            return {}
+        stamps, problems = {}, []
+        for name, entry in data.items():
+            problem = _stamp_problem(name, entry)
+            if problem:
+                problems.append(f"{name[:60]!r}: {problem}")
+            else:
+                stamps[name] = entry
+        if problems:
+            warn_shape(self.feeds_path, problems)
+        return stamps
+
+    def save_feed_stamps(self, stamps: dict[str, dict[str, Any]]) -> None:
+        write_json(self.feeds_path, stamps, state_dir=self.state_dir)
+
+
+def _stamp_problem(name: str, entry: Any) -> str | None:
+    """Return what is wrong with one feeds.json entry, or None if nothing is."""
+    if not is_feed_filename(name):
+        return "not a feed file name"
+    if not isinstance(entry, dict):
+        return f"expected a mapping, not {kind_of(entry)}"
+    for field, types in _STAMP_FIELDS.items():
+        value = entry.get(field)
+        if field in entry and (not isinstance(value, types) or isinstance(value, bool)):
+            return f"{field} is {kind_of(value)}"
+    return None

@@ -8,11 +8,11 @@ file always answers "how old is each feed, and why".
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from escapia_ical.state import read_json, write_json
+from escapia_ical.state import kind_of, read_json, warn_shape, write_json
 
 if TYPE_CHECKING:
     from escapia_ical.sync import SyncReport
@@ -25,12 +25,94 @@ def status_path(state_dir: Path) -> Path:
 
 
 def load_status(state_dir: Path) -> dict[str, Any]:
-    """Return the last status written, or an empty one."""
-    data = read_json(status_path(state_dir))
-    if not isinstance(data, dict) or data.get("version") != STATUS_VERSION:
-        return {"version": STATUS_VERSION, "accounts": {}}
-    data.setdefault("accounts", {})
-    return data
+    """Return the last status written, or an empty one.
+
+    What is not the expected shape (see ``_ACCOUNT_FIELDS`` and ``_UNIT_FIELDS``) is left
+    out, with one warning naming the file; what is, is kept. Unknown keys are kept.
+    """
+    path = status_path(state_dir)
+    data = read_json(path)
+    empty = {"version": STATUS_VERSION, "accounts": {}}
+    if data is None:
+        return empty
+    if not isinstance(data, dict):
+        warn_shape(path, [f"expected a mapping, not {kind_of(data)}"])
+        return empty
+    if data.get("version") != STATUS_VERSION:
+        found = repr(data["version"]) if "version" in data else "missing"
+        warn_shape(path, [f"version is {found}, not {STATUS_VERSION}"])
+        return empty
+    problems: list[str] = []
+    status = _checked(data, {"run": _MAPPING, "accounts": _MAPPING}, "", problems)
+    if "run" in status:
+        status["run"] = _checked(status["run"], _RUN_FIELDS, "run.", problems)
+    accounts, status["accounts"] = status.get("accounts", {}), {}
+    for name, entry in accounts.items():
+        where = f"accounts.{name[:40]}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} is {kind_of(entry)}, not a mapping")
+            continue
+        account = _checked(entry, _ACCOUNT_FIELDS, f"{where}.", problems)
+        units, account["units"] = account.get("units", {}), {}
+        for unit_id, unit in units.items():
+            if isinstance(unit, dict):
+                account["units"][unit_id] = _checked(unit, _UNIT_FIELDS, f"{where}.units.{unit_id[:40]}.",
+                                                     problems)
+            else:
+                problems.append(f"{where}.units.{unit_id[:40]} is {kind_of(unit)}, not a mapping")
+        status["accounts"][name] = account
+    if problems:
+        warn_shape(path, problems)
+    return status
+
+
+def _checked(entry: dict[str, Any], fields: dict[str, _Check], where: str,
+             problems: list[str]) -> dict[str, Any]:
+    """Return a copy of ``entry`` without the known fields whose value ``fields`` refuses;
+    add one problem for each to ``problems``."""
+    kept = {}
+    for key, value in entry.items():
+        if key in fields and not fields[key].accepts(value):
+            problems.append(f"{where}{key} is {kind_of(value)}, not {fields[key].expected}")
+        else:
+            kept[key] = value
+    return kept
+
+
+class _Check(NamedTuple):
+    accepts: Callable[[Any], bool]
+    expected: str
+
+
+def _is_time(value: Any) -> bool:  # what _iso() writes: ages are computed from it
+    try:
+        return isinstance(value, str) and dt.datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_TIME = _Check(_is_time, "an ISO time with a zone")
+_COUNT = _Check(_is_count, "an integer")
+_COUNTS = _Check(lambda v: isinstance(v, dict) and all(map(_is_count, v.values())), "a mapping of integers")
+_MAPPING = _Check(lambda v: isinstance(v, dict), "a mapping")
+_ERROR = _Check(lambda v: v is None or isinstance(v, str), "a string or null")
+_RUN_FIELDS = {"started": _TIME, "finished": _TIME, "exit_code": _COUNT,
+               "duration_seconds": _Check(lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+                                          "a number")}
+_ACCOUNT_FIELDS = {
+    "last_attempt": _TIME, "last_success": _TIME, "last_error": _ERROR, "units": _MAPPING,
+    "requests": _COUNTS, "responses": _COUNTS, "responses_total": _COUNTS, "feeds_rewritten": _COUNT,
+    "feeds_rewritten_total": _COUNT, "unit_errors": _COUNT, "units_fetched": _COUNT,
+}
+_UNIT_FIELDS = {
+    "last_attempt": _TIME, "last_success": _TIME, "last_change": _TIME, "last_error": _ERROR,
+    "events": _COUNT, "file": _Check(lambda v: isinstance(v, str), "a string"),
+    "rewritten": _Check(lambda v: isinstance(v, bool), "a boolean"),
+}
 
 
 def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finished: dt.datetime,
@@ -84,7 +166,7 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
             stuck.append(f"{account}: not synced: {holder.describe()} holds its lock, longer than a run "
                          "may last; that run may be stuck (its feeds are not updated until it ends)")
         entry["lock_stuck"] = mark
-    write_json(status_path(state_dir), status)
+    write_json(status_path(state_dir), status, state_dir=state_dir)
     return status
 
 

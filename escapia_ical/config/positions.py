@@ -15,6 +15,11 @@ from escapia_ical.errors import ConfigError
 
 KeyPath = tuple[str | int, ...]  # ("accounts", 0, "name"); () is the document root
 
+# How many nodes aliases may add to the document in all. A real config shares a few
+# settings (``<<: *defaults`` per account: tens of nodes each); nine nested aliases repeated
+# nine times (an "alias bomb", a few hundred bytes) would build 9**9 nodes and gigabytes.
+ALIAS_NODE_BUDGET = 100_000
+
 
 class Problem(NamedTuple):
     """One thing wrong with the document: where (key path, optional line) and what."""
@@ -59,7 +64,8 @@ def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int:
 def load_yaml(text: str, filename: str) -> Document:
     """Given YAML text, return its value, line map and duplicate-key/construct problems.
 
-    Raise ConfigError (``FILE:LINE: (yaml): problem``) if the text is not well-formed YAML.
+    Raise ConfigError (``FILE:LINE: (yaml): problem``) if the text is not well-formed YAML,
+    or if its aliases would expand to more than ALIAS_NODE_BUDGET nodes.
     An empty document has the value None.
     """
     loader = None
@@ -68,6 +74,7 @@ def load_yaml(text: str, filename: str) -> Document:
         root = loader.get_single_node()
         if root is None:
             return Document(None, {(): 1}, [])
+        _check_alias_expansion(root, filename)
         walker = _Walker(loader)
         value = walker.walk(root, ())
         walker.lines[()] = root.start_mark.line + 1
@@ -81,6 +88,54 @@ def load_yaml(text: str, filename: str) -> Document:
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def _check_alias_expansion(root: yaml.Node, filename: str) -> None:
+    """Raise ConfigError if walking ``root`` would visit more than ALIAS_NODE_BUDGET nodes
+    through aliases (merge keys included).
+
+    The composer shares an anchored node between its aliases, so the node graph stays
+    as small as the text; it is the walk (and ``flatten_mapping``) that would expand it.
+    Sizes are memoised per node, so this costs one pass over the distinct nodes.
+    """
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: yaml.Node) -> int:  # nodes in the expanded tree under ``node``
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in in_progress:  # a recursive alias: the walker reports it
+            return 1
+        in_progress.add(id(node))
+        total = 1 + sum(size(child) for child in _children(node))
+        in_progress.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    seen: set[int] = set()
+    expanded = 0
+
+    def visit(node: yaml.Node) -> None:  # in document order: the first use is no alias
+        nonlocal expanded
+        seen.add(id(node))
+        for child in _children(node):
+            if id(child) not in seen:
+                visit(child)
+                continue
+            expanded += size(child)
+            if expanded > ALIAS_NODE_BUDGET:
+                raise ConfigError(f"{filename}:{node.start_mark.line + 1}: (yaml): aliases expand to "
+                                  f"more than {ALIAS_NODE_BUDGET} nodes; refusing (an alias bomb?)")
+
+    visit(root)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 class _Walker:

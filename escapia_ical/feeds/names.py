@@ -16,6 +16,8 @@ MAX_ID_LENGTH = 100
 # so a plain id can never equal a rewritten one.
 _PLAIN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+# Every name feed_filename() can return (plain stem, or prefix~hash, optionally -token).
+_FEED_FILENAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._~-]{0,250}\.ics")
 
 
 def feed_stem(unit_id: str) -> str:
@@ -53,3 +55,11 @@ def account_feed_filename(account, unit_id: str) -> str:
     """Return the current file name of ``unit_id``'s feed under ``account``'s settings."""
     tokens = account.feed_tokens
     return feed_filename(unit_id, tokens.secret if tokens else None, account.name)
+
+
+def is_feed_filename(name: object) -> bool:
+    """Return True if ``name`` could be a feed file name of ours: one plain name inside the
+    account folder (no "/", no NUL, no leading dot, so never "." or "..", ASCII, ending in
+    ``.ics``). Names read back from state are checked with this before any file is written
+    or deleted under them."""
+    return isinstance(name, str) and _FEED_FILENAME.fullmatch(name) is not None

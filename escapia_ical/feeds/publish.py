@@ -1,18 +1,27 @@
-"""Putting feeds on disk: atomically, only when they changed, never half-written.
+"""Putting feeds on disk: atomically, only when they changed, never half-written, and never
+through a symbolic link.
 
 A reader (nginx) sees either the old file or the new one, whole: the new bytes go to a
 dot-prefixed temp file in the same folder (nginx is told to deny dotfiles), are flushed
 and fsynced, then renamed over the old name, and the folder is fsynced so the rename
 survives a power cut.
+
+The folders below output_dir (and below state_dir, see ``state.py``) are ours: each is
+opened with O_NOFOLLOW and every create, rename and delete happens relative to that
+descriptor, so a folder swapped for a symbolic link, before or during a write, cannot
+send our bytes (or our deletes) anywhere else. output_dir and state_dir themselves are
+the operator's and may be links.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 
 from escapia_ical.errors import PublishError
@@ -23,50 +32,134 @@ FEED_MODE = 0o644
 DIR_MODE = 0o755
 # Our temp files, and only ours: ".<name>.<pid>.<random>.tmp"
 _TEMP_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 def publish_feed(path: Path, content: bytes, *, force: bool = False) -> bool:
     """Write ``content`` to ``path`` atomically unless the file already holds it.
 
-    Return True when the file was (re)written, False when it was left untouched (same
-    bytes, same mtime, so HTTP validators stay valid). ``force`` rewrites anyway. Raise
-    PublishError if the folder or file cannot be written; the old file is then intact.
+    ``path.parent`` (the account folder) is created if missing and must not be a symbolic
+    link; its parent (output_dir) may be. Return True when the file was (re)written, False
+    when it was left untouched (same bytes, same mtime, so HTTP validators stay valid).
+    ``force`` rewrites anyway. Raise PublishError if the folder is a symbolic link or the
+    folder or file cannot be written; the old file is then intact.
     """
-    if not force and current_bytes(path) == content:
-        return False
-    folder = path.parent
-    temp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        with open(temp, "xb") as handle:
+        os.makedirs(path.parent.parent, DIR_MODE, exist_ok=True)
+        folder = open_folder(path.parent, path.parent.parent, DIR_MODE)
+    except OSError as exc:
+        raise PublishError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        if not force and read_at(folder, path.name) == content:
+            return False
+        write_at(folder, path.name, content, FEED_MODE)
+    except OSError as exc:
+        raise PublishError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(folder)
+    return True
+
+
+def remove_feed(path: Path) -> bool:
+    """Delete the feed at ``path``, never through a symbolically linked folder. Return
+    False if there was none. Raise PublishError if the folder is a link or the file cannot
+    be deleted."""
+    folder = _open_existing(path.parent, f"cannot delete {path}")
+    if folder is None:
+        return False
+    try:
+        os.unlink(path.name, dir_fd=folder)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise PublishError(f"cannot delete {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(folder)
+    return True
+
+
+def open_folder(folder: Path, root: Path, mode: int) -> int:
+    """Return a descriptor of ``folder``, creating it and the folders between ``root`` and
+    it (with ``mode``) where missing.
+
+    ``root`` must exist and is followed if it is a link (the operator's choice); each folder
+    below it is opened with O_NOFOLLOW relative to its parent's descriptor. Raise
+    PublishError naming the folder if one is a symbolic link, OSError if one cannot be
+    made or opened.
+    """
+    descriptor = os.open(root, _DIRECTORY)
+    here = root
+    try:
+        for part in folder.relative_to(root).parts:
+            here = here / part
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, mode, dir_fd=descriptor)
+            try:
+                child = os.open(part, _DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+            except OSError as exc:
+                raise _refusal(here, exc) or exc from None
+            os.close(descriptor)
+            descriptor = child
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def write_at(folder: int, name: str, content: bytes, mode: int) -> None:
+    """Replace the file ``name`` in the folder open as ``folder`` with ``content``, with
+    ``mode``, atomically and durably (temp file, fsync, rename, fsync of the folder).
+    Raise OSError on failure, having removed the temp file."""
+    temp = f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        with os.fdopen(os.open(temp, flags, mode, dir_fd=folder), "wb") as handle:
             handle.write(content)
             handle.flush()
+            os.fchmod(handle.fileno(), mode)  # whatever the umask
             os.fsync(handle.fileno())
-        os.chmod(temp, FEED_MODE)
-        os.replace(temp, path)
-        _fsync_folder(folder)
-    except OSError as exc:
-        _remove_quietly(temp)
-        raise PublishError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return True
+        os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+        os.fsync(folder)  # the rename survives a power cut
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=folder)
+        raise
+
+
+def read_at(folder: int, name: str) -> bytes | None:
+    """Return the bytes of the regular file ``name`` in the folder open as ``folder``, or
+    None if there is none (a link, a FIFO or a device is not a feed of ours)."""
+    try:
+        descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        try:
+            return handle.read() if stat.S_ISREG(os.fstat(descriptor).st_mode) else None
+        except OSError:
+            return None
 
 
 def clean_temp_files(folder: Path) -> int:
     """Remove temp files a crashed run left in ``folder``; return how many.
 
-    Only call this while holding the sync lock: then no writer of ours is active.
+    Only call this while holding the sync lock: then no writer of ours is active. Raise
+    PublishError if ``folder`` is a symbolic link or cannot be listed.
     """
+    descriptor = _open_existing(folder, f"cannot list {folder}")
+    if descriptor is None:
+        return 0
     removed = 0
     try:
-        entries = list(folder.iterdir())
-    except FileNotFoundError:
-        return 0
+        for entry in os.scandir(descriptor):
+            if _TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.name, dir_fd=descriptor)
+                    removed += 1
     except OSError as exc:
         raise PublishError(f"cannot list {folder}: {exc.strerror or exc}") from exc
-    for entry in entries:
-        if _TEMP_NAME.fullmatch(entry.name) and entry.is_file():
-            _remove_quietly(entry)
-            removed += 1
+    finally:
+        os.close(descriptor)
     if removed:
         log.info("removed %d stale temp file(s) from %s", removed, folder)
     return removed
@@ -80,14 +173,19 @@ def current_bytes(path: Path) -> bytes | None:
         return None
 
 
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+def _open_existing(folder: Path, failure: str) -> int | None:
+    """Return a descriptor of the existing ``folder`` (not followed if a link), or None if
+    there is no such folder. Raise PublishError (``failure: why``) if it cannot be opened."""
     try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        return os.open(folder, _DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _refusal(folder, exc) or PublishError(f"{failure}: {exc.strerror or exc}") from exc
 
 
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
+def _refusal(folder: Path, exc: OSError) -> PublishError | None:
+    """Return the error for a folder that O_NOFOLLOW refused because it is a link, else None."""
+    if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and folder.is_symlink()):
+        return PublishError(f"{folder} is a symbolic link; refusing to write through it")
+    return None

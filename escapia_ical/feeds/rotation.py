@@ -8,13 +8,13 @@ The state entry of each published name records its unit, so old names are recogn
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any
 
-from escapia_ical.feeds.publish import publish_feed
+from escapia_ical.feeds.names import is_feed_filename
+from escapia_ical.feeds.publish import publish_feed, remove_feed
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,21 @@ def update_old_names(folder: Path, unit_id: str, current: str, content: bytes, s
                      stamps: dict[str, dict[str, Any]], now: dt.datetime, grace_days: int) -> None:
     """Write ``content`` under each old name of the unit still in its grace period; delete
     the files and state of old names whose grace period is over. Raise PublishError if an
-    old name cannot be written."""
+    old name cannot be written or deleted.
+
+    Names come from the state file: one that is not a plain feed file name (``../x.ics``,
+    ``/etc/passwd``) is dropped from ``stamps`` with a warning, and nothing is written or
+    deleted under it (state.py already drops them on loading; this is the last line).
+    """
     for name in old_names(stamps, unit_id, current):
+        if not is_feed_filename(name):
+            log.warning("%s: ignoring the old feed name %r from state: not a feed file name",
+                        folder.name, name)
+            del stamps[name]
+            continue
         retired = _retired_at(stamps[name], now)
         if now - retired >= dt.timedelta(days=grace_days):
-            with contextlib.suppress(FileNotFoundError):
-                (folder / name).unlink()
+            remove_feed(folder / name)
             del stamps[name]
             log.info("%s: removed the old feed name %s (grace period over)", folder.name, name)
             continue

@@ -23,6 +23,7 @@ from escapia_ical.errors import AuthError, DeadlineReached, PublishError, Source
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.ranges import range_from_api
 from escapia_ical.feeds.spans import Span
+from escapia_ical.logs import register_secret
 from escapia_ical.model import Explanation, FeedWindow, Unit, UnitCalendar
 from escapia_ical.sources import Notes
 from escapia_ical.sources.dates import parse_api_date
@@ -177,7 +178,7 @@ class HsapiSource:
             _check(deadline)
             page, end = self._changes_page(version)
             changed += page
-            if not page or end == version or end == known_end:
+            if not page or end in (version, known_end):
                 return changed, end
             version = end
         raise SourceError(f"GetReservationChanges: more than {MAX_PAGES} calls")
@@ -267,6 +268,7 @@ class HsapiSource:
                 expires = dt.datetime.fromisoformat(cached["expiration"])
                 if self._now() + TOKEN_MARGIN < expires and _BEARER.fullmatch(cached["authorization"]):
                     self._authorization = cached["authorization"]
+                    register_secret(self._authorization.removeprefix("Bearer "))
                     return self._authorization
             except (KeyError, TypeError, ValueError, AttributeError):
                 pass
@@ -293,6 +295,7 @@ class HsapiSource:
                 raise SourceError("auth/token: answer holds no usable token "
                                   "(authorizationHeaderValue or encodedId)")
             header = f"Bearer {encoded}"
+        register_secret(header.removeprefix("Bearer "))  # never in a log line, whatever logs it
         expires = _parse_expiration(body.get("expiration"))
         if expires is None:
             log.warning("%s: token answer has no usable expiration; not caching it", self.account.name)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from escapia_ical.errors import LockHeld, PublishError
-from escapia_ical.state import make_private_dir
+from escapia_ical.feeds.publish import open_folder
+from escapia_ical.state import STATE_DIR_MODE, make_private_dir
 
 POLL = 0.1  # seconds between tries while waiting for a lock
 STUCK_MARGIN = 60.0  # seconds beyond the run deadline after which a holder counts as stuck
@@ -51,7 +52,7 @@ def account_lock(state_dir: Path, account: str, *, wait: float = 0.0,
     """Hold the account's sync lock for the block. Raise LockHeld (with ``holder``) if
     another process still holds it after ``wait`` seconds; its holder counts as stuck once
     it has held it for ``stuck_after`` seconds. Raise PublishError if it cannot be opened."""
-    with _locked(account_lock_path(state_dir, account), wait, stuck_after, f"account {account!r}"):
+    with _locked(state_dir, account_lock_path(state_dir, account), wait, stuck_after, f"account {account!r}"):
         yield
 
 
@@ -59,15 +60,20 @@ def account_lock(state_dir: Path, account: str, *, wait: float = 0.0,
 def status_lock(state_dir: Path, wait: float = 30.0) -> Iterator[None]:
     """Hold the lock of ``status.json`` (a read-merge-write takes milliseconds; runs of
     different accounts may finish together). Raise LockHeld after ``wait`` seconds."""
-    with _locked(state_dir / "status.lock", wait, float("inf"), "the status file"):
+    with _locked(state_dir, state_dir / "status.lock", wait, float("inf"), "the status file"):
         yield
 
 
 @contextmanager
-def _locked(path: Path, wait: float, stuck_after: float, what: str) -> Iterator[None]:
+def _locked(state_dir: Path, path: Path, wait: float, stuck_after: float, what: str) -> Iterator[None]:
     try:
-        make_private_dir(path.parent)
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        make_private_dir(state_dir)
+        folder = open_folder(path.parent, state_dir, STATE_DIR_MODE)  # no link below state_dir
+        try:
+            descriptor = os.open(path.name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                                 dir_fd=folder)
+        finally:
+            os.close(folder)
     except OSError as exc:
         raise PublishError(f"cannot open lock file {path}: {exc.strerror or exc}") from exc
     try:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import stat
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from conftest import account_yaml, write_config
+from conftest import CLI, account_yaml, write_config
 
 from escapia_ical.config import HttpPolicy
 from escapia_ical.sources.http import HttpClient
@@ -39,6 +46,97 @@ def test_no_secret_reaches_any_output(deployment):
     assert not any(s in token_file.read_text() for s in secrets), "the token file holds only the token"
 
 
+def outputs_of(deployment, runs, log_file) -> dict[str, str]:
+    """Return every text a run left: its stdout and stderr, the log file, every state and
+    output file (the secret-grepping pattern of the test above)."""
+    texts = {"stdout": "".join(r.stdout for r in runs), "stderr": "".join(r.stderr for r in runs),
+             "log file": log_file.read_text(encoding="utf-8")}
+    for path in [*deployment.state.rglob("*"), *deployment.output.rglob("*")]:
+        if path.is_file():
+            texts[str(path)] = path.read_text(encoding="utf-8", errors="replace")
+    return texts
+
+
+class Pings(BaseHTTPRequestHandler):
+    received: list[str] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        Pings.received.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_healthcheck_url_and_feed_token_secret_never_reach_any_output(deployment):
+    Pings.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/ping/5e5a7e1d-c0ffee-uuid"
+    token_secret = "feed-token-s3cret-0123456789"
+    write_config(deployment.config, account_yaml(extra=f"    feed_tokens: true\n"
+                                                       f"    feed_token_secret: {token_secret}\n"))
+    deployment.config.write_text(f"healthcheck_url: {url}\n" + deployment.config.read_text())
+    log_file = deployment.root / "sync.log"
+    try:
+        runs = [deployment.run("sync", "-vv", "--log-file", str(log_file))]
+    finally:
+        server.shutdown()
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert Pings.received == ["/ping/5e5a7e1d-c0ffee-uuid/start", "/ping/5e5a7e1d-c0ffee-uuid/0"]
+    texts = outputs_of(deployment, runs, log_file)
+    assert '"POST ***/start HTTP/1.1" 200' in texts["stderr"], "urllib3's line, masked"
+    for where, text in texts.items():
+        for secret in (url, "/ping/5e5a7e1d-c0ffee-uuid", "5e5a7e1d", token_secret, "sandbox-secret"):
+            assert secret not in text, f"{secret!r} leaked into {where}"
+
+
+def test_names_in_feeds_json_never_address_a_file_outside_the_folder(deployment):
+    assert deployment.run("sync").returncode == 0
+    victims = {"written": deployment.output / "victim.ics", "deleted": deployment.root / "victim-abs.ics"}
+    for victim in victims.values():
+        victim.write_bytes(b"precious")
+    feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"
+    stamps = json.loads(feeds_json.read_text())
+    entry = dict(stamps["1020-101.ics"])
+    stamps["../victim.ics"] = entry  # an old name in its grace period: rewritten each run
+    stamps[str(victims["deleted"])] = entry | {"retired": "2000-01-01T00:00:00+00:00"}  # grace over
+    feeds_json.write_text(json.dumps(stamps))
+    for args in (("sync",), ("sync", "--full"), ("prune",)):
+        result = deployment.run(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert all(v.read_bytes() == b"precious" for v in victims.values()), args
+    assert not {"../victim.ics", str(victims["deleted"])} & set(json.loads(feeds_json.read_text()))
+
+
+def test_a_linked_account_folder_is_refused_not_followed(deployment):
+    victim = deployment.root / "victim"
+    victim.mkdir()
+    (victim / "1020-101.ics").write_bytes(b"precious")
+    deployment.output.mkdir()
+    (deployment.output / "sandbox").symlink_to(victim)
+    for args in (("sync",), ("prune",)):
+        result = deployment.run(*args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert f"{deployment.output / 'sandbox'} is a symbolic link; refusing to" in result.stderr
+        assert os.listdir(victim) == ["1020-101.ics"] and (victim / "1020-101.ics").read_bytes() == b"precious"
+    sync = deployment.run("sync")
+    assert sync.stderr.splitlines()[0] == (f"escapia-ical: error: sandbox: {deployment.output / 'sandbox'} "
+                                           "is a symbolic link; refusing to write through it")
+
+
+def test_a_linked_account_state_folder_is_refused_not_followed(deployment):
+    victim = deployment.root / "victim"
+    victim.mkdir()
+    (deployment.state / "accounts").mkdir(parents=True)
+    (deployment.state / "accounts" / "sandbox").symlink_to(victim)
+    result = deployment.run("sync")
+    assert result.returncode == 1
+    assert f"{deployment.state / 'accounts' / 'sandbox'} is a symbolic link; refusing" in result.stderr
+    assert os.listdir(victim) == []
+
+
 def test_file_modes(deployment):
     assert deployment.run("sync").returncode == 0
     for path in (deployment.output / "sandbox").iterdir():
@@ -55,3 +153,34 @@ def test_tls_verification_is_on_and_plain_http_is_loopback_only(deployment):
     result = deployment.run("check-config")
     assert result.returncode == 2
     assert "plain http is only allowed for loopback; use https" in result.stderr
+
+
+# Nine levels, each a list repeating the previous alias nine times: 9**9 nodes from 414 bytes.
+ALIAS_BOMB = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+
+# Runs the CLI as its only child and reports the child's peak RSS. Address space is capped at
+# 1 GiB, so that a regression dies quickly instead of eating the machine's memory.
+MEASURE = """\
+import resource, subprocess, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+result = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stderr.write(result.stderr)
+print(result.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def test_alias_bomb_is_one_line_exit_2_fast_and_small(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(ALIAS_BOMB)
+    assert len(ALIAS_BOMB) < 600
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", MEASURE, CLI, "check-config", "--config", str(bomb)],
+                            capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    code, peak_kib = map(int, result.stdout.split())
+    assert code == 2
+    assert result.stderr == (f"escapia-ical: {bomb}:6: (yaml): aliases expand to more than 100000 nodes; "
+                             "refusing (an alias bomb?)\n")
+    assert seconds < 5, "the interpreter's start-up included; the check itself takes milliseconds"
+    assert peak_kib < 100 * 1024

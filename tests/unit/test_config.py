@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -359,6 +361,48 @@ def test_empty_file_and_non_mapping_root(tmp_path):
                               "with output_dir, state_dir and accounts"]
     path = write(tmp_path, "- a\n- b\n")
     assert problems(path) == [f"{path}:1: (top): must be a mapping of keys to values, not a list"]
+
+
+def alias_bomb(levels: int = 9, repeat: int = 9, merge: bool = False) -> str:
+    """Return a tiny YAML document whose aliases expand to ``repeat ** levels`` nodes."""
+    lines = ["a0: &a0 [" + ", ".join(['"lol"'] * repeat) + "]"] if not merge else [
+        "a0: &a0 {" + ", ".join(f"k{i}: {i}" for i in range(repeat)) + "}"]
+    for level in range(1, levels):
+        aliases = ", ".join([f"*a{level - 1}"] * repeat)
+        lines.append(f"a{level}: &a{level} " + ("{<<: [" + aliases + "]}" if merge else f"[{aliases}]"))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("merge", [False, True], ids=["lists", "merge-keys"])
+def test_alias_bomb_is_refused_at_once(tmp_path, merge):
+    path = write(tmp_path, alias_bomb(levels=6, merge=merge))  # 9**6: fails fast unfixed
+    assert len(path.read_bytes()) < 700
+    started = time.monotonic()
+    [problem] = problems(path)
+    assert time.monotonic() - started < 0.5
+    assert re.fullmatch(rf"{re.escape(str(path))}:[1-9]: \(yaml\): aliases expand to more than "
+                        r"100000 nodes; refusing \(an alias bomb\?\)", problem)
+
+
+def test_a_few_aliases_and_merge_keys_still_load(tmp_path):
+    copies = "".join(f"  - <<: *main\n    name: copy-{i}\n    units: *units\n" for i in range(40))
+    path = write(tmp_path, textwrap.dedent("""\
+        output_dir: out
+        state_dir: state
+        accounts:
+          - &main
+            name: main
+            api: hsapi
+            pmcid: "1"
+            client_id: the-id
+            client_secret: ${SECRET}
+            http: {read_timeout: 60, retry_attempts: 2}
+            units: &units ["101", "102", "103"]
+        """) + copies)
+    config = load_config(path, {"SECRET": "s"})
+    assert len(config.accounts) == 41
+    assert all(a.units == ("101", "102", "103") and a.client_id == "the-id"
+               and a.http.read_timeout == 60 for a in config.accounts)
 
 
 def test_filename_is_reported_as_given(tmp_path, monkeypatch):

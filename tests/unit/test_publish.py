@@ -1,12 +1,17 @@
 """Atomic publishing, the unchanged rule, temp-file cleanup, the overlap lock."""
 
+import datetime as dt
+import logging
 import os
+import re
 import stat
 
 import pytest
 
 from escapia_ical.errors import LockHeld, PublishError
-from escapia_ical.feeds.publish import clean_temp_files, publish_feed
+from escapia_ical.feeds import publish
+from escapia_ical.feeds.publish import clean_temp_files, publish_feed, remove_feed
+from escapia_ical.feeds.rotation import update_old_names
 from escapia_ical.sync.lock import account_lock
 
 
@@ -97,3 +102,93 @@ def test_second_lock_holder_is_refused_and_lock_is_released(tmp_path):
     with account_lock(tmp_path, "a"):  # released on exit
         pass
     assert stat.S_IMODE((tmp_path / "accounts" / "a" / "sync.lock").stat().st_mode) == 0o600
+
+
+
+# --- symbolic links and names from state --------------------------------------------------
+
+
+def linked_account_folder(tmp_path):
+    """Return (output_dir, victim): output_dir/acct is a link to the victim folder."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "1.ics").write_bytes(b"precious")
+    (victim / ".1.ics.1.0a1b2c3d.tmp").write_bytes(b"precious too")
+    output = tmp_path / "output"
+    output.mkdir()
+    (output / "acct").symlink_to(victim)
+    return output, victim
+
+
+def refusal(folder) -> str:
+    return f"^{re.escape(str(folder))} is a symbolic link; refusing to write through it$"
+
+
+@pytest.mark.parametrize("content", [b"new", b"precious"])
+def test_publish_refuses_a_linked_account_folder(tmp_path, content):
+    output, victim = linked_account_folder(tmp_path)
+    with pytest.raises(PublishError, match=refusal(output / "acct")):
+        publish_feed(output / "acct" / "1.ics", content)
+    with pytest.raises(PublishError, match=refusal(output / "acct")):
+        clean_temp_files(output / "acct")
+    with pytest.raises(PublishError, match=refusal(output / "acct")):
+        remove_feed(output / "acct" / "1.ics")
+    assert sorted(os.listdir(victim)) == [".1.ics.1.0a1b2c3d.tmp", "1.ics"]
+    assert (victim / "1.ics").read_bytes() == b"precious"
+
+
+def test_a_linked_output_dir_is_the_operators_choice(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "output").symlink_to(real)
+    assert publish_feed(tmp_path / "output" / "acct" / "1.ics", b"x") is True
+    assert (real / "acct" / "1.ics").read_bytes() == b"x"
+
+
+def test_a_folder_swapped_for_a_link_during_the_write_gets_nothing(tmp_path, monkeypatch):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    folder = tmp_path / "output" / "acct"
+    publish_feed(folder / "1.ics", b"old")
+    read_at = publish.read_at
+
+    def swap_then_read(descriptor, name):  # runs after the folder was opened, before the write
+        folder.rename(tmp_path / "output" / "moved")
+        folder.symlink_to(victim)
+        return read_at(descriptor, name)
+
+    monkeypatch.setattr(publish, "read_at", swap_then_read)
+    assert publish_feed(folder / "1.ics", b"new") is True
+    assert os.listdir(victim) == []
+    assert (tmp_path / "output" / "moved" / "1.ics").read_bytes() == b"new"
+
+
+def test_a_fifo_or_link_in_place_of_a_feed_is_replaced_not_read(tmp_path):
+    os.mkfifo(tmp_path / "1.ics")  # reading it would block the run
+    (tmp_path / "secret").write_bytes(b"same")
+    (tmp_path / "2.ics").symlink_to(tmp_path / "secret")
+    assert publish_feed(tmp_path / "1.ics", b"feed") is True
+    assert publish_feed(tmp_path / "2.ics", b"same") is True
+    assert (tmp_path / "1.ics").read_bytes() == b"feed" and not (tmp_path / "2.ics").is_symlink()
+    assert (tmp_path / "secret").read_bytes() == b"same"
+
+
+NOW = dt.datetime(2026, 11, 23, 22, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize("retired", [None, "2000-01-01T00:00:00+00:00"], ids=["in grace", "grace over"])
+def test_old_names_from_state_never_leave_the_folder(tmp_path, caplog, retired):
+    folder = tmp_path / "output" / "acct"
+    folder.mkdir(parents=True)
+    victims = [tmp_path / "output" / "victim.ics", tmp_path / "victim-abs.ics"]
+    for victim in victims:
+        victim.write_bytes(b"precious")
+    entry = {"unit": "1", "digest": "d"} | ({"retired": retired} if retired else {})
+    stamps = {"1.ics": {"unit": "1"}, "../victim.ics": dict(entry), str(victims[1]): dict(entry),
+              "old.ics": dict(entry)}
+    with caplog.at_level(logging.WARNING):
+        update_old_names(folder, "1", "1.ics", b"feed", {"unit": "1"}, stamps, NOW, grace_days=7)
+    assert all(v.read_bytes() == b"precious" for v in victims)
+    assert "../victim.ics" not in stamps and str(victims[1]) not in stamps
+    assert len([r for r in caplog.records if "not a feed file name" in r.getMessage()]) == 2
+    assert (folder / "old.ics").exists() == (retired is None)

@@ -2,23 +2,42 @@
 
 import datetime as dt
 import json
+import logging
 import stat
 from collections import Counter
 from pathlib import Path
 
-from escapia_ical.status import record_run
+import pytest
+
+from escapia_ical import operations
+from escapia_ical.status import feed_rows, load_status, record_run
 from escapia_ical.sync import AccountResult, SyncReport, UnitOutcome
 
 T1 = dt.datetime(2026, 11, 23, 22, 0, tzinfo=dt.UTC)
 T2 = T1 + dt.timedelta(minutes=5)
 
 
-def report(error=None, unit_error=None, account="a") -> SyncReport:
+CONFIG = """\
+output_dir: out
+state_dir: state
+accounts:
+  - {name: a, api: hsapi, pmcid: "1", client_id: id, client_secret: secret}
+"""
+
+
+def write_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    path.chmod(0o600)
+    return path
+
+
+def report(error=None, unit_error=None, account="a", unit_id="1") -> SyncReport:
     result = AccountResult(account, error=error,
                            requests=Counter({"GetUnitNonAvailability": 3}),
                            responses=Counter({("GetUnitNonAvailability", "200"): 2,
                                               ("GetUnitNonAvailability", "503"): 1}))
-    result.units.append(UnitOutcome(account, "1", Path("/out/a/1.ics"), error=unit_error, events=4,
+    result.units.append(UnitOutcome(account, unit_id, Path("/out/a/1.ics"), error=unit_error, events=4,
                                     rewritten=unit_error is None))
     return SyncReport(accounts={account: result})
 
@@ -52,3 +71,57 @@ def test_a_crashed_run_is_recorded(tmp_path):
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["run"]["exit_code"] == 70
     assert status["accounts"]["a"]["last_success"] == "2026-11-23T22:00:00+00:00"
+
+
+def test_status_table_escapes_what_escapia_sent(tmp_path, capsys):
+    evil = "1\nfake/unit   1s   9\r\x1b[31m\u2028"
+    record_run(tmp_path / "state", report(unit_error=f"HTTP 500 for {evil}", unit_id=evil), T1, T1, 1)
+    assert operations.status(write_config(tmp_path), dt.timedelta(minutes=15), False) == 2
+    header, row = capsys.readouterr().out.splitlines()
+    assert row.startswith(r"a/1\nfake/unit   1s   9\r\x1b[31m\u2028 ! never")
+    assert row.endswith(r"HTTP 500 for 1\nfake/unit   1s   9\r\x1b[31m\u2028")
+
+
+GOOD_UNIT = {"last_attempt": "2026-11-23T22:00:00+00:00", "last_success": "2026-11-23T22:00:00+00:00",
+             "last_error": None, "events": 4, "file": "/out/a/1.ics", "rewritten": True}
+
+
+@pytest.mark.parametrize(("stored", "expected"), [
+    ([], {}),
+    ("x", {}),
+    ({"accounts": {"a": {"units": {}}}}, {}),  # no version
+    ({"version": 2, "accounts": {"a": {"units": {}}}}, {}),
+    ({"version": 1, "accounts": []}, {}),
+    ({"version": 1, "accounts": {"a": []}}, {}),
+    ({"version": 1, "accounts": {"a": {"units": []}}}, {"a": {"units": {}}}),
+    ({"version": 1, "accounts": {"a": {"units": {"1": GOOD_UNIT, "2": "x"}, "requests": {"x": "1"},
+                                        "last_error": 5, "unit_errors": True, "units_fetched": 3}}},
+     {"a": {"units": {"1": GOOD_UNIT}, "units_fetched": 3}}),
+    ({"version": 1, "accounts": {"a": {"units": {"1": {**GOOD_UNIT, "last_success": "yesterday",
+                                                       "events": "4", "file": None, "extra": [1]}}}}},
+     {"a": {"units": {"1": {k: v for k, v in GOOD_UNIT.items() if k not in ("last_success", "events", "file")}
+                            | {"extra": [1]}}}}),
+    ({"version": 1, "accounts": {"a": {"units": {"1": {**GOOD_UNIT, "last_success": "2026-11-23T22:00:00"}}}}},
+     {"a": {"units": {"1": {k: v for k, v in GOOD_UNIT.items() if k != "last_success"}}}}),  # no zone
+])
+def test_load_status_keeps_what_is_right_and_warns_once(tmp_path, caplog, stored, expected):
+    (tmp_path / "status.json").write_text(json.dumps(stored))
+    with caplog.at_level(logging.WARNING):
+        status = load_status(tmp_path)
+    assert status["accounts"] == expected
+    [warning] = caplog.records
+    assert str(tmp_path / "status.json") in warning.getMessage()
+    feed_rows(status, T2)  # what `escapia-ical status` computes from it
+    record_run(tmp_path, report(), T2, T2, 0)  # what a sync does with it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert load_status(tmp_path)["accounts"]["a"]["units"]["1"]["last_success"] == "2026-11-23T22:05:00+00:00"
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b'{"version": 1, "accounts": {"a', b"[" * 100_000])
+def test_unreadable_status_is_absent_with_one_warning(tmp_path, caplog, content):
+    (tmp_path / "status.json").write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        assert load_status(tmp_path) == {"version": 1, "accounts": {}}
+    assert len(caplog.records) == 1 and "status.json is unreadable" in caplog.text
