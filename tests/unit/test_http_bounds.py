@@ -258,7 +258,7 @@ def test_an_oversized_answer_leaves_nothing_buffered_behind(servers, monkeypatch
 
 
 def test_one_request_at_a_time_buffers_a_large_answer_of_unknown_size(servers):
-    size = 2 * 1024 * 1024  # above the 1 MiB read freely
+    size = 2 * 1024 * 1024  # far above what is read freely (FREE_BUFFER_BYTES)
     server = servers(lambda conn, head, n: conn.sendall(chunked(size)))
     with_length = servers(lambda conn, head, n: conn.sendall(ok(b"x" * size)))
     http = client(total_timeout=1)
