@@ -37,6 +37,7 @@ from escapia_ical.errors import (
     Terminated,
 )
 from escapia_ical.logs import PROGRAM, redact, setup_logging
+from escapia_ical.sources.stop import request_stop
 from escapia_ical.status import parse_age
 
 DEFAULT_CONFIG = Path("config/accounts.yaml")
@@ -185,6 +186,9 @@ def sandbox(port, host, extra_units, latency) -> None:
 
 
 def _terminate(signum, frame) -> None:
+    # Abort every request in flight and wake every wait (worker threads too), then unwind
+    # this thread: the run records what it did and exits 143 at once.
+    request_stop()
     raise Terminated()
 
 

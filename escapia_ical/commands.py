@@ -112,7 +112,7 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
     def on_start() -> None:  # warnings and pings wait for a lock: an overlapping run stays silent
         nonlocal pinged
         show_warnings(config)
-        ping(config.healthcheck_url, "start")
+        ping(config.healthcheck_url, "start", deadline=clock + config.deadline_seconds)
         pinged = True
 
     try:

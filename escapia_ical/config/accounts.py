@@ -32,6 +32,7 @@ class HttpPolicy:
     retry_max_wait: float = 60.0
     max_concurrency: int = 8  # requests in flight at once, per account
     max_requests_per_minute: int = 0  # client-side limit per account; 0: none
+    total_timeout: float = 60.0  # one request from connect to its last byte, retries not included
 
 
 @dataclass(frozen=True)

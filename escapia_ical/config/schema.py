@@ -32,6 +32,7 @@ HTTP_SCHEMA: dict[str, Any] = {
     "properties": {
         "connect_timeout": _TIMEOUT,
         "read_timeout": _TIMEOUT,
+        "total_timeout": {**_TIMEOUT, "maximum": 3600},
         "retry_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
         "retry_initial_wait": _WAIT,
         "retry_max_wait": _WAIT,

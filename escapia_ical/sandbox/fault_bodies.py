@@ -37,12 +37,30 @@ def transform_body(name: str, p: dict[str, Any], api: str, op: str | None, body:
     if name == "deep_nesting":
         return b"[" * p["depth"] + b"]" * p["depth"] if api == "hsapi" else None
     if name == "huge_body":
-        pad = _pad_json if api == "hsapi" else _pad_xml
-        return pad(body, p["size"], p["style"])
+        return with_runs(*padded(api, body, p["size"], p["style"]))
     raise AssertionError(name)
 
 
-def _pad_json(body: bytes, size: int, style: str) -> bytes:
+Runs = list[tuple[int, bytes, int]]  # (offset in the body, byte, count): inserted when sent
+
+
+def padded(api: str, body: bytes, size: int, style: str) -> tuple[bytes, Runs]:
+    """huge_body, cheaply: return the body with an empty padding key/element (style "key")
+    and the runs that fill it, or that surround it with whitespace; the handler inserts
+    the runs while sending, so a 40 MB answer never exists in memory."""
+    return (_pad_json if api == "hsapi" else _pad_xml)(body, size, style)
+
+
+def with_runs(body: bytes, runs: Runs) -> bytes:
+    """Return ``body`` with ``runs`` inserted (what the client receives)."""
+    parts, at = [], 0
+    for offset, byte, count in sorted(runs):
+        parts += [body[at:offset], byte * count]
+        at = offset
+    return b"".join([*parts, body[at:]])
+
+
+def _pad_json(body: bytes, size: int, style: str) -> tuple[bytes, Runs]:
     if style == "key":
         try:
             data = json.loads(body)
@@ -52,19 +70,20 @@ def _pad_json(body: bytes, size: int, style: str) -> bytes:
         if isinstance(data, list) and data and isinstance(data[0], dict):
             target = data[0]
         if target is not None:
-            target["sandboxPadding"] = "x" * size  # an unknown key: clients ignore it
-            return json.dumps(data, ensure_ascii=False).encode("utf-8")
+            target["sandboxPadding"] = ""  # an unknown key: clients ignore it
+            encoded = json.dumps(data, ensure_ascii=False).encode("utf-8")
+            return encoded, [(encoded.index(b'"sandboxPadding": "') + 19, b"x", size)]
     half = size // 2  # whitespace around the value is still the same JSON
-    return b" " * half + body + b"\n" * (size - half)
+    return body, [(0, b" ", half), (len(body), b"\n", size - half)]
 
 
-def _pad_xml(body: bytes, size: int, style: str) -> bytes:
+def _pad_xml(body: bytes, size: int, style: str) -> tuple[bytes, Runs]:
     ends = list(_RS_END.finditer(body)) if style == "key" else []
     if ends:
         at = ends[-1].start()
-        element = f'<SandboxPadding xmlns="{PADDING_NS}">{"x" * size}</SandboxPadding>'.encode()
-        return body[:at] + element + body[at:]
-    return body + b" " * size  # whitespace after the root element is allowed
+        element = f'<SandboxPadding xmlns="{PADDING_NS}">'.encode()
+        return body[:at] + element + b"</SandboxPadding>" + body[at:], [(at + len(element), b"x", size)]
+    return body, [(len(body), b" ", size)]  # whitespace after the root element is allowed
 
 
 def transform_content(name: str, p: dict[str, Any], api: str, op: str | None, unit: str | None,

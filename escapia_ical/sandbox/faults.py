@@ -29,8 +29,10 @@ truncated          keep=0.5,                  200, the first ``keep`` share of t
                                               body, then the connection closes
 entity_bomb        -                          200, a billion-laughs XML document (EscapiaNET)
 deep_nesting       depth=100000               200, ``[[[...]]]`` nested ``depth`` deep (HSAPI)
-huge_body          size=10 MiB, style="key"   200, the same valid answer padded by ``size``
-                                              bytes: an unknown key/element, or whitespace
+huge_body          size=10 MiB, style="key",  200, the same valid answer padded by ``size``
+                   chunked=False              bytes: an unknown key/element, or whitespace;
+                                              ``chunked``: Transfer-Encoding: chunked, no
+                                              Content-Length
 empty              fill=""                    HSAPI: ``results: []`` / ``[]``; EscapiaNET: no
                                               Units, DailyAvailability "" (or ``fill`` * len)
 wrong_types        -                          HSAPI: results as an object, startDate as a
@@ -39,17 +41,14 @@ end_before_start   -                          every range/segment ends before it
 absurd_dates       year=1                     every range/segment moved to ``year``
 expire_tokens      calls=3                    HSAPI bearer tokens die after ``calls`` uses
                                               (401); ``times`` counts expiries
+trickle            seconds=2.0, part="body"   the answer one byte every ``seconds``: its
+                                              status line and headers ("headers"; then the
+                                              body too) or its body ("body"), never tripping
+                                              a read timeout
+redirect           status=307, location=None  ``status`` (307/308) to ``location`` (None: the
+                                              same path on http://127.0.0.1:9, another origin)
 =================  =========================  ===============================================
 
-Consistent wrongness: answers that parse
-----------------------------------------
-Content faults whose answers are well-formed and name the asked unit, yet are wrong: empty,
-another unit's, shifted, or shorter than asked (:mod:`.wrong_answers`). Without ``op`` they
-change only calendar answers (GetUnitNonAvailability, UnitCalendarAvail, UnitCalendarAvailBatch)
-and never SearchReservationSummaries, GetReservationById or GetReservationChanges, which keep
-telling the truth; ``unit`` picks one unit's calendar, also inside a batch.
-
-==================  =================  ==================================================
 fault               params (defaults)  what the client gets
 ==================  =================  ==================================================
 same_answer         source="1020-101"  ``source``'s calendar for the asked range under the
@@ -78,7 +77,19 @@ each: nothing says an answer is computed for the request that asked (EscapiaNET 
 never transient, that ``DailyAvailability``'s length matches StartDate/EndDate or the asked
 range (the batch's span is the server's choice), or that a unit appears once per answer. A
 ``flaky`` fault with ``times`` counts the answers it emptied (a batch is one).
+=======
+``trickle`` and ``redirect`` model the network and proxies in front of Escapia (a stalled
+link, a captive portal, a misconfigured load balancer), not Escapia's contract.
 
+Consistent wrongness: answers that parse
+----------------------------------------
+Content faults whose answers are well-formed and name the asked unit, yet are wrong: empty,
+another unit's, shifted, or shorter than asked (:mod:`.wrong_answers`). Without ``op`` they
+change only calendar answers (GetUnitNonAvailability, UnitCalendarAvail, UnitCalendarAvailBatch)
+and never SearchReservationSummaries, GetReservationById or GetReservationChanges, which keep
+telling the truth; ``unit`` picks one unit's calendar, also inside a batch.
+
+==================  =================  ===========================================
 A fault that cannot change an answer (a JSON fault on XML, a content fault on an error
 answer, a unit not in the batch) lets it pass and is not counted. The request log records
 the faults that fired on each request (``"faults"``).
@@ -101,6 +112,7 @@ GATEWAY_PAGE = "<html><head><title>{0}</title></head><body><h1>{0}</h1></body></
 REASONS = {500: "Internal Server Error", 502: "502 Bad Gateway", 503: "Service Unavailable",
            504: "504 Gateway Time-out"}
 CALENDAR_OPS = ("GetUnitNonAvailability", "UnitCalendarAvail", "UnitCalendarAvailBatch")
+DISCARD_PORT = 9  # redirect's default target: another origin, where nothing listens
 
 # name -> (kind, default params). Kinds: transport (any answer), body (a 200 JSON/XML body),
 # content (a 200 answer's data), token (HSAPI bearer checks).
@@ -114,13 +126,15 @@ FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "truncated": ("body", {"keep": 0.5, "announce_full": False}),
     "entity_bomb": ("body", {}),
     "deep_nesting": ("body", {"depth": 100_000}),
-    "huge_body": ("body", {"size": 10 * 1024 * 1024, "style": "key"}),
+    "huge_body": ("body", {"size": 10 * 1024 * 1024, "style": "key", "chunked": False}),
     "empty": ("content", {"fill": ""}),
     "wrong_types": ("content", {}),
     "end_before_start": ("content", {}),
     "absurd_dates": ("content", {"year": 1}),
     **{name: ("content", defaults) for name, defaults in wrong_answers.FAULTS.items()},  # parse, wrong
     "expire_tokens": ("token", {"calls": 3}),
+    "trickle": ("transport", {"seconds": 2.0, "part": "body"}),
+    "redirect": ("transport", {"status": 307, "location": None}),
 }
 
 
@@ -136,6 +150,10 @@ class Answer:
     delay: float = 0.0  # seconds to wait before answering
     reset: bool = False  # close the connection without answering
     announced_length: int | None = None  # Content-Length if not len(body); then close
+    path: str = ""  # the request's path
+    runs: list = field(default_factory=list)  # fault_bodies.Runs, inserted into body when sent
+    chunked: bool = False  # Transfer-Encoding: chunked instead of Content-Length
+    trickle: tuple[float, str] | None = None  # (seconds between bytes, "headers" or "body")
 
 
 @dataclass
@@ -196,6 +214,15 @@ def _check_params(name: str, p: dict[str, Any]) -> None:
         raise ValueError(f"{name}: fill must be '' or one character, got {p['fill']!r}")
     if "announce_full" in p and not isinstance(p["announce_full"], bool):
         raise ValueError(f"{name}: announce_full must be true or false")
+    if "chunked" in p and not isinstance(p["chunked"], bool):
+        raise ValueError(f"{name}: chunked must be true or false")
+    if "part" in p and p["part"] not in ("headers", "body"):
+        raise ValueError(f"{name}: part must be 'headers' or 'body', got {p['part']!r}")
+    if name == "redirect" and p["status"] not in (307, 308):
+        raise ValueError(f"redirect: status must be 307 or 308, got {p['status']!r}")
+    location = p.get("location")
+    if location is not None and not (isinstance(location, str) and location.startswith(("http://", "https://"))):
+        raise ValueError(f"{name}: location must be an http(s) URL or None, got {p['location']!r}")
 
 
 class FaultSet:
@@ -274,6 +301,13 @@ def _transport(fault: Fault, op: str | None, answer: Answer) -> Answer:
     if fault.name == "reset":
         answer.reset = True
         return answer
+    if fault.name == "trickle":
+        answer.trickle = (p["seconds"], p["part"])
+        return answer
+    if fault.name == "redirect":
+        location = p["location"] or f"http://127.0.0.1:{DISCARD_PORT}{answer.path}"
+        return Answer(p["status"], b"<html><body>Moved</body></html>", "text/html", {"Location": location},
+                      answer.api, answer.delay, path=answer.path, trickle=answer.trickle)
     status = 429 if fault.name == "rate_limit" else p["status"]
     headers: dict[str, str] = {}
     if p.get("retry_after") is not None:
@@ -291,12 +325,19 @@ def _transport(fault: Fault, op: str | None, answer: Answer) -> Answer:
         message = "TooManyRequests" if status == 429 else "injected fault"
         body = json.dumps({"$id": "1", "status": status, "message": message}).encode()
         content_type = answer.content_type
-    return Answer(status, body, content_type, headers, answer.api, answer.delay)
+    return Answer(status, body, content_type, headers, answer.api, answer.delay, path=answer.path,
+                  trickle=answer.trickle)
 
 
 def _body(fault: Fault, op: str | None, answer: Answer) -> Answer | None:
     if answer.status != 200:
         return None
+    answer.body, answer.runs = fault_bodies.with_runs(answer.body, answer.runs), []
+    if fault.name == "huge_body":
+        answer.body, answer.runs = fault_bodies.padded(answer.api, answer.body, fault.params["size"],
+                                                       fault.params["style"])
+        answer.chunked = fault.params["chunked"]
+        return answer
     changed = fault_bodies.transform_body(fault.name, fault.params, answer.api, op, answer.body)
     if changed is None:
         return None
@@ -309,6 +350,7 @@ def _body(fault: Fault, op: str | None, answer: Answer) -> Answer | None:
 def _content(fault: Fault, op: str | None, answer: Answer) -> Answer | None:
     if answer.status != 200:
         return None
+    answer.body, answer.runs = fault_bodies.with_runs(answer.body, answer.runs), []
     changed = fault_bodies.transform_content(fault.name, fault.params, answer.api, op, fault.unit,
                                              answer.body)
     if changed is None:

@@ -5,7 +5,8 @@ Every API request (not the control API) is appended to ``Sandbox.requests`` befo
 answered: ``{"method", "path", "op", "unit", "status", "faults", "headers"}`` with Authorization
 redacted; ``status`` is None when a fault reset the connection, ``faults`` names the injected
 faults that changed the answer (:mod:`.faults`). Request bodies are never logged (they hold
-EscapiaNET's MessagePassword).
+EscapiaNET's MessagePassword). Answers are written piece by piece, so that a fault can pad
+them cheaply (``Answer.runs``), send them chunked, or trickle them byte by byte.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -26,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from escapia_ical.sandbox.server import Sandbox
 
 JSON_TYPE = "application/json; charset=utf-8"
+PIECE = 65536  # bytes per write (and per chunk of a chunked answer)
 
 
 def _json(payload: Any) -> bytes:
@@ -69,7 +72,7 @@ class Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         if path == "/_sandbox" or path.startswith("/_sandbox/"):
             status, payload = control.handle(sb, method, path, query, raw)
-            self._send(status, _json(payload), JSON_TYPE, {})
+            self._send(sb, Answer(status, _json(payload), JSON_TYPE, {}, "control"))
             return
         ctx: dict = {"op": None, "unit": None, "faults": []}
         api = "soap" if path in escapianet.ENDPOINTS else "hsapi"
@@ -83,7 +86,7 @@ class Handler(BaseHTTPRequestHandler):
                 payload = {"status": exc.status, "message": exc.message}
                 status, extra = exc.status, exc.headers
             data, content_type = _json(hsapi.with_ids(payload)), JSON_TYPE
-        answer = sb.faults.apply(ctx, Answer(status, data, content_type, extra, api))
+        answer = sb.faults.apply(ctx, Answer(status, data, content_type, extra, api, path=path))
         headers = {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.headers.items()}
         with sb._lock:  # logged before answering, so a client sees its request in the log
             sb.requests.append({"method": method, "path": path, "op": ctx["op"], "unit": ctx["unit"],
@@ -95,22 +98,41 @@ class Handler(BaseHTTPRequestHandler):
             self._reset()
             return
         try:
-            self._send(answer.status, answer.body, answer.content_type, answer.headers,
-                       answer.announced_length)
+            self._send(sb, answer)
         except OSError:  # the client gave up (e.g. its read timeout passed during a delay)
             self.close_connection = True
 
-    def _send(self, status: int, data: bytes, content_type: str, extra: dict,
-              announced_length: int | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data) if announced_length is None else announced_length))
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-        if announced_length is not None and announced_length != len(data):
+    def _send(self, sb: Sandbox, answer: Answer) -> None:
+        length = len(answer.body) + sum(count for _, _, count in answer.runs)
+        headers = {"Server": self.version_string(), "Date": self.date_time_string(),
+                   "Content-Type": answer.content_type}
+        if answer.chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        else:
+            headers["Content-Length"] = str(length if answer.announced_length is None
+                                            else answer.announced_length)
+        headers.update(answer.headers)
+        reason = self.responses.get(answer.status, ("",))[0]
+        head = f"{self.protocol_version} {answer.status} {reason}\r\n" + "".join(
+            f"{key}: {value}\r\n" for key, value in headers.items()) + "\r\n"
+        seconds, part = answer.trickle or (0.0, "")
+        self._write(sb, head.encode("latin-1"), seconds if part == "headers" else 0.0)
+        for piece in _chunked(_pieces(answer)) if answer.chunked else _pieces(answer):
+            self._write(sb, piece, seconds)
+        if answer.announced_length is not None and answer.announced_length != length:
             self.close_connection = True  # the rest never comes
+
+    def _write(self, sb: Sandbox, data: bytes, trickle: float) -> None:
+        """Send ``data``; with ``trickle``, one byte every ``trickle`` seconds (until the
+        client gives up or the sandbox stops)."""
+        if not trickle:
+            self.wfile.write(data)
+            return
+        for i in range(len(data)):
+            if sb._closed:
+                raise ConnectionAbortedError("the sandbox stopped")
+            self.wfile.write(data[i:i + 1])
+            time.sleep(trickle)
 
     def _reset(self) -> None:
         """Close the connection with a TCP RST, without a byte of answer."""
@@ -121,3 +143,29 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.close()
         except OSError:
             pass
+
+
+def _pieces(answer: Answer) -> Iterator[bytes]:
+    """Yield the answer's body with its runs inserted, in pieces of at most PIECE bytes."""
+    at = 0
+    for offset, byte, count in sorted(answer.runs):
+        yield from _split(answer.body[at:offset])
+        block = byte * min(count, PIECE)
+        for _ in range(count // PIECE):
+            yield block
+        if count % PIECE:
+            yield block[:count % PIECE]
+        at = offset
+    yield from _split(answer.body[at:])
+
+
+def _split(data: bytes) -> Iterator[bytes]:
+    for start in range(0, len(data), PIECE):
+        yield data[start:start + PIECE]
+
+
+def _chunked(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Frame each (non-empty) piece as an HTTP/1.1 chunk, then the last chunk."""
+    for piece in pieces:
+        yield b"%x\r\n%s\r\n" % (len(piece), piece)
+    yield b"0\r\n\r\n"

@@ -81,10 +81,14 @@ class HsapiSource:
     # -- the Source interface -------------------------------------------------------
 
     def list_units(self) -> list[Unit]:
-        """Return every distributed unit, walking all pages of SearchUnitSummaries."""
+        """Return every distributed unit, walking all pages of SearchUnitSummaries. Raise
+        DeadlineReached if the run's deadline (``http.deadline``) passes between pages."""
         units: dict[str, Unit] = {}
         skipped = 0  # summaries without a usable id still count toward totalCount
         for page in range(1, MAX_PAGES + 1):
+            if page > 1 and time.monotonic() > self.http.deadline:
+                raise DeadlineReached(f"SearchUnitSummaries: the run deadline passed after {page - 1} "
+                                      "pages; the units are listed again at the next run")
             body = self._call("POST", "SearchUnitSummaries", json={
                 # Every distributed unit, whatever its availability, in a stable order.
                 "specification": {"returnUnavailableUnits": True, "sortingMethod": "UnitCodeAlphabetical"},

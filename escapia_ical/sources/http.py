@@ -1,87 +1,48 @@
-"""One HTTP client policy for every source: timeouts, retries, size limits, counting.
+"""One HTTP client policy for every source: time limits, retries, size limits, counting.
 
-Retries use tenacity: connection errors, timeouts, 429 and 5xx are retried with
-exponential backoff and jitter, waiting at least what ``Retry-After`` asks; other 4xx are
-never retried. Waits come from :class:`HttpPolicy`, and ``sleep`` is injectable, so tests
-never sleep for real.
+Every request is bounded in time as a whole (``total_timeout``, and never past the run's
+deadline) by :mod:`.watchdog`, whatever the server does; redirects are never followed, so
+credentials go nowhere but base_url's host. Retries use tenacity: connection errors,
+timeouts, 429 and 5xx are retried with exponential backoff and jitter, waiting at least what
+``Retry-After`` asks; other 4xx and 3xx are never retried, nor is anything whose wait would
+end after the deadline. Waits come from :class:`HttpPolicy`, and ``sleep`` is injectable,
+so tests never sleep for real; the default sleep wakes at once on :func:`.stop.request_stop`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import math
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import RetryCallState, Retrying, stop_after_attempt, wait_exponential, wait_random
 
 from escapia_ical import __version__
 from escapia_ical.config import HttpPolicy
-from escapia_ical.errors import SourceError
+from escapia_ical.errors import DeadlineReached, SourceError
+from escapia_ical.sources import stop
+from escapia_ical.sources.http_answers import (  # noqa: F401 - re-exported for the sources
+    MAX_BODY_BYTES,
+    HttpResult,
+    HttpStatusError,
+    OutOfTime,
+    OversizedAnswer,
+    TransientAnswer,
+    TransportError,
+    parse_retry_after,
+    read_body,
+    reason,
+    status_error,
+)
 from escapia_ical.sources.pacing import Pacer, Sleep
+from escapia_ical.sources.stop import Stopped
+from escapia_ical.sources.watchdog import new_session, time_limit
 
 USER_AGENT = f"escapia-ical/{__version__}"
-MAX_BODY_BYTES = 32 * 1024 * 1024  # far above any real answer; bounds memory on a bad one
-
-
-class HttpStatusError(SourceError):
-    """The server answered with a non-2xx status. ``body`` is the start of its answer."""
-
-    def __init__(self, message: str, status: int, retry_after: float | None = None,
-                 body: bytes = b""):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-        self.body = body
-
-
-class TransientAnswer(SourceError):
-    """A 2xx answer that says "try again later" (e.g. a SOAP system error): retried."""
-
-
-class TransportError(SourceError):
-    """No answer: connection refused or reset, timeout. Worth retrying."""
-
-
-class OversizedAnswer(SourceError):
-    """The answer is larger than any real one; not retried."""
-
-
-@dataclass
-class HttpResult:
-    status: int
-    headers: dict[str, str]
-    body: bytes = field(repr=False)
-
-
-def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
-    """Given a Retry-After header (seconds or an HTTP date), return seconds to wait."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    now = now or dt.datetime.now(dt.UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 class HttpClient:
@@ -92,7 +53,7 @@ class HttpClient:
         # Units are fetched by several threads: one Session (connection pool) per thread.
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._sleep = sleep or time.sleep
+        self._sleep = sleep or stop.sleep  # the default wakes (raising Stopped) on request_stop()
         self.pacer = Pacer(policy.max_requests_per_minute, policy.max_concurrency,
                            max_wait=policy.retry_max_wait, sleep=self._sleep)
         # initial * 2**n plus up to `initial` of jitter (wait_exponential_jitter's
@@ -100,24 +61,27 @@ class HttpClient:
         self._backoff = wait_exponential(
             multiplier=policy.retry_initial_wait, max=policy.retry_max_wait
         ) + wait_random(0, policy.retry_initial_wait)
-        self.deadline = deadline  # time.monotonic() after which failed calls are not retried
+        self.deadline = deadline  # time.monotonic(): no request, wait or retry goes past it
         self.requests_by_operation: Counter[str] = Counter()
         self.responses_by_status: Counter[tuple[str, str]] = Counter()
+        self._planned_waits: dict[int, float] = {}  # id(retry state) -> its next wait
 
     def request(self, method: str, url: str, *, operation: str,
                 decode: Callable[[HttpResult], Any] | None = None, **kwargs) -> Any:
         """Send the request, retrying transient failures; return the 2xx result.
 
         With ``decode``, return ``decode(result)`` instead; a TransientAnswer it raises is
-        retried like a 5xx. Raise HttpStatusError for a final non-2xx answer and
-        TransportError when no answer came; both name the operation and never carry
-        credentials.
+        retried like a 5xx. Redirects are never followed. Raise HttpStatusError for a final
+        non-2xx answer (3xx included), TransportError when no complete answer came (in
+        ``total_timeout`` or before the deadline), DeadlineReached when the run's deadline
+        leaves no time to send it, Stopped after request_stop(); all name the operation and
+        never carry credentials. A retry whose wait would end after the deadline is not made.
         """
         retrying = Retrying(
             stop=stop_after_attempt(self.policy.retry_attempts),
             wait=self._wait,
-            retry=retry_if_exception(self._worth_retrying),
-            sleep=self._sleep,
+            retry=self._retry,
+            sleep=lambda seconds: self._pause(operation, seconds),
             reraise=True,
         )
         for attempt in retrying:
@@ -131,7 +95,7 @@ class HttpClient:
         """This thread's session."""
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
+            session = self._local.session = new_session()
             session.headers["User-Agent"] = USER_AGENT
         return session
 
@@ -139,84 +103,110 @@ class HttpClient:
         with self._lock:
             counter[key] += 1
 
+    def _time_limit(self, operation: str) -> tuple[float, str]:
+        """Return this request's limit in seconds and how to describe it; wait for the pacer."""
+        if stop.stop_requested():
+            raise Stopped(f"{operation}: not sent: the run is stopping")
+        try:
+            self.pacer.wait(self.deadline)
+        except DeadlineReached as exc:
+            raise DeadlineReached(f"{operation}: not sent: {exc}") from None
+        except Stopped:
+            raise Stopped(f"{operation}: not sent: the run is stopping") from None
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlineReached(f"{operation}: not sent: the run deadline passed; left for the next run")
+        if left < self.policy.total_timeout:
+            return left, f"{_seconds(left)} s (the run deadline)"
+        return self.policy.total_timeout, f"{_seconds(self.policy.total_timeout)} s"
+
     def _send_once(self, method: str, url: str, operation: str, kwargs: dict) -> HttpResult:
-        self.pacer.wait()
+        limit, within = self._time_limit(operation)
         self._count(self.requests_by_operation, operation)
         timeout = (self.policy.connect_timeout, self.policy.read_timeout)
-        try:
-            with self.session.request(method, url, timeout=timeout, stream=True, **kwargs) as response:
-                self.pacer.observe(response.headers)
-                body = _read_limited(response, operation)
-                result = HttpResult(response.status_code, dict(response.headers), body)
-        except OversizedAnswer:
-            self._count(self.responses_by_status, (operation, "oversized"))
-            raise
-        except requests.Timeout as exc:
+        with time_limit(limit) as scope:
+            try:
+                # Never follow a redirect: requests would resend the body (EscapiaNET's
+                # password) and headers to wherever Location points, even plain http.
+                with self.session.request(method, url, timeout=timeout, stream=True, allow_redirects=False,
+                                          **kwargs) as response:
+                    self.pacer.observe(response.headers)
+                    body = read_body(response, operation, scope)
+                    result = HttpResult(response.status_code, dict(response.headers), body)
+                cut_short = scope.end()
+            except Exception as exc:
+                cut_short = scope.end() or isinstance(exc, OutOfTime)
+                if not cut_short:
+                    failure = _failure(exc, operation)
+                    if failure is None:
+                        raise  # not about the transport: a bug, reported as such
+                    self._count(self.responses_by_status, (operation, failure[1]))
+                    raise failure[0] from None
+        if cut_short:  # whatever was read may be incomplete (a body without Content-Length)
+            if scope.stopped:
+                self._count(self.responses_by_status, (operation, "stopped"))
+                raise Stopped(f"{operation}: stopped before a complete answer came")
             self._count(self.responses_by_status, (operation, "timeout"))
-            raise TransportError(f"{operation}: timed out ({_reason(exc)})") from None
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            self._count(self.responses_by_status, (operation, "error"))
-            raise TransportError(f"{operation}: connection failed ({_reason(exc)})") from None
-        except (requests.RequestException, ValueError) as exc:
-            # e.g. an invalid header or URL: our request is wrong, retrying cannot help, and
-            # the exception's text may quote a header value (a token), so it is not shown.
-            self._count(self.responses_by_status, (operation, "error"))
-            raise SourceError(f"{operation}: request could not be sent ({exc.__class__.__name__})") from None
+            raise TransportError(f"{operation}: no complete answer within {within}")
         self._count(self.responses_by_status, (operation, str(result.status)))
         if 200 <= result.status < 300:
             return result
-        retry_after = parse_retry_after(result.headers.get("Retry-After"))
-        raise HttpStatusError(f"{operation}: HTTP {result.status}", result.status, retry_after,
-                              result.body[:65536])
+        error = status_error(result, url, operation)
+        del result  # the traceback keeps this frame alive: not the whole body with it
+        raise error
 
-    def _worth_retrying(self, exc: BaseException) -> bool:
-        if time.monotonic() > self.deadline:
-            return False  # the run is over its time: the next run tries again
-        if isinstance(exc, TransportError | TransientAnswer):
-            return True
-        if not isinstance(exc, HttpStatusError):
+    def _pause(self, operation: str, seconds: float) -> None:
+        try:
+            self._sleep(seconds)
+        except Stopped:
+            raise Stopped(f"{operation}: not retried: the run is stopping") from None
+
+    def _retry(self, retry_state: RetryCallState) -> bool:
+        """Return whether to try again; plan the wait first: a retry that could only start
+        after the deadline is not made (the next run tries again)."""
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if exc is None or stop.stop_requested() or not _worth_retrying(exc, self.policy):
             return False
-        if exc.status != 429 and exc.status < 500:
+        if retry_state.attempt_number >= self.policy.retry_attempts:
             return False
-        # Asked to wait longer than we ever would: fail now, retry on the next tick.
-        return exc.retry_after is None or exc.retry_after <= self.policy.retry_max_wait
+        backoff = min(self._backoff(retry_state), self.policy.retry_max_wait)
+        retry_after = getattr(exc, "retry_after", None)
+        wait = max(backoff, retry_after) if retry_after is not None else backoff
+        if time.monotonic() + wait >= self.deadline:
+            return False
+        self._planned_waits[id(retry_state)] = wait
+        return True
 
     def _wait(self, retry_state: RetryCallState) -> float:
-        backoff = min(self._backoff(retry_state), self.policy.retry_max_wait)
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        return max(backoff, retry_after) if retry_after is not None else backoff
+        return self._planned_waits.pop(id(retry_state), 0.0)
 
 
-def _read_limited(response: requests.Response, operation: str) -> bytes:
-    chunks, size = [], 0
-    for chunk in response.iter_content(chunk_size=65536):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise OversizedAnswer(f"{operation}: answer larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _worth_retrying(exc: BaseException, policy: HttpPolicy) -> bool:
+    if isinstance(exc, TransportError | TransientAnswer):
+        return True
+    if not isinstance(exc, HttpStatusError):
+        return False
+    if exc.status != 429 and exc.status < 500:
+        return False
+    # Asked to wait longer than we ever would: fail now, retry on the next tick.
+    return exc.retry_after is None or exc.retry_after <= policy.retry_max_wait
 
 
-def _reason(exc: BaseException) -> str:
-    """Return a short, human reason for a requests failure: the innermost cause's kind
-    ("connection reset", "timed out"), never a repr or a URL."""
-    cause: BaseException | None = exc
-    seen = set()
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        nested = [a for a in getattr(cause, "args", ()) if isinstance(a, BaseException)]
-        inner = getattr(cause, "reason", None)
-        follow = inner if isinstance(inner, BaseException) else (nested[0] if nested else cause.__context__)
-        if follow is None:
-            break
-        cause = follow
-    kinds = {ConnectionResetError: "connection reset", ConnectionRefusedError: "connection refused",
-             TimeoutError: "timed out", BrokenPipeError: "connection closed"}
-    for kind, text in kinds.items():
-        if isinstance(cause, kind):
-            return text
-    name = cause.__class__.__name__ if cause is not None else exc.__class__.__name__
-    return {"IncompleteRead": "answer cut off", "RemoteDisconnected": "closed without an answer",
-            "ProtocolError": "connection broken", "NameResolutionError": "host not found",
-            "NewConnectionError": "cannot connect"}.get(name, name)
+def _failure(exc: Exception, operation: str) -> tuple[SourceError, str] | None:
+    """Given what a request raised, return the error to raise and how to count it; None
+    for an exception that is not about the request (a bug)."""
+    if isinstance(exc, OversizedAnswer):
+        return exc, "oversized"
+    if isinstance(exc, requests.Timeout):
+        return TransportError(f"{operation}: timed out ({reason(exc)})"), "timeout"
+    if isinstance(exc, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
+        return TransportError(f"{operation}: connection failed ({reason(exc)})"), "error"
+    if isinstance(exc, requests.RequestException | ValueError):
+        # e.g. an invalid header or URL: our request is wrong, retrying cannot help, and
+        # the exception's text may quote a header value (a token), so it is not shown.
+        return SourceError(f"{operation}: request could not be sent ({exc.__class__.__name__})"), "error"
+    return None
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"

@@ -2,14 +2,19 @@
 
 Escapia rate-limits partners without publishing the limits. Answers may carry
 ``X-RateLimit-Remaining`` and ``X-RateLimit-Window`` (ms); when few requests remain in the
-window, the pacer spreads the rest over it instead of running into a 429.
+window, the pacer spreads the rest over it instead of running into a 429. No pause outlasts
+the run: a request whose turn would come after the run's deadline is left for the next run.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+
+from escapia_ical.errors import DeadlineReached
+from escapia_ical.sources import stop
 
 Sleep = Callable[[float], None]  # injectable, so that tests never wait
 
@@ -22,15 +27,24 @@ class Pacer:
         self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
         self.max_wait = max_wait  # no pause on Escapia's hints is longer than this
         self.concurrency = max(1, concurrency)
-        self._sleep, self._clock = sleep or time.sleep, clock
+        # The default sleep wakes at once, raising Stopped, when the run is asked to stop.
+        self._sleep, self._clock = sleep or stop.sleep, clock
         self._lock = threading.Lock()
         self._next = 0.0  # the earliest start of the next request
 
-    def wait(self) -> None:
-        """Block until the next request may start."""
+    def wait(self, deadline: float = math.inf) -> None:
+        """Block until the next request may start.
+
+        Raise DeadlineReached, without waiting or taking a turn, if that start is not before
+        ``deadline`` (on the pacer's clock, time.monotonic() by default); Stopped if the run
+        is asked to stop while waiting (with the default sleep).
+        """
         with self._lock:
             now = self._clock()
             start = max(now, self._next)
+            if start > now and start >= deadline:
+                raise DeadlineReached(f"pacing would hold it {start - now:.1f} s, past the run deadline; "
+                                      "left for the next run")
             self._next = start + self.interval
         if start > now:
             self._sleep(start - now)

@@ -58,26 +58,30 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     # units, and each answer is let go once it is published.
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(fetch_one, u): (u, o) for u, o in itertools.islice(queue, 4 * workers)}
-        while futures:
-            done, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for future in done:
-                unit, outcome = futures.pop(future)
-                try:
-                    verdict = policy.decide(future.result())
-                    if verdict.kind == "pending":
-                        waiting.append((unit, outcome))
-                    else:
-                        publish_verdict(run, account, unit, verdict, outcome, stamps)
-                    succeeded.add(unit.id)
-                except AuthError as exc:
-                    fail(outcome, exc, account)
-                    auth_error = auth_error or exc  # the rest fail fast (`refused`)
-                except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
-                    fail(outcome, exc, account)
-                finally:
-                    run.options.progress.step()
-                for next_unit, next_outcome in itertools.islice(queue, 1):
-                    futures[pool.submit(fetch_one, next_unit)] = (next_unit, next_outcome)
+        try:
+            while futures:
+                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in done:
+                    unit, outcome = futures.pop(future)
+                    try:
+                        verdict = policy.decide(future.result())
+                        if verdict.kind == "pending":
+                            waiting.append((unit, outcome))
+                        else:
+                            publish_verdict(run, account, unit, verdict, outcome, stamps)
+                        succeeded.add(unit.id)
+                    except AuthError as exc:
+                        fail(outcome, exc, account)
+                        auth_error = auth_error or exc  # the rest fail fast (`refused`)
+                    except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
+                        fail(outcome, exc, account)
+                    finally:
+                        run.options.progress.step()
+                    for next_unit, next_outcome in itertools.islice(queue, 1):
+                        futures[pool.submit(fetch_one, next_unit)] = (next_unit, next_outcome)
+        except BaseException:  # SIGTERM or Ctrl-C: nothing queued starts; the caller saves state
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     resolved = policy.finish(len(succeeded))
     for unit, outcome in waiting:
         try:

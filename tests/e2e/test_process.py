@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import signal
 import subprocess
 import time
 
-from conftest import CLI
+from conftest import CLI, account_yaml, write_config
 from feeds import read_nights
 
 
@@ -66,3 +67,32 @@ def test_quiet_and_verbose(deployment):
     verbose = deployment.run("sync", "-v")
     assert verbose.returncode == 0
     assert "sync finished in" in verbose.stderr and "written" in verbose.stderr
+
+
+def test_sigterm_ends_the_run_at_once_and_the_next_account_is_not_started(deployment):
+    """SIGTERM mid-run: in-flight requests are aborted, the next account never starts,
+    what was done is recorded, exit 143."""
+    write_config(deployment.config, account_yaml("hsapi-full", name="first")
+                 + account_yaml("escapianet-per_unit", name="second"))
+    deployment.sandbox.inject("latency", op="GetUnitNonAvailability", seconds=5)
+    process = subprocess.Popen([CLI, "sync", "--config", str(deployment.config)], env=deployment.env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while deployment.sandbox.request_count("GetUnitNonAvailability") < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    took = time.monotonic() - sent
+    assert process.returncode == 143, stderr
+    assert took < 3, f"SIGTERM took {took:.1f} s to end the run"
+    assert stderr.strip().splitlines()[-1] == "escapia-ical: stopped by SIGTERM; what was done is saved"
+    assert deployment.sandbox.request_count("UnitSearch") == 0, "the next account was started"
+    status = json.loads((deployment.state / "status.json").read_text())
+    assert status["run"]["exit_code"] == 143 and "first" in status["accounts"]
+    assert "second" not in status["accounts"]
+    deployment.sandbox.clear_faults()
+    again = deployment.run("sync")
+    assert again.returncode == 0, again.stderr
+    for unit_id in deployment.sandbox.unit_ids():
+        assert read_nights(deployment.feed(unit_id, "first")) == deployment.truth(unit_id)

@@ -137,6 +137,19 @@ def test_http_layers_merge_account_over_top_over_defaults(tmp_path):
     assert isinstance(account.http.read_timeout, float)
 
 
+def test_total_timeout_defaults_to_60_and_is_bounded(tmp_path):
+    assert HttpPolicy().total_timeout == 60.0
+    path = minimal(tmp_path, extra="http: {total_timeout: 5}\n",
+                   account_extra="    http: {total_timeout: 0.5}\n")
+    [account] = load_config(path, {"SECRET": "s"}).accounts
+    assert account.http.total_timeout == 0.5 and isinstance(account.http.total_timeout, float)
+    path = minimal(tmp_path, extra="http: {total_timeout: 3601}\n", account_extra="    http: {total_timeout: 0}\n")
+    assert problems(path) == [
+        f"{path}:3: http.total_timeout: must be at most 3600 (got 3601)",
+        f"{path}:10: accounts[0].http.total_timeout: must be greater than 0 (got 0)",
+    ]
+
+
 def test_integer_pmcid_and_unit_ids_become_strings(tmp_path):
     path = write(tmp_path, MINIMAL.replace('pmcid: "1"', "pmcid: 1020") + "    units: [12, '0034']\n")
     [account] = load_config(path, {"SECRET": "s"}).accounts

@@ -287,7 +287,7 @@ def test_requests_by_operation_counts_every_attempt_per_operation(rsps, make_cli
 
 
 def test_oversized_body_fails_without_retry(rsps, make_client, monkeypatch):
-    monkeypatch.setattr("escapia_ical.sources.http.MAX_BODY_BYTES", 64)
+    monkeypatch.setattr("escapia_ical.sources.http_answers.MAX_BODY_BYTES", 64)
     rsps.add(responses.POST, URL, body=b"x" * 1000, status=200)
     with pytest.raises(OversizedAnswer, match=f"^{OP}: answer larger than 64 bytes"):
         post(make_client(retry_attempts=4))

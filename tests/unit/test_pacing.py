@@ -2,6 +2,7 @@
 
 import pytest
 
+from escapia_ical.errors import DeadlineReached
 from escapia_ical.sources.pacing import Pacer
 
 
@@ -55,3 +56,22 @@ def test_retry_after_wins_over_the_window():
     p.observe({"X-RateLimit-Remaining": "0", "X-RateLimit-Window": "60000", "Retry-After": "1"})
     p.wait()
     assert clock.slept == []  # the retry waits its Retry-After; the pacer adds nothing
+
+
+def test_a_wait_past_the_deadline_raises_and_takes_no_turn():
+    p, clock = pacer(per_minute=6)  # one request every 10 s
+    p.wait(deadline=105)
+    with pytest.raises(DeadlineReached, match="^pacing would hold it 10.0 s, past the run deadline"):
+        p.wait(deadline=105)
+    assert clock.slept == []
+    p.wait(deadline=111)  # the refused request did not push the next turn back
+    assert clock.slept == [10.0]
+
+
+def test_a_slow_down_hint_past_the_deadline_raises():
+    p, clock = pacer()
+    p.observe({"X-RateLimit-Remaining": "0", "X-RateLimit-Window": "60000"})
+    with pytest.raises(DeadlineReached):
+        p.wait(deadline=130)
+    p.wait(deadline=161)
+    assert clock.slept == [60.0]

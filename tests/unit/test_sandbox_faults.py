@@ -11,10 +11,10 @@ import pytest
 import requests
 from defusedxml import ElementTree as SafeET
 from test_sandbox import TODAY, call, get_token, nonavail, ranges_of
-from test_sandbox_escapianet import CONTENT, batch, calendar, e
+from test_sandbox_escapianet import CONTENT, batch, calendar, e, request_xml
 from test_sandbox_escapianet import call as soap
 
-from escapia_ical.sandbox import Sandbox
+from escapia_ical.sandbox import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Sandbox
 
 
 @pytest.fixture
@@ -45,7 +45,9 @@ def test_inject_validates(sb):
     for args, kw in [(("nope",), {}), (("latency",), {"op": "Nope"}), (("latency",), {"times": 0}),
                      (("latency",), {"bogus": 1}), (("status",), {"status": 99}),
                      (("huge_body",), {"style": "zip"}), (("empty",), {"fill": "AB"}),
-                     (("absurd_dates",), {"year": 0})]:
+                     (("absurd_dates",), {"year": 0}), (("huge_body",), {"chunked": "yes"}),
+                     (("trickle",), {"part": "trailer"}), (("trickle",), {"seconds": -1}),
+                     (("redirect",), {"status": 302}), (("redirect",), {"location": "ftp://x/"})]:
         with pytest.raises(ValueError):
             sb.inject(*args, **kw)
     assert sb.faults.active() == []
@@ -110,11 +112,16 @@ def test_broken_bodies(sb, http, token):
 
 
 @pytest.mark.parametrize("style", ["key", "whitespace"])
-def test_huge_bodies_stay_valid(sb, http, token, style):
+@pytest.mark.parametrize("chunked", [False, True])
+def test_huge_bodies_stay_valid(sb, http, token, style, chunked):
     normal, answer = nonavail(sb, http, "1020-101", token=token).json(), cal(sb, http).content
-    sb.inject("huge_body", style=style, size=2_000_000, times=2)
+    sb.inject("huge_body", style=style, size=2_000_000, times=2, chunked=chunked)
     r = nonavail(sb, http, "1020-101", token=token)
     assert len(r.content) > 2_000_000
+    if chunked:
+        assert r.headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in r.headers
+    else:
+        assert int(r.headers["Content-Length"]) == len(r.content)
     padded = r.json()
     padded[0].pop("sandboxPadding", None)
     assert padded == normal
@@ -183,3 +190,32 @@ def test_control_api(sb, http, token):
     assert nonavail(sb, http, "1020-101", token=token).status_code == 503
     assert http.delete(url).status_code == 200 and http.get(url).json()["faults"] == []
     assert nonavail(sb, http, "1020-101", token=token).status_code == 200
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_trickle_sends_the_normal_answer_a_byte_at_a_time(sb, http, part):
+    url = f"{sb.base_url}/hsapi/auth/token"
+    normal = http.get(url, auth=(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET))
+    sb.inject("trickle", seconds=0.005, part=part, op="auth/token", times=1)
+    started = time.monotonic()
+    with http.get(url, auth=(SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET), stream=True) as r:
+        headers_took = time.monotonic() - started
+        body = r.content
+    took = time.monotonic() - started
+    assert r.status_code == 200 and set(json.loads(body)) == set(normal.json())
+    assert took >= 0.005 * len(body)  # every byte of the body waited
+    head = 0.005 * 100  # a status line and headers are well over 100 bytes
+    assert headers_took >= head if part == "headers" else headers_took < head
+    assert sb.requests[-1]["faults"] == ["trickle"]
+
+
+def test_redirect_points_elsewhere_and_keeps_the_path(sb, http, token):
+    sb.inject("redirect", op="GetUnitNonAvailability", times=1)
+    r = http.post(f"{sb.base_url}/hsapi/GetUnitNonAvailability", json={}, allow_redirects=False,
+                  headers={"Authorization": token})
+    assert (r.status_code, r.headers["Location"]) == (307, "http://127.0.0.1:9/hsapi/GetUnitNonAvailability")
+    sb.inject("redirect", status=308, location="http://127.0.0.1:1/x", op="UnitSearch", times=1)
+    r = http.post(f"{sb.base_url}/EVRNService.svc", data=request_xml("UnitSearch"), allow_redirects=False,
+                  headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": "UnitSearch"})
+    assert (r.status_code, r.headers["Location"]) == (308, "http://127.0.0.1:1/x")
+    assert [q["status"] for q in sb.requests[-2:]] == [307, 308]
