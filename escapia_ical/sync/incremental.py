@@ -37,7 +37,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from escapia_ical.config import HsapiAccount
 from escapia_ical.errors import DeadlineReached
@@ -47,13 +46,13 @@ from escapia_ical.model import Unit
 from escapia_ical.sources.hsapi import CursorRejected, HsapiSource
 from escapia_ical.sources.hsapi_decode import Change, Reservation
 from escapia_ical.state import AccountState, read_json, write_json
+from escapia_ical.sync.change_state import Stay, checked, to_json
 
 log = logging.getLogger(__name__)
 
 TICK = dt.timedelta(minutes=5)  # the cron interval the reconcile is spread over
 MAX_REMEMBERED_RESERVATIONS = 50_000
 MAX_REMEMBERED_CHANGES = 500
-Stay = tuple[str, dt.date | None, dt.date | None]  # unit, first night, departure
 
 
 @dataclass
@@ -85,7 +84,7 @@ class ChangeTracker:
     def __init__(self, account: HsapiAccount, state: AccountState):
         self.account = account
         self.path = state.folder / "changes.json"
-        self.data = _checked(read_json(self.path), self.path)
+        self.data = checked(read_json(self.path), self.path)
         self.period = dt.timedelta(hours=account.reconcile_hours)
 
     def plan(self, source: HsapiSource, now: dt.datetime, *, full: bool = False,
@@ -159,7 +158,7 @@ class ChangeTracker:
             "fetched": {u: t for u, t in fetched.items() if u in ids},
             "pending": sorted(((plan.fetch - succeeded) & ids) | plan.owed),
         }
-        write_json(self.path, _to_json(self.data))
+        write_json(self.path, to_json(self.data))
 
     # -- the parts of a plan ----------------------------------------------------------
 
@@ -256,65 +255,3 @@ def _freed(before: Stay | None, now: Reservation | None) -> list[tuple[str, list
         elif now.start and now.end:
             freed.append((unit, spans.subtract(stay, [(now.start, now.end)])))
     return freed
-
-
-def _checked(data: Any, path: Any) -> dict[str, Any]:
-    """Return changes.json's content with every part of the wrong shape replaced by its
-    empty value (and reported once), so that a damaged file never fails the account."""
-    data = data if isinstance(data, dict) else {}
-    bad: list[str] = []
-
-    def part(key: str, convert, empty):
-        if key not in data:
-            return empty
-        try:
-            return convert(data[key])
-        except (AttributeError, KeyError, TypeError, ValueError):
-            bad.append(key)
-            return empty
-
-    checked = {
-        "cursor": part("cursor", _version, None),
-        "at_cursor": part("at_cursor", lambda v: [Change(*map(_text, c)) for c in v], []),
-        "units": part("units", lambda v: [Unit(_text(u["id"]), _text(u["name"]), _text(u.get("code", "")))
-                                          for u in v], []),
-        "listed_at": part("listed_at", lambda v: _text(v) if v else "", ""),
-        "reservations": part("reservations", lambda v: {_text(k): _stay(s) for k, s in v.items()}, {}),
-        "fetched": part("fetched", lambda v: {_text(k): _text(t) for k, t in v.items()}, {}),
-        "pending": part("pending", lambda v: [_text(u) for u in v], []),
-    }
-    if bad:
-        log.warning("state file %s: ignoring %s (wrong shape); it is rebuilt", path, ", ".join(bad))
-    return checked
-
-
-def _version(value: Any) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise TypeError("not a version")
-    return value
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("not a string")
-    return value
-
-
-def _stay(value: Any) -> Stay:
-    if isinstance(value, str):  # written by 0.1.0: the unit only
-        return value, None, None
-    unit, start, end = value
-    return (_text(unit), dt.date.fromisoformat(start) if start else None,
-            dt.date.fromisoformat(end) if end else None)
-
-
-def _to_json(data: dict[str, Any]) -> dict[str, Any]:
-    return {
-        **data,
-        "at_cursor": [[c.reservation, c.kind, c.time] for c in data["at_cursor"]],
-        "units": [{"id": u.id, "name": u.name, "code": u.code} for u in data["units"]],
-        "reservations": {r: [u, s.isoformat() if s else None, e.isoformat() if e else None]
-                         for r, (u, s, e) in data["reservations"].items()},
-    }

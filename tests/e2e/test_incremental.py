@@ -11,8 +11,11 @@ import datetime as dt
 import json
 import random
 
-from conftest import account_yaml, write_config
+import pytest
+from conftest import Deployment, account_yaml, write_config
 from feeds import read_nights
+
+from escapia_ical.sandbox import Sandbox
 
 TODAY = dt.date.today()
 
@@ -205,3 +208,77 @@ def test_a_deleted_feed_comes_back_at_the_next_tick_without_a_fetch(deployment):
     assert deployment.run("sync").returncode == 0
     assert read_nights(deployment.feed(unit)) == deployment.truth(unit)
     assert sandbox.request_count("GetUnitNonAvailability") <= 1  # re-rendered from state
+
+
+def test_a_cancellation_is_explained_by_the_change_feed_alone(deployment):
+    sandbox = deployment.sandbox
+    assert deployment.run("sync").returncode == 0
+    unit = "1020-104"
+    stay = next(s for s in sandbox.reservations(unit) if dt.date.fromisoformat(s["start"]) > TODAY)
+    sandbox.cancel_reservation(stay["id"])
+    sandbox.reset_request_log()
+    result = deployment.run("sync", "-v")
+    assert result.returncode == 0, result.stderr
+    assert "freed, as the change feed show(s); publishing" in result.stderr
+    assert read_nights(deployment.feed(unit)) == deployment.truth(unit)
+    assert sandbox.request_count("SearchReservationSummaries") == 0
+
+
+@pytest.mark.parametrize("future_versions", ["error", "empty"])
+def test_a_cursor_ahead_of_escapia_is_detected_and_recovered(tmp_path, future_versions):
+    """Escapia's versions start again (or the state came from elsewhere): whether Escapia
+    refuses a version it never reached or answers "no changes" for it, the next run
+    notices and syncs everything, instead of missing every booking until the reconcile."""
+    with Sandbox(max_page_size=3, future_versions=future_versions) as sandbox:
+        config = tmp_path / "accounts.yaml"
+        write_config(config)
+        d = Deployment(tmp_path, sandbox, config, tmp_path / "output", tmp_path / "state")
+        assert d.run("sync").returncode == 0
+        cursor = json.loads((d.state / "accounts" / "sandbox" / "changes.json").read_text())["cursor"]
+        sandbox.restart_change_log()
+        unit = "1020-105"
+        sandbox.add_reservation(unit, TODAY + dt.timedelta(days=50), TODAY + dt.timedelta(days=53))
+        assert sandbox.version < cursor
+        result = d.run("sync")
+        assert result.returncode == 0 and "fetching every unit" in result.stderr, result.stderr
+        assert read_nights(d.feed(unit)) == d.truth(unit)
+        sandbox.add_reservation(unit, TODAY + dt.timedelta(days=60), TODAY + dt.timedelta(days=62))
+        sandbox.reset_request_log()
+        assert (r := d.run("sync")) and (r.returncode, r.stderr) == (0, "")
+        assert read_nights(d.feed(unit)) == d.truth(unit)  # the new feed is followed from now on
+        assert sandbox.request_count("GetReservationChanges") == 2  # the new change, then nothing
+
+
+def test_a_steady_tick_reads_the_change_feed_once(deployment):
+    assert deployment.run("sync").returncode == 0
+    for _ in range(2):
+        deployment.sandbox.reset_request_log()
+        assert deployment.run("sync").returncode == 0
+        assert deployment.sandbox.request_count("GetReservationChanges") == 1
+        assert deployment.sandbox.request_count("GetReservationById") == 0
+
+
+def test_a_damaged_changes_json_is_reported_and_rebuilt(deployment):
+    assert deployment.run("sync").returncode == 0
+    path = deployment.state / "accounts" / "sandbox" / "changes.json"
+    path.write_text(json.dumps({"cursor": "12", "units": 5, "reservations": [], "fetched": {"a": 1},
+                                "pending": {"x": 1}, "at_cursor": "x", "listed_at": 3}))
+    result = deployment.run("sync")
+    assert result.returncode == 0
+    assert result.stderr == (f"escapia-ical: warning: state file {path}: ignoring cursor, at_cursor, units, "
+                             "listed_at, reservations, fetched, pending (wrong shape); it is rebuilt\n")
+    assert isinstance(json.loads(path.read_text())["cursor"], int)
+    assert (again := deployment.run("sync")) and (again.returncode, again.stderr) == (0, "")
+    assert_all_true(deployment)
+
+
+def test_state_of_another_escapia_account_is_not_taken_for_this_ones(deployment):
+    write_config(deployment.config, account_yaml("escapianet-batch"))
+    assert deployment.run("sync").returncode == 0
+    write_config(deployment.config, account_yaml("hsapi"))  # the same name, another source
+    result = deployment.run("sync")
+    assert result.returncode == 0
+    assert result.stderr.startswith("escapia-ical: warning: sandbox: the state in ")
+    assert "belongs to another Escapia account" in result.stderr and result.stderr.count("\n") == 1
+    assert (again := deployment.run("sync")) and (again.returncode, again.stderr) == (0, "")
+    assert_all_true(deployment)
