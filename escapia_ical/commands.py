@@ -159,8 +159,9 @@ def accept(config_path: Path, account_name: str, units: Sequence[str], by: str |
         book = HoldBook.load(AccountState(config.state_dir, account.name).folder)
         accepted = book.accept(list(units) or None, who, now)
         book.save()
-        with status_lock(config.state_dir):
-            record_acceptance(config.state_dir, account.name, who, now, accepted, whole=not units)
+        if accepted or not units:  # (naming only units with nothing held changes nothing)
+            with status_lock(config.state_dir):
+                record_acceptance(config.state_dir, account.name, who, now, accepted, whole=not units)
     for unit, hold in accepted:
         click.echo(f"accepted {account.name}/{unit}: {spans.count(hold.lost)} future nights "
                    f"({spans.describe(hold.lost)}), held since {hold.since:%Y-%m-%d %H:%M} UTC")

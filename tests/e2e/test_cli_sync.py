@@ -305,3 +305,15 @@ def test_unopenable_log_file_warns_but_publishes(deployment):
     assert result.returncode == 0
     assert result.stderr.startswith("escapia-ical: warning: cannot open log file")
     assert len(feeds_on_disk(deployment)) == len(deployment.sandbox.unit_ids())
+
+
+def test_accept_with_nothing_held(deployment):
+    assert deployment.run("sync").returncode == 0
+    whole = deployment.run("accept", "--account", "sandbox", "--by", "ops")
+    assert whole.returncode == 0 and "sandbox: no held loss(es) accepted by ops" in whole.stdout
+    one = deployment.run("accept", "--account", "sandbox", "--unit", "1020-101")
+    assert one.returncode == 1
+    assert one.stderr == "escapia-ical: sandbox/1020-101: no loss is held for this unit\n"
+    assert deployment.run("accept", "--account", "nope").returncode == 2
+    recorded = json.loads((deployment.state / "status.json").read_text())["accounts"]["sandbox"]["accepted"]
+    assert [(a["by"], a["units"], a["whole_account"]) for a in recorded] == [("ops", [], True)]

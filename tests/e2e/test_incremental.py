@@ -165,7 +165,7 @@ def test_a_feed_failing_its_daily_roll_does_not_stop_the_account(deployment):
     assert read_nights(deployment.feed(other)) == deployment.truth(other)
 
 
-def test_a_rotated_feed_token_keeps_the_shrink_guard(deployment):
+def test_a_rotated_feed_token_keeps_the_publish_policy(deployment):
     keys = "    feed_tokens: true\n    feed_token_secret: {}\n    feed_token_grace_days: 7\n"
     write_config(deployment.config, account_yaml(extra=keys.format("s" * 40)))
     assert deployment.run("sync", "--full").returncode == 0

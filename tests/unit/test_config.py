@@ -695,3 +695,27 @@ def test_secrets_from_systemd_credentials(tmp_path):
     assert (account.client_id, account.client_secret) == ("from-the-environment", "from-a-credential")
     with pytest.raises(ConfigError, match="environment variable HAWAII_CLIENT_SECRET is not set"):
         load_config(path, {"HAWAII_CLIENT_ID": "x"})
+
+
+# --- the publish policy's keys ----------------------------------------------------------
+
+
+def test_policy_keys_load_and_shrink_guard_is_accepted_with_a_warning(tmp_path):
+    path = minimal(tmp_path, "feeds:\n  shrink_guard: 0.5\n  confirm_minutes: 7.5\n  breaker_units: 5\n"
+                             "  breaker_share: 0.3\n")
+    config = load_config(path, {"SECRET": "s"})
+    assert (config.feeds.confirm_minutes, config.feeds.breaker_units, config.feeds.breaker_share) == (7.5, 5, 0.3)
+    assert config.warnings == (f"{path}:4: feeds.shrink_guard: no longer used: losses are now judged night by "
+                               'night (see "The publish policy" in the README); remove it',)
+    assert (FeedSettings().confirm_minutes, FeedSettings().breaker_units, FeedSettings().breaker_share) == (10, 3, 0.2)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("confirm_minutes", "-1", "must be at least 0"),
+    ("breaker_units", "0", "must be at least 1"),
+    ("breaker_units", "2.5", "must be an integer"),
+    ("breaker_share", "1.5", "must be at most 1"),
+])
+def test_policy_keys_are_checked(tmp_path, key, value, message):
+    found = problems(minimal(tmp_path, f"feeds:\n  {key}: {value}\n"))
+    assert len(found) == 1 and f"feeds.{key}: {message}" in found[0]
