@@ -174,27 +174,31 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
 
 def _report_verdicts(account: Account, outcomes: list[UnitOutcome], policy: PublishPolicy,
                      window: FeedWindow) -> None:
-    """Turn held units and answers that covered too little into unit errors (exit 1), one
-    line each for the first few and one line for the rest."""
-    lines = []
+    """Turn held units and answers that covered too little into unit errors (exit 1): one
+    line per held unit for the first few and one for the rest; one line per run for the
+    units whose answer did not cover the window."""
+    held, uncovered = [], []
+    last = window.end - dt.timedelta(days=1)
     for outcome in outcomes:
         if outcome.error is not None:
             continue
         if outcome.held:
             outcome.error = policy.held_message(outcome.unit_id)
+            held.append(f"{account.name}/{outcome.unit_id}: {outcome.error}")
         elif outcome.uncovered:
-            last = window.end - dt.timedelta(days=1)
             outcome.error = (f"Escapia's answer does not cover {spans.describe(outcome.uncovered)} of the "
                              f"feed window ({window.start}..{last}): those {spans.count(outcome.uncovered)} "
                              "nights are published as blocked")
-        else:
-            continue
-        lines.append(f"{account.name}/{outcome.unit_id}: {outcome.error}")
-    for line in lines[:MAX_LINES if len(lines) > MAX_LINES + 1 else None]:
+            uncovered.append(outcome)
+    for line in held[:MAX_LINES if len(held) > MAX_LINES + 1 else None]:
         log.error("%s", line)
-    if len(lines) > MAX_LINES + 1:
-        log.error("%s: %d more units held or not covered (escapia-ical status lists them)",
-                  account.name, len(lines) - MAX_LINES)
+    if len(held) > MAX_LINES + 1:
+        log.error("%s: %d more units held (escapia-ical status lists them)", account.name,
+                  len(held) - MAX_LINES)
+    if uncovered:
+        first = uncovered[0]
+        others = f" and {len(uncovered) - 1} more units" if len(uncovered) > 1 else ""
+        log.error("%s/%s%s: %s", account.name, first.unit_id, others, first.error)
 
 
 def _incremental(account: Account) -> bool:
