@@ -74,6 +74,9 @@ class Verdict:
     kept: list[Span] = field(default_factory=list)
     uncovered: list[Span] = field(default_factory=list)
     message: str = ""
+    # Of `uncovered`: the nights no earlier answer knew as blocked. Only these are
+    # placeholders for the next run; a booking the feed knew stays known through a gap.
+    unknown: list[Span] = field(default_factory=list)
 
     @property
     def held(self) -> bool:
@@ -143,6 +146,13 @@ class PublishPolicy:
 
     def decide(self, a: Assessment) -> Verdict:
         """Return the verdict for one assessed unit, and record its hold."""
+        verdict = self._decide(a)
+        unknown = spans.subtract(a.uncovered, ((r.start, r.end) for r in a.previous))
+        for each in (verdict, *self._pending.get(a.unit_id, ())):
+            each.unknown = unknown
+        return verdict
+
+    def _decide(self, a: Assessment) -> Verdict:
         base = list(a.answer.ranges) + [BlockedRange(s, e) for s, e in a.uncovered]
         hold = self.book.holds.get(a.unit_id)
         accepted = hold.accepted.nights if hold and hold.accepted else []

@@ -101,7 +101,7 @@ def publish_verdict(run: RunContext, account: Account, unit: Unit, verdict: Verd
     """Publish what the policy decided for the unit, and say so where it matters."""
     outcome.verdict, outcome.uncovered = verdict.kind, verdict.uncovered
     publish_unit(run, account, unit, feed_blocks(verdict.ranges, run.window), outcome, stamps,
-                 unknown=verdict.uncovered)
+                 unknown=verdict.unknown)
     if verdict.kind == "explained":
         log.info("%s/%s: %s", account.name, unit.id, verdict.message)
     elif verdict.kind in ("accepted", "confirmed"):

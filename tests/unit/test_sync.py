@@ -312,3 +312,17 @@ def test_nights_the_answer_does_not_cover_are_published_blocked(world):
     report = sync(now=minutes(5))
     assert report.ok and shown(config) == [(1, 3)]
     assert sources["a"].requests_by_operation["explain"] == 0
+
+
+def test_a_booking_the_feed_knew_stays_known_through_a_gap_in_coverage(world):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({"1": [nights(1, 3), nights(100, 105)]})
+    sources["b"] = ScriptedSource({})
+    sync()
+    sources["a"].covered["1"] = [(TODAY - dt.timedelta(days=7), TODAY + dt.timedelta(days=3))]
+    sync(now=minutes(5))  # the tail is uncovered: blocked, the stay at 100 among it
+    del sources["a"].covered["1"]
+    sources["a"].calendars["1"] = [nights(1, 3)]  # whole again, and the stay at 100 is gone
+    unit = sync(now=minutes(10)).accounts["a"].units[0]
+    assert unit.held, "a loss of a known booking, unexplained, hidden by the gap before"
+    assert (100, 105) in shown(config)
