@@ -11,7 +11,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,28 @@ def deployment(tmp_path, sandbox) -> Deployment:
     config = tmp_path / "accounts.yaml"
     write_config(config)
     return Deployment(tmp_path, sandbox, config, tmp_path / "output", tmp_path / "state")
+
+
+class _Pings(BaseHTTPRequestHandler):
+    """A healthchecks.io stand-in: records each ping's path, answers 200."""
+
+    received: list[str] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.received.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def healthchecks():
+    """(a healthcheck URL on loopback, the list of paths pinged so far)."""
+    received: list[str] = []
+    handler = type("Pings", (_Pings,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/ping/5e5a7e1d-c0ffee-uuid", received
+    server.shutdown()

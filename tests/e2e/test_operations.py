@@ -5,10 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 from conftest import account_yaml, write_config
 from feeds import read_nights
 
@@ -70,36 +67,14 @@ def test_metrics_file(deployment):
     assert not [p for p in metrics.parent.iterdir() if p.name != "escapia.prom"], "no temp file left"
 
 
-class Pings(BaseHTTPRequestHandler):
-    received: list[str] = []
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        Pings.received.append(self.path)
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def healthchecks():
-    Pings.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Pings)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/ping/c0ffee-uuid", Pings.received
-    server.shutdown()
-
-
 def test_healthcheck_pings(deployment, healthchecks):
     url, received = healthchecks
     configure(deployment, f"healthcheck_url: {url}\n")
     assert deployment.run("sync").returncode == 0
     deployment.sandbox.fail_unit("1020-101", status=500)
     assert deployment.run("sync", "--full").returncode == 1
-    assert received == ["/ping/c0ffee-uuid/start", "/ping/c0ffee-uuid/0",
-                        "/ping/c0ffee-uuid/start", "/ping/c0ffee-uuid/1"]
+    assert received == ["/ping/5e5a7e1d-c0ffee-uuid/start", "/ping/5e5a7e1d-c0ffee-uuid/0",
+                        "/ping/5e5a7e1d-c0ffee-uuid/start", "/ping/5e5a7e1d-c0ffee-uuid/1"]
     configure(deployment, "healthcheck_url: http://127.0.0.1:9/ping/c0ffee-uuid\n")  # nobody listens
     deployment.sandbox.clear_faults()
     unreachable = deployment.run("sync")

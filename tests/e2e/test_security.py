@@ -7,9 +7,7 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conftest import CLI, account_yaml, write_config
 
@@ -57,34 +55,16 @@ def outputs_of(deployment, runs, log_file) -> dict[str, str]:
     return texts
 
 
-class Pings(BaseHTTPRequestHandler):
-    received: list[str] = []
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        Pings.received.append(self.path)
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def test_healthcheck_url_and_feed_token_secret_never_reach_any_output(deployment):
-    Pings.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Pings)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/ping/5e5a7e1d-c0ffee-uuid"
+def test_healthcheck_url_and_feed_token_secret_never_reach_any_output(deployment, healthchecks):
+    url, received = healthchecks
     token_secret = "feed-token-s3cret-0123456789"
     write_config(deployment.config, account_yaml(extra=f"    feed_tokens: true\n"
                                                        f"    feed_token_secret: {token_secret}\n"))
     deployment.config.write_text(f"healthcheck_url: {url}\n" + deployment.config.read_text())
     log_file = deployment.root / "sync.log"
-    try:
-        runs = [deployment.run("sync", "-vv", "--log-file", str(log_file))]
-    finally:
-        server.shutdown()
+    runs = [deployment.run("sync", "-vv", "--log-file", str(log_file))]
     assert runs[0].returncode == 0, runs[0].stderr
-    assert Pings.received == ["/ping/5e5a7e1d-c0ffee-uuid/start", "/ping/5e5a7e1d-c0ffee-uuid/0"]
+    assert received == ["/ping/5e5a7e1d-c0ffee-uuid/start", "/ping/5e5a7e1d-c0ffee-uuid/0"]
     texts = outputs_of(deployment, runs, log_file)
     assert "Starting new HTTP connection" in texts["stderr"], "-vv shows urllib3's lines ..."
     assert "/start HTTP/1.1" not in texts["stderr"].replace('"POST ***/start HTTP/1.1"', ""), \
