@@ -55,18 +55,18 @@ class Assessment:
     previous: tuple[BlockedRange, ...]  # the ranges the feed showed (known blocks only)
     uncovered: list[Span]  # future window nights the answer did not cover
     lost: list[Span]  # future nights the feed blocked that the answer frees
-    explained: list[Span] = field(default_factory=list)  # of `lost`: shown free elsewhere
-    explained_by: str = ""
-    booked: list[Span] = field(default_factory=list)  # of `lost`: shown booked elsewhere
+    shown: list[Span] = field(default_factory=list)  # of `lost`: the change feed shows them freed
+    free: list[Span] = field(default_factory=list)  # of `lost`: the independent view shows them free
+    booked: list[Span] = field(default_factory=list)  # of `lost`: the independent view shows them booked
     view: str = ""  # the independent view asked
-    note: str = ""  # why no independent view could be asked
+    note: str = ""  # why the independent view could not be asked
 
 
 @dataclass
 class Verdict:
     """What to publish for one unit. ``kind``: ``published`` (nothing lost), ``explained``,
     ``accepted``, ``confirmed`` (the loss is published), ``held`` (the lost nights are kept)
-    or ``pending`` (a confirmed loss waiting for the account's breaker, see ``finish``)."""
+    or ``pending`` (waiting for the account's breaker, see ``finish``)."""
 
     unit_id: str
     ranges: list[BlockedRange]
@@ -84,7 +84,15 @@ class Verdict:
 
 
 class PublishPolicy:
-    """The policy of one account for one run."""
+    """The policy of one account for one run.
+
+    How strong an explanation is matters: the change feed *shows* a stay cancelled, moved
+    or shortened — such a loss is published at once, whatever else happens. An independent
+    view that merely shows the nights free (no reservation there, the other calendar
+    operation says available) may be wrong the same way as the answer (a permission
+    glitch empties both): such a loss is published at once only when the account is
+    otherwise healthy; it counts towards the breaker like an unexplained one.
+    """
 
     def __init__(self, account: str, settings: FeedSettings, book: HoldBook, today: dt.date,
                  window: FeedWindow, now: dt.datetime, evidence: dict[str, list[Span]] | None = None):
@@ -94,11 +102,12 @@ class PublishPolicy:
         self.evidence = evidence or {}  # unit -> nights the change feed shows freed this run
         # Read by worker threads: a snapshot, so they never see the book change under them.
         self._accepted = {u: list(h.accepted.nights) for u, h in book.holds.items() if h.accepted}
+        self._held_before = set(book.holds)
         self._lookups_left = MAX_LOOKUPS
-        self._view_failed = ""
         self._lock = threading.Lock()
-        self._losing: set[str] = set()  # units with an unexplained loss this run
-        self._pending: dict[str, tuple[Verdict, Verdict]] = {}  # unit -> (confirmed, held)
+        self._losing: set[str] = set()  # units whose loss this run is not shown by the change feed
+        self._new_losses: set[str] = set()  # ... of which not held before: what the breaker counts
+        self._pending: dict[str, tuple[Verdict, Verdict]] = {}  # unit -> (publish, held)
         self._messages: dict[str, str] = {}  # unit -> why it is held (not by the breaker)
 
     # -- worker threads ---------------------------------------------------------------
@@ -107,38 +116,31 @@ class PublishPolicy:
                explain: Callable[[list[Span]], Explanation] | None = None) -> Assessment:
         """Return what ``answer`` would free of ``previous`` (the ranges the feed showed, None
         if it showed nothing we can read) and what explains it. ``explain`` asks the
-        source's independent view about the nights still unexplained."""
+        source's independent view about the nights the change feed does not explain."""
         uncovered = spans.subtract([self.future], answer.covered)
         shown = spans.union(((r.start, r.end) for r in answer.ranges), uncovered)
         before = spans.clip(((r.start, r.end) for r in previous or ()), *self.future)
         lost = spans.subtract(before, shown)
-        assessment = Assessment(unit_id, answer, tuple(previous or ()), uncovered, lost)
         if not lost:
-            return assessment
+            return Assessment(unit_id, answer, tuple(previous or ()), uncovered, lost)
         by_feed = spans.intersect(lost, self.evidence.get(unit_id, ()))
         rest = spans.subtract(lost, spans.union(by_feed, self._accepted.get(unit_id, ())))
         free, booked, view, note = [], [], "", ""
         if rest and explain is not None:
             free, booked, view, note = self._ask(explain, rest)
-        explained = spans.union(by_feed, free)
-        explained_by = " and ".join(w for w, s in (("the change feed", by_feed), (view, free)) if s)
-        return Assessment(unit_id, answer, tuple(previous or ()), uncovered, lost, explained, explained_by,
-                          spans.intersect(lost, booked), view, note)
+        return Assessment(unit_id, answer, tuple(previous or ()), uncovered, lost, by_feed, free,
+                          booked, view, note)
 
     def _ask(self, explain: Callable[[list[Span]], Explanation],
              nights: list[Span]) -> tuple[list[Span], list[Span], str, str]:
         with self._lock:
-            if self._view_failed:
-                return [], [], "", self._view_failed
             if self._lookups_left <= 0:
                 return [], [], "", f"not checked: more than {MAX_LOOKUPS} units lost nights in this run"
             self._lookups_left -= 1
         try:
             answer = explain(nights)
-        except SourceError as exc:
-            with self._lock:
-                self._view_failed = f"could not be checked: {exc}"
-            return [], [], "", self._view_failed
+        except SourceError as exc:  # (at most MAX_LOOKUPS such failures per run)
+            return [], [], "", f"could not be checked: {exc}"
         return (spans.intersect(nights, answer.free), spans.intersect(nights, answer.booked),
                 answer.view, "")
 
@@ -156,25 +158,36 @@ class PublishPolicy:
         base = list(a.answer.ranges) + [BlockedRange(s, e) for s, e in a.uncovered]
         hold = self.book.holds.get(a.unit_id)
         accepted = hold.accepted.nights if hold and hold.accepted else []
-        unexplained = spans.subtract(a.lost, spans.union(a.explained, accepted))
-        if not unexplained:
+        settled = spans.union(a.shown, accepted)  # may be freed whatever else happens
+        suspect = spans.subtract(a.lost, settled)
+        if not suspect:
             self.book.holds.pop(a.unit_id, None)
-            return self._released(a, base, hold)
+            return self._released(a, base, hold, accepted)
         self._losing.add(a.unit_id)
-        agrees = hold is not None and self._clip(hold.lost) == self._clip(unexplained)
-        booked = spans.intersect(unexplained, a.booked)
+        if a.unit_id not in self._held_before:
+            self._new_losses.add(a.unit_id)
+        agrees = hold is not None and self._clip(hold.lost) == self._clip(suspect)
+        # Once a view said "still booked", time alone never confirms the loss: a later run
+        # in which the view cannot be asked must not publish it.
+        booked = bool(spans.intersect(suspect, a.booked)) or (agrees and hold is not None and hold.booked)
         since = hold.since if agrees and hold else self.now
-        new = Hold(since, self.now, unexplained, bool(booked),
-                   breaker=self.book.breaker is not None, accepted=hold.accepted if hold else None)
+        # An acceptance is used by the first answer judged after it; it never carries over.
+        new = Hold(since, self.now, suspect, booked, breaker=self.book.breaker is not None)
         self.book.holds[a.unit_id] = new
-        # Old and new, minus only what is explained or accepted: a held feed loses no night,
-        # not even a past one (its answer is not trusted), and keeps its stays' boundaries.
-        freed = spans.union(a.explained, accepted)
-        kept = [BlockedRange(s, e) for r in a.previous for s, e in spans.subtract([(r.start, r.end)], freed)]
-        held = Verdict(a.unit_id, base + kept, "held", unexplained, a.uncovered, self._held_message(a, new))
+        # Old and new, minus only what is settled: a held feed loses no other night, not
+        # even a past one (its answer is not trusted), and keeps its stays' boundaries.
+        kept = [BlockedRange(s, e) for r in a.previous
+                for s, e in spans.subtract([(r.start, r.end)], settled)]
+        held = Verdict(a.unit_id, base + kept, "held", suspect, a.uncovered, self._held_message(a, new))
+        unexplained = spans.subtract(suspect, a.free)
+        if not unexplained and not new.breaker:  # the view shows every night free: the breaker decides
+            explained = Verdict(a.unit_id, base, "explained", [], a.uncovered,
+                                f"{self._nights(a.lost)} freed, as {self._by(a)} show(s); publishing")
+            self._pending[a.unit_id] = (explained, held)
+            return Verdict(a.unit_id, [], "pending")
         if agrees and not booked and not new.breaker and self.now - since >= self._confirm:
             confirmed = Verdict(a.unit_id, base, "confirmed", [], a.uncovered,
-                                f"{self._nights(unexplained)} freed without explanation; answers agreed "
+                                f"{self._nights(suspect)} freed without explanation; answers agreed "
                                 f"since {_clock(since)}: publishing")
             self._pending[a.unit_id] = (confirmed, held)
             return Verdict(a.unit_id, [], "pending")
@@ -182,9 +195,10 @@ class PublishPolicy:
 
     def finish(self, fetched: int) -> dict[str, Verdict]:
         """Resolve the pending verdicts once every unit of the account was decided: trip the
-        breaker when too many units lost nights without explanation (``fetched`` units were
-        fetched this run). Return unit -> final verdict for the pending units."""
-        losing, settings = len(self._losing), self.settings
+        breaker when too many units newly lost nights that the change feed does not show
+        freed (``fetched`` units were fetched this run). Return unit -> final verdict for
+        the pending units."""
+        losing, settings = len(self._new_losses), self.settings
         if (self.book.breaker is None and losing >= settings.breaker_units
                 and losing >= settings.breaker_share * fetched):
             self.book.breaker = Breaker(self.now, losing, fetched)
@@ -192,10 +206,10 @@ class PublishPolicy:
                       "holds every such loss until `escapia-ical accept --account %s`",
                       self.account, losing, fetched, self.account)
         resolved = {}
-        for unit, (confirmed, held) in self._pending.items():
+        for unit, (publish, held) in self._pending.items():
             if self.book.breaker is None:
                 self.book.holds.pop(unit, None)
-                resolved[unit] = confirmed
+                resolved[unit] = publish
             else:
                 resolved[unit] = held
         if self.book.breaker is not None:
@@ -226,21 +240,26 @@ class PublishPolicy:
     def _clip(self, nights: list[Span]) -> list[Span]:
         return spans.clip(nights, *self.future)
 
-    def _released(self, a: Assessment, base: list[BlockedRange], hold: Hold | None) -> Verdict:
+    def _released(self, a: Assessment, base: list[BlockedRange], hold: Hold | None,
+                  accepted: list[Span]) -> Verdict:
         if not a.lost:
             return Verdict(a.unit_id, base, "published", [], a.uncovered)
-        accepted = spans.subtract(a.lost, a.explained)
-        if accepted and hold and hold.accepted:
+        if hold and hold.accepted and spans.subtract(a.lost, a.shown):
             message = (f"{self._nights(a.lost)} freed: accepted by {hold.accepted.by} at "
                        f"{_clock(hold.accepted.at)}; publishing")
             return Verdict(a.unit_id, base, "accepted", [], a.uncovered, message)
-        message = f"{self._nights(a.lost)} freed, as {a.explained_by} show(s); publishing"
+        message = f"{self._nights(a.lost)} freed, as {self._by(a)} show(s); publishing"
         return Verdict(a.unit_id, base, "explained", [], a.uncovered, message)
+
+    @staticmethod
+    def _by(a: Assessment) -> str:
+        return " and ".join(w for w, s in (("the change feed", a.shown), (a.view, a.free)) if s)
 
     def _held_message(self, a: Assessment, hold: Hold) -> str:
         nights = self._nights(hold.lost)
         if hold.booked:
-            text = (f"held: Escapia's calendar would free {nights}, but {a.view} still show(s) "
+            view = a.view or "an independent view"
+            text = (f"held: Escapia's calendar would free {nights}, but {view} still show(s) "
                     f"them booked; kept until both agree (`escapia-ical accept --account {self.account} "
                     f"--unit {a.unit_id}` publishes it)")
         else:

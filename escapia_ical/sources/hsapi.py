@@ -73,6 +73,7 @@ class HsapiSource:
         self.requests_by_operation = self.http.requests_by_operation
         self.responses_by_status = self.http.responses_by_status
         self.notes = Notes()
+        self.largest_change_page = 0  # the most changes one GetReservationChanges answer held
         self._token_path = AccountState(state_dir, account.name).token_path
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._authorization: str | None = None
@@ -221,6 +222,7 @@ class HsapiSource:
                                      f"(HTTP {exc.status})") from None
             raise
         changes, end = parse_changes(body)
+        self.largest_change_page = max(self.largest_change_page, len(changes))
         if end is not None and end < version:
             raise CursorRejected(f"GetReservationChanges went back from {version} to {end}")
         return changes, version if end is None else end

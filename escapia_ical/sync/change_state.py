@@ -40,6 +40,7 @@ def checked(data: Any, path: Any) -> dict[str, Any]:
         "reservations": part("reservations", lambda v: {_text(k): _stay(s) for k, s in _dict(v).items()}, {}),
         "fetched": part("fetched", lambda v: {_text(k): _text(t) for k, t in _dict(v).items()}, {}),
         "pending": part("pending", lambda v: [_text(u) for u in _list(v)], []),
+        "pages_of_many": part("pages_of_many", _flag, False),
     }
     if bad:
         log.warning("state file %s: ignoring %s (wrong shape); it is rebuilt", path, ", ".join(bad))
@@ -51,6 +52,12 @@ def _version(value: Any) -> int | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise TypeError("not a version")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("not true or false")
     return value
 
 

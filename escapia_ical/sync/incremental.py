@@ -12,15 +12,20 @@ The change feed is also *evidence* for the publish policy: a reservation now can
 moved away or shortened explains the nights its unit's calendar frees (``Plan.freed``).
 
 The feed is read from one version *before* the cursor, so that the change at the cursor
-comes back every time (and is skipped, by its id, type and time): an answer without it
-means Escapia no longer has that version — its versions were reset, or the state came from
-elsewhere — and the run falls back to a full sync instead of trusting a cursor Escapia
-will never reach.
+comes back every time (and is skipped, by its id, type and time): an answer without that
+reservation means Escapia no longer has that version — its versions were reset, or the
+state came from elsewhere — and the run falls back to a full sync instead of trusting a
+cursor Escapia will never reach (or reached with other changes). A page that ends at the
+cursor holds everything only if the feed is known to put several changes in a page.
+
+Full mode follows the feed too: every unit is fetched every run, and the feed tells the
+publish policy which stays were cancelled, moved or shortened.
 
 State (``state_dir/accounts/<account>/changes.json``), each part checked when read (a part
 of the wrong shape is reported and ignored; the next save rewrites it):
   cursor        the change-feed version to ask from; absent -> a full sync
-  at_cursor     the changes read last (id, type, time), to skip when read again
+  at_cursor     the change read last (id, type, time): the one at the cursor
+  pages_of_many whether a page of the feed ever held more than one change
   units         the distributed units and when they were listed
   reservations  reservation id -> [unit, first night, departure] (the stay may be unknown)
   fetched       unit id -> when it was last fetched successfully
@@ -52,7 +57,6 @@ log = logging.getLogger(__name__)
 
 TICK = dt.timedelta(minutes=5)  # the cron interval the reconcile is spread over
 MAX_REMEMBERED_RESERVATIONS = 50_000
-MAX_REMEMBERED_CHANGES = 500
 
 
 @dataclass
@@ -86,12 +90,20 @@ class ChangeTracker:
         self.path = state.folder / "changes.json"
         self.data = checked(read_json(self.path), self.path)
         self.period = dt.timedelta(hours=account.reconcile_hours)
+        self._pages_of_many = False
 
     def plan(self, source: HsapiSource, now: dt.datetime, *, full: bool = False,
              deadline: float = math.inf, held: set[str] = frozenset()) -> Plan:
         """Return this tick's plan. ``full`` fetches every unit (and keeps the cursor going);
         ``held`` units (a loss held by the publish policy) are fetched too. Raise
         DeadlineReached if reading the change feed outlasts ``deadline``."""
+        try:
+            return self._plan(source, now, full, deadline, held)
+        finally:  # what the feed showed of its pages, whatever happened
+            self._pages_of_many = source.largest_change_page > 1
+
+    def _plan(self, source: HsapiSource, now: dt.datetime, full: bool, deadline: float,
+              held: set[str]) -> Plan:
         units, listed_at = self._units(source, now, rediscover=full)
         reservations = dict(self.data["reservations"])
         cursor = self.data["cursor"]
@@ -106,15 +118,16 @@ class ChangeTracker:
             # follow the feed from now on (skipping the history: those units are all fetched)
             # From one version before the one found, so the change there is remembered and
             # the next tick, which reads it again, knows it.
-            at_cursor, new_cursor = source.changes_since(max(source.recent_version(deadline) - 1, 0),
-                                                         deadline)
+            read, new_cursor = source.changes_since(max(source.recent_version(deadline) - 1, 0), deadline)
             everything = self._tracked(units)
             return Plan(units, everything, new_cursor, {"full": len(everything)}, reservations, listed_at,
-                        at_cursor=at_cursor)
+                        at_cursor=read[-1:])
         ids = self._tracked(units)
-        fresh = _unseen(changes, self.data["at_cursor"])
+        # The change at the cursor, read again, is skipped only when nothing followed it: if the
+        # feed went on, it may be the same reservation changed again within the same second.
+        fresh = _unseen(changes, self.data["at_cursor"]) if new_cursor == cursor else changes
         changed = {c.reservation for c in fresh}
-        remembered = changes[-MAX_REMEMBERED_CHANGES:] if changes else self.data["at_cursor"]
+        remembered = changes[-1:] or self.data["at_cursor"]
         if len(changed) > len(ids):  # cheaper to fetch every unit than to look each one up
             return Plan(units, ids, new_cursor, {"many changes": len(ids)}, reservations, listed_at,
                         at_cursor=remembered)
@@ -152,6 +165,7 @@ class ChangeTracker:
         self.data = {
             "cursor": plan.cursor,
             "at_cursor": plan.at_cursor,
+            "pages_of_many": self.data["pages_of_many"] or self._pages_of_many,
             "units": plan.units,
             "listed_at": plan.listed_at,
             "reservations": reservations,
@@ -167,9 +181,11 @@ class ChangeTracker:
         CursorRejected if the change at the cursor does not come back."""
         if cursor <= 0:
             return source.changes_since(cursor, deadline)
-        changes, end = source.changes_since(cursor - 1, deadline, known_end=cursor)
-        if not changes or end < cursor:
-            raise CursorRejected(f"the change feed has no change at version {cursor} any more "
+        known_end = cursor if self.data["pages_of_many"] else None
+        changes, end = source.changes_since(cursor - 1, deadline, known_end=known_end)
+        last = {c.reservation for c in self.data["at_cursor"]}
+        if not changes or end < cursor or (last and not last & {c.reservation for c in changes}):
+            raise CursorRejected(f"the change feed has no longer the change at version {cursor} "
                                  "(were Escapia's versions reset?)")
         return changes, end
 
@@ -204,11 +220,15 @@ class ChangeTracker:
             units |= {u for u in (now_in.unit if now_in else None, before[0] if before else None) if u}
             for unit, nights in _freed(before, now_in):
                 freed[unit] = spans.union(freed.get(unit, []), nights)
-            if now_in and now_in.unit:
+            if now_in and now_in.unit and not now_in.cancelled:
                 reservations[reservation_id] = (now_in.unit, now_in.start, now_in.end)
-            elif before is None:
+            elif now_in is None and before is None:
                 log.info("%s: change to unknown reservation %s ignored (the reconcile covers it)",
                          self.account.name, reservation_id)
+        # A night another known stay of the unit books is not freed by this change.
+        for unit in freed:
+            booked = [(s, e) for u, s, e in reservations.values() if u == unit and s and e]
+            freed[unit] = spans.subtract(freed[unit], booked)
         return units, freed
 
     def _due(self, unit_id: str, last: str | None, now: dt.datetime) -> bool:
@@ -235,22 +255,31 @@ class ChangeTracker:
 
 
 def _unseen(changes: list[Change], seen: list[Change]) -> list[Change]:
-    """Return the changes not read before. Only a change with a time can be recognised: one
-    without is taken as new (one lookup too many, never a change missed)."""
-    known = {c for c in seen if c.time}
-    return [c for c in changes if c not in known]
+    """Return the changes without the one read last time (the one at the cursor), once.
+    Only a change with a time can be recognised: one without is taken as new (one lookup
+    too many, never a change missed)."""
+    known = [c for c in seen if c.time]
+    fresh = []
+    for change in changes:
+        if change in known:
+            known.remove(change)
+        else:
+            fresh.append(change)
+    return fresh
 
 
 def _freed(before: Stay | None, now: Reservation | None) -> list[tuple[str, list[Span]]]:
-    """Return the (unit, nights) a change freed: the whole stay of a cancelled or vanished
+    """Return the (unit, nights) a change shows freed: the whole stay of a cancelled
     reservation, the old stay of one moved to another unit, the nights it no longer covers
-    when its dates changed."""
+    when its dates changed. A reservation Escapia no longer finds (404) shows nothing."""
+    if now is None:
+        return []
     freed = []
-    if now is not None and now.cancelled and now.unit and now.start and now.end:
+    if now.cancelled and now.unit and now.start and now.end:
         freed.append((now.unit, [(now.start, now.end)]))
     if before is not None and before[1] and before[2]:
         unit, stay = before[0], [(before[1], before[2])]
-        if now is None or now.cancelled or now.unit != unit:
+        if now.cancelled or now.unit != unit:
             freed.append((unit, stay))
         elif now.start and now.end:
             freed.append((unit, spans.subtract(stay, [(now.start, now.end)])))

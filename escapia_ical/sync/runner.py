@@ -118,8 +118,11 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
         clean_temp_files(state.folder)  # a crash mid-write may have left a token copy
         claim_state(state, account)
     book = HoldBook.load(state.folder)
-    tracker = ChangeTracker(account, state) if _incremental(account) else None
-    plan = (tracker.plan(source, options.now(), full=options.full, deadline=run.deadline,
+    # HSAPI follows the change feed in both modes: in full mode every unit is fetched all
+    # the same, but the feed still *shows* which stays were cancelled, moved or shortened.
+    tracker = ChangeTracker(account, state) if account.api == "hsapi" else None
+    full = options.full or getattr(account, "mode", "") == "full"
+    plan = (tracker.plan(source, options.now(), full=full, deadline=run.deadline,
                          held=set(book.holds)) if tracker else None)
     listed = plan.units if plan else source.list_units()
     stamps = state.feed_stamps()
@@ -199,10 +202,6 @@ def _report_verdicts(account: Account, outcomes: list[UnitOutcome], policy: Publ
         first = uncovered[0]
         others = f" and {len(uncovered) - 1} more units" if len(uncovered) > 1 else ""
         log.error("%s/%s%s: %s", account.name, first.unit_id, others, first.error)
-
-
-def _incremental(account: Account) -> bool:
-    return account.api == "hsapi" and account.mode == "incremental"
 
 
 def preview_feed(config: Config, account: Account, source: Source, unit: Unit) -> bytes:

@@ -103,7 +103,9 @@ def test_requests_per_sync(contract):
         assert sandbox.request_count("GetUnitNonAvailability") <= 2
         return
     expected = {
-        "hsapi-full": {"SearchUnitSummaries": -(-units // 3), "GetUnitNonAvailability": units},  # pages of 3
+        # pages of 3; and the change feed, read for what it shows freed
+        "hsapi-full": {"SearchUnitSummaries": -(-units // 3), "GetUnitNonAvailability": units,
+                       "GetReservationChanges": 1},
         "escapianet-per_unit": {"UnitSearch": 1, "UnitCalendarAvail": units},
         "escapianet-batch": {"UnitSearch": 1, "UnitCalendarAvailBatch": 1},
     }[contract.mode]

@@ -1,0 +1,134 @@
+"""The change-feed planner against a scripted feed: the cursor, what is skipped, what is
+evidence for the publish policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from escapia_ical.config import HsapiAccount
+from escapia_ical.model import Unit
+from escapia_ical.sources.hsapi import CursorRejected
+from escapia_ical.sources.hsapi_decode import Change, Reservation
+from escapia_ical.state import AccountState
+from escapia_ical.sync.incremental import ChangeTracker
+
+D = dt.date
+NOW = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC)
+UNITS = [Unit("u1", "One"), Unit("u2", "Two")]
+
+
+class Feed:
+    """GetReservationChanges over a list of (version, Change), ``page`` changes per call
+    (collapsed per reservation like Escapia's), and GetReservationById from a dict."""
+
+    def __init__(self, changes: list[Change], reservations: dict[str, Reservation], page: int = 100):
+        self.log = list(enumerate(changes, start=1))
+        self.reservations, self.page = reservations, page
+        self.largest_change_page = 0
+        self.calls: list[str] = []
+
+    def list_units(self):
+        return UNITS
+
+    def recent_version(self, deadline=None):
+        return max(len(self.log) - 1, 0)
+
+    def changes_since(self, version, deadline=None, *, known_end=None):
+        self.calls.append(f"changes {version}")
+        if version > len(self.log):
+            raise CursorRejected(f"refused {version}")
+        read, start = [], version
+        while True:
+            latest: dict[str, Change] = {}
+            end = start
+            for number, change in self.log[start:]:
+                if change.reservation not in latest and len(latest) == self.page:
+                    break
+                latest.pop(change.reservation, None)
+                latest[change.reservation] = change
+                end = number
+            page = list(latest.values())
+            self.largest_change_page = max(self.largest_change_page, len(page))
+            read += page
+            if not page or end in (start, known_end):
+                return read, end
+            start = end
+
+    def reservation(self, reservation_id):
+        self.calls.append(f"lookup {reservation_id}")
+        return self.reservations.get(reservation_id)
+
+
+def tracker(tmp_path) -> ChangeTracker:
+    account = HsapiAccount(name="a", pmcid="1", client_id="i", client_secret="s")
+    return ChangeTracker(account, AccountState(tmp_path, "a"))
+
+
+def settle(tmp_path, feed: Feed) -> ChangeTracker:
+    """A first (full) run, committed: the tracker of the next run."""
+    first = tracker(tmp_path)
+    first.commit(first.plan(feed, NOW), {"u1", "u2"}, NOW)
+    return tracker(tmp_path)
+
+
+def stay(unit, start, end, cancelled=False):
+    return Reservation(unit, D(2027, 1, start), D(2027, 1, end), cancelled)
+
+
+def test_a_steady_tick_reads_one_page_and_looks_nothing_up(tmp_path):
+    feed = Feed([Change("r1", "Create", "t1"), Change("r2", "Create", "t2")], {})
+    plan = settle(tmp_path, feed).plan(feed, NOW + dt.timedelta(minutes=5))
+    assert feed.calls[-1:] == ["changes 1"] and not plan.freed
+    assert not [c for c in feed.calls if c.startswith("lookup")]
+
+
+def test_the_same_reservation_changed_again_in_the_same_second_is_not_skipped(tmp_path):
+    feed = Feed([Change("r1", "Create", "t1"), Change("r2", "Update", "t2")],
+                {"r2": stay("u1", 5, 9)})
+    next_run = settle(tmp_path, feed)
+    feed.log.append((3, Change("r2", "Update", "t2")))  # collapsed forward, same time
+    plan = next_run.plan(feed, NOW + dt.timedelta(minutes=5))
+    assert "lookup r2" in feed.calls and "u1" in plan.fetch
+
+
+def test_a_reset_that_passed_the_cursor_is_noticed(tmp_path):
+    feed = Feed([Change(f"r{i}", "Create", f"t{i}") for i in range(1, 11)], {})
+    next_run = settle(tmp_path, feed)
+    feed.log = list(enumerate([Change(f"n{i}", "Create", f"s{i}") for i in range(1, 13)], start=1))
+    plan = next_run.plan(feed, NOW + dt.timedelta(minutes=5))
+    assert plan.reasons == {"full": 2}  # every unit, and the feed followed from its new end
+
+
+def test_a_feed_of_one_change_per_page_never_stalls(tmp_path):
+    feed = Feed([Change("r1", "Create", "t1")], {"r2": stay("u2", 1, 3)}, page=1)
+    next_run = settle(tmp_path, feed)
+    feed.log.append((2, Change("r2", "Create", "t2")))
+    plan = next_run.plan(feed, NOW + dt.timedelta(minutes=5))
+    assert plan.cursor == 2 and "u2" in plan.fetch
+
+
+@pytest.mark.parametrize(("before", "now", "freed"), [
+    (stay("u1", 5, 9), stay("u1", 5, 9, cancelled=True), {"u1": [(D(2027, 1, 5), D(2027, 1, 9))]}),
+    (stay("u1", 5, 9), stay("u1", 5, 7), {"u1": [(D(2027, 1, 7), D(2027, 1, 9))]}),  # shortened
+    (stay("u1", 5, 9), stay("u2", 5, 9), {"u1": [(D(2027, 1, 5), D(2027, 1, 9))]}),  # moved
+    (stay("u1", 5, 9), None, {}),  # Escapia no longer finds it: that shows nothing
+])
+def test_what_the_change_feed_shows_freed(tmp_path, before, now, freed):
+    feed = Feed([Change("r1", "Create", "t1")], {"r1": before})
+    next_run = settle(tmp_path, feed)
+    next_run.data["reservations"]["r1"] = (before.unit, before.start, before.end)
+    feed.reservations["r1"] = now
+    feed.log.append((2, Change("r1", "Update", "t2")))
+    assert next_run.plan(feed, NOW + dt.timedelta(minutes=5)).freed == freed
+
+
+def test_a_night_another_known_stay_books_is_not_shown_freed(tmp_path):
+    feed = Feed([Change("r1", "Create", "t1")], {})
+    next_run = settle(tmp_path, feed)
+    next_run.data["reservations"].update({"r1": ("u1", D(2027, 1, 5), D(2027, 1, 9)),
+                                          "r9": ("u1", D(2027, 1, 7), D(2027, 1, 12))})
+    feed.reservations["r1"] = stay("u1", 5, 9, cancelled=True)
+    feed.log.append((2, Change("r1", "Delete", "t2")))
+    assert next_run.plan(feed, NOW + dt.timedelta(minutes=5)).freed == {"u1": [(D(2027, 1, 5), D(2027, 1, 7))]}
