@@ -87,7 +87,7 @@ def sync(config_path, accounts, units, dry_run, force, full, log_file, verbose, 
     """Fetch availability and publish one feed per unit (the cron job)."""
     verbosity = -1 if quiet else verbose
     _run(lambda: commands.sync(config_path, accounts, units, dry_run=dry_run, force=force, full=full,
-                               verbosity=verbosity), verbosity, log_file)
+                               verbosity=verbosity), verbosity, log_file, quiet_lock=True)
 
 
 @cli.command("check-config")
@@ -157,11 +157,13 @@ def feeds(config_path, accounts, base_url) -> None:
 @click.option("--unit", "units", multiple=True, metavar="ID",
               help="Only this unit's held loss (repeatable); default: every held loss of the account.")
 @click.option("--by", metavar="NAME", help="Who accepts, for the status (default: your user name).")
-def accept(config_path, account, units, by) -> None:
+@click.option("--wait", type=click.FloatRange(0, 3600), default=60, show_default=True, metavar="SECONDS",
+              help="How long to wait for a running sync of the account to finish.")
+def accept(config_path, account, units, by, wait) -> None:
     """Publish held losses of blocked nights at the next sync (the publish policy keeps a
     feed's nights when Escapia frees them without explanation, or when many units lose
     nights at once). Also accepts an empty unit list once."""
-    _run(lambda: commands.accept(config_path, account, units, by), 0)
+    _run(lambda: commands.accept(config_path, account, units, by, wait), 0)
 
 
 @cli.command()
@@ -192,14 +194,16 @@ def _terminate(signum, frame) -> None:
     raise Terminated()
 
 
-def _run(action, verbosity: int, log_file: Path | None = None) -> None:
-    """Run a command; turn its outcome or failure into one of the documented exit codes."""
+def _run(action, verbosity: int, log_file: Path | None = None, *, quiet_lock: bool = False) -> None:
+    """Run a command; turn its outcome or failure into one of the documented exit codes.
+    ``quiet_lock``: a held lock is said only with -v (cron's sync); for an operator's
+    command it is always said."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
         setup_logging(verbosity, log_file)
         code = action() or EXIT_OK
     except LockHeld as exc:
-        if verbosity > 0:
+        if verbosity > 0 or not quiet_lock:
             _say(str(exc))
         code = EXIT_LOCKED
     except ConfigError as exc:

@@ -41,7 +41,6 @@ from escapia_ical.sync import Progress, SyncOptions, SyncReport, preview_feed, r
 from escapia_ical.sync.lock import account_lock, status_lock
 
 log = logging.getLogger(__name__)
-ACCEPT_WAIT = 60.0  # seconds `accept` waits for a sync of the account to finish
 
 
 def load(config_path: Path, *, warn: bool = True) -> Config:
@@ -136,26 +135,27 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
             except (PublishError, LockHeld) as exc:
                 log.error("%s", exc)
                 code = max(code, 1)
-        for line in stuck:
+        for line in stuck:  # (said once; status shows it as long as it lasts)
             log.error("%s", line)
-        code = 1 if stuck and code == 0 else code
+        code = 1 if report.stuck and code == 0 else code  # an account is not being synced
         if pinged:
             ping(config.healthcheck_url, str(code))
-    if not report.accounts and not stuck:
+    if not report.accounts and not report.stuck:
         holders = "; ".join(f"{name}: {holder.describe()}" for name, holder in report.skipped.items())
         raise LockHeld(f"every account is being synced by another run ({holders})")
     _log_summary(report, time.monotonic() - clock)
     return code
 
 
-def accept(config_path: Path, account_name: str, units: Sequence[str], by: str | None) -> int:
+def accept(config_path: Path, account_name: str, units: Sequence[str], by: str | None,
+           wait: float = 60.0) -> int:
     """Accept the held losses of an account (or of ``units``): the next sync publishes
     them. Record who and when in the status. Return 1 if a unit named holds no loss."""
     config = load(config_path)
     account = account_named(config, account_name)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     who = by or _user()
-    with account_lock(config.state_dir, account.name, wait=ACCEPT_WAIT):
+    with account_lock(config.state_dir, account.name, wait=wait):
         book = HoldBook.load(AccountState(config.state_dir, account.name).folder)
         accepted = book.accept(list(units) or None, who, now)
         book.save()

@@ -160,8 +160,8 @@ class HsapiSource:
             found, total = parse_reservation_page(body)
             seen += len(found)
             # A stay of another unit (a server ignoring the filter) can only book more: kept.
-            booked += [(r.start, r.end) for r in found if r.unit in (None, unit.id)]
-            if not found or total is None or seen >= total:
+            booked += [(r.start, r.end) for r in found]
+            if not found or (total is not None and seen >= total):
                 break
         else:
             raise SourceError(f"SearchReservationSummaries: more than {MAX_PAGES} pages")

@@ -118,6 +118,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
         clean_temp_files(state.folder)  # a crash mid-write may have left a token copy
         claim_state(state, account)
     book = HoldBook.load(state.folder)
+    _report_book(result, book)  # what status shows even if the account fails from here on
     # HSAPI follows the change feed in both modes: in full mode every unit is fetched all
     # the same, but the feed still *shows* which stays were cancelled, moved or shortened.
     tracker = ChangeTracker(account, state) if account.api == "hsapi" else None
@@ -144,7 +145,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     # Without a change feed every unit is fetched; with one, only what it says changed, the
     # reconcile's share, held units, and units whose stored calendar cannot be re-rendered.
     fetch = [(u, o) for u, o in zip(units, outcomes, strict=True)
-             if plan is None or u.id in plan.fetch or not stored_ranges(stamps.get(o.path.name))]
+             if plan is None or u.id in plan.fetch or stored_ranges(stamps.get(o.path.name)) is None]
     if plan and plan.reasons:
         log.info("%s: fetching %d of %d units (%s)", account.name, len(fetch), len(units),
                  ", ".join(f"{n} {why}" for why, n in plan.reasons.items()))
@@ -166,13 +167,17 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
         options.progress.end()
         result.fetched = len(succeeded)
         _report_verdicts(account, outcomes, policy, run.window)
-        result.holds = {u: h.to_json() for u, h in book.holds.items()}
-        result.breaker = book.breaker.to_json() if book.breaker else None
+        _report_book(result, book)
         if not options.dry_run:
             state.save_feed_stamps(stamps)
             book.save()
             if tracker and plan:
                 tracker.commit(plan, succeeded, options.now())
+
+
+def _report_book(result: AccountResult, book: HoldBook) -> None:
+    result.holds = {u: h.to_json() for u, h in book.holds.items()}
+    result.breaker = book.breaker.to_json() if book.breaker else None
 
 
 def _report_verdicts(account: Account, outcomes: list[UnitOutcome], policy: PublishPolicy,

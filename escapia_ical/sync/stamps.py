@@ -2,9 +2,10 @@
 how a feed is rendered so that an unchanged calendar keeps its bytes.
 
 An entry holds the unit, the content digest, DTSTAMP, the number of events, the whole
-ranges the feed shows (``"first/checkout ..."``), the day it was rendered for and, when
-Escapia's answer did not cover the whole window, the placeholder nights published as
-blocked although nothing said they were booked (``unknown``).
+ranges the feed shows (``"first/checkout ..."``), the day it was rendered for, the end of
+the window Escapia was last asked about (``through``) and, when Escapia's answer did not
+cover the whole window, the placeholder nights published as blocked although nothing said
+they were booked (``unknown``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from escapia_ical.config import Account, Config
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.ranges import FeedBlock
 from escapia_ical.feeds.render import content_digest, render_feed
-from escapia_ical.model import BlockedRange, FeedWindow, Unit
+from escapia_ical.model import BlockedRange, Unit
 from escapia_ical.sync.context import FeedStamps
 
 
@@ -34,21 +35,19 @@ def previous_entry(stamps: FeedStamps, unit_id: str, path: Path) -> dict[str, An
     return entry if isinstance(entry, dict) else {}
 
 
-def previous_ranges(entry_or_path: dict[str, Any] | Path, window: FeedWindow) -> list[BlockedRange] | None:
+def previous_ranges(entry: dict[str, Any], path: Path) -> list[BlockedRange] | None:
     """Return the ranges a unit's feed showed that stood for known blocks, for the publish
     policy: from its state entry (found by unit id, so a rotated feed token cannot hide
-    it) without the placeholder nights, else read back from the published file at ``path``
-    (state lost); None if there is none."""
-    if isinstance(entry_or_path, dict):
-        ranges = stored_ranges(entry_or_path)
-        if ranges is None and isinstance(entry_or_path.get("blocks"), list):  # state of 0.1.0
-            ranges = _pairs(entry_or_path["blocks"])
-        if ranges is None:
-            return None
-        unknown = spans.decode(entry_or_path.get("unknown", "")) or []
+    it) without the placeholder nights; else — state lost, or its ranges unreadable — read
+    back from the published file at ``path``; None if there is neither."""
+    ranges = stored_ranges(entry)
+    if ranges is None and isinstance(entry.get("blocks"), list):  # state of 0.1.0
+        ranges = _pairs(entry["blocks"])
+    if ranges is not None:
+        unknown = spans.decode(entry.get("unknown", "")) or []
         return [BlockedRange(s, e) for r in ranges for s, e in spans.subtract([(r.start, r.end)], unknown)]
     try:
-        calendar = icalendar.Calendar.from_ical(entry_or_path.read_bytes())
+        calendar = icalendar.Calendar.from_ical(path.read_bytes())
         return [BlockedRange(e.decoded("dtstart"), e.decoded("dtend")) for e in calendar.walk("VEVENT")]
     except Exception:  # noqa: BLE001 - no file, or not ours to read: nothing to compare with
         return None
@@ -72,8 +71,8 @@ def _pairs(ranges: Any) -> list[BlockedRange] | None:
 
 
 def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
-               previous: dict[str, Any], now: dt.datetime,
-               unknown: Sequence[spans.Span] = ()) -> tuple[bytes, dict[str, Any]]:
+               previous: dict[str, Any], now: dt.datetime, unknown: Sequence[spans.Span] = (),
+               through: dt.date | None = None) -> tuple[bytes, dict[str, Any]]:
     """Render one unit's feed; return (bytes, its new stamp entry).
 
     DTSTAMP is the time the feed's content last changed: kept from ``previous`` while the
@@ -92,4 +91,17 @@ def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[Fe
              "ranges": " ".join(f"{s}/{e}" for s, e in origins)}
     if unknown:
         entry["unknown"] = spans.encode(unknown)
+    if through is not None:
+        entry["through"] = through.isoformat()
     return content, entry
+
+
+def asked_through(entry: dict[str, Any], future_days: int) -> dt.date | None:
+    """Return the end of the window the unit's calendar was last fetched for: recorded, or
+    (state of 0.1.0) the day it was rendered plus ``future_days``; None if unknown."""
+    for value, days in ((entry.get("through"), 0), (entry.get("day"), future_days)):
+        try:
+            return dt.date.fromisoformat(value) + dt.timedelta(days=days)
+        except (TypeError, ValueError, OverflowError):
+            continue
+    return None

@@ -5,6 +5,7 @@ pool of threads; deciding, rendering and publishing stay on the calling thread."
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
 import time
@@ -18,10 +19,10 @@ from escapia_ical.feeds.publish import current_bytes, publish_feed
 from escapia_ical.feeds.ranges import FeedBlock, feed_blocks
 from escapia_ical.feeds.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
 from escapia_ical.feeds.spans import Span
-from escapia_ical.model import Unit
+from escapia_ical.model import BlockedRange, Unit
 from escapia_ical.sources import Source
 from escapia_ical.sync.context import FeedStamps, RunContext, UnitOutcome, describe, fail
-from escapia_ical.sync.stamps import build_feed, previous_entry, previous_ranges, stored_ranges
+from escapia_ical.sync.stamps import asked_through, build_feed, previous_entry, previous_ranges, stored_ranges
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     AuthError (after marking every unfinished unit) if the credentials stop working."""
     # What each unit's feed showed: looked up here (workers must not iterate `stamps` while
     # this thread adds to it), read into ranges only in the worker.
-    previous = {u.id: previous_entry(stamps, u.id, o.path) or o.path for u, o in fetch}
+    previous = {u.id: (previous_entry(stamps, u.id, o.path), o.path) for u, o in fetch}
     refused: list[AuthError] = []  # set by the first worker whose credentials are refused
 
     def fetch_one(unit: Unit) -> Assessment:
@@ -44,7 +45,7 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
                                   "passed; left for the next run")
         try:
             answer = source.calendar(unit, run.window)
-            shown = previous_ranges(previous.pop(unit.id), run.window)
+            shown = previous_ranges(*previous.pop(unit.id))
             return policy.assess(unit.id, shown, answer, lambda nights: source.explain(unit, nights))
         except AuthError as exc:
             refused.append(exc)
@@ -101,7 +102,7 @@ def publish_verdict(run: RunContext, account: Account, unit: Unit, verdict: Verd
     """Publish what the policy decided for the unit, and say so where it matters."""
     outcome.verdict, outcome.uncovered = verdict.kind, verdict.uncovered
     publish_unit(run, account, unit, feed_blocks(verdict.ranges, run.window), outcome, stamps,
-                 unknown=verdict.unknown)
+                 unknown=verdict.unknown, through=run.window.end)
     if verdict.kind == "explained":
         log.info("%s/%s: %s", account.name, unit.id, verdict.message)
     elif verdict.kind in ("accepted", "confirmed"):
@@ -109,10 +110,12 @@ def publish_verdict(run: RunContext, account: Account, unit: Unit, verdict: Verd
 
 
 def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
-                 outcome: UnitOutcome, stamps: FeedStamps, unknown: list[Span] | None = None) -> None:
+                 outcome: UnitOutcome, stamps: FeedStamps, unknown: list[Span] | None = None,
+                 through: dt.date | None = None) -> None:
     """Render the unit's feed and publish it (and its old names) unless this is a dry run."""
     previous = previous_entry(stamps, unit.id, outcome.path)  # keeps DTSTAMP across a rename
-    content, stamp = build_feed(run.config, account, unit, blocks, previous, run.options.now(), unknown or ())
+    content, stamp = build_feed(run.config, account, unit, blocks, previous, run.options.now(), unknown or (),
+                                through)
     stamp["day"] = run.today.isoformat()
     outcome.events = len(blocks)
     if run.options.dry_run:
@@ -140,8 +143,14 @@ def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcom
                              run.options.now(), _grace_days(account))
         return
     ranges = stored_ranges(previous) or []
-    publish_unit(run, account, unit, feed_blocks(ranges, run.window), outcome, stamps,
-                 unknown=spans.decode(previous.get("unknown", "")) or [])
+    # Nights the window gained since the unit was last fetched were never asked about:
+    # blocked, as placeholders, until the unit is fetched (by its reconcile at the latest).
+    through = asked_through(previous, run.config.feeds.future_days) or run.window.end
+    gained = spans.subtract([(max(run.today, run.window.start), run.window.end)],
+                            [(run.window.start, through)])
+    unknown = spans.union(spans.decode(previous.get("unknown", "")) or [], gained)
+    blocks = feed_blocks([*ranges, *(BlockedRange(s, e) for s, e in gained)], run.window)
+    publish_unit(run, account, unit, blocks, outcome, stamps, unknown=unknown, through=through)
 
 
 def _grace_days(account: Account) -> int:

@@ -158,7 +158,7 @@ def test_a_stuck_account_is_reported_once_and_does_not_freeze_the_others(deploym
     assert first.returncode == 1 and first.stderr.count("\n") == 1
     assert first.stderr.startswith("escapia-ical: error: stuck: not synced: pid 4242 since ")
     assert "holds its lock, longer than a run may last" in first.stderr
-    assert (second.returncode, second.stderr) == (0, ""), "reported once"
+    assert (second.returncode, second.stderr) == (1, ""), "said once; exit 1 while not synced"
     assert sorted(p.name for p in (deployment.output / "other").iterdir()) == sorted(
         deployment.feed(u, "other").name for u in deployment.sandbox.unit_ids())
     assert not (deployment.output / "stuck").exists()
@@ -317,3 +317,10 @@ def test_accept_with_nothing_held(deployment):
     assert deployment.run("accept", "--account", "nope").returncode == 2
     recorded = json.loads((deployment.state / "status.json").read_text())["accounts"]["sandbox"]["accepted"]
     assert [(a["by"], a["units"], a["whole_account"]) for a in recorded] == [("ops", [], True)]
+
+
+def test_accept_says_why_it_cannot_run_while_the_account_is_synced(deployment):
+    with hold_lock(deployment, "sandbox", dt.datetime.now(dt.UTC)):
+        result = deployment.run("accept", "--account", "sandbox", "--wait", "0.5")
+    assert result.returncode == 75
+    assert "account 'sandbox' is being synced by pid 4242" in result.stderr

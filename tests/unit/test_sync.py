@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 from collections import Counter
@@ -49,6 +50,15 @@ class ScriptedSource:
         if isinstance(answer, Exception):
             raise answer
         return UnitCalendar(tuple(answer), tuple(self.covered.get(unit.id, [(window.start, window.end)])))
+
+    # An HSAPI change feed where nothing ever changes (full mode reads it for evidence).
+    largest_change_page = 0
+
+    def recent_version(self, deadline=None):
+        return 0
+
+    def changes_since(self, version, deadline=None, *, known_end=None):
+        return [], version
 
     def explain(self, unit, nights):
         self.requests_by_operation["explain"] += 1
@@ -326,3 +336,50 @@ def test_a_booking_the_feed_knew_stays_known_through_a_gap_in_coverage(world):
     unit = sync(now=minutes(10)).accounts["a"].units[0]
     assert unit.held, "a loss of a known booking, unexplained, hidden by the gap before"
     assert (100, 105) in shown(config)
+
+
+def test_the_night_the_window_gains_is_blocked_until_the_unit_is_fetched(tmp_path, monkeypatch):
+    """The daily roll re-renders an unchanged unit without asking Escapia: the night that
+    just entered the window was never asked about, so it is blocked, not free."""
+    source = ScriptedSource({"1": [nights(1, 3)]})
+    monkeypatch.setattr("escapia_ical.sync.runner.make_source", lambda *a, **k: source)
+    account = HsapiAccount(name="a", pmcid="1", client_id="id", client_secret=SECRET,
+                           http=HttpPolicy(max_concurrency=1))  # incremental: unchanged units roll
+    config = Config(tmp_path / "c.yaml", tmp_path / "out", tmp_path / "state", FeedSettings(future_days=30),
+                    (account,))
+    run_sync(config, SyncOptions(today=TODAY, now=lambda: T0))
+    later = T0 + dt.timedelta(hours=2)  # past midnight: a new day, no change, no reconcile due yet
+    report = run_sync(config, SyncOptions(today=TODAY + dt.timedelta(days=1), now=lambda: later))
+    assert report.ok and source.requests_by_operation["fetch"] == 1, "rolled, not fetched"
+    assert shown(config) == [(1, 3), (30, 31)]
+    source.calendars["1"] = [nights(1, 3)]  # fetched again (the reconcile): the placeholder goes
+    report = run_sync(config, SyncOptions(today=TODAY + dt.timedelta(days=1), now=lambda: later, full=True))
+    assert report.ok and shown(config) == [(1, 3)]
+
+
+def test_unreadable_stored_ranges_fall_back_to_the_published_file(world):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({"1": [nights(1, 11)]})
+    sources["b"] = ScriptedSource({})
+    sync()
+    path = config.state_dir / "accounts" / "a" / "feeds.json"
+    data = json.loads(path.read_text())
+    data["1.ics"]["ranges"] += " x"
+    path.write_text(json.dumps(data))
+    sources["a"].calendars["1"] = []
+    unit = sync(now=minutes(5)).accounts["a"].units[0]
+    assert unit.held and shown(config) == [(1, 11)]
+
+
+def test_the_status_keeps_the_holds_when_the_account_then_fails(world):
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({str(u): [nights(u, u + 5)] for u in range(1, 9)})
+    sources["b"] = ScriptedSource({})
+    sync()
+    for u in ("1", "2", "3"):
+        sources["a"].calendars[u] = []
+    sync(now=minutes(5))
+    sources["a"].listing = SourceError("SearchUnitSummaries: HTTP 502")
+    result = sync(now=minutes(10)).accounts["a"]
+    assert result.error == "SearchUnitSummaries: HTTP 502"
+    assert result.breaker is not None and set(result.holds) == {"1", "2", "3"}
