@@ -58,11 +58,15 @@ class Hold:
     booked: bool = False  # an independent view says some of the nights are still booked
     breaker: bool = False  # held by the account breaker: only `accept` publishes it
     accepted: Acceptance | None = None
+    # The future nights the feed knew as blocked when the hold began; None: not recorded.
+    # What the feed gained since (from answers not trusted to free) may go again.
+    known: list[Span] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"since": self.since.isoformat(), "seen": self.seen.isoformat(),
                 "lost": spans.encode(self.lost), "booked": self.booked, "breaker": self.breaker,
-                "accepted": self.accepted.to_json() if self.accepted else None}
+                "accepted": self.accepted.to_json() if self.accepted else None,
+                "known": None if self.known is None else spans.encode(self.known)}
 
     @classmethod
     def from_json(cls, data: Any) -> Hold:
@@ -71,8 +75,9 @@ class Hold:
         if lost is None or not all(isinstance(flag, bool) for flag in flags):
             raise ValueError("a hold needs 'lost', 'booked' and 'breaker'")
         accepted = Acceptance.from_json(data["accepted"]) if data.get("accepted") else None
+        known = None if data.get("known") is None else spans.decode(data["known"])
         return cls(_moment(data.get("since")), _moment(data.get("seen")), lost, data["booked"],
-                   data["breaker"], accepted)
+                   data["breaker"], accepted, known)
 
 
 @dataclass

@@ -158,7 +158,11 @@ class PublishPolicy:
         base = list(a.answer.ranges) + [BlockedRange(s, e) for s, e in a.uncovered]
         hold = self.book.holds.get(a.unit_id)
         accepted = hold.accepted.nights if hold and hold.accepted else []
-        settled = spans.union(a.shown, accepted)  # may be freed whatever else happens
+        before = spans.clip(((r.start, r.end) for r in a.previous), *self.future)
+        # While held, the feed took in what the (untrusted) answers added: once a view shows
+        # those nights free they may go again, breaker or not (a shifted calendar's nights).
+        gained = spans.subtract(before, hold.known) if hold and hold.known is not None else []
+        settled = spans.union(a.shown, accepted, spans.intersect(a.free, gained))  # freed whatever else
         suspect = spans.subtract(a.lost, settled)
         if not suspect:
             self.book.holds.pop(a.unit_id, None)
@@ -172,7 +176,8 @@ class PublishPolicy:
         booked = bool(spans.intersect(suspect, a.booked)) or (agrees and hold is not None and hold.booked)
         since = hold.since if agrees and hold else self.now
         # An acceptance is used by the first answer judged after it; it never carries over.
-        new = Hold(since, self.now, suspect, booked, breaker=self.book.breaker is not None)
+        new = Hold(since, self.now, suspect, booked, breaker=self.book.breaker is not None,
+                   known=hold.known if hold and hold.known is not None else before)
         self.book.holds[a.unit_id] = new
         # Old and new, minus only what is settled: a held feed loses no other night, not
         # even a past one (its answer is not trusted), and keeps its stays' boundaries.

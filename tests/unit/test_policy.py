@@ -262,3 +262,35 @@ def test_hold_state_survives_a_round_trip_and_bad_parts_are_dropped(tmp_path, ca
     for bad in ("[]", '{"version": 2, "units": {}}', "{", '{"version": 1, "units": []}'):
         (tmp_path / "policy.json").write_text(bad)
         assert HoldBook.load(tmp_path).holds == {}
+
+
+def test_what_a_held_feed_gained_from_a_wrong_answer_goes_again_when_the_view_shows_it_free(policy, tmp_path):
+    """A shifted calendar for every unit: the breaker holds the old nights and the feeds
+    gain the shifted ones. When Escapia is right again, the shifted nights (which the view
+    shows free) go, the old ones stay, and the breaker releases itself: no accept needed."""
+    book = HoldBook(tmp_path / "policy.json")
+    old, moved = [r(D(2028, 1, 1), D(2028, 1, 5))], [r(D(2028, 1, 31), D(2028, 2, 4))]
+    p = policy(book=book)
+    published = {}
+    for unit in "abc":
+        v = verdict(p, old, answer(*moved), view(booked=old), unit=unit)
+        published[unit] = v.ranges
+    p.finish(3)
+    assert book.breaker is not None and all(sorted(v) == sorted(old + moved) for v in published.values())
+    p = policy(book=book, now=T0 + dt.timedelta(minutes=5))
+    for unit in "abc":
+        v = verdict(p, published[unit], answer(*old), view(booked=old), unit=unit)
+        assert v.kind == "explained" and v.ranges == old
+    p.finish(3)
+    assert book.breaker is None and book.holds == {}
+
+
+def test_a_booking_known_before_the_hold_still_needs_more_than_a_view(policy, tmp_path):
+    book = HoldBook(tmp_path / "policy.json")
+    old = [r(D(2028, 1, 1), D(2028, 1, 5))]
+    p = policy(book=book)
+    for unit in "abc":
+        verdict(p, old, answer(), view(booked=old), unit=unit)
+    p.finish(3)
+    p = policy(book=book, now=T0 + dt.timedelta(minutes=5))  # now the view empties too
+    assert verdict(p, old, answer(), view(), unit="a").kind == "held"
