@@ -2,10 +2,14 @@
 
 Layout::
 
-    state_dir/sync.lock                   the overlap lock (lock.py)
-    state_dir/status.json                 the last run's outcomes (status.py)
+    state_dir/status.json                     the last runs' outcomes (status.py)
+    state_dir/status.lock                     turns at status.json (sync/lock.py)
+    state_dir/accounts/<account>/sync.lock    one run at a time per account (sync/lock.py)
+    state_dir/accounts/<account>/identity.json  whose state this is (sync/identity.py)
     state_dir/accounts/<account>/token.json   a cached bearer token (a secret)
-    state_dir/accounts/<account>/feeds.json   per feed: content digest and DTSTAMP
+    state_dir/accounts/<account>/feeds.json   per feed: digest, DTSTAMP, ranges (sync/stamps.py)
+    state_dir/accounts/<account>/changes.json the change-feed cursor (sync/incremental.py)
+    state_dir/accounts/<account>/policy.json  held losses, the breaker (feeds/holds.py)
 
 Every file is written atomically, so a crash leaves the old state or the new one, and never
 through a symbolic link below state_dir. State that cannot be read, or is not the expected

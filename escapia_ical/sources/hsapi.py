@@ -1,32 +1,27 @@
 """HSAPI, Escapia's REST API: units and their non-availability.
 
-Contract: ../shared/escapia/hsapi-openapi-extract.json. Bearer tokens are cached in
-state_dir (0600) and reused across runs until they expire; a 401 triggers one refresh and
-one retry of the call.
+Contract: ../shared/escapia/hsapi-openapi-extract.json. Bearer tokens (hsapi_tokens.py)
+are cached in state_dir (0600) and reused across runs until they expire; a 401 triggers one
+refresh and one retry of the call.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import math
-import re
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from escapia_ical.config import HsapiAccount
-from escapia_ical.errors import AuthError, DeadlineReached, PublishError, SourceError, UnitNotFound
+from escapia_ical.errors import AuthError, DeadlineReached, SourceError, UnitNotFound
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.ranges import range_from_api
 from escapia_ical.feeds.spans import Span
-from escapia_ical.logs import register_secret
 from escapia_ical.model import Explanation, FeedWindow, Unit, UnitCalendar
 from escapia_ical.sources import Notes
-from escapia_ical.sources.dates import parse_api_date
 from escapia_ical.sources.hsapi_decode import (
     Change,
     Reservation,
@@ -37,8 +32,9 @@ from escapia_ical.sources.hsapi_decode import (
     parse_reservation_page,
     parse_unit_page,
 )
+from escapia_ical.sources.hsapi_tokens import BearerTokens
 from escapia_ical.sources.http import HttpClient, HttpStatusError, Sleep
-from escapia_ical.state import AccountState, read_json, write_json
+from escapia_ical.state import AccountState
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +54,6 @@ RESERVATIONS_VIEW = "Escapia's reservations"
 PAGE_SIZE = 100
 MAX_PAGES = 10_000
 CHANGES_CLOSE = 200  # recent_version stops this close to the current version
-TOKEN_MARGIN = dt.timedelta(seconds=60)  # never send a token this close to its expiry
-# A token goes into a header: printable ASCII only (no CR/LF that would split it).
-_BEARER = re.compile(r"Bearer [\x21-\x7e]{1,4096}")
 
 
 class HsapiSource:
@@ -74,10 +67,8 @@ class HsapiSource:
         self.responses_by_status = self.http.responses_by_status
         self.notes = Notes()
         self.largest_change_page = 0  # the most changes one GetReservationChanges answer held
-        self._token_path = AccountState(state_dir, account.name).token_path
-        self._now = now or (lambda: dt.datetime.now(dt.UTC))
-        self._authorization: str | None = None
-        self._token_lock = threading.Lock()
+        self.tokens = BearerTokens(account, self.http, AccountState(state_dir, account.name).token_path,
+                                   now or (lambda: dt.datetime.now(dt.UTC)))
 
     # -- the Source interface -------------------------------------------------------
 
@@ -245,7 +236,8 @@ class HsapiSource:
         url = f"{self.account.base_url}/hsapi/{operation}"
         headers = {**API_HEADERS, "x-homeaway-hasp-api-pmcid": self.account.pmcid}
         for refreshed in (False, True):
-            headers["Authorization"] = self._bearer(refresh=refreshed, failed=headers.get("Authorization"))
+            headers["Authorization"] = self.tokens.header(refresh=refreshed,
+                                                          failed=headers.get("Authorization"))
             try:
                 result = self.http.request(method, url, operation=operation, headers=headers, json=json,
                                            params=params)
@@ -258,76 +250,3 @@ class HsapiSource:
                 continue
             return parse_json(result.body, operation)
         raise AssertionError("unreachable")
-
-    def _bearer(self, *, refresh: bool, failed: str | None = None) -> str:
-        """Return the Authorization header to send. With ``refresh``, ``failed`` is the one
-        that got a 401: a new token is fetched unless another thread already did."""
-        with self._token_lock:  # one token fetch, however many threads need one
-            if self._authorization and (not refresh or self._authorization != failed):
-                return self._authorization
-            return self._bearer_locked(refresh)
-
-    def _bearer_locked(self, refresh: bool) -> str:
-        cached = None if refresh else read_json(self._token_path)
-        if isinstance(cached, dict) and cached.get("fingerprint") == self._fingerprint():
-            try:
-                expires = dt.datetime.fromisoformat(cached["expiration"])
-                if self._now() + TOKEN_MARGIN < expires and _BEARER.fullmatch(cached["authorization"]):
-                    self._authorization = cached["authorization"]
-                    register_secret(self._authorization.removeprefix("Bearer "))
-                    return self._authorization
-            except (KeyError, TypeError, ValueError, AttributeError):
-                pass
-        self._authorization = self._new_token()
-        return self._authorization
-
-    def _new_token(self) -> str:
-        url = f"{self.account.base_url}/hsapi/auth/token"
-        try:
-            # UTF-8 bytes: requests would encode str credentials as latin-1 and fail on "€".
-            credentials = (self.account.client_id.encode(), self.account.client_secret.encode())
-            result = self.http.request("GET", url, operation="auth/token", auth=credentials)
-        except HttpStatusError as exc:
-            if exc.status in (401, 403):
-                raise AuthError(f"auth/token: credentials refused (HTTP {exc.status})") from None
-            raise
-        body = parse_json(result.body, "auth/token")
-        if not isinstance(body, dict):
-            raise SourceError("auth/token: expected a TokenCreationResult object")
-        header = body.get("authorizationHeaderValue")
-        if not (isinstance(header, str) and _BEARER.fullmatch(header)):
-            encoded = body.get("encodedId")
-            if not isinstance(encoded, str) or not _BEARER.fullmatch(f"Bearer {encoded}"):
-                raise SourceError("auth/token: answer holds no usable token "
-                                  "(authorizationHeaderValue or encodedId)")
-            header = f"Bearer {encoded}"
-        register_secret(header.removeprefix("Bearer "))  # never in a log line, whatever logs it
-        expires = _parse_expiration(body.get("expiration"))
-        if expires is None:
-            log.warning("%s: token answer has no usable expiration; not caching it", self.account.name)
-        else:
-            try:
-                write_json(self._token_path, {"fingerprint": self._fingerprint(),
-                                              "expiration": expires.isoformat(), "authorization": header})
-            except PublishError as exc:  # the token works; only its reuse is lost
-                log.warning("%s: %s; the token is not cached", self.account.name, exc)
-        return header
-
-    def _fingerprint(self) -> str:
-        """Identify the credentials a cached token belongs to, without storing them."""
-        material = "\0".join((self.account.base_url, self.account.client_id, self.account.client_secret))
-        return hashlib.sha256(material.encode()).hexdigest()
-
-
-def _parse_expiration(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        expires = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            day = parse_api_date(value, "expiration")
-        except SourceError:
-            return None
-        expires = dt.datetime.combine(day, dt.time())
-    return expires if expires.tzinfo else expires.replace(tzinfo=dt.UTC)
