@@ -49,47 +49,16 @@ redirect           status=307, location=None  ``status`` (307/308) to ``location
                                               same path on http://127.0.0.1:9, another origin)
 =================  =========================  ===============================================
 
-fault               params (defaults)  what the client gets
-==================  =================  ==================================================
-same_answer         source="1020-101"  ``source``'s calendar for the asked range under the
-                                       asked unit's UnitCode/UnitName (a cache-key
-                                       collision); ``source``'s own answer is untouched
-shift               days=30            every blocked range moved ``days`` (may be < 0):
-                                       HSAPI start/endDate, EscapiaNET StartDate/EndDate
-                                       with the string unchanged
-flaky               every=3            every ``every``-th calendar answer empty (HSAPI
-                                       ``[]``, EscapiaNET all ``A``), for ever; one counter
-                                       per fault, each unit of a batch counts
-short_string        keep=3             EscapiaNET: DailyAvailability cut to ``keep``
-                                       characters, StartDate/EndDate still the whole range
-short_coverage      days=3             EscapiaNET: the segment covers its first ``days``
-                                       days only (string cut, EndDate = StartDate+days-1)
-duplicate_calendar  conflict=True      EscapiaNET: the unit's calendar twice in the answer
-                                       (batch UnitCalendarAvail, per unit
-                                       UnitCalendarAvailSegments); the copy all ``A`` with
-                                       ``conflict``, else identical
-==================  =================  ==================================================
-
-All of these are invented failure modes, modelled on what a review saw or feared; the
-published artefacts (HSAPI's OpenAPI, EscapiaNET's WSDLs and schema classes) are silent on
-each: nothing says an answer is computed for the request that asked (EscapiaNET only flags
-``@CachedData``), that dates are never offset, that an empty list or an all-``A`` string is
-never transient, that ``DailyAvailability``'s length matches StartDate/EndDate or the asked
-range (the batch's span is the server's choice), or that a unit appears once per answer. A
-``flaky`` fault with ``times`` counts the answers it emptied (a batch is one).
-=======
 ``trickle`` and ``redirect`` model the network and proxies in front of Escapia (a stalled
 link, a captive portal, a misconfigured load balancer), not Escapia's contract.
 
 Consistent wrongness: answers that parse
 ----------------------------------------
 Content faults whose answers are well-formed and name the asked unit, yet are wrong: empty,
-another unit's, shifted, or shorter than asked (:mod:`.wrong_answers`). Without ``op`` they
-change only calendar answers (GetUnitNonAvailability, UnitCalendarAvail, UnitCalendarAvailBatch)
-and never SearchReservationSummaries, GetReservationById or GetReservationChanges, which keep
-telling the truth; ``unit`` picks one unit's calendar, also inside a batch.
+another unit's, shifted, or shorter than asked. They are listed, with what the published
+artefacts say of each (nothing), in :mod:`.wrong_answers`: same_answer, shift, flaky,
+short_string, short_coverage, duplicate_calendar.
 
-==================  =================  ===========================================
 A fault that cannot change an answer (a JSON fault on XML, a content fault on an error
 answer, a unit not in the batch) lets it pass and is not counted. The request log records
 the faults that fired on each request (``"faults"``).

@@ -1,11 +1,41 @@
 """Consistent wrongness: content faults whose answers parse, name the asked unit and are still
-wrong (the second table of :mod:`.faults`), so only a publish policy can catch them.
+wrong (listed below; :mod:`.faults` applies them), so only a publish policy can catch them.
 
 They change calendar answers only, whatever ``op`` says: HSAPI GetUnitNonAvailability (one
 calendar), EscapiaNET UnitCalendarAvail (one ``UnitCalendarAvailSegments``) and
 UnitCalendarAvailBatch (one ``UnitCalendarAvail`` per unit; ``unit`` picks one of them). The
 change feed and the reservation operations keep telling the truth. The sandbox sends one
 segment per calendar, covering the requested range (the batch: :meth:`Sandbox.batch_range`).
+
+==================  =================  ==================================================
+fault               params (defaults)  what the client gets
+==================  =================  ==================================================
+same_answer         source="1020-101"  ``source``'s calendar for the asked range under the
+                                       asked unit's UnitCode/UnitName (a cache-key
+                                       collision); ``source``'s own answer is untouched
+shift               days=30            every blocked range moved ``days`` (may be < 0):
+                                       HSAPI start/endDate, EscapiaNET StartDate/EndDate
+                                       with the string unchanged
+flaky               every=3            every ``every``-th calendar answer empty (HSAPI
+                                       ``[]``, EscapiaNET all ``A``), for ever; one counter
+                                       per fault, each unit of a batch counts
+short_string        keep=3             EscapiaNET: DailyAvailability cut to ``keep``
+                                       characters, StartDate/EndDate still the whole range
+short_coverage      days=3             EscapiaNET: the segment covers its first ``days``
+                                       days only (string cut, EndDate = StartDate+days-1)
+duplicate_calendar  conflict=True      EscapiaNET: the unit's calendar twice in the answer
+                                       (batch UnitCalendarAvail, per unit
+                                       UnitCalendarAvailSegments); the copy all ``A`` with
+                                       ``conflict``, else identical
+==================  =================  ==================================================
+
+All of these are invented failure modes, modelled on what a review saw or feared; the
+published artefacts (HSAPI's OpenAPI, EscapiaNET's WSDLs and schema classes) are silent on
+each: nothing says an answer is computed for the request that asked (EscapiaNET only flags
+``@CachedData``), that dates are never offset, that an empty list or an all-``A`` string is
+never transient, that ``DailyAvailability``'s length matches StartDate/EndDate or the asked
+range (the batch's span is the server's choice), or that a unit appears once per answer. A
+``flaky`` fault with ``times`` counts the answers it emptied (a batch is one).
 """
 
 from __future__ import annotations
