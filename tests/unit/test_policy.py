@@ -50,6 +50,15 @@ def verdict(p, previous, new, explain=no_view, unit="u"):
     return p.decide(p.assess(unit, previous, new, explain))
 
 
+def tripped(policy, book, old, units="abc"):
+    """Return after a run in which ``units`` lost ``old`` without explanation: the breaker is set."""
+    p = policy(book=book)
+    for unit in units:
+        verdict(p, old, answer(), unit=unit)
+    p.finish(len(units))
+    assert book.breaker is not None
+
+
 def test_only_future_nights_of_the_window_can_be_lost(policy):
     p = policy()
     stays = [r(TODAY - dt.timedelta(days=3), TODAY + dt.timedelta(days=1)),  # crosses today
@@ -155,11 +164,7 @@ def test_the_breaker_needs_enough_units_and_a_large_enough_share(policy, losing,
 def test_the_breaker_releases_itself_once_no_loss_is_held(policy, tmp_path):
     book = HoldBook(tmp_path / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5))]
-    p = policy(book=book)
-    for unit in "abc":
-        verdict(p, old, answer(), unit=unit)
-    p.finish(3)
-    assert book.breaker is not None
+    tripped(policy, book, old)
     p = policy(book=book, now=T0 + dt.timedelta(minutes=5))
     for unit in "abc":
         assert verdict(p, old, answer(*old), unit=unit).kind == "published"
@@ -216,10 +221,7 @@ def test_a_view_that_shows_everything_free_counts_towards_the_breaker(policy, tm
 def test_the_change_feed_frees_nights_even_under_the_breaker(policy, tmp_path):
     book = HoldBook(tmp_path / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5))]
-    p = policy(book=book)
-    for unit in "abc":
-        verdict(p, old, answer(), unit=unit)
-    p.finish(3)
+    tripped(policy, book, old)
     p = policy(book=book, evidence={"a": [(D(2028, 1, 1), D(2028, 1, 5))]}, now=T0 + dt.timedelta(minutes=5))
     assert verdict(p, old, answer(), unit="a").kind == "explained"
 
