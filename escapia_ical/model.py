@@ -49,6 +49,10 @@ class FeedWindow:
     def around(cls, today: dt.date, past_days: int, future_days: int) -> FeedWindow:
         return cls(today - dt.timedelta(days=past_days), today + dt.timedelta(days=future_days))
 
+    def future(self, today: dt.date) -> tuple[dt.date, dt.date]:
+        """Return the window's nights from ``today`` on: the ones a channel can still sell."""
+        return max(today, self.start), self.end
+
 
 @dataclass(frozen=True)
 class UnitCalendar:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from escapia_ical.feeds import spans
 from escapia_ical.state import kind_of, read_json, warn_shape, write_json
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def record_acceptance(state_dir: Path, account: str, by: str, at: dt.datetime,
     entry = status["accounts"].setdefault(account, {"units": {}})
     history = entry.get("accepted") if isinstance(entry.get("accepted"), list) else []
     history.append({"by": by, "at": _iso(at), "units": [unit for unit, _ in accepted], "whole_account": whole,
-                    "nights": sum(sum((e - s).days for s, e in hold.lost) for _, hold in accepted)})
+                    "nights": sum(spans.count(hold.lost) for _, hold in accepted)})
     entry["accepted"] = history[-20:]
     write_json(status_path(state_dir), status)
 

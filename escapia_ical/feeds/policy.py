@@ -98,7 +98,7 @@ class PublishPolicy:
                  window: FeedWindow, now: dt.datetime, evidence: dict[str, list[Span]] | None = None):
         self.account, self.settings, self.book = account, settings, book
         self.window, self.now = window, now
-        self.future = (max(today, window.start), window.end)
+        self.future = window.future(today)
         self.evidence = evidence or {}  # unit -> nights the change feed shows freed this run
         # Read by worker threads: a snapshot, so they never see the book change under them.
         self._accepted = {u: list(h.accepted.nights) for u, h in book.holds.items() if h.accepted}

@@ -122,7 +122,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     # HSAPI follows the change feed in both modes: in full mode every unit is fetched all
     # the same, but the feed still *shows* which stays were cancelled, moved or shortened.
     tracker = ChangeTracker(account, state) if account.api == "hsapi" else None
-    full = options.full or getattr(account, "mode", "") == "full"
+    full = options.full or (tracker is not None and account.mode == "full")
     plan = (tracker.plan(source, options.now(), full=full, deadline=run.deadline,
                          held=set(book.holds)) if tracker else None)
     listed = plan.units if plan else source.list_units()
@@ -216,7 +216,7 @@ def preview_feed(config: Config, account: Account, source: Source, unit: Unit) -
     stamps = AccountState(config.state_dir, account.name).feed_stamps()
     path = config.output_dir / account.name / account_feed_filename(account, unit.id)
     answer = source.calendar(unit, window)
-    uncovered = spans.subtract([(max(dt.date.today(), window.start), window.end)], answer.covered)
+    uncovered = spans.subtract([window.future(dt.date.today())], answer.covered)
     blocks = feed_blocks([*answer.ranges, *(BlockedRange(s, e) for s, e in uncovered)], window)
     content, _ = build_feed(config, account, unit, blocks, previous_entry(stamps, unit.id, path),
                             dt.datetime.now(dt.UTC), uncovered)

@@ -146,8 +146,7 @@ def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcom
     # Nights the window gained since the unit was last fetched were never asked about:
     # blocked, as placeholders, until the unit is fetched (by its reconcile at the latest).
     through = asked_through(previous, run.config.feeds.future_days) or run.window.end
-    gained = spans.subtract([(max(run.today, run.window.start), run.window.end)],
-                            [(run.window.start, through)])
+    gained = spans.subtract([run.window.future(run.today)], [(run.window.start, through)])
     unknown = spans.union(spans.decode(previous.get("unknown", "")) or [], gained)
     blocks = feed_blocks([*ranges, *(BlockedRange(s, e) for s, e in gained)], run.window)
     publish_unit(run, account, unit, blocks, outcome, stamps, unknown=unknown, through=through)
