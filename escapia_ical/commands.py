@@ -43,13 +43,14 @@ from escapia_ical.sync.lock import account_lock, status_lock
 log = logging.getLogger(__name__)
 
 
-def load(config_path: Path, *, warn: bool = True) -> Config:
+def load(config_path: Path, *, warn: bool = True, secrets: bool = True) -> Config:
     """Load the configuration; show its warnings (once) on stderr unless ``warn`` is off.
+    Without ``secrets``, secret keys are not read from the environment (see load_config).
 
     Its secrets are registered with the logging setup at once, so that no log line shows
     them, whichever library writes it. Raise ConfigError if the file is unusable.
     """
-    config = load_config(config_path)
+    config = load_config(config_path, secrets=secrets)
     for account in config.accounts:
         for secret in account.secrets:
             register_secret(secret)

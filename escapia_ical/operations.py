@@ -16,7 +16,7 @@ from escapia_ical.feeds.publish import remove_feed
 from escapia_ical.prune import find_orphans
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState, write_json
-from escapia_ical.status import account_notes, feed_rows, format_age, load_status, status_path
+from escapia_ical.status import account_notes, feed_rows, format_age, load_status, run_note, status_path
 from escapia_ical.sync.incremental import forget_units
 from escapia_ical.sync.lock import account_lock, status_lock
 
@@ -25,11 +25,12 @@ LOCK_WAIT = 60.0  # seconds prune waits for a sync of the account to finish
 
 
 def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
-    """Print every feed's age, events and last error, and the accounts that need an
-    operator (a loss held by the breaker, a stuck run); return 2 if any feed is older than
-    ``max_age`` (or was never published fresh) or held, or any account is stuck, else 0.
-    Reads state only: no network."""
-    config = load(config_path)
+    """Print every feed's age, events and last error, and what needs an operator: the runs
+    (none finished within ``max_age``), accounts (a failed last run, never synced, a loss
+    held by the breaker, a stuck run); return 2 if anything needs one — a feed older than
+    ``max_age`` (or never published fresh) or held, or any such note — else 0.
+    Reads state only: no network, and no secret is read from the environment."""
+    config = load(config_path, secrets=False)
     now = dt.datetime.now(dt.UTC)
     recorded = load_status(config.state_dir)
     # Only what the config still publishes: removed accounts or units are not stale feeds.
@@ -38,23 +39,28 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
             if wanted.get(r["account"]) == "all" or r["unit"] in wanted.get(r["account"], ())]
     stale = [r for r in rows if r["age_seconds"] is None or r["age_seconds"] > max_age.total_seconds()
              or r["held"]]
-    notes = account_notes(recorded, set(wanted))
+    run = run_note(recorded, now, max_age)
+    notes = ([{"account": None, "problem": run}] if run else []) + account_notes(recorded, set(wanted))
     if as_json:
         click.echo(json.dumps({"max_age_seconds": max_age.total_seconds(), "stale": len(stale),
-                               "accounts": notes, "feeds": rows}, indent=1, ensure_ascii=False))
-    elif not rows and not notes:
-        click.echo(f"no feeds recorded yet in {status_path(config.state_dir)}")
+                               "ok": not (stale or notes or not rows), "run": recorded.get("run"),
+                               "problems": notes, "accounts": [n for n in notes if n["account"]],
+                               "feeds": rows}, indent=1, ensure_ascii=False))
     else:
         for note in notes:
-            click.echo(one_line(f"{note['account']}: {note['problem']}"))
-        # Unit ids and errors come from Escapia: escaped, so that none can forge a row.
-        names = [one_line(f"{r['account']}/{r['unit']}") for r in rows]
-        width = max([*map(len, names), 4])
-        click.echo(f"{'FEED'.ljust(width)}  {'AGE':>6}  {'EVENTS':>6}  LAST ERROR")
-        for name, r in zip(names, rows, strict=True):
-            feed, mark = name.ljust(width), "!" if r in stale else " "
-            events, error = "" if r["events"] is None else r["events"], one_line(r["last_error"] or "")
-            click.echo(f"{feed} {mark}{format_age(r['age_seconds']):>6}  {events:>6}  {error}")
+            where = f"{note['account']}: " if note["account"] else ""
+            click.echo(one_line(f"{where}{note['problem']}"))
+        if not rows:
+            click.echo(f"no feeds recorded yet in {status_path(config.state_dir)}")
+        else:
+            # Unit ids and errors come from Escapia: escaped, so that none can forge a row.
+            names = [one_line(f"{r['account']}/{r['unit']}") for r in rows]
+            width = max([*map(len, names), 4])
+            click.echo(f"{'FEED'.ljust(width)}  {'AGE':>6}  {'EVENTS':>6}  LAST ERROR")
+            for name, r in zip(names, rows, strict=True):
+                feed, mark = name.ljust(width), "!" if r in stale else " "
+                events, error = "" if r["events"] is None else r["events"], one_line(r["last_error"] or "")
+                click.echo(f"{feed} {mark}{format_age(r['age_seconds']):>6}  {events:>6}  {error}")
     return EXIT_STALE if stale or notes or not rows else 0
 
 

@@ -1,4 +1,8 @@
-"""What is remembered between runs, in ``state_dir`` (mode 0700, files 0600).
+"""What is remembered between runs, in ``state_dir``.
+
+Modes: state_dir itself 0750 when we create it and ``status.json`` 0640, so that a
+monitoring user in state_dir's group can run ``escapia-ical status`` (see the README,
+"Monitoring"); every folder below is 0700 and every other file 0600 (tokens are secrets).
 
 Layout::
 
@@ -33,6 +37,8 @@ log = logging.getLogger(__name__)
 
 STATE_DIR_MODE = 0o700
 STATE_FILE_MODE = 0o600
+STATE_ROOT_MODE = 0o750  # state_dir: its group may read status.json, nothing below
+SHARED_FILE_MODE = 0o640  # status.json
 _SHOWN_PROBLEMS = 3  # per warning: a file can be wrong in thousands of places
 
 
@@ -65,8 +71,9 @@ def kind_of(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def write_json(path: Path, data: Any, *, state_dir: Path | None = None) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600.
+def write_json(path: Path, data: Any, *, state_dir: Path | None = None,
+               mode: int = STATE_FILE_MODE) -> None:
+    """Write ``data`` to ``path`` atomically with ``mode`` (0600 unless told).
 
     ``state_dir`` (by default the one the layout above gives for ``path``) may be a
     symbolic link; the folders below it are made with mode 0700 and never followed.
@@ -78,7 +85,7 @@ def write_json(path: Path, data: Any, *, state_dir: Path | None = None) -> None:
         make_private_dir(root)
         folder = open_folder(path.parent, root, STATE_DIR_MODE)
         try:
-            write_at(folder, path.name, content, STATE_FILE_MODE)
+            write_at(folder, path.name, content, mode)
         finally:
             os.close(folder)
     except OSError as exc:
@@ -86,7 +93,7 @@ def write_json(path: Path, data: Any, *, state_dir: Path | None = None) -> None:
 
 
 def make_private_dir(folder: Path) -> None:
-    """Create ``folder`` and any missing parents with mode 0700 (mkdir's ``parents``
+    """Create ``folder`` and any missing parents with mode 0750 (mkdir's ``parents``
     would give the parents the umask's mode). For state_dir itself, the operator's folder:
     a link is followed; the folders below it are made by write_json, which never does."""
     missing = []
@@ -94,7 +101,7 @@ def make_private_dir(folder: Path) -> None:
         missing.append(folder)
         folder = folder.parent
     for each in reversed(missing):
-        each.mkdir(mode=STATE_DIR_MODE, exist_ok=True)
+        each.mkdir(mode=STATE_ROOT_MODE, exist_ok=True)
 
 
 def _state_dir_of(path: Path) -> Path:

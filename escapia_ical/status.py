@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from escapia_ical.feeds import spans
-from escapia_ical.state import kind_of, read_json, warn_shape, write_json
+from escapia_ical.state import SHARED_FILE_MODE, kind_of, read_json, warn_shape, write_json
 
 if TYPE_CHECKING:
     from escapia_ical.sync import SyncReport
@@ -167,7 +167,7 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
             stuck.append(f"{account}: not synced: {holder.describe()} holds its lock, longer than a run "
                          "may last; that run may be stuck (its feeds are not updated until it ends)")
         entry["lock_stuck"] = mark
-    write_json(status_path(state_dir), status, state_dir=state_dir)
+    write_json(status_path(state_dir), status, state_dir=state_dir, mode=SHARED_FILE_MODE)
     return status
 
 
@@ -181,7 +181,7 @@ def record_acceptance(state_dir: Path, account: str, by: str, at: dt.datetime,
     history.append({"by": by, "at": _iso(at), "units": [unit for unit, _ in accepted], "whole_account": whole,
                     "nights": sum(spans.count(hold.lost) for _, hold in accepted)})
     entry["accepted"] = history[-20:]
-    write_json(status_path(state_dir), status)
+    write_json(status_path(state_dir), status, mode=SHARED_FILE_MODE)
 
 
 def _plain(counts: Mapping[str, int]) -> dict[str, int]:
@@ -219,13 +219,22 @@ def feed_rows(status: dict[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
 
 
 def account_notes(status: dict[str, Any], accounts: set[str]) -> list[dict[str, str]]:
-    """Return what needs an operator at account level, for ``accounts``: a run that may be
-    stuck holding one, or its breaker holding every unexplained loss."""
+    """Return what needs an operator at account level, for ``accounts``: an account whose
+    last run failed as a whole (wrong password, Escapia down: its feeds then age without a
+    unit error of their own) or that no run has synced yet, a run that may be stuck
+    holding its lock, or its breaker holding every unexplained loss."""
     notes = []
-    for account, entry in sorted(status.get("accounts", {}).items()):
+    entries = status.get("accounts", {})
+    for account in sorted(accounts - set(entries)):
+        notes.append({"account": account, "problem": "never synced (no run has recorded it yet)"})
+    for account, entry in sorted(entries.items()):
         if account not in accounts:
             continue
-        stuck, breaker = entry.get("lock_stuck"), entry.get("breaker")
+        stuck, breaker, error = entry.get("lock_stuck"), entry.get("breaker"), entry.get("last_error")
+        if error:
+            since = entry.get("last_success")
+            notes.append({"account": account, "problem": f"last run failed at {entry.get('last_attempt')}: "
+                          f"{error} (last success: {since or 'never'})"})
         if isinstance(stuck, dict):
             notes.append({"account": account, "problem": f"not synced: pid {stuck.get('pid')} has held its "
                           f"lock since {stuck.get('since')}; that run may be stuck"})
@@ -234,6 +243,19 @@ def account_notes(status: dict[str, Any], accounts: set[str]) -> list[dict[str, 
                           f"{breaker.get('fetched')} units lost nights at once at {breaker.get('since')}; "
                           f"every unexplained loss is held until `escapia-ical accept --account {account}`"})
     return notes
+
+
+def run_note(status: dict[str, Any], now: dt.datetime, max_age: dt.timedelta) -> str | None:
+    """Return why the runs themselves need an operator — none has finished, or the last
+    finished longer than ``max_age`` ago (cron stopped, or every run hangs) — or None."""
+    finished = status.get("run", {}).get("finished")
+    if not finished:
+        return "no sync has finished yet"
+    age = (now - dt.datetime.fromisoformat(finished)).total_seconds()
+    if age > max_age.total_seconds():
+        return (f"the last sync finished {format_age(age)} ago ({finished}), more than --max-age "
+                f"{format_age(max_age.total_seconds())}: is cron running?")
+    return None
 
 
 def format_age(seconds: float | None) -> str:

@@ -55,10 +55,14 @@ class Config:
         return next((a for a in self.accounts if a.name == name), None)
 
 
-def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
+                secrets: bool = True) -> Config:
     """Given a YAML file path (and the environment for ``${VAR}``), return its Config.
 
-    Relative paths in the file resolve against the file's folder, never the cwd.
+    Relative paths in the file resolve against the file's folder, never the cwd. With
+    ``secrets`` off (commands that read state only, such as ``status``), keys that hold
+    secrets (``SECRET_KEYS``) are not expanded: a monitoring user needs no Escapia
+    credentials in its environment. Such a Config must never reach a source.
     Raise ConfigError listing every problem found, one ``FILE:LINE: key: what`` line each,
     sorted by line, if the file is unreadable, is not YAML, or does not validate.
     """
@@ -75,7 +79,8 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> C
     problems = list(doc.problems)
     expanded: set[KeyPath] = set()
     failed: set[KeyPath] = set()
-    data = _expand_env(doc.value, (), environ, problems, expanded, failed)
+    data = _expand_env(doc.value, (), environ, problems, expanded, failed,
+                       skip=(lambda p: False) if secrets else _holds_secret)
 
     def is_sensitive(p: KeyPath) -> bool:
         return p in expanded or any(part in SECRET_KEYS for part in p)
@@ -156,22 +161,31 @@ def _read(path: Path | str, filename: str) -> str:
         raise ConfigError(f"{filename}: cannot read config: not UTF-8 text") from None
 
 
+def _holds_secret(path: KeyPath) -> bool:
+    return any(part in SECRET_KEYS for part in path)
+
+
 def _expand_env(value: Any, path: KeyPath, environ: Mapping[str, str], problems: list[Problem],
-                expanded: set[KeyPath], failed: set[KeyPath]) -> Any:
-    """Given a plain YAML value, return a copy with ``${VAR}`` replaced in every string.
+                expanded: set[KeyPath], failed: set[KeyPath],
+                skip: Callable[[KeyPath], bool]) -> Any:
+    """Given a plain YAML value, return a copy with ``${VAR}`` replaced in every string
+    except those whose path ``skip`` names (kept as written).
 
     Record the paths of expanded strings in ``expanded``, and of strings naming an unset
     variable in ``failed`` (with one Problem per unset variable).
     """
     if isinstance(value, dict):
-        return {k: _expand_env(v, path + (k,), environ, problems, expanded, failed)
+        return {k: _expand_env(v, path + (k,), environ, problems, expanded, failed, skip)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, path + (i,), environ, problems, expanded, failed)
+        return [_expand_env(v, path + (i,), environ, problems, expanded, failed, skip)
                 for i, v in enumerate(value)]
     if not isinstance(value, str) or not _VAR.search(value):
         return value
     expanded.add(path)
+    if skip(path):
+        failed.add(path)  # not validated either: it is never used
+        return value
     for name in dict.fromkeys(_VAR.findall(value)):
         if name not in environ:
             problems.append(Problem(path, f"environment variable {name} is not set"))

@@ -144,3 +144,43 @@ def test_status_ignores_units_no_longer_configured(deployment):
     status = deployment.run("status", "--max-age", "2s")
     assert status.returncode == 0, status.stdout
     assert len(status.stdout.splitlines()) == 2  # the header and the one configured feed
+
+
+def test_status_names_a_failed_account_and_needs_no_secrets(deployment):
+    """A wrong password fails one account as a whole: its feeds have no unit error of their
+    own, so status must say so (and exit 2) — and it must do so for a monitoring user whose
+    environment holds no Escapia credential at all."""
+    write_config(deployment.config, account_yaml() + account_yaml("escapianet-per_unit", name="soap"))
+    assert deployment.run("sync").returncode == 0
+    no_secrets = {"SANDBOX_ID": None, "SANDBOX_SECRET": None, "SANDBOX_SOAP_USER": None,
+                  "SANDBOX_SOAP_PASSWORD": None}
+    fine = deployment.run("status", **no_secrets)
+    assert fine.returncode == 0, fine.stdout + fine.stderr
+    assert fine.stderr == ""
+    assert deployment.run("sync", SANDBOX_SOAP_PASSWORD="wrong").returncode == 1
+    failed = deployment.run("status", **no_secrets)
+    assert failed.returncode == 2
+    line = next(line for line in failed.stdout.splitlines() if line.startswith("soap: "))
+    assert "last run failed at" in line and "497" in line and "last success: 20" in line, line
+    assert not any(line.startswith("sandbox: ") for line in failed.stdout.splitlines())
+    data = json.loads(deployment.run("status", "--json", **no_secrets).stdout)
+    assert data["ok"] is False and [p["account"] for p in data["problems"]] == ["soap"]
+    assert deployment.run("sync").returncode == 0
+    assert deployment.run("status", **no_secrets).returncode == 0
+
+
+def test_status_catches_a_dead_cron_and_an_account_never_synced(deployment):
+    assert deployment.run("sync").returncode == 0
+    status_file = deployment.state / "status.json"
+    recorded = json.loads(status_file.read_text())
+    twenty_minutes_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)).isoformat()
+    recorded["run"]["finished"] = twenty_minutes_ago
+    status_file.write_text(json.dumps(recorded))
+    dead = deployment.run("status", "--max-age", "15m")
+    assert dead.returncode == 2
+    assert dead.stdout.splitlines()[0].startswith("the last sync finished 20m ago"), dead.stdout
+    assert "is cron running?" in dead.stdout.splitlines()[0]
+    assert deployment.run("status", "--max-age", "30m").returncode == 0  # feeds are fresh too
+    write_config(deployment.config, account_yaml() + account_yaml("escapianet-batch", name="later"))
+    never = deployment.run("status", "--max-age", "30m")
+    assert never.returncode == 2 and "later: never synced" in never.stdout

@@ -124,9 +124,10 @@ def test_file_modes(deployment):
     for path in (deployment.output / "sandbox").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     for path in deployment.state.rglob("*"):
-        expected = 0o700 if path.is_dir() else 0o600
+        expected = 0o700 if path.is_dir() else 0o640 if path.name == "status.json" else 0o600
         assert stat.S_IMODE(path.stat().st_mode) == expected, path
-    assert stat.S_IMODE(deployment.state.stat().st_mode) == 0o700
+    # A monitoring user in state_dir's group reads status.json, and nothing else.
+    assert stat.S_IMODE(deployment.state.stat().st_mode) == 0o750
 
 
 def test_tls_verification_is_on_and_plain_http_is_loopback_only(deployment):

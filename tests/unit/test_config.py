@@ -75,9 +75,9 @@ def minimal(tmp_path: Path, extra: str = "", account_extra: str = "", **kw) -> P
     return write(tmp_path, text, **kw)
 
 
-def problems(path: Path, environ: dict[str, str] | None = None) -> list[str]:
+def problems(path: Path, environ: dict[str, str] | None = None, **kw) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        load_config(path, {"SECRET": "s"} if environ is None else environ)
+        load_config(path, {"SECRET": "s"} if environ is None else environ, **kw)
     return caught.value.problems
 
 
@@ -208,6 +208,16 @@ def test_empty_variable_counts_as_set_but_empty(tmp_path):
 def test_environ_defaults_to_os_environ(tmp_path, monkeypatch):
     monkeypatch.setenv("SECRET", "from-os")
     assert load_config(minimal(tmp_path)).accounts[0].client_secret == "from-os"
+
+
+def test_without_secrets_secret_keys_are_not_read_but_the_rest_is(tmp_path):
+    """``status`` loads the config this way: a monitoring user holds no Escapia credential."""
+    path = minimal(tmp_path, extra="healthcheck_url: ${HC}\n", account_extra="    base_url: ${URL}\n")
+    config = load_config(path, {"URL": "https://hsapi.example.org"}, secrets=False)
+    assert config.accounts[0].client_secret == "${SECRET}"  # as written: never used
+    assert config.accounts[0].base_url == "https://hsapi.example.org"
+    assert problems(path, {}, secrets=False) == [
+        f"{path}:10: accounts[0].base_url: environment variable URL is not set"]
 
 
 # --- schema problems --------------------------------------------------------------------
