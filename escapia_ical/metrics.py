@@ -36,8 +36,13 @@ class StatusCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         run = self.status.get("run", {})
-        yield _gauge("escapia_ical_run_finished_timestamp_seconds", "When the last sync finished.",
-                     [], [([], _timestamp(run.get("finished")))])
+        # Timestamps, not ages: an age is computed when the file is written and freezes when
+        # cron stops; `time() - escapia_ical_last_run_timestamp_seconds` keeps growing.
+        finished = [([], _timestamp(run.get("finished")))]
+        yield _gauge("escapia_ical_last_run_timestamp_seconds", "When the last sync finished.", [], finished)
+        yield _gauge("escapia_ical_run_finished_timestamp_seconds",
+                     "When the last sync finished (older name of escapia_ical_last_run_timestamp_seconds).",
+                     [], finished)
         yield _gauge("escapia_ical_run_duration_seconds", "How long the last sync took.",
                      [], [([], run.get("duration_seconds"))])
         yield _gauge("escapia_ical_run_exit_code", "Exit code of the last sync (0 = all fresh).",
@@ -47,6 +52,9 @@ class StatusCollector(Collector):
         success = [([a, u], _timestamp(e.get("last_success"))) for a, u, e in units]
         yield _gauge("escapia_ical_feed_last_success_timestamp_seconds",
                      "When each feed was last published fresh.", ["account", "unit"], success)
+        yield _gauge("escapia_ical_feed_last_change_timestamp_seconds",
+                     "When each feed's content last changed.", ["account", "unit"],
+                     [([a, u], _timestamp(e.get("last_change"))) for a, u, e in units])
         yield _gauge("escapia_ical_feed_age_seconds", "Seconds since each feed was last published fresh.",
                      ["account", "unit"],
                      [(labels, self.now.timestamp() - t) for labels, t in success if t is not None])
@@ -58,6 +66,9 @@ class StatusCollector(Collector):
                      ["account", "unit"], [([a, u], 1 if e.get("held") else 0) for a, u, e in units])
         yield _gauge("escapia_ical_feed_held_nights", "Future nights kept although Escapia frees them.",
                      ["account", "unit"], [([a, u], _held_nights(e.get("held"))) for a, u, e in units])
+        yield _gauge("escapia_ical_account_last_success_timestamp_seconds",
+                     "When a run last synced the account without an account-level failure.", ["account"],
+                     [([a], _timestamp(e.get("last_success"))) for a, e in accounts.items()])
         yield _gauge("escapia_ical_account_breaker", "1 while the breaker holds every unexplained loss.",
                      ["account"], [([a], 1 if e.get("breaker") else 0) for a, e in accounts.items()])
         yield _gauge("escapia_ical_account_lock_stuck", "1 while a run that may be stuck holds the account.",

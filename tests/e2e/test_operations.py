@@ -55,6 +55,11 @@ def test_metrics_file(deployment):
     assert 'escapia_ical_feed_failing{account="sandbox",unit="1020-105"} 1.0' in text
     assert 'escapia_ical_feed_failing{account="sandbox",unit="1020-101"} 0.0' in text
     assert "escapia_ical_run_exit_code 1.0" in text
+    # Timestamps, so that `time() - …` keeps growing when cron stops.
+    last_run = float(re.search(r"^escapia_ical_last_run_timestamp_seconds (\S+)$", text, re.M).group(1))
+    assert abs(last_run - dt.datetime.now(dt.UTC).timestamp()) < 60
+    assert re.search(r'^escapia_ical_account_last_success_timestamp_seconds\{account="sandbox"\} \S+$', text, re.M)
+    assert text.count("escapia_ical_feed_last_change_timestamp_seconds{") == units - 1
     assert re.search(r'escapia_ical_requests_total\{account="sandbox",operation="GetUnitNonAvailability",'
                      r'status="503"\} 3\.0', text), text
     assert f'escapia_ical_feeds_rewritten_total{{account="sandbox"}} {units - 1}.0' in text

@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import logging
+import re
 import stat
 from collections import Counter
 from pathlib import Path
@@ -126,3 +127,17 @@ def test_unreadable_status_is_absent_with_one_warning(tmp_path, caplog, content)
     with caplog.at_level(logging.WARNING):
         assert load_status(tmp_path) == {"version": 1, "accounts": {}}
     assert len(caplog.records) == 1 and "status.json is unreadable" in caplog.text
+
+
+def test_the_grafana_dashboard_uses_only_metrics_we_write(tmp_path):
+    """config/grafana-dashboard.json must not chart a metric name that does not exist."""
+    from escapia_ical.metrics import write_metrics
+
+    record_run(tmp_path, report(), T1, T1, 0)
+    written = tmp_path / "m.prom"
+    write_metrics(written, json.loads((tmp_path / "status.json").read_text()), T2)
+    names = set(re.findall(r"^# TYPE (\w+) (\w+)", written.read_text(), re.M))
+    exposed = {n for n, kind in names} | {f"{n}_total" for n, kind in names if kind == "counter"}
+    dashboard = json.loads((Path(__file__).parents[2] / "config" / "grafana-dashboard.json").read_text())
+    used = {m for p in dashboard["panels"] for t in p["targets"] for m in re.findall(r"escapia_ical_\w+", t["expr"])}
+    assert used and used <= exposed, used - exposed
