@@ -7,6 +7,7 @@ Exit codes (documented in the README):
   70 internal error (a bug: please report it, with the output of -v)
   75 another sync holds the lock (EX_TEMPFAIL: cron simply tries again next tick)
   130/143 interrupted (Ctrl-C) / stopped by SIGTERM: what was done is kept
+  141 the reader of stdout went away (`status | head`): nothing more is said
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import click
 from escapia_ical import __version__, commands, operations
 from escapia_ical.config.positions import one_line
 from escapia_ical.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_INTERNAL,
@@ -58,6 +60,10 @@ verbosity_options = [
     click.option("-v", "--verbose", count=True, help="More detail on stderr (-vv: debug)."),
     click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
 ]
+
+
+def _verbosity(verbose: int, quiet: bool) -> int:
+    return -1 if quiet else verbose
 
 
 def with_verbosity(function):
@@ -137,18 +143,20 @@ class AgeParam(click.ParamType):
 @click.option("--max-age", type=AgeParam(), default="15m", show_default=True,
               help="Exit 2 if any feed was last published fresh longer ago (90s, 15m, 2h, 1d).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def status(config_path, max_age, as_json) -> None:
+@with_verbosity
+def status(config_path, max_age, as_json, verbose, quiet) -> None:
     """Show every feed's age, events and last error (no network). For Nagios/monit."""
-    _run(lambda: operations.status(config_path, max_age, as_json), 0)
+    _run(lambda: operations.status(config_path, max_age, as_json), _verbosity(verbose, quiet))
 
 
 @cli.command()
 @config_option
 @click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only this account (repeatable).")
 @click.option("--base-url", metavar="URL", help="Where nginx serves output/, e.g. https://feeds.example.com")
-def feeds(config_path, accounts, base_url) -> None:
+@with_verbosity
+def feeds(config_path, accounts, base_url, verbose, quiet) -> None:
     """Print each unit's public feed URL, for pasting into Airbnb, Vrbo and others."""
-    _run(lambda: operations.feeds(config_path, accounts, base_url), 0)
+    _run(lambda: operations.feeds(config_path, accounts, base_url), _verbosity(verbose, quiet))
 
 
 @cli.command()
@@ -159,11 +167,12 @@ def feeds(config_path, accounts, base_url) -> None:
 @click.option("--by", metavar="NAME", help="Who accepts, for the status (default: your user name).")
 @click.option("--wait", type=click.FloatRange(0, 3600), default=60, show_default=True, metavar="SECONDS",
               help="How long to wait for a running sync of the account to finish.")
-def accept(config_path, account, units, by, wait) -> None:
+@with_verbosity
+def accept(config_path, account, units, by, wait, verbose, quiet) -> None:
     """Publish held losses of blocked nights at the next sync (the publish policy keeps a
     feed's nights when Escapia frees them without explanation, or when many units lose
     nights at once). Also accepts an empty unit list once."""
-    _run(lambda: commands.accept(config_path, account, units, by, wait), 0)
+    _run(lambda: commands.accept(config_path, account, units, by, wait), _verbosity(verbose, quiet))
 
 
 @cli.command()
@@ -171,9 +180,10 @@ def accept(config_path, account, units, by, wait) -> None:
 @click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only this account (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @click.option("--force", is_flag=True, help="Remove even more than half of an account's feeds.")
-def prune(config_path, accounts, dry_run, force) -> None:
+@with_verbosity
+def prune(config_path, accounts, dry_run, force, verbose, quiet) -> None:
     """Remove the feeds of units Escapia no longer distributes (a sync never does)."""
-    _run(lambda: operations.prune(config_path, accounts, dry_run, force), 0)
+    _run(lambda: operations.prune(config_path, accounts, dry_run, force), _verbosity(verbose, quiet))
 
 
 @cli.command()
@@ -182,9 +192,10 @@ def prune(config_path, accounts, dry_run, force) -> None:
 @click.option("--extra-units", type=click.IntRange(0, 100_000), default=0,
               help="Generated units on top of the seeded ones.")
 @click.option("--latency", type=click.FloatRange(0, 10), default=0.0, help="Seconds of delay per request.")
-def sandbox(port, host, extra_units, latency) -> None:
+@with_verbosity
+def sandbox(port, host, extra_units, latency, verbose, quiet) -> None:
     """Run the local Escapia sandbox in the foreground (Ctrl-C stops it)."""
-    _run(lambda: commands.sandbox(host, port, extra_units, latency), 0)
+    _run(lambda: commands.sandbox(host, port, extra_units, latency), _verbosity(verbose, quiet))
 
 
 def _terminate(signum, frame) -> None:
@@ -219,12 +230,28 @@ def _run(action, verbosity: int, log_file: Path | None = None, *, quiet_lock: bo
     except Terminated:
         _say("stopped by SIGTERM; what was done is saved")
         code = EXIT_TERMINATED
+    except BrokenPipeError:  # `status | head`: the reader has all it wanted
+        _quiet_stdout()
+        code = EXIT_BROKEN_PIPE
     except Exception as exc:  # a bug: one line under cron, the traceback with -v
         if verbosity > 0:
             click.echo(redact(traceback.format_exc()), err=True, nl=False)
         _say(f"internal error: {exc.__class__.__name__}: {exc} (rerun with -v for the traceback)")
         code = EXIT_INTERNAL
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        code = EXIT_BROKEN_PIPE
     sys.exit(code)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's own flush at exit does not
+    complain about the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _say(message: str) -> None:

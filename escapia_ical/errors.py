@@ -6,6 +6,7 @@ The CLI maps each class to an exit code (see ``cli.py``); nothing below it print
 # The documented exit codes (README "Exit codes").
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_INTERNAL, EXIT_LOCKED = 0, 1, 2, 70, 75
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a pipe closed by its reader
 
 
 class EscapiaIcalError(Exception):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import subprocess
 
-from conftest import account_yaml, write_config
+from conftest import CLI, account_yaml, write_config
 from feeds import read_nights
 
 SECRET = "feed-token-secret-one-0123456789"
@@ -189,3 +191,20 @@ def test_status_catches_a_dead_cron_and_an_account_never_synced(deployment):
     write_config(deployment.config, account_yaml() + account_yaml("escapianet-batch", name="later"))
     never = deployment.run("status", "--max-age", "30m")
     assert never.returncode == 2 and "later: never synced" in never.stdout
+
+
+def test_every_command_takes_verbosity_and_a_closed_pipe_is_quiet(deployment):
+    assert deployment.run("sync").returncode == 0
+    for command in (["status"], ["feeds"], ["prune", "--dry-run"], ["accept", "--account", "sandbox"],
+                    ["check-config"], ["status", "--json"]):
+        for flag in ("-v", "-q"):
+            result = deployment.run(*command, flag)
+            assert "no such option" not in result.stderr, (command, flag, result.stderr)
+    # `status | true`: the reader is gone before a line is written; no "internal error".
+    reader, writer = os.pipe()
+    os.close(reader)
+    closed = subprocess.run([CLI, "status", "--config", str(deployment.config), "-v"], stdout=writer,
+                            stderr=subprocess.PIPE, text=True, env=deployment.env(), cwd=deployment.root,
+                            timeout=60)
+    os.close(writer)
+    assert closed.stderr == "" and closed.returncode == 141
