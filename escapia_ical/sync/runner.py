@@ -43,6 +43,12 @@ from escapia_ical.sync.units import fetch_units, roll_unit
 
 log = logging.getLogger(__name__)
 MAX_LINES = 5  # held or uncovered units named one per line; the rest are counted
+REASONS = {  # why an incremental plan fetches units, as -v says it
+    "changed": "changed in Escapia's change feed", "pending": "retried (their last fetch failed or "
+    "was cut short)", "held": "held by the publish policy (checked again)", "new": "new",
+    "reconcile": "due for their periodic reconcile", "full": "full sync", "many changes": "(many changes: "
+    "all)",
+}
 
 
 def run_sync(config: Config, options: SyncOptions, report: SyncReport | None = None,
@@ -144,11 +150,16 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     result.units.extend(outcomes)
     # Without a change feed every unit is fetched; with one, only what it says changed, the
     # reconcile's share, held units, and units whose stored calendar cannot be re-rendered.
+    # A unit named with --unit is always fetched: that is what a person asking for it expects.
     fetch = [(u, o) for u, o in zip(units, outcomes, strict=True)
-             if plan is None or u.id in plan.fetch or stored_ranges(stamps.get(o.path.name)) is None]
-    if plan and plan.reasons:
-        log.info("%s: fetching %d of %d units (%s)", account.name, len(fetch), len(units),
-                 ", ".join(f"{n} {why}" for why, n in plan.reasons.items()))
+             if plan is None or u.id in plan.fetch or u.id in options.units
+             or stored_ranges(stamps.get(o.path.name)) is None]
+    if plan and (plan.reasons or options.units):
+        asked = {"asked for (--unit)": len({u.id for u, _ in fetch} - plan.fetch)}
+        why = ", ".join(f"{n} {REASONS.get(reason, reason)}"
+                        for reason, n in {**plan.reasons, **asked}.items() if n)
+        log.info("%s: fetching %d of %d units: %s; the others keep their stored calendar",
+                 account.name, len(fetch), len(units), why or "none due")
     policy = PublishPolicy(account.name, config.feeds, book, run.today, run.window, options.now(),
                            plan.freed if plan else None)
     succeeded: set[str] = set()

@@ -282,3 +282,15 @@ def test_state_of_another_escapia_account_is_not_taken_for_this_ones(deployment)
     assert "belongs to another Escapia account" in result.stderr and result.stderr.count("\n") == 1
     assert (again := deployment.run("sync")) and (again.returncode, again.stderr) == (0, "")
     assert_all_true(deployment)
+
+
+def test_sync_unit_always_fetches_that_unit(deployment):
+    """`sync --unit X -v` is what a person types to see X now: incremental mode fetches X even
+    when the change feed says nothing about it, and -v says why in plain words."""
+    assert deployment.run("sync").returncode == 0
+    deployment.sandbox.reset_request_log()
+    result = deployment.run("sync", "--unit", "1020-103", "-v")
+    assert result.returncode == 0, result.stderr
+    asked = [r for r in deployment.sandbox.requests if r["op"] == "GetUnitNonAvailability"]
+    assert [r.get("unit") for r in asked] == ["1020-103"]
+    assert "fetching 1 of 1 units: 1 asked for (--unit); the others keep their stored calendar" in result.stderr
