@@ -32,7 +32,7 @@ from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.healthcheck import ping
-from escapia_ical.logs import PROGRAM, register_secret
+from escapia_ical.logs import PROGRAM, register_secret, status_line
 from escapia_ical.metrics import write_metrics
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState
@@ -259,6 +259,7 @@ class _TerminalProgress(Progress):
     def begin(self, account: str, total: int) -> None:
         self._bar = click.progressbar(length=total, label=account, file=sys.stderr)
         self._bar.__enter__()
+        status_line(self._bar.render_progress)  # log lines clear the bar's line first
 
     def step(self) -> None:
         if self._bar:
@@ -266,5 +267,6 @@ class _TerminalProgress(Progress):
 
     def end(self) -> None:
         if self._bar:
+            status_line(None)
             self._bar.__exit__(None, None, None)
             self._bar = None

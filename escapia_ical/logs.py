@@ -75,7 +75,7 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(logging.DEBUG)
-    console = logging.StreamHandler(sys.stderr)
+    console = _ConsoleHandler(sys.stderr)
     console.setLevel({-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
     console.setFormatter(_ConsoleFormatter())
     console.addFilter(RedactSecrets())
@@ -94,6 +94,30 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
         file_handler.setFormatter(_FileFormatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
         file_handler.addFilter(RedactSecrets())
         root.addHandler(file_handler)
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """stderr, sharing the terminal with a progress bar (``status_line``): the bar's line is
+    cleared before a record is written and drawn again after it, so that the two never share
+    a line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        redraw = _status_line
+        if redraw is not None:
+            self.stream.write("\r\x1b[K")
+        super().emit(record)
+        if redraw is not None:
+            redraw()
+
+
+_status_line = None  # draws the progress bar again, while one is on the terminal
+
+
+def status_line(redraw) -> None:
+    """Say that a progress bar now holds stderr's last line (``redraw`` draws it again), or
+    that none does (None)."""
+    global _status_line
+    _status_line = redraw
 
 
 class _ConsoleFormatter(logging.Formatter):

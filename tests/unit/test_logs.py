@@ -95,3 +95,21 @@ def test_cli_error_lines_are_escaped_and_masked(capsys, error):
     stderr = capsys.readouterr().err
     assert len(stderr.splitlines()) == 1 and stderr.startswith("escapia-ical: ")
     assert ESCAPED_ID.replace("forged", "***") in stderr
+
+
+def test_a_log_line_never_shares_the_terminal_line_of_a_progress_bar(capsys):
+    import logging
+    import sys
+
+    from escapia_ical.logs import setup_logging, status_line
+
+    setup_logging(0)
+    status_line(lambda: sys.stderr.write("[bar 3/8]"))
+    try:
+        sys.stderr.write("[bar 2/8]")
+        logging.getLogger("escapia_ical.test").warning("unit 7 failed")
+    finally:
+        status_line(None)
+    logging.getLogger("escapia_ical.test").warning("after")
+    assert capsys.readouterr().err == ("[bar 2/8]\r\x1b[Kescapia-ical: warning: unit 7 failed\n[bar 3/8]"
+                                       "escapia-ical: warning: after\n")
