@@ -98,11 +98,13 @@ def sync(config_path, accounts, units, dry_run, force, full, log_file, verbose, 
 
 @cli.command("check-config")
 @config_option
+@click.option("--deep", is_flag=True, help="Also try what a run needs of this machine: writable folders, "
+              "the metrics file, account folders (still no network).")
 @with_verbosity
-def check_config(config_path, verbose, quiet) -> None:
+def check_config(config_path, deep, verbose, quiet) -> None:
     """Validate the configuration; no network."""
     verbosity = -1 if quiet else verbose
-    _run(lambda: commands.check_config(config_path, verbosity), verbosity)
+    _run(lambda: commands.check_config(config_path, verbosity, deep), verbosity)
 
 
 @cli.command("list-units")

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import click
 
 from escapia_ical.config import Account, Config, load_config
+from escapia_ical.config.deep import deep_problems
 from escapia_ical.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -182,8 +183,12 @@ def _user() -> str:
         return f"uid {os.getuid()}"
 
 
-def check_config(config_path: Path, verbosity: int) -> int:
+def check_config(config_path: Path, verbosity: int, deep: bool = False) -> int:
+    """Validate the config (and with ``deep``, what a run needs of this machine, without
+    network); print OK and return 0, or raise ConfigError with every problem."""
     config = load(config_path)
+    if deep and (problems := deep_problems(config)):
+        raise ConfigError([f"{config.path}: {p}" for p in problems])
     if verbosity >= 0:
         click.echo(f"{config.path}: OK, {len(config.accounts)} account(s); "
                    f"feeds in {config.output_dir}, state in {config.state_dir}")

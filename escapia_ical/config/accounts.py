@@ -124,7 +124,7 @@ def check_accounts(data: dict, lines: dict[KeyPath, int],
         if not isinstance(api, str) or api not in ACCOUNT_SCHEMAS:
             continue
         url = account.get("base_url")
-        if isinstance(url, str) and url and (message := _url_problem(url, DEFAULT_BASE_URLS[api])):
+        if isinstance(url, str) and url and (message := url_problem(url, DEFAULT_BASE_URLS[api])):
             problems.append(Problem(where + ("base_url",), message))
         problems += _unit_problems(account.get("units"), where, lines, is_sensitive)
     return problems
@@ -148,7 +148,7 @@ def _unit_problems(units: Any, where: KeyPath, lines: dict[KeyPath, int],
     return problems
 
 
-def _url_problem(url: str, example: str) -> str | None:
+def url_problem(url: str, example: str) -> str | None:
     """Given a base_url, return what is wrong with it, or None if it is usable."""
     try:
         parts = urlsplit(url)

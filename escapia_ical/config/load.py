@@ -20,6 +20,7 @@ from .accounts import (
     build_account,
     check_accounts,
     typed,
+    url_problem,
 )
 from .positions import KeyPath, Problem, format_path, line_of, load_yaml, one_line
 from .schema import SECRET_KEYS, kind_of, schema_problems
@@ -90,6 +91,11 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     base = Path(path).resolve().parent
     problems += check_accounts(data, doc.lines, is_sensitive)
     problems += _check_dirs(data, base, is_sensitive)
+    problems += _bare_variables(doc.value, ())
+    hook = data.get("healthcheck_url")
+    if (isinstance(hook, str) and ("healthcheck_url",) not in failed and hook.startswith("http://")
+            and (message := url_problem(hook, "https://hc-ping.com/<uuid>"))):
+        problems.append(Problem(("healthcheck_url",), message))
     if problems:
         raise ConfigError(_render(filename, doc.lines, problems))
     config = _build(Path(path), data, doc.lines, base)
@@ -104,6 +110,23 @@ DEPRECATED: dict[KeyPath, str] = {
     ("feeds", "shrink_guard"): "no longer used: losses are now judged night by night (see "
                                "\"The publish policy\" in the README); remove it",
 }
+
+
+_BARE_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _bare_variables(value: Any, path: KeyPath) -> list[Problem]:
+    """Return a problem for each value that is only ``$NAME``: taken literally, it would be
+    sent to Escapia as the password "$NAME"; ``${NAME}`` is what reads the environment."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _bare_variables(v, path + (k,))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _bare_variables(v, path + (i,))]
+    if isinstance(value, str) and (match := _BARE_VAR.fullmatch(value.strip())):
+        name = match.group(1)
+        return [Problem(path, f"${name} would be taken literally; write ${{{name}}} to read the "
+                              "environment variable")]
+    return []
 
 
 def _has(data: Any, path: KeyPath) -> bool:

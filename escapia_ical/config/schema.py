@@ -30,12 +30,13 @@ HTTP_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "connect_timeout": _TIMEOUT,
-        "read_timeout": _TIMEOUT,
+        # Bounded: a wait of 1e400 seconds is no wait a run can make (and overflows timers).
+        "connect_timeout": {**_TIMEOUT, "maximum": 300},
+        "read_timeout": {**_TIMEOUT, "maximum": 3600},
         "total_timeout": {**_TIMEOUT, "maximum": 3600},
         "retry_attempts": {"type": "integer", "minimum": 1, "maximum": 10},
-        "retry_initial_wait": _WAIT,
-        "retry_max_wait": _WAIT,
+        "retry_initial_wait": {**_WAIT, "maximum": 3600},
+        "retry_max_wait": {**_WAIT, "maximum": 3600},
         "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 64},
         "max_requests_per_minute": {"type": "integer", "minimum": 0},
     },

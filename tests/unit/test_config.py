@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 import time
@@ -729,3 +730,38 @@ def test_policy_keys_load_and_shrink_guard_is_accepted_with_a_warning(tmp_path):
 def test_policy_keys_are_checked(tmp_path, key, value, message):
     found = problems(minimal(tmp_path, f"feeds:\n  {key}: {value}\n"))
     assert len(found) == 1 and f"feeds.{key}: {message}" in found[0]
+
+
+def test_values_a_run_would_trip_on_are_problems_at_load(tmp_path):
+    path = minimal(tmp_path, extra="healthcheck_url: http://hc.example.org/ping/uuid\n"
+                   "http:\n  read_timeout: 1e400\n")
+    path.write_text(path.read_text().replace("client_id: the-id", "client_id: $CLIENT"))
+    found = problems(path)
+    assert any("accounts[0].client_id: $CLIENT would be taken literally; write ${CLIENT}" in p for p in found)
+    assert any("http.read_timeout:" in p for p in found)
+    assert any("healthcheck_url: plain http is only allowed for loopback; use https" in p for p in found)
+    assert not any("hc.example.org" in p for p in found)  # the healthcheck URL is a secret
+
+
+def test_deep_check_finds_what_the_machine_would_refuse(tmp_path):
+    from escapia_ical.config.deep import deep_problems
+
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "a-file").write_text("")
+    path = minimal(tmp_path, extra=f"metrics_file: {tmp_path / 'metrics'}\n")
+    path.write_text(path.read_text().replace("state_dir: state", f"state_dir: {tmp_path / 'a-file' / 'state'}"))
+    assert deep_problems(load_config(path, {"SECRET": "s"})) == [
+        f"state_dir: {tmp_path / 'a-file' / 'state'} cannot be created: {tmp_path / 'a-file'} is a file, "
+        "not a folder",
+        f"metrics_file: {tmp_path / 'metrics'} is a folder; name a file in it, e.g. "
+        f"{tmp_path / 'metrics' / 'escapia-ical.prom'}"]
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    path.write_text(path.read_text().replace(str(tmp_path / "a-file" / "state"), str(locked / "state"))
+                    .replace(f"metrics_file: {tmp_path / 'metrics'}\n", ""))
+    found = deep_problems(load_config(path, {"SECRET": "s"}))
+    if os.geteuid() != 0:  # root writes everywhere
+        assert found == [f"state_dir: {locked / 'state'} does not exist and cannot be created ({locked} is not "
+                         "writable by this user)"]
+    else:
+        assert found == []
