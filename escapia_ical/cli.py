@@ -155,10 +155,12 @@ def status(config_path, max_age, as_json, verbose, quiet) -> None:
 @config_option
 @click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only this account (repeatable).")
 @click.option("--base-url", metavar="URL", help="Where nginx serves output/, e.g. https://feeds.example.com")
+@click.option("--live", is_flag=True, help="Ask Escapia for the units (needs the account's credentials) "
+              "instead of reading what the last syncs published.")
 @with_verbosity
-def feeds(config_path, accounts, base_url, verbose, quiet) -> None:
+def feeds(config_path, accounts, base_url, live, verbose, quiet) -> None:
     """Print each unit's public feed URL, for pasting into Airbnb, Vrbo and others."""
-    _run(lambda: operations.feeds(config_path, accounts, base_url), _verbosity(verbose, quiet))
+    _run(lambda: operations.feeds(config_path, accounts, base_url, live), _verbosity(verbose, quiet))
 
 
 @cli.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,15 +12,17 @@ import click
 
 from escapia_ical.commands import load, selected_accounts
 from escapia_ical.config.positions import one_line
+from escapia_ical.errors import EXIT_FAILED
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.feeds.publish import remove_feed
 from escapia_ical.prune import find_orphans
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState, write_json
 from escapia_ical.status import account_notes, feed_rows, format_age, load_status, run_note, status_path
-from escapia_ical.sync.incremental import forget_units
+from escapia_ical.sync.incremental import ChangeTracker, forget_units
 from escapia_ical.sync.lock import account_lock, status_lock
 
+log = logging.getLogger(__name__)
 EXIT_STALE = 2
 LOCK_WAIT = 60.0  # seconds prune waits for a sync of the account to finish
 
@@ -64,19 +67,44 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
     return EXIT_STALE if stale or notes or not rows else 0
 
 
-def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None) -> int:
-    """Print each unit's feed URL (or path), for pasting into Airbnb, Vrbo and others."""
-    config = load(config_path)
+def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None, live: bool = False) -> int:
+    """Print each unit's feed URL (or path), for pasting into Airbnb, Vrbo and others: from
+    state (the names the last syncs published; no network, no secret), or with ``live`` from
+    Escapia's unit list. Return 1 if an account has no feed to show."""
+    config = load(config_path, secrets=live)
     selected = selected_accounts(config, accounts)
+    missing = 0
     for account in selected:
-        for unit in make_source(account, config.state_dir).list_units():
-            if account.units != "all" and unit.id not in account.units:
-                continue
-            name = account_feed_filename(account, unit.id)
-            where = (f"{base_url.rstrip('/')}/{account.name}/{name}" if base_url
-                     else str(config.output_dir / account.name / name))
-            click.echo(f"{account.name}\t{unit.id}\t{unit.name}\t{where}")
-    return 0
+        rows = _live_feeds(config, account) if live else _published_feeds(config, account)
+        if not rows:
+            missing += 1
+            log.warning("%s: no feed published yet (run `escapia-ical sync`, or `feeds --live` to ask "
+                        "Escapia)", account.name)
+        for unit_id, name, file_name in rows:
+            where = (f"{base_url.rstrip('/')}/{account.name}/{file_name}" if base_url
+                     else str(config.output_dir / account.name / file_name))
+            # Ids and names come from Escapia: each cell escaped, so none can forge a row.
+            click.echo("\t".join(one_line(cell) for cell in (account.name, unit_id, name, where)))
+    return EXIT_FAILED if missing else 0
+
+
+def _published_feeds(config, account) -> list[tuple[str, str, str]]:
+    """(unit, name, file) of the feeds the account's last syncs published under their
+    current names (an old name in its grace period is not one to paste)."""
+    state = AccountState(config.state_dir, account.name)
+    names = {u.id: u.name for u in ChangeTracker(account, state).data["units"]} \
+        if account.api == "hsapi" else {}
+    rows = [(entry["unit"], names.get(entry["unit"], ""), file_name)
+            for file_name, entry in state.feed_stamps().items()
+            if "retired" not in entry and isinstance(entry.get("unit"), str)]
+    wanted = account.units
+    return sorted(r for r in rows if wanted == "all" or r[0] in wanted)
+
+
+def _live_feeds(config, account) -> list[tuple[str, str, str]]:
+    return [(unit.id, unit.name, account_feed_filename(account, unit.id))
+            for unit in make_source(account, config.state_dir).list_units()
+            if account.units == "all" or unit.id in account.units]
 
 
 def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, force: bool = False) -> int:

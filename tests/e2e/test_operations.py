@@ -101,6 +101,12 @@ def test_secret_feed_names_rotation_and_grace(deployment):
     urls = [line.split("\t")[3] for line in listing.stdout.splitlines()]
     assert sorted(u.rsplit("/", 1)[1] for u in urls) == names
     assert all(u.startswith("https://feeds.example.com/sandbox/") for u in urls)
+    # Offline, from state: no secret in the environment, Escapia unreachable; same URLs.
+    offline = deployment.run("feeds", "--base-url", "https://feeds.example.com/", SANDBOX_SECRET=None,
+                             SANDBOX_ID=None, SANDBOX_URL="http://127.0.0.1:9")
+    assert offline.returncode == 0 and offline.stdout == listing.stdout, offline.stderr
+    live = deployment.run("feeds", "--live", "--base-url", "https://feeds.example.com/")
+    assert sorted(live.stdout.splitlines()) == sorted(listing.stdout.splitlines())
     assert deployment.run("sync").returncode == 0
     assert sorted(p.name for p in folder.iterdir()) == names, "stable across runs"
 
@@ -110,6 +116,8 @@ def test_secret_feed_names_rotation_and_grace(deployment):
     assert deployment.run("sync").returncode == 0
     both = sorted(p.name for p in folder.iterdir())
     assert len(both) == 2 * len(names) and set(names) < set(both)
+    during_grace = [line.split("\t")[3].rsplit("/", 1)[1] for line in deployment.run("feeds").stdout.splitlines()]
+    assert sorted(during_grace) == sorted(set(both) - set(names))  # only the names to paste
     unit = "1020-105"
     old = next(n for n in names if n.startswith(unit + "-"))
     new = next(n for n in both if n.startswith(unit + "-") and n != old)
