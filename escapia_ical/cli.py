@@ -182,12 +182,13 @@ def accept(config_path, account, units, by, wait, verbose, quiet) -> None:
 @cli.command()
 @config_option
 @click.option("--account", "accounts", multiple=True, metavar="NAME", help="Only this account (repeatable).")
-@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-@click.option("--force", is_flag=True, help="Remove even more than half of an account's feeds.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed (what a real run does now).")
+@click.option("--now", "at_once", is_flag=True, help="Also remove retired units still in their grace period.")
 @with_verbosity
-def prune(config_path, accounts, dry_run, force, verbose, quiet) -> None:
-    """Remove the feeds of units Escapia no longer distributes (a sync never does)."""
-    _run(lambda: operations.prune(config_path, accounts, dry_run, force), _verbosity(verbose, quiet))
+def prune(config_path, accounts, dry_run, at_once, verbose, quiet) -> None:
+    """Remove the feeds of retired units (no longer listed or selected) once their grace
+    period is over, and what the state remembers of them. No network."""
+    _run(lambda: operations.prune(config_path, accounts, dry_run, at_once), _verbosity(verbose, quiet))
 
 
 @cli.command()

@@ -48,7 +48,12 @@ class StatusCollector(Collector):
         yield _gauge("escapia_ical_run_exit_code", "Exit code of the last sync (0 = all fresh).",
                      [], [([], run.get("exit_code"))])
         accounts = self.status.get("accounts", {})
-        units = [(a, u, e) for a, entry in accounts.items() for u, e in entry.get("units", {}).items()]
+        every = [(a, u, e) for a, entry in accounts.items() for u, e in entry.get("units", {}).items()]
+        # A retired unit's feed no longer updates on purpose: no age or failure to alert on.
+        units = [(a, u, e) for a, u, e in every if not e.get("retired")]
+        yield _gauge("escapia_ical_feed_retired", "1 for a unit no longer listed or selected (prune removes "
+                     "its feed after feeds.retire_grace_days).", ["account", "unit"],
+                     [([a, u], 1) for a, u, e in every if e.get("retired")])
         success = [([a, u], _timestamp(e.get("last_success"))) for a, u, e in units]
         yield _gauge("escapia_ical_feed_last_success_timestamp_seconds",
                      "When each feed was last published fresh.", ["account", "unit"], success)

@@ -6,20 +6,21 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 
 from escapia_ical.commands import load, selected_accounts
 from escapia_ical.config.positions import one_line
-from escapia_ical.errors import EXIT_FAILED
+from escapia_ical.errors import EXIT_FAILED, PublishError
+from escapia_ical.feeds.lifecycle import plan_prune
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.feeds.publish import remove_feed
-from escapia_ical.prune import find_orphans
 from escapia_ical.sources import make_source
-from escapia_ical.state import AccountState, write_json
+from escapia_ical.state import SHARED_FILE_MODE, AccountState, write_json
 from escapia_ical.status import account_notes, feed_rows, format_age, load_status, run_note, status_path
-from escapia_ical.sync.incremental import ChangeTracker, forget_units
+from escapia_ical.sync.incremental import ChangeTracker
 from escapia_ical.sync.lock import account_lock, status_lock
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,14 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
     config = load(config_path, secrets=False)
     now = dt.datetime.now(dt.UTC)
     recorded = load_status(config.state_dir)
-    # Only what the config still publishes: removed accounts or units are not stale feeds.
+    # Only what the config still publishes: removed accounts or units are not stale feeds;
+    # retired units (feeds/lifecycle.py) are shown as such, never as stale.
     wanted = {a.name: a.units for a in config.accounts}
     rows = [r for r in feed_rows(recorded, now)
-            if wanted.get(r["account"]) == "all" or r["unit"] in wanted.get(r["account"], ())]
-    stale = [r for r in rows if r["age_seconds"] is None or r["age_seconds"] > max_age.total_seconds()
-             or r["held"]]
+            if r["account"] in wanted and (wanted[r["account"]] == "all" or r["unit"] in wanted[r["account"]]
+                                           or r["retired"])]
+    stale = [r for r in rows if not r["retired"] and (
+        r["age_seconds"] is None or r["age_seconds"] > max_age.total_seconds() or r["held"])]
     run = run_note(recorded, now, max_age)
     notes = ([{"account": None, "problem": run}] if run else []) + account_notes(recorded, set(wanted))
     if as_json:
@@ -63,6 +66,9 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
             for name, r in zip(names, rows, strict=True):
                 feed, mark = name.ljust(width), "!" if r in stale else " "
                 events, error = "" if r["events"] is None else r["events"], one_line(r["last_error"] or "")
+                if r["retired"]:
+                    error = (f"retired since {r['retired'][:16]}: no longer listed or selected; `prune` "
+                             f"removes it {config.feeds.retire_grace_days} days after")
                 click.echo(f"{feed} {mark}{format_age(r['age_seconds']):>6}  {events:>6}  {error}")
     return EXIT_STALE if stale or notes or not rows else 0
 
@@ -107,39 +113,46 @@ def _live_feeds(config, account) -> list[tuple[str, str, str]]:
             if account.units == "all" or unit.id in account.units]
 
 
-def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, force: bool = False) -> int:
-    """List (``dry_run``) or remove the feeds of units Escapia no longer lists. Refuse to
-    remove more than half of an account's feeds (a partial listing) unless ``force``."""
-    config = load(config_path)
-    selected = selected_accounts(config, accounts)
-    for account in selected:
-        gone: list[str] = []
-        with account_lock(config.state_dir, account.name, wait=LOCK_WAIT):
-            listed = make_source(account, config.state_dir).list_units()
+def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, at_once: bool = False) -> int:
+    """Remove the feeds of retired units (feeds/lifecycle.py) whose grace period is over —
+    or all of them with ``at_once`` — and what the state remembers of them; say which wait,
+    and until when. ``dry_run`` says exactly what a real run would do and changes nothing
+    (it needs no lock). Feed files the state does not know are listed, never removed.
+    Reads state only: no network, no secret."""
+    config = load(config_path, secrets=False)
+    grace = dt.timedelta(days=config.feeds.retire_grace_days)
+    for account in selected_accounts(config, accounts):
+        folder = config.output_dir / account.name
+        if folder.is_symlink():
+            raise PublishError(f"{folder} is a symbolic link; refusing to remove files through it")
+        lock = nullcontext() if dry_run else account_lock(config.state_dir, account.name, wait=LOCK_WAIT)
+        with lock:
             state = AccountState(config.state_dir, account.name)
             stamps = state.feed_stamps()
-            orphans = find_orphans(config.output_dir / account.name, account, listed, stamps)
-            published = len(list((config.output_dir / account.name).glob("*.ics")))
-            if orphans and not dry_run and (not listed or (len(orphans) > published / 2 and not force)):
-                click.echo(f"{account.name}: refusing to remove {len(orphans)} of {published} feeds "
-                           "(is Escapia's listing complete? --force removes them)", err=True)
-                return 1
-            for path in orphans:
-                click.echo(f"{'would remove' if dry_run else 'removed'} {path}")
-                if dry_run:
-                    continue
-                remove_feed(path)  # relative to the folder, never through a link swapped in
-                unit = stamps.pop(path.name, {}).get("unit")
-                if unit is not None:
-                    gone.append(unit)
-            if not dry_run:
+            plan = plan_prune(folder, stamps, dt.datetime.now(dt.UTC), grace, at_once=at_once)
+            for unit, until in sorted(plan.waiting.items()):
+                click.echo(one_line(f"{account.name}/{unit}: retired; kept until {until:%Y-%m-%d %H:%M} UTC "
+                                    "(feeds.retire_grace_days; --now removes it at once)"))
+            for path in plan.unknown:
+                log.warning("%s: %s is not in the state (written by hand, or before the state was lost); "
+                            "not removed: delete it by hand if no channel needs it", account.name, path)
+            for _unit, names in sorted(plan.remove.items()):
+                for name in names:
+                    click.echo(one_line(f"{'would remove' if dry_run else 'removed'} {folder / name}"))
+                    if not dry_run:
+                        remove_feed(folder / name)  # relative to the folder, never through a link
+                        del stamps[name]
+            if plan.remove and not dry_run:
                 state.save_feed_stamps(stamps)
-                forget_units(state)  # the next sync lists units again instead of trusting a cache
-        if gone:
-            with status_lock(config.state_dir):
-                status = load_status(config.state_dir)
-                units = status.get("accounts", {}).get(account.name, {}).get("units", {})
-                for unit in gone:
-                    units.pop(unit, None)
-                write_json(status_path(config.state_dir), status)
+        if plan.remove and not dry_run:
+            _forget_in_status(config.state_dir, account.name, set(plan.remove))
     return 0
+
+
+def _forget_in_status(state_dir: Path, account: str, units: set[str]) -> None:
+    with status_lock(state_dir):
+        status = load_status(state_dir)
+        entries = status.get("accounts", {}).get(account, {}).get("units", {})
+        for unit in units:
+            entries.pop(unit, None)
+        write_json(status_path(state_dir), status, mode=SHARED_FILE_MODE)

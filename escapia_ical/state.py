@@ -114,7 +114,7 @@ def _state_dir_of(path: Path) -> Path:
 # What each field of a feeds.json entry holds, when present; see sync/units.py build_feed.
 _STAMP_FIELDS: dict[str, tuple[type, ...]] = {
     "unit": (str,), "digest": (str,), "dtstamp": (str,), "day": (str,), "retired": (str,),
-    "events": (int,), "ranges": (str, list), "blocks": (list,),
+    "withdrawn": (str,), "events": (int,), "ranges": (str, list), "blocks": (list,),
 }
 
 

@@ -112,7 +112,7 @@ _ACCOUNT_FIELDS = {
 _UNIT_FIELDS = {
     "last_attempt": _TIME, "last_success": _TIME, "last_change": _TIME, "last_error": _ERROR,
     "events": _COUNT, "file": _Check(lambda v: isinstance(v, str), "a string"),
-    "rewritten": _Check(lambda v: isinstance(v, bool), "a boolean"),
+    "rewritten": _Check(lambda v: isinstance(v, bool), "a boolean"), "retired": _TIME,
 }
 
 
@@ -158,8 +158,15 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
                 unit.update(events=outcome.events, file=str(outcome.path), rewritten=outcome.rewritten)
                 if outcome.rewritten:
                     unit["last_change"] = when
+        synced = {o.unit_id for o in result.units}
+        for unit_id in result.retired:  # known to status even if never published
+            entry["units"].setdefault(unit_id, {})
         for unit_id, unit in entry["units"].items():
             unit["held"] = result.holds.get(unit_id)
+            if unit_id in result.retired:
+                unit["retired"] = result.retired[unit_id]
+            elif unit_id in synced:  # it came back
+                unit.pop("retired", None)
     for account, holder in report.stuck.items():
         entry = status["accounts"].setdefault(account, {"units": {}})
         mark = {"pid": holder.pid, "since": _iso(holder.since) if holder.since else None}
@@ -214,7 +221,7 @@ def feed_rows(status: dict[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
             rows.append({"account": account, "unit": unit, "age_seconds": age,
                          "events": state.get("events"), "file": state.get("file"),
                          "last_error": state.get("last_error") or entry.get("last_error"),
-                         "held": bool(state.get("held"))})
+                         "held": bool(state.get("held")), "retired": state.get("retired")})
     return rows
 
 

@@ -38,6 +38,8 @@ class FeedSettings:
     confirm_minutes: float = 10.0
     breaker_units: int = 3
     breaker_share: float = 0.2
+    # A unit no longer listed or selected keeps its feed this long before `prune` removes it.
+    retire_grace_days: int = 7
 
 
 @dataclass(frozen=True)

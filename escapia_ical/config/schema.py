@@ -54,6 +54,7 @@ FEEDS_SCHEMA: dict[str, Any] = {
         "past_days": {"type": "integer", "minimum": 0, "maximum": 366},
         "shrink_guard": {"type": "number", "minimum": 0, "maximum": 1},  # deprecated, ignored
         "confirm_minutes": {"type": "number", "minimum": 0, "maximum": 10080},
+        "retire_grace_days": {"type": "integer", "minimum": 0, "maximum": 365},
         "breaker_units": {"type": "integer", "minimum": 1},
         "breaker_share": {"type": "number", "minimum": 0, "maximum": 1},
         "future_days": {"type": "integer", "minimum": 1, "maximum": 1100},

@@ -44,6 +44,7 @@ class AccountResult:
     breaker: dict | None = None  # the account breaker, if tripped
     fetched: int = 0  # units whose calendar was fetched this run
     responses: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operation, status)
+    retired: dict[str, str] = field(default_factory=dict)  # unit -> since when (feeds/lifecycle.py)
 
 @dataclass
 class SyncReport:

@@ -74,14 +74,6 @@ class Plan:
     at_cursor: list[Change] = field(default_factory=list)
 
 
-def forget_units(state: AccountState) -> None:
-    """Drop the cached unit list, so that the next sync lists the units again."""
-    path = state.folder / "changes.json"
-    data = read_json(path)
-    if isinstance(data, dict) and data.pop("listed_at", None) is not None:
-        write_json(path, data)
-
-
 class ChangeTracker:
     """Plans and records the incremental sync of one HSAPI account."""
 

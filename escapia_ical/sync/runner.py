@@ -19,6 +19,7 @@ from escapia_ical.config import Account, Config
 from escapia_ical.errors import EscapiaIcalError, LockHeld, SourceError
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
+from escapia_ical.feeds.lifecycle import mark_retired
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.feeds.policy import PublishPolicy
 from escapia_ical.feeds.publish import clean_temp_files
@@ -146,6 +147,11 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     if not options.units:  # a unit Escapia no longer lists has no loss left to hold
         for gone in set(book.holds) - {u.id for u in units}:
             del book.holds[gone]
+        # ... and is retired: its feed stays as it is until `prune` (feeds/lifecycle.py).
+        result.retired = mark_retired(stamps, {u.id for u in units}, options.now())
+        if result.retired:
+            log.info("%s: %d retired unit(s) not synced (no longer listed or selected): %s", account.name,
+                     len(result.retired), ", ".join(sorted(result.retired)[:MAX_LINES]))
     outcomes = [UnitOutcome(account.name, u.id, folder / account_feed_filename(account, u.id)) for u in units]
     result.units.extend(outcomes)
     # Without a change feed every unit is fetched; with one, only what it says changed, the

@@ -178,25 +178,58 @@ def test_a_rotated_feed_token_keeps_the_publish_policy(deployment):
     assert all((folder / name).read_bytes() == data for name, data in before.items())
 
 
-def test_prune_makes_the_next_sync_list_units_again(deployment):
+def test_a_unit_escapia_stops_listing_is_retired_kept_then_pruned_and_can_come_back(deployment):
     sandbox = deployment.sandbox
     assert deployment.run("sync").returncode == 0
     gone = sandbox.unit_ids()[0]
-    hide(sandbox, gone)  # Escapia stops distributing it
-    pruned = deployment.run("prune")
-    assert pruned.returncode == 0 and not deployment.feed(gone).exists()
-    assert deployment.run("sync").returncode == 0
-    assert not deployment.feed(gone).exists(), "the cached unit list must not bring it back"
+    kept = deployment.feed(gone).read_bytes()
+    show_again = hide(sandbox, gone)  # Escapia stops distributing it
+    sandbox.reset_request_log()
+    assert deployment.run("sync", "--full").returncode == 0
+    assert deployment.feed(gone).read_bytes() == kept, "served unchanged during its grace period"
+    assert gone not in {r.get("unit") for r in sandbox.requests}, "a retired unit is not fetched"
+    status = deployment.run("status")
+    assert status.returncode == 0, status.stdout  # retired is not stale
+    line = next(line for line in status.stdout.splitlines() if f"sandbox/{gone}" in line)
+    assert "retired since" in line and "`prune` removes it 7 days after" in line
+    waiting = deployment.run("prune", "--dry-run")
+    assert waiting.returncode == 0 and f"sandbox/{gone}: retired; kept until" in waiting.stdout
+    assert "would remove" not in waiting.stdout
+    # Grace over (its mark 8 days old): the dry run says exactly what the real run does.
+    feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"
+    stamps = json.loads(feeds_json.read_text())
+    eight_days_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=8)).isoformat()
+    for entry in stamps.values():
+        if entry["unit"] == gone:
+            entry["withdrawn"] = eight_days_ago
+    feeds_json.write_text(json.dumps(stamps))
+    dry = deployment.run("prune", "--dry-run")
+    assert dry.stdout.strip() == f"would remove {deployment.feed(gone)}" and deployment.feed(gone).exists()
+    real = deployment.run("prune")
+    assert real.returncode == 0 and real.stdout.strip() == f"removed {deployment.feed(gone)}", real.stderr
+    assert not deployment.feed(gone).exists()
+    assert f"sandbox/{gone}" not in deployment.run("status").stdout
+    assert gone not in {e["unit"] for e in json.loads(feeds_json.read_text()).values()}
+    assert deployment.run("sync", "--full").returncode == 0
+    assert not deployment.feed(gone).exists(), "a pruned unit is not brought back while unlisted"
+    show_again()
+    assert deployment.run("sync", "--full").returncode == 0
+    assert read_nights(deployment.feed(gone)) == deployment.truth(gone), "it comes back: resumed"
+    assert "retired" not in deployment.run("status").stdout
 
 
-def test_prune_refuses_to_remove_most_feeds(deployment):
+def test_prune_never_removes_files_the_state_does_not_know(deployment):
     sandbox = deployment.sandbox
     assert deployment.run("sync").returncode == 0
-    for unit in sandbox.unit_ids()[:5]:
+    (deployment.state / "accounts" / "sandbox" / "feeds.json").unlink()  # the state is lost
+    units = sandbox.unit_ids()
+    for unit in units[:5]:
         hide(sandbox, unit)
-    refused = deployment.run("prune")
-    assert refused.returncode == 1 and "refusing to remove 5 of 8 feeds" in refused.stderr
-    assert all(deployment.feed(u).exists() for u in sandbox.unit_ids())
+    for args in (("prune", "--now"), ("prune", "--dry-run")):
+        result = deployment.run(*args)
+        assert result.returncode == 0 and result.stdout == ""
+        assert result.stderr.count("is not in the state") == len(units), result.stderr
+    assert all(deployment.feed(u).exists() for u in units)
 
 
 def test_a_deleted_feed_comes_back_at_the_next_tick_without_a_fetch(deployment):

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import re
+import stat
 import subprocess
 
 from conftest import CLI, account_yaml, write_config
@@ -132,33 +133,40 @@ def test_secret_feed_names_rotation_and_grace(deployment):
     assert sorted(p.name for p in folder.iterdir()) == sorted(set(both) - set(names))
 
 
-def test_orphans_are_kept_by_sync_and_removed_by_prune(deployment):
+def test_a_stray_feed_file_is_never_touched(deployment):
     assert deployment.run("sync").returncode == 0
-    gone = deployment.sandbox.unit_ids()[0]
-    kept = deployment.feed(gone).read_bytes()
+    kept = deployment.feed(deployment.sandbox.unit_ids()[0]).read_bytes()
     stray = deployment.output / "sandbox" / "no-longer-listed.ics"
     stray.write_bytes(kept)
     assert deployment.run("sync").returncode == 0
-    assert stray.read_bytes() == kept, "a sync never touches a feed of an unlisted unit"
-    dry = deployment.run("prune", "--dry-run")
-    assert dry.returncode == 0 and dry.stdout.strip() == f"would remove {stray}"
-    assert stray.exists()
-    real = deployment.run("prune")
-    assert real.returncode == 0 and real.stdout.strip() == f"removed {stray}"
-    assert not stray.exists() and deployment.feed(gone).read_bytes() == kept
+    for args in (("prune", "--dry-run"), ("prune", "--now")):
+        result = deployment.run(*args)
+        assert result.returncode == 0 and result.stdout == ""
+        assert f"{stray} is not in the state" in result.stderr
+    assert stray.read_bytes() == kept
 
 
-def test_status_ignores_units_no_longer_configured(deployment):
-    import time
-
-    first = deployment.sandbox.unit_ids()[0]
+def test_a_unit_no_longer_configured_is_retired_not_stale(deployment):
+    first, second = deployment.sandbox.unit_ids()[:2]
     assert deployment.run("sync").returncode == 0
-    time.sleep(2.1)
+    status_file = deployment.state / "status.json"
+    recorded = json.loads(status_file.read_text())
+    an_hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    for unit in recorded["accounts"]["sandbox"]["units"].values():
+        unit["last_success"] = an_hour_ago  # every feed an hour old ...
+    status_file.write_text(json.dumps(recorded))
     write_config(deployment.config, account_yaml(units=f'["{first}"]'))
-    assert deployment.run("sync").returncode == 0
-    status = deployment.run("status", "--max-age", "2s")
+    assert deployment.run("sync").returncode == 0  # ... but the one still configured
+    status = deployment.run("status", "--max-age", "15m")
     assert status.returncode == 0, status.stdout
-    assert len(status.stdout.splitlines()) == 2  # the header and the one configured feed
+    lines = status.stdout.splitlines()
+    assert len(lines) == 1 + len(deployment.sandbox.unit_ids())  # the header, every feed
+    assert sum("retired since" in line for line in lines) == len(deployment.sandbox.unit_ids()) - 1
+    assert "retired" not in next(line for line in lines if f"sandbox/{first} " in line)
+    removed = deployment.run("prune", "--now")
+    assert removed.returncode == 0 and f"removed {deployment.feed(second)}" in removed.stdout
+    assert len(deployment.run("status").stdout.splitlines()) == 2
+    assert stat.S_IMODE((deployment.state / "status.json").stat().st_mode) == 0o640
 
 
 def test_status_names_a_failed_account_and_needs_no_secrets(deployment):

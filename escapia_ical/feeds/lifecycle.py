@@ -1,0 +1,75 @@
+"""A unit's life as a feed: published while selected, *retired* once it is not, removed by
+``prune`` after a grace period.
+
+A unit Escapia no longer lists, or that the account's ``units:`` no longer selects, is
+retired by the next sync of the whole account: it is no longer fetched, its feed stays
+served unchanged (channels are not surprised by a vanishing URL), ``status`` shows it as
+retired instead of stale, and after ``feeds.retire_grace_days`` ``prune`` removes its feed
+files and what the state remembers of it. A unit that comes back is simply resumed.
+
+The mark lives in the unit's feeds.json entries (``withdrawn``: when it was first seen
+retired), so every name the unit was published under (secret-name rotation) goes with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from escapia_ical.feeds.names import is_feed_filename
+
+
+def mark_retired(stamps: dict[str, dict[str, Any]], selected: set[str], now: dt.datetime) -> dict[str, str]:
+    """Mark the feeds.json entries of units not in ``selected`` as retired (keeping the
+    first time they were), unmark those of selected units; return ``{unit: since}``."""
+    retired: dict[str, str] = {}
+    for entry in stamps.values():
+        unit = entry.get("unit")
+        if not isinstance(unit, str):
+            continue
+        if unit in selected:
+            entry.pop("withdrawn", None)
+            continue
+        since = entry.setdefault("withdrawn", now.isoformat())
+        retired[unit] = min(retired.get(unit, since), since)
+    return retired
+
+
+@dataclass
+class PrunePlan:
+    """What ``prune`` does to one account's folder."""
+
+    remove: dict[str, list[str]]  # unit -> its feed file names, grace over (or --now)
+    waiting: dict[str, dt.datetime]  # unit -> when its grace ends
+    unknown: list[Path]  # feed-like files the state knows nothing of: never removed
+
+
+def plan_prune(folder: Path, stamps: dict[str, dict[str, Any]], now: dt.datetime, grace: dt.timedelta,
+               *, at_once: bool = False) -> PrunePlan:
+    """Return which retired units' feeds go now (their grace is over, or ``at_once``), which
+    wait and until when, and the feed files in ``folder`` the state does not know."""
+    plan = PrunePlan({}, {}, [])
+    for name, entry in sorted(stamps.items()):
+        since = _since(entry.get("withdrawn"))
+        if since is None:
+            continue
+        unit = entry["unit"]
+        if at_once or now - since >= grace:
+            plan.remove.setdefault(unit, []).append(name)
+        else:
+            plan.waiting[unit] = min(plan.waiting.get(unit, since + grace), since + grace)
+    try:
+        files = sorted(p for p in folder.glob("*.ics") if is_feed_filename(p.name) and p.is_file())
+    except OSError:
+        files = []
+    plan.unknown = [p for p in files if p.name not in stamps]
+    return plan
+
+
+def _since(value: Any) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
