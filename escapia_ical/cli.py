@@ -192,6 +192,23 @@ def prune(config_path, accounts, dry_run, at_once, verbose, quiet) -> None:
 
 
 @cli.command()
+@config_option
+@click.option("--account", required=True, metavar="NAME", help="The account whose feed names to rotate.")
+@click.option("--unit", "units", multiple=True, metavar="ID",
+              help="Only this unit's feed (repeatable); default: every feed of the account.")
+@click.option("--revoke-now", is_flag=True, help="Delete the old names at once (a leaked URL) instead of "
+              "keeping them updated for feed_token_grace_days; they are never written again.")
+@click.option("--base-url", metavar="URL", help="Print URLs under this base, e.g. https://feeds.example.com")
+@click.option("--wait", type=click.FloatRange(0, 3600), default=60, show_default=True, metavar="SECONDS",
+              help="How long to wait for a running sync of the account to finish.")
+@with_verbosity
+def rotate(config_path, account, units, revoke_now, base_url, wait, verbose, quiet) -> None:
+    """Give feeds new secret names now (a leaked URL), and print the new URLs to paste."""
+    _run(lambda: operations.rotate(config_path, account, units, revoke_now, base_url, wait),
+         _verbosity(verbose, quiet))
+
+
+@cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default="a free port")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
 @click.option("--extra-units", type=click.IntRange(0, 100_000), default=0,

@@ -32,6 +32,7 @@ from escapia_ical.errors import (
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.names import account_feed_filename
+from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.healthcheck import ping
 from escapia_ical.logs import PROGRAM, register_secret, status_line
 from escapia_ical.metrics import write_metrics
@@ -200,7 +201,9 @@ def list_units(config_path: Path, account_name: str) -> int:
     account = account_named(config, account_name)
     units = make_source(account, config.state_dir).list_units()
     folder = config.output_dir / account.name
-    rows = [(u.id, u.code, u.name, str(folder / account_feed_filename(account, u.id))) for u in units]
+    names = UnitNames(AccountState(config.state_dir, account.name).folder)
+    rows = [(u.id, u.code, u.name, str(folder / account_feed_filename(account, u.id, names.generation(u.id))))
+            for u in units]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("ID", "CODE", "NAME"))]
     for row in [("ID", "CODE", "NAME", "FEED")] + rows:
         click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])

@@ -1,4 +1,4 @@
-"""The operator commands: status, feeds, prune. Each returns the exit code."""
+"""The operator commands: status, feeds, prune, rotate. Each returns the exit code."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from pathlib import Path
 
 import click
 
-from escapia_ical.commands import load, selected_accounts
+from escapia_ical.commands import account_named, load, selected_accounts
 from escapia_ical.config.positions import one_line
-from escapia_ical.errors import EXIT_FAILED, PublishError
+from escapia_ical.errors import EXIT_FAILED, ConfigError, PublishError
 from escapia_ical.feeds.lifecycle import plan_prune
 from escapia_ical.feeds.names import account_feed_filename
-from escapia_ical.feeds.publish import remove_feed
+from escapia_ical.feeds.publish import current_bytes, publish_feed, remove_feed
+from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.sources import make_source
 from escapia_ical.state import SHARED_FILE_MODE, AccountState, write_json
 from escapia_ical.status import account_notes, feed_rows, format_age, load_status, run_note, status_path
@@ -108,7 +109,8 @@ def _published_feeds(config, account) -> list[tuple[str, str, str]]:
 
 
 def _live_feeds(config, account) -> list[tuple[str, str, str]]:
-    return [(unit.id, unit.name, account_feed_filename(account, unit.id))
+    names = UnitNames(AccountState(config.state_dir, account.name).folder)
+    return [(unit.id, unit.name, account_feed_filename(account, unit.id, names.generation(unit.id)))
             for unit in make_source(account, config.state_dir).list_units()
             if account.units == "all" or unit.id in account.units]
 
@@ -156,3 +158,48 @@ def _forget_in_status(state_dir: Path, account: str, units: set[str]) -> None:
         for unit in units:
             entries.pop(unit, None)
         write_json(status_path(state_dir), status, mode=SHARED_FILE_MODE)
+
+
+def rotate(config_path: Path, account_name: str, units: Sequence[str], revoke_now: bool,
+           base_url: str | None, wait: float = LOCK_WAIT) -> int:
+    """Give the feeds of ``units`` (default: every unit the account publishes) new secret
+    names, effective now: the current content is published under the new name at once and
+    the new URLs are printed. The old names keep being updated for ``feed_token_grace_days``
+    (while the new URLs are pasted), or with ``revoke_now`` are deleted at once and never
+    written again. Return 1 if a unit named has no published feed."""
+    config = load(config_path)
+    account = account_named(config, account_name)
+    if account.feed_tokens is None:
+        raise ConfigError(f"{config.path}: accounts {account.name!r}: rotate gives secret feed names, which "
+                          "need `feed_tokens: true` and a `feed_token_secret` (plain names are the unit ids)")
+    folder = config.output_dir / account.name
+    missing = []
+    with account_lock(config.state_dir, account.name, wait=wait):
+        state = AccountState(config.state_dir, account.name)
+        stamps, names = state.feed_stamps(), UnitNames(state.folder)
+        published = {e["unit"] for e in stamps.values()
+                     if isinstance(e.get("unit"), str) and "retired" not in e and "withdrawn" not in e}
+        missing = [u for u in units if u not in published]
+        for unit in sorted(set(units) - set(missing) if units else published):
+            old = sorted(n for n, e in stamps.items() if e.get("unit") == unit)
+            current = next((n for n in old if "retired" not in stamps[n]), old[0])
+            new = account_feed_filename(account, unit, names.rotate(unit))
+            content = current_bytes(folder / current)
+            if content is not None:  # the new URL works before the next sync
+                publish_feed(folder / new, content)
+                stamps[new] = {k: v for k, v in stamps[current].items() if k != "retired"}
+            for name in old if revoke_now else ():
+                remove_feed(folder / name)
+                del stamps[name]
+                names.revoked.add(name)
+            where = f"{base_url.rstrip('/')}/{account.name}/{new}" if base_url else str(folder / new)
+            click.echo("\t".join(one_line(cell) for cell in (account.name, unit, where)))
+        names.save(config.state_dir)
+        state.save_feed_stamps(stamps)
+    for unit in missing:
+        log.error("%s/%s: no published feed to rotate (run sync first, or check the unit id)",
+                  account.name, unit)
+    if not revoke_now:
+        log.warning("%s: the old names keep being updated for %d days while you paste the new URLs; "
+                    "`--revoke-now` deletes them at once", account.name, account.feed_tokens.grace_days)
+    return EXIT_FAILED if missing else 0

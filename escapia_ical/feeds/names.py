@@ -37,24 +37,29 @@ def feed_stem(unit_id: str) -> str:
     return f"{prefix}~{digest}" if prefix else f"unit~{digest}"
 
 
-def feed_filename(unit_id: str, token_secret: str | None = None, account: str = "") -> str:
+def feed_filename(unit_id: str, token_secret: str | None = None, account: str = "",
+                  generation: int = 0) -> str:
     """Return the feed's file name: :func:`feed_stem` plus ``.ics``.
 
     With ``token_secret`` the name also carries a 128-bit token, ``<stem>-<token>.ics``,
-    derived from the secret, the account and the unit: stable across runs, unguessable
-    without the secret (an occupancy calendar tells a burglar when a house is empty).
+    derived from the secret, the account, the unit and the unit's name ``generation``
+    (raised by ``escapia-ical rotate``; 0 gives the names of before rotation existed):
+    stable across runs, unguessable without the secret (an occupancy calendar tells a
+    burglar when a house is empty).
     """
     if token_secret is None:
         return feed_stem(unit_id) + ".ics"
-    message = f"{account}\0{unit_id}".encode("utf-8", "surrogatepass")
+    suffix = f"\0{generation}" if generation else ""
+    message = f"{account}\0{unit_id}{suffix}".encode("utf-8", "surrogatepass")
     token = hmac.new(token_secret.encode("utf-8", "surrogatepass"), message, hashlib.sha256).hexdigest()[:32]
     return f"{feed_stem(unit_id)}-{token}.ics"
 
 
-def account_feed_filename(account, unit_id: str) -> str:
-    """Return the current file name of ``unit_id``'s feed under ``account``'s settings."""
+def account_feed_filename(account, unit_id: str, generation: int = 0) -> str:
+    """Return the current file name of ``unit_id``'s feed under ``account``'s settings and
+    the unit's name ``generation`` (see feeds/rotation.py ``UnitNames``)."""
     tokens = account.feed_tokens
-    return feed_filename(unit_id, tokens.secret if tokens else None, account.name)
+    return feed_filename(unit_id, tokens.secret if tokens else None, account.name, generation)
 
 
 def is_feed_filename(name: object) -> bool:

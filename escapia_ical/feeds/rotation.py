@@ -1,7 +1,9 @@
 """Old feed names after a change of name: kept up to date for a grace period, then removed.
 
 A feed's name changes when its account's feed-token secret is rotated (or tokens are
-switched on or off). Channels keep polling the old URL until someone pastes the new one,
+switched on or off), or when ``escapia-ical rotate`` gives one unit a new name (its name
+*generation*, kept in ``names.json`` with the names revoked at once, which are never
+written again). Channels keep polling the old URL until someone pastes the new one,
 so the old file goes on receiving every update for ``grace_days``, and is then deleted.
 The state entry of each published name records its unit, so old names are recognised.
 """
@@ -15,6 +17,7 @@ from typing import Any
 
 from escapia_ical.feeds.names import is_feed_filename
 from escapia_ical.feeds.publish import publish_feed, remove_feed
+from escapia_ical.state import kind_of, read_json, warn_shape, write_json
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +61,39 @@ def _retired_at(entry: dict[str, Any], now: dt.datetime) -> dt.datetime:
         return dt.datetime.fromisoformat(entry["retired"])
     except (KeyError, TypeError, ValueError):
         return now  # retired by this run
+
+
+class UnitNames:
+    """The name generation of each unit of one account and the names revoked, kept in
+    ``state_dir/accounts/<account>/names.json`` (what is not the expected shape is reported
+    and ignored: a unit then has generation 0)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "names.json"
+        data = read_json(self.path)
+        data = data if isinstance(data, dict) else {}
+        generations, revoked = data.get("generations", {}), data.get("revoked", [])
+        problems = []
+        if not isinstance(generations, dict) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in generations.values()):
+            problems.append(f"generations is {kind_of(generations)} of something else than counts")
+            generations = {}
+        if not isinstance(revoked, list) or not all(is_feed_filename(n) for n in revoked):
+            problems.append("revoked is not a list of feed file names")
+            revoked = [n for n in revoked if is_feed_filename(n)] if isinstance(revoked, list) else []
+        if problems:
+            warn_shape(self.path, problems)
+        self.generations: dict[str, int] = dict(generations)
+        self.revoked: set[str] = set(revoked)
+
+    def generation(self, unit_id: str) -> int:
+        return self.generations.get(unit_id, 0)
+
+    def rotate(self, unit_id: str) -> int:
+        """Give the unit its next name generation; return it."""
+        self.generations[unit_id] = self.generation(unit_id) + 1
+        return self.generations[unit_id]
+
+    def save(self, state_dir: Path) -> None:
+        write_json(self.path, {"generations": self.generations, "revoked": sorted(self.revoked)},
+                   state_dir=state_dir)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 
 from escapia_ical.config import Account, Config
-from escapia_ical.errors import EscapiaIcalError, LockHeld, SourceError
+from escapia_ical.errors import EscapiaIcalError, LockHeld, PublishError, SourceError
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.lifecycle import mark_retired
@@ -24,6 +24,7 @@ from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.feeds.policy import PublishPolicy
 from escapia_ical.feeds.publish import clean_temp_files
 from escapia_ical.feeds.ranges import feed_blocks
+from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.sources import Source, make_source
 from escapia_ical.state import AccountState
@@ -152,14 +153,22 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
         if result.retired:
             log.info("%s: %d retired unit(s) not synced (no longer listed or selected): %s", account.name,
                      len(result.retired), ", ".join(sorted(result.retired)[:MAX_LINES]))
-    outcomes = [UnitOutcome(account.name, u.id, folder / account_feed_filename(account, u.id)) for u in units]
+    names = UnitNames(state.folder)
+    outcomes = [UnitOutcome(account.name, u.id,
+                            folder / account_feed_filename(account, u.id, names.generation(u.id)))
+                for u in units]
     result.units.extend(outcomes)
+    for outcome in outcomes:  # only if names.json was lost after a revocation: never re-created
+        if outcome.path.name in names.revoked:
+            fail(outcome, PublishError(f"its feed name {outcome.path.name} was revoked; give it a new one "
+                                       f"with `escapia-ical rotate --account {account.name} --unit "
+                                       f"{outcome.unit_id}`"), account)
     # Without a change feed every unit is fetched; with one, only what it says changed, the
     # reconcile's share, held units, and units whose stored calendar cannot be re-rendered.
     # A unit named with --unit is always fetched: that is what a person asking for it expects.
-    fetch = [(u, o) for u, o in zip(units, outcomes, strict=True)
-             if plan is None or u.id in plan.fetch or u.id in options.units
-             or stored_ranges(stamps.get(o.path.name)) is None]
+    fetch = [(u, o) for u, o in zip(units, outcomes, strict=True) if o.error is None and (
+             plan is None or u.id in plan.fetch or u.id in options.units
+             or stored_ranges(stamps.get(o.path.name)) is None)]
     if plan and (plan.reasons or options.units):
         asked = {"asked for (--unit)": len({u.id for u, _ in fetch} - plan.fetch)}
         why = ", ".join(f"{n} {REASONS.get(reason, reason)}"
@@ -174,7 +183,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
         fetched = {u.id for u, _ in fetch}
         fetch_units(run, account, source, fetch, stamps, succeeded, policy)
         for unit, outcome in zip(units, outcomes, strict=True):
-            if unit.id not in fetched:
+            if unit.id not in fetched and outcome.error is None:
                 try:
                     roll_unit(run, account, unit, outcome, stamps)
                 except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
@@ -231,7 +240,8 @@ def preview_feed(config: Config, account: Account, source: Source, unit: Unit) -
     blocked), before the publish policy: nothing is compared, held or written."""
     window = feed_window(config)
     stamps = AccountState(config.state_dir, account.name).feed_stamps()
-    path = config.output_dir / account.name / account_feed_filename(account, unit.id)
+    generation = UnitNames(AccountState(config.state_dir, account.name).folder).generation(unit.id)
+    path = config.output_dir / account.name / account_feed_filename(account, unit.id, generation)
     answer = source.calendar(unit, window)
     uncovered = spans.subtract([window.future(dt.date.today())], answer.covered)
     blocks = feed_blocks([*answer.ranges, *(BlockedRange(s, e) for s, e in uncovered)], window)

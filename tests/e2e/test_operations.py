@@ -224,3 +224,51 @@ def test_every_command_takes_verbosity_and_a_closed_pipe_is_quiet(deployment):
                             timeout=60)
     os.close(writer)
     assert closed.stderr == "" and closed.returncode == 141
+
+
+def test_rotate_one_unit_now_and_revoke_a_leaked_name_for_good(deployment):
+    configure(deployment, account_extra=f"    feed_tokens: true\n    feed_token_secret: {SECRET}\n"
+                                        "    feed_token_grace_days: 7\n")
+    assert deployment.run("sync").returncode == 0
+    folder = deployment.output / "sandbox"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    unit, other = "1020-105", "1020-101"
+    leaked = next(n for n in before if n.startswith(unit + "-"))
+    rotated = deployment.run("rotate", "--account", "sandbox", "--unit", unit, "--base-url", "https://f.example")
+    assert rotated.returncode == 0, rotated.stderr
+    account, unit_id, url = rotated.stdout.strip().split("\t")
+    new = url.rsplit("/", 1)[1]
+    assert (account, unit_id) == ("sandbox", unit) and url.startswith("https://f.example/sandbox/")
+    assert new != leaked and (folder / new).read_bytes() == before[leaked], "the new URL works at once"
+    assert "old names keep being updated for 7 days" in rotated.stderr
+    assert SECRET not in rotated.stdout + rotated.stderr
+    # Only that unit: every other name is untouched; the old name stays during the grace period.
+    assert {p.name for p in folder.iterdir()} == set(before) | {new}
+    start = dt.date.today() + dt.timedelta(days=40)
+    deployment.sandbox.add_reservation(unit, start, start + dt.timedelta(days=2))
+    assert deployment.run("sync").returncode == 0
+    assert read_nights(folder / new) == read_nights(folder / leaked) == deployment.truth(unit)
+    # The URL leaked: revoke it now. The name is deleted and never written again.
+    again = deployment.run("rotate", "--account", "sandbox", "--unit", unit, "--revoke-now")
+    newest = again.stdout.strip().split("\t")[2].rsplit("/", 1)[1]
+    assert again.returncode == 0 and not (folder / leaked).exists() and not (folder / new).exists()
+    for args in (("sync",), ("sync", "--full")):
+        assert deployment.run(*args).returncode == 0
+        assert not (folder / leaked).exists() and not (folder / new).exists(), args
+    assert read_nights(folder / newest) == deployment.truth(unit)
+    assert (folder / next(n for n in before if n.startswith(other + "-"))).exists()
+    listing = deployment.run("feeds").stdout
+    assert newest in listing and leaked not in listing and new not in listing
+    # Names lost with names.json must not resurrect a revoked name: the unit fails instead.
+    names_json = deployment.state / "accounts" / "sandbox" / "names.json"
+    state = json.loads(names_json.read_text())
+    names_json.write_text(json.dumps({"revoked": state["revoked"]}))
+    refused = deployment.run("sync", "--full")
+    assert refused.returncode == 1 and "was revoked" in refused.stderr
+    assert not (folder / leaked).exists()
+
+
+def test_rotate_needs_secret_names(deployment):
+    assert deployment.run("sync").returncode == 0
+    refused = deployment.run("rotate", "--account", "sandbox")
+    assert refused.returncode == 2 and "need `feed_tokens: true`" in refused.stderr
