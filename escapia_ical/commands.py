@@ -212,6 +212,18 @@ def show(config_path: Path, account_name: str, unit_id: str) -> int:
     return 0
 
 
+def diagnose(config_path: Path, account_name: str, as_json: bool, verbosity: int) -> int:
+    """Probe one account's answers read-only and print what was found (text or JSON)."""
+    from escapia_ical.diagnose import diagnose as probe
+
+    config = load(config_path)
+    account = account_named(config, account_name)
+    progress = sys.stderr if sys.stderr.isatty() and verbosity >= 0 else None
+    report = probe(config, account, progress=progress)
+    click.echo(report.as_json() if as_json else report.as_text(), nl=as_json)
+    return 0
+
+
 def sandbox(host: str, port: int, extra_units: int, latency: float) -> int:
     from escapia_ical import sandbox as fake
 
