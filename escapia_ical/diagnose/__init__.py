@@ -26,16 +26,16 @@ __all__ = ["REQUEST_LIMIT", "Report", "diagnose"]
 
 
 def diagnose(config: Config, account: Account, *, progress: TextIO | None = None,
-             today: dt.date | None = None) -> Report:
-    """Probe ``account`` and return what was found. ``progress``: where to draw a progress
-    line (a terminal), or None.
+             today: dt.date | None = None, limit: int = REQUEST_LIMIT) -> Report:
+    """Probe ``account`` in at most ``limit`` requests and return what was found.
+    ``progress``: where to draw a progress line (a terminal), or None.
 
     Raise AuthError if the credentials are refused, SourceError if Escapia cannot be
     reached or cannot even list the units (one line each, naming the account).
     """
     today = today or dt.date.today()
     window = FeedWindow.around(today, config.feeds.past_days, config.feeds.future_days)
-    budget = RequestBudget(progress=progress, label=f"diagnose {account.name}: ")
+    budget = RequestBudget(limit, progress=progress, label=f"diagnose {account.name}: ")
     source = make_source(account, config.state_dir, deadline=time.monotonic() + config.deadline_seconds)
     source.http.observer = budget
     try:

@@ -48,6 +48,10 @@ def probe_escapianet(source: EscapianetSource, window: FeedWindow, today: dt.dat
     findings["letters"] = _letters(per_unit, batched)
     findings["holds"] = _holds(codes, per_unit, per_unit_plain, batched, batched_plain)
     findings["unit_vs_batch"] = _agreement(codes, per_unit, batched)
+    failures = [(u, e) for u, e in [*per_unit.items(), *per_unit_plain.items()] if isinstance(e, SourceError)]
+    if failures:
+        findings["calendar_span"].details.append(f"UnitCalendarAvail failed {len(failures)} times "
+                                                 f"(first: {failures[0][1]})")
     if not isinstance(batch, SourceError) and batch[1]:
         findings["unit_vs_batch"].details.append(f"{batch[1]} units came twice in one batch answer")
     return findings

@@ -96,7 +96,7 @@ def _end_date_and_span(source: HsapiSource, window: FeedWindow, listed: list[str
                 "calendar_span": Finding("skipped", "no unit to ask about: reservations could not be read")}
     sample, departures, truncated = stays
     items: dict[str, list[tuple[dt.date, dt.date]]] = {}
-    errors: list[str] = []
+    errors: list[SourceError] = []
     for unit in sample:
         what = f"GetUnitNonAvailability for unit {unit!r}"
         answer = attempt(lambda unit=unit, what=what: parse_nonavailability(source._call(
@@ -104,18 +104,18 @@ def _end_date_and_span(source: HsapiSource, window: FeedWindow, listed: list[str
                 "dateRange": {"startDate": window.start.isoformat(), "endDate": window.end.isoformat()},
                 "nativePMSUnitID": unit}), what))
         if isinstance(answer, SourceError):
-            errors.append(str(answer))
+            errors.append(answer)
         else:
             items[unit] = answer
     if not items and errors:
-        return {"end_date": failed(SourceError(errors[0]), "reading non-availability"),
-                "calendar_span": Finding("error", errors[0])}
+        return {"end_date": failed(errors[0], "reading non-availability"),
+                "calendar_span": failed(errors[0], "reading non-availability")}
     return {"end_date": _end_date_verdict(source.account.end_date, items, departures, truncated, errors),
             "calendar_span": _span(window, items)}
 
 
 def _end_date_verdict(configured: str, items: dict, departures: dict, truncated: bool,
-                      errors: list[str]) -> Finding:
+                      errors: list[SourceError]) -> Finding:
     """Match each non-availability item to a stay arriving the day it starts: its end is the
     departure (exclusive), the day before (inclusive), either (two such stays) or neither."""
     counts = Counter()
