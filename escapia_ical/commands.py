@@ -32,7 +32,7 @@ from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.healthcheck import ping
-from escapia_ical.logs import PROGRAM, register_secret
+from escapia_ical.logs import PROGRAM, redact, register_secret
 from escapia_ical.metrics import write_metrics
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState
@@ -220,7 +220,9 @@ def diagnose(config_path: Path, account_name: str, as_json: bool, verbosity: int
     account = account_named(config, account_name)
     progress = sys.stderr if sys.stderr.isatty() and verbosity >= 0 else None
     report = probe(config, account, progress=progress)
-    click.echo(report.as_json() if as_json else report.as_text(), nl=as_json)
+    # Escapia's own error texts are quoted in findings: masked like every log line, in case
+    # one echoes a credential back.
+    click.echo(redact(report.as_json() if as_json else report.as_text()), nl=as_json)
     return 0
 
 

@@ -31,6 +31,10 @@ def probe_escapianet(source: EscapianetSource, window: FeedWindow, today: dt.dat
     findings = {"units": Finding("ok", f"{len(units)} units distributed", data={"count": len(units)}) if units
                 else Finding("warning", "no unit is distributed to this partner: enable units in Escapia's "
                                         "Network Partners", data={"count": 0})}
+    if not units:
+        nothing = "skipped: no unit to look at"
+        return {**findings, **{key: Finding("skipped", nothing) for key in
+                               ("calendar_span", "letters", "holds", "unit_vs_batch")}}
     whole: Span = (window.start, window.end)
     future: Span = (max(today, window.start), window.end)
     batch = attempt(lambda: batch_calendars(source, future, show_hold=True))

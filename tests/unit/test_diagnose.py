@@ -128,3 +128,13 @@ def test_readable_work_orders_are_counted_with_the_rate_headers_seen(tmp_path, r
     assert {name: seen["last"] for name, seen in budget.rate_headers.items()} == {
         "X-RateLimit-Limit": "100", "X-RateLimit-Remaining": "98"}
     assert budget.sent == 2  # the token request counts too
+
+
+def test_an_account_without_units_says_so_and_skips_the_calendars(tmp_path, sandbox):
+    sandbox.soap_fault_mode = "empty_units"
+    config, account = config_for(tmp_path, sandbox, "escapianet")
+    report = diagnose(config, account)
+    assert report.findings["units"].status == "warning"
+    assert {key: f.status for key, f in report.findings.items() if key != "units"} == {
+        "calendar_span": "skipped", "letters": "skipped", "holds": "skipped", "unit_vs_batch": "skipped"}
+    assert report.requests["sent"] == 1
