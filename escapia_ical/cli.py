@@ -209,6 +209,18 @@ def rotate(config_path, account, units, revoke_now, base_url, wait, verbose, qui
 
 
 @cli.command()
+@config_option
+@click.option("--account", required=True, metavar="NAME", help="The account to diagnose.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a summary.")
+@with_verbosity
+def diagnose(config_path, account, as_json, verbose, quiet) -> None:
+    """Check a (new) account's answers, read-only, in at most 50 requests: end_date, what
+    calendars cover, letters, holds, work orders, rate-limit headers, timings."""
+    verbosity = -1 if quiet else verbose
+    _run(lambda: commands.diagnose(config_path, account, as_json, verbosity), verbosity)
+
+
+@cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default="a free port")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
 @click.option("--extra-units", type=click.IntRange(0, 100_000), default=0,

@@ -34,7 +34,7 @@ from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.healthcheck import ping
-from escapia_ical.logs import PROGRAM, register_secret, status_line
+from escapia_ical.logs import PROGRAM, redact, register_secret, status_line
 from escapia_ical.metrics import write_metrics
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState
@@ -218,6 +218,20 @@ def show(config_path: Path, account_name: str, unit_id: str) -> int:
     if unit is None:
         raise UnitNotFound(f"{account.name}: unit {unit_id!r} is not distributed by Escapia")
     click.echo(preview_feed(config, account, source, unit).decode("utf-8"), nl=False)
+    return 0
+
+
+def diagnose(config_path: Path, account_name: str, as_json: bool, verbosity: int) -> int:
+    """Probe one account's answers read-only and print what was found (text or JSON)."""
+    from escapia_ical.diagnose import diagnose as probe
+
+    config = load(config_path)
+    account = account_named(config, account_name)
+    progress = sys.stderr if sys.stderr.isatty() and verbosity >= 0 else None
+    report = probe(config, account, progress=progress)
+    # Escapia's own error texts are quoted in findings: masked like every log line, in case
+    # one echoes a credential back.
+    click.echo(redact(report.as_json() if as_json else report.as_text()), nl=as_json)
     return 0
 
 

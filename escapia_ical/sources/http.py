@@ -15,8 +15,8 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import requests
 from tenacity import RetryCallState, Retrying, stop_after_attempt, wait_exponential, wait_random
@@ -45,6 +45,18 @@ from escapia_ical.sources.watchdog import new_session, time_limit
 USER_AGENT = f"escapia-ical/{__version__}"
 
 
+class RequestObserver(Protocol):
+    """Watches every attempt an :class:`HttpClient` sends (``diagnose`` counts, times and
+    bounds them with one)."""
+
+    def sending(self, operation: str) -> None:
+        """Called just before an attempt is sent; raise a SourceError to refuse it (not retried)."""
+
+    def answered(self, operation: str, outcome: str, headers: Mapping[str, str], seconds: float) -> None:
+        """Called once per attempt sent: ``outcome`` is the HTTP status or how it failed
+        ("timeout", "error", ...); ``headers`` are the answer's (empty without one)."""
+
+
 class HttpClient:
     """Sends requests for one account under one :class:`HttpPolicy`."""
 
@@ -65,6 +77,7 @@ class HttpClient:
         self.requests_by_operation: Counter[str] = Counter()
         self.responses_by_status: Counter[tuple[str, str]] = Counter()
         self._planned_waits: dict[int, float] = {}  # id(retry state) -> its next wait
+        self.observer: RequestObserver | None = None
 
     def request(self, method: str, url: str, *, operation: str,
                 decode: Callable[[HttpResult], Any] | None = None, **kwargs) -> Any:
@@ -122,7 +135,10 @@ class HttpClient:
 
     def _send_once(self, method: str, url: str, operation: str, kwargs: dict) -> HttpResult:
         limit, within = self._time_limit(operation)
+        if self.observer is not None:
+            self.observer.sending(operation)
         self._count(self.requests_by_operation, operation)
+        started = time.monotonic()
         timeout = (self.policy.connect_timeout, self.policy.read_timeout)
         with time_limit(limit) as scope:
             try:
@@ -140,20 +156,26 @@ class HttpClient:
                     failure = _failure(exc, operation)
                     if failure is None:
                         raise  # not about the transport: a bug, reported as such
-                    self._count(self.responses_by_status, (operation, failure[1]))
+                    self._answered(operation, failure[1], started)
                     raise failure[0] from None
         if cut_short:  # whatever was read may be incomplete (a body without Content-Length)
             if scope.stopped:
-                self._count(self.responses_by_status, (operation, "stopped"))
+                self._answered(operation, "stopped", started)
                 raise Stopped(f"{operation}: stopped before a complete answer came")
-            self._count(self.responses_by_status, (operation, "timeout"))
+            self._answered(operation, "timeout", started)
             raise TransportError(f"{operation}: no complete answer within {within}")
-        self._count(self.responses_by_status, (operation, str(result.status)))
+        self._answered(operation, str(result.status), started, result.headers)
         if 200 <= result.status < 300:
             return result
         error = status_error(result, url, operation)
         del result  # the traceback keeps this frame alive: not the whole body with it
         raise error
+
+    def _answered(self, operation: str, outcome: str, started: float,
+                  headers: Mapping[str, str] | None = None) -> None:
+        self._count(self.responses_by_status, (operation, outcome))
+        if self.observer is not None:
+            self.observer.answered(operation, outcome, headers or {}, time.monotonic() - started)
 
     def _pause(self, operation: str, seconds: float) -> None:
         try:
