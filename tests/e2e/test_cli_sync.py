@@ -276,9 +276,9 @@ def test_crontab_example_line_runs_against_the_sandbox(deployment):
     assert schedule == ["*/5", "*", "*", "*", "*"]
     log_file = deployment.root / "sync.log"
     command = (command.replace("/opt/escapia-ical/.venv/bin/escapia-ical", CLI)
-               .replace("/opt/escapia-ical/config/accounts.yaml", str(deployment.config))
+               .replace("/etc/escapia-ical/accounts.yaml", str(deployment.config))
                .replace("/var/log/escapia-ical/sync.log", str(log_file)))
-    assert "/opt/" not in command and "/var/" not in command
+    assert "/opt/" not in command and "/etc/" not in command and "/var/" not in command
     env = {"PATH": "/usr/bin:/bin", "HOME": str(deployment.root), "SHELL": "/bin/sh",
            **{k: v for k, v in deployment.env().items() if k.startswith("SANDBOX_")}}
     result = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True,

@@ -50,8 +50,8 @@ def render_snippet(listen: str, root: Path) -> str:
     """Return the shipped snippet listening on ``listen`` and serving ``root``; nothing else changes."""
     text = SNIPPET.read_text(encoding="utf-8")
     text, listens = re.subn(r"(?m)^(\s*)listen\s+80;", rf"\g<1>listen {listen};", text)
-    text, roots = re.subn(r"(?m)^(\s*)root\s+/opt/escapia-ical/output;", rf"\g<1>root {root};", text)
-    assert (listens, roots) == (1, 1), "the snippet must have one `listen 80;` and one `root /opt/escapia-ical/output;`"
+    text, roots = re.subn(r"(?m)^(\s*)root\s+/srv/escapia-ical/feeds;", rf"\g<1>root {root};", text)
+    assert (listens, roots) == (1, 1), "the snippet must have one `listen 80;` and one `root /srv/escapia-ical/feeds;`"
     return text
 
 
