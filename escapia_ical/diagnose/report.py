@@ -1,6 +1,6 @@
 """What a diagnosis found, and its two renderings: a short text and a JSON document.
 
-The JSON shape (``FORMAT`` 1, documented in the README under "Connecting a real account"):
+The JSON shape (``FORMAT`` 1, documented in the README under "What `diagnose` reports"):
 
     {"format": 1, "account": NAME, "api": "hsapi" | "escapianet",
      "configured": {the account's settings the findings judge, e.g. "end_date"},
