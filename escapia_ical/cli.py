@@ -110,11 +110,12 @@ def check_config(config_path, deep, verbose, quiet) -> None:
 @cli.command("list-units")
 @config_option
 @click.option("--account", required=True, metavar="NAME", help="The account to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @with_verbosity
-def list_units(config_path, account, verbose, quiet) -> None:
+def list_units(config_path, account, as_json, verbose, quiet) -> None:
     """List the units Escapia distributes: id, code, name, feed path."""
     verbosity = -1 if quiet else verbose
-    _run(lambda: commands.list_units(config_path, account), verbosity)
+    _run(lambda: commands.list_units(config_path, account, as_json), verbosity)
 
 
 @cli.command()
@@ -157,10 +158,11 @@ def status(config_path, max_age, as_json, verbose, quiet) -> None:
 @click.option("--base-url", metavar="URL", help="Where nginx serves output/, e.g. https://feeds.example.com")
 @click.option("--live", is_flag=True, help="Ask Escapia for the units (needs the account's credentials) "
               "instead of reading what the last syncs published.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tab-separated lines.")
 @with_verbosity
-def feeds(config_path, accounts, base_url, live, verbose, quiet) -> None:
+def feeds(config_path, accounts, base_url, live, as_json, verbose, quiet) -> None:
     """Print each unit's public feed URL, for pasting into Airbnb, Vrbo and others."""
-    _run(lambda: operations.feeds(config_path, accounts, base_url, live), _verbosity(verbose, quiet))
+    _run(lambda: operations.feeds(config_path, accounts, base_url, live, as_json), _verbosity(verbose, quiet))
 
 
 @cli.command()

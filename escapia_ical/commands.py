@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import json
 import logging
 import os
 import sys
@@ -196,7 +197,7 @@ def check_config(config_path: Path, verbosity: int, deep: bool = False) -> int:
     return 0
 
 
-def list_units(config_path: Path, account_name: str) -> int:
+def list_units(config_path: Path, account_name: str, as_json: bool = False) -> int:
     config = load(config_path)
     account = account_named(config, account_name)
     units = make_source(account, config.state_dir).list_units()
@@ -204,6 +205,10 @@ def list_units(config_path: Path, account_name: str) -> int:
     names = UnitNames(AccountState(config.state_dir, account.name).folder)
     rows = [(u.id, u.code, u.name, str(folder / account_feed_filename(account, u.id, names.generation(u.id))))
             for u in units]
+    if as_json:
+        click.echo(json.dumps([dict(zip(("id", "code", "name", "feed"), r, strict=True)) for r in rows],
+                              indent=1, ensure_ascii=False))
+        return 0
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("ID", "CODE", "NAME"))]
     for row in [("ID", "CODE", "NAME", "FEED")] + rows:
         click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
@@ -238,7 +243,11 @@ def diagnose(config_path: Path, account_name: str, as_json: bool, verbosity: int
 def sandbox(host: str, port: int, extra_units: int, latency: float) -> int:
     from escapia_ical import sandbox as fake
 
-    server = fake.Sandbox(host=host, port=port, extra_units=extra_units, latency=latency)
+    try:
+        server = fake.Sandbox(host=host, port=port, extra_units=extra_units, latency=latency)
+    except OSError as exc:  # a busy port, an address not of this machine
+        raise ConfigError(f"sandbox: cannot listen on {host}:{port}: {exc.strerror or exc} "
+                          "(--port 0 picks a free port)") from None
     click.echo(f"sandbox listening on {server.base_url}  (HSAPI: pmcid {fake.SANDBOX_PMCID}, "
                f"client_id {fake.SANDBOX_CLIENT_ID}, client_secret {fake.SANDBOX_CLIENT_SECRET}; "
                f"EscapiaNET: username {fake.SANDBOX_SOAP_USER}, password {fake.SANDBOX_SOAP_PASSWORD}, "

@@ -74,13 +74,14 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
     return EXIT_STALE if stale or notes or not rows else 0
 
 
-def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None, live: bool = False) -> int:
+def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None, live: bool = False,
+          as_json: bool = False) -> int:
     """Print each unit's feed URL (or path), for pasting into Airbnb, Vrbo and others: from
     state (the names the last syncs published; no network, no secret), or with ``live`` from
     Escapia's unit list. Return 1 if an account has no feed to show."""
     config = load(config_path, secrets=live)
     selected = selected_accounts(config, accounts)
-    missing = 0
+    missing, found = 0, []
     for account in selected:
         rows = _live_feeds(config, account) if live else _published_feeds(config, account)
         if not rows:
@@ -90,8 +91,12 @@ def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None, live
         for unit_id, name, file_name in rows:
             where = (f"{base_url.rstrip('/')}/{account.name}/{file_name}" if base_url
                      else str(config.output_dir / account.name / file_name))
-            # Ids and names come from Escapia: each cell escaped, so none can forge a row.
-            click.echo("\t".join(one_line(cell) for cell in (account.name, unit_id, name, where)))
+            found.append({"account": account.name, "unit": unit_id, "name": name, "url": where})
+    if as_json:
+        click.echo(json.dumps(found, indent=1, ensure_ascii=False))
+    for row in found if not as_json else ():
+        # Ids and names come from Escapia: each cell escaped, so none can forge a row.
+        click.echo("\t".join(one_line(cell) for cell in row.values()))
     return EXIT_FAILED if missing else 0
 
 

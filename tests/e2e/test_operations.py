@@ -272,3 +272,15 @@ def test_rotate_needs_secret_names(deployment):
     assert deployment.run("sync").returncode == 0
     refused = deployment.run("rotate", "--account", "sandbox")
     assert refused.returncode == 2 and "need `feed_tokens: true`" in refused.stderr
+
+
+def test_tables_have_json_and_a_busy_sandbox_port_is_one_clear_line(deployment):
+    assert deployment.run("sync").returncode == 0
+    units = json.loads(deployment.run("list-units", "--account", "sandbox", "--json").stdout)
+    assert sorted(u["id"] for u in units) == sorted(deployment.sandbox.unit_ids())
+    assert all(set(u) == {"id", "code", "name", "feed"} for u in units)
+    listed = json.loads(deployment.run("feeds", "--json").stdout)
+    assert sorted(f["unit"] for f in listed) == sorted(deployment.sandbox.unit_ids())
+    busy = deployment.run("sandbox", "--port", str(deployment.sandbox.port))
+    assert busy.returncode == 2 and "internal error" not in busy.stderr
+    assert f"cannot listen on 127.0.0.1:{deployment.sandbox.port}: Address already in use" in busy.stderr
