@@ -102,8 +102,10 @@ class HsapiSource:
     def calendar(self, unit: Unit, window: FeedWindow) -> UnitCalendar:
         """Return the unit's blocked ranges over ``window``, converted to half-open form.
         GetUnitNonAvailability says nothing of what it covers: it is taken to cover the
-        dates asked for. Ranges outside them, or ending before they start, are counted in
-        ``notes`` and dropped."""
+        dates asked for. Ranges outside them are counted in ``notes`` and dropped; items
+        that block nothing (null, no dateRange) are counted there too. Raise SourceError
+        (a unit error: the last feed is kept) for an answer whose meaning is unclear
+        (see :func:`parse_nonavailability`)."""
         what = f"GetUnitNonAvailability for unit {unit.id!r}"
         try:
             body = self._call("POST", "GetUnitNonAvailability", json={
@@ -115,10 +117,16 @@ class HsapiSource:
                 raise UnitNotFound(f"{what}: unit not found (HTTP 404)") from None
             raise
         ranges = []
-        for start, end in parse_nonavailability(body, what):
+        pairs, empty = parse_nonavailability(body, what)
+        for line in empty:  # blocks nothing, as the contract allows: said once per run
+            log.debug("%s: %s: %s", self.account.name, what, line)
+            self.notes.add("NonAvailability items without a dateRange (no block)", unit.id,
+                           f"{unit.id} {line}")
+        for start, end in pairs:
             blocked = range_from_api(start, end, self.account.end_date)
-            if blocked is None:
-                self.notes.add("ranges ignored: end before start", unit.id, f"{unit.id} {start}..{end}")
+            if blocked is None:  # (end before start is a SourceError: only date.max is left)
+                self.notes.add("ranges ignored: no night after the start", unit.id,
+                               f"{unit.id} {start}..{end}")
             elif blocked.end <= window.start or blocked.start >= window.end:
                 self.notes.add("ranges ignored: outside the dates asked for", unit.id,
                                f"{unit.id} {start}..{end}")
