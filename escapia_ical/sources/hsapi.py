@@ -33,6 +33,12 @@ from escapia_ical.sources.hsapi_decode import (
     parse_unit_page,
 )
 from escapia_ical.sources.hsapi_tokens import BearerTokens
+from escapia_ical.sources.hsapi_work_orders import (
+    WorkOrder,
+    WorkOrdersForbidden,
+    get_work_order,
+    search_open_work_orders,
+)
 from escapia_ical.sources.http import HttpClient, HttpStatusError, Sleep
 from escapia_ical.state import AccountState
 
@@ -67,6 +73,8 @@ class HsapiSource:
         self.responses_by_status = self.http.responses_by_status
         self.notes = Notes()
         self.largest_change_page = 0  # the most changes one GetReservationChanges answer held
+        self.open_orders: dict[str, WorkOrder] | None = None  # this run's SearchWorkOrders, if read
+        self.work_orders_forbidden = False  # SearchWorkOrders answered 403 in this run
         self.tokens = BearerTokens(account, self.http, AccountState(state_dir, account.name).token_path,
                                    now or (lambda: dt.datetime.now(dt.UTC)))
 
@@ -135,9 +143,11 @@ class HsapiSource:
         return UnitCalendar(tuple(ranges), ((window.start, window.end),))
 
     def explain(self, unit: Unit, nights: list[Span]) -> Explanation:
-        """Return which of ``nights`` the unit's reservations and holds leave free and which
-        they book (SearchReservationSummaries, every hold type, all pages). Their
-        ``stayDateRange.endDate`` is the departure day."""
+        """Return which of ``nights`` the unit's reservations, holds and open work orders
+        leave free and which they book (SearchReservationSummaries, every hold type, all
+        pages; work orders from this run's SearchWorkOrders). A stay's
+        ``stayDateRange.endDate`` is the departure day. Without the work-order grant no
+        night is said to be free."""
         start, end = nights[0][0], nights[-1][1]
         booked: list[Span] = []
         seen = 0
@@ -164,8 +174,44 @@ class HsapiSource:
                 break
         else:
             raise SourceError(f"SearchReservationSummaries: more than {MAX_PAGES} pages")
-        return Explanation(RESERVATIONS_VIEW, tuple(spans.subtract(nights, booked)),
-                           tuple(spans.intersect(nights, booked)))
+        # Work orders book nights too, without being reservations. Without the grant the
+        # view cannot see them, so it vouches for no night being free (only for booked ones).
+        orders = self._work_orders_of(unit.id)
+        booked += [b for b in (w.blocks() for w in orders or ()) if b]
+        free = spans.subtract(nights, booked) if orders is not None else []
+        view = RESERVATIONS_VIEW if orders is not None else f"{RESERVATIONS_VIEW} (work orders not readable)"
+        return Explanation(view, tuple(free), tuple(spans.intersect(nights, booked)))
+
+    # -- work orders --------------------------------------------------------------------
+
+    def open_work_orders(self, today: dt.date, deadline: float = math.inf) -> dict[str, WorkOrder]:
+        """Return every work order not Completed, by id (SearchWorkOrders, all pages), and
+        keep them for :meth:`explain`. Raise WorkOrdersForbidden without the grant."""
+        try:
+            self.open_orders = search_open_work_orders(self._call, today, lambda: _check(
+                deadline, "reading work orders"))
+        except WorkOrdersForbidden:
+            self.work_orders_forbidden = True
+            raise
+        return self.open_orders
+
+    def work_order(self, order_id: str) -> WorkOrder | None:
+        """Return one work order (GetWorkOrder); None if Escapia does not know it."""
+        return get_work_order(self._call, order_id)
+
+    def _work_orders_of(self, unit_id: str) -> list[WorkOrder] | None:
+        """The unit's open work orders: from this run's search, else asked now; None if
+        they cannot be read."""
+        if self.open_orders is not None:
+            return [w for w in self.open_orders.values() if w.unit == unit_id]
+        if self.work_orders_forbidden:
+            return None
+        try:
+            return list(search_open_work_orders(self._call, dt.date.today(), lambda: _check(
+                self.http.deadline, "reading work orders"), unit=unit_id).values())
+        except WorkOrdersForbidden:
+            self.work_orders_forbidden = True
+            return None
 
     # -- the change feed (incremental mode) ---------------------------------------------
 
