@@ -731,3 +731,40 @@ def test_changes_since_reads_until_nothing_is_left(rsps, make_source):
     asked = change_feed(rsps, 250)
     ids, end = make_source().changes_since(0)
     assert (end, len(ids), asked) == (250, 250, [0, 100, 200, 250])
+
+
+# -- work orders in the reservations view -------------------------------------------------
+
+SEARCH_RES_URL = f"{BASE}/hsapi/SearchReservationSummaries"
+SEARCH_WO_URL = f"{BASE}/hsapi/SearchWorkOrders"
+
+
+def work_order_json(order_id: str, start: str, end: str, status: str = "Scheduled") -> dict:
+    """A WorkOrder as Json.NET sends it (with detail the client must not keep)."""
+    return {"$id": "2", "unit": {"$id": "3", "nativePMSID": UNIT.id, "name": "x"}, "nativePMSID": order_id,
+            "status": status, "workOrderRemovesUnitFromAvailability": True, "vendorName": "Plumber",
+            "startDateWhenUnitIsRemovedFromAvailability": f"{start}T00:00:00",
+            "endDateWhenUnitIsRemovedFromAvailability": f"{end}T00:00:00", "actualCost": 120.0}
+
+
+NIGHTS = [(D(2026, 5, 1), D(2026, 5, 11))]
+
+
+def test_the_view_counts_open_work_orders_as_booked(rsps, make_source):
+    add_token(rsps)
+    rsps.add(responses.POST, SEARCH_RES_URL, json={"results": [], "totalCount": 0})
+    rsps.add(responses.POST, SEARCH_WO_URL, json={"$id": "1", "totalCount": 1, "results": [
+        work_order_json("7001", "2026-05-03", "2026-05-04")]})
+    explained = make_source(make_account()).explain(UNIT, NIGHTS)
+    # The end date read inclusively: nights 3 and 4 may be booked.
+    assert explained.booked == ((D(2026, 5, 3), D(2026, 5, 5)),)
+    assert explained.free == ((D(2026, 5, 1), D(2026, 5, 3)), (D(2026, 5, 5), D(2026, 5, 11)))
+    assert body_of(calls_to(rsps, SEARCH_WO_URL)[0])["nativeUnitID"] == UNIT.id
+
+
+def test_without_the_grant_the_view_vouches_for_no_free_night(rsps, make_source):
+    add_token(rsps)
+    rsps.add(responses.POST, SEARCH_RES_URL, json={"results": [], "totalCount": 0})
+    rsps.add(responses.POST, SEARCH_WO_URL, status=403, json={"message": "Forbidden"})
+    explained = make_source(make_account()).explain(UNIT, NIGHTS)
+    assert explained.free == () and explained.booked == () and "not readable" in explained.view
