@@ -59,6 +59,9 @@ class HsapiAccount:
     # reconcile of every unit spread over reconcile_hours; full: every unit every run.
     mode: Literal["incremental", "full"] = "incremental"
     reconcile_hours: float = 6.0
+    # Without the SearchWorkOrders grant (403) work orders show only when their unit is
+    # fetched: the reconcile then comes round every work_orders_fallback_hours instead.
+    work_orders_fallback_hours: float = 1.0
     http: HttpPolicy = HttpPolicy()
     api: Literal["hsapi"] = "hsapi"
     line: int = 0  # where the account is declared, for messages
@@ -212,5 +215,6 @@ def build_account(a: dict, line: int, top_http: Mapping[str, Any]) -> Account:
         end_date=a.get("end_date", "exclusive"),
         mode=a.get("mode", "incremental"),
         reconcile_hours=float(a.get("reconcile_hours", 6.0)),
+        work_orders_fallback_hours=float(a.get("work_orders_fallback_hours", 1.0)),
         **common,
     )

@@ -108,6 +108,7 @@ HSAPI_ACCOUNT_SCHEMA: dict[str, Any] = {
         "end_date": {"enum": ["exclusive", "inclusive"]},
         "mode": {"enum": ["incremental", "full"]},
         "reconcile_hours": {"type": "number", "minimum": 0.25, "maximum": 168},
+        "work_orders_fallback_hours": {"type": "number", "minimum": 0.25, "maximum": 168},
         "http": HTTP_SCHEMA,
         **_FEED_TOKEN_KEYS,
     },

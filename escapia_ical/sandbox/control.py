@@ -7,6 +7,14 @@ GET      /_sandbox/stays?unit=ID          ``{"stays": [{"id", "start", "end", "h
 POST     /_sandbox/reservations           ``{"unit", "start", "end", "holdType"?}`` -> 201 ``{"id"}``
 PUT      /_sandbox/reservations/ID        ``{"start", "end"}`` (move)
 DELETE   /_sandbox/reservations/ID        cancel
+GET      /_sandbox/work_orders?unit=  ``{"workOrders": [{"id", "unit", "status", "removes",
+                                          "start", "end"}]}`` (``end``: the last night removed)
+POST     /_sandbox/work_orders            ``{"unit", "start", "end", "status"?, "removes"?}`` ->
+                                          201 ``{"id"}``
+PUT      /_sandbox/work_orders            ``{"granted": bool}``: false -> the work-order
+                                          operations answer 403
+PUT      /_sandbox/work_orders/ID         ``{"status"?, "removes"?, "start"?, "end"?}``
+DELETE   /_sandbox/work_orders/ID         complete it (status Completed)
 POST     /_sandbox/faults                 ``{"fault": NAME, "op"?, "unit"?, "times"?, PARAM...}``
                                           (``Sandbox.inject``, see :mod:`.faults`) or
                                           ``{"unit", "status", "times"?}`` (``fail_unit``) or
@@ -79,6 +87,9 @@ def _route(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tupl
         "/_sandbox/faults": {"POST": lambda: _fault(sb, _body(raw)),
                              "GET": lambda: {"faults": sb.faults.active(), "soap": sb.soap_fault_mode},
                              "DELETE": lambda: (sb.clear_faults(), {"ok": True})[1]},
+        "/_sandbox/work_orders": {"GET": lambda: {"workOrders": sb.work_orders(query.get("unit") or None)},
+                                  "POST": lambda: _add_work_order(sb, _body(raw)),
+                                  "PUT": lambda: _grant(sb, _body(raw))},
         "/_sandbox/tokens": {"DELETE": lambda: (sb.expire_tokens(), {"ok": True})[1]},
         "/_sandbox/requests": {"GET": lambda: _counts(sb),
                                "DELETE": lambda: (sb.reset_request_log(), {"ok": True})[1]},
@@ -86,13 +97,18 @@ def _route(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tupl
     if path.startswith("/_sandbox/reservations/"):
         rid = unquote(path[len("/_sandbox/reservations/"):])
         routes[path] = {"DELETE": lambda: _cancel(sb, rid), "PUT": lambda: _move(sb, rid, _body(raw))}
+    if path.startswith("/_sandbox/work_orders/"):
+        order = unquote(path[len("/_sandbox/work_orders/"):])
+        routes[path] = {"DELETE": lambda: _change_work_order(sb, order, {"status": "Completed"}),
+                        "PUT": lambda: _change_work_order(sb, order, _body(raw))}
     if path not in routes:
         raise ControlError(404, f"no control endpoint {path}")
     action = routes[path].get(method)
     if action is None:
         raise ControlError(405, f"{method} not allowed on {path}")
     result = action()
-    return (201, result) if method == "POST" and path == "/_sandbox/reservations" else (200, result)
+    created = method == "POST" and path in ("/_sandbox/reservations", "/_sandbox/work_orders")
+    return (201, result) if created else (200, result)
 
 
 def _truth(sb: Sandbox, query: dict) -> dict:
@@ -127,6 +143,46 @@ def _move(sb: Sandbox, rid: str, body: dict) -> dict:
         raise ControlError(404, f"no active reservation {rid!r}") from None
     except ValueError as exc:
         raise ControlError(400, str(exc)) from None
+    return {"ok": True}
+
+
+def _work_order_changes(body: dict) -> dict:
+    changes: dict = {}
+    for key in ("start", "end"):
+        if key in body:
+            changes[key] = None if body[key] is None else _date(body[key], key)
+    if "status" in body:
+        changes["status"] = body["status"]
+    if "removes" in body:
+        if not isinstance(body["removes"], bool):
+            raise ControlError(400, "removes must be true or false")
+        changes["removes"] = body["removes"]
+    return changes
+
+
+def _add_work_order(sb: Sandbox, body: dict) -> dict:
+    unit, changes = _unit(sb, body.get("unit")), _work_order_changes(body)
+    try:
+        start, end = changes.pop("start", None), changes.pop("end", None)
+        return {"id": sb.add_work_order(unit, start, end, **changes)}
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from None
+
+
+def _change_work_order(sb: Sandbox, order_id: str, body: dict) -> dict:
+    try:
+        sb.change_work_order(order_id, **_work_order_changes(body))
+    except KeyError:
+        raise ControlError(404, f"no work order {order_id!r}") from None
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from None
+    return {"ok": True}
+
+
+def _grant(sb: Sandbox, body: dict) -> dict:
+    if not isinstance(body.get("granted"), bool):
+        raise ControlError(400, "body must be {\"granted\": true|false}")
+    sb.work_orders_granted = body["granted"]
     return {"ok": True}
 
 

@@ -1,7 +1,11 @@
-"""The sandbox's data: units, reservations (guest stays and holds), a versioned change log.
+"""The sandbox's data: units, reservations (guest stays and holds), a versioned change log,
+and work orders.
 
 Nothing here knows about HTTP. All dates are ``datetime.date``; a reservation occupies the
 nights ``start .. end - 1`` (``end`` is the departure day, as in HSAPI's ``stayDateRange``).
+A work order that removes its unit from availability occupies ``start .. end`` *inclusive*
+(``endDateWhenUnitIsRemovedFromAvailability`` is the last night removed: invented, the
+contract is silent) until it is Completed; work orders never enter the change log.
 The store is not thread-safe by itself: :class:`~escapia_ical.sandbox.server.Sandbox` holds a
 lock around every call.
 """
@@ -13,6 +17,8 @@ import random
 from dataclasses import dataclass
 
 PMCID = "1020"
+WORK_ORDER_STATUSES = ("Pending", "Started", "Completed", "Assigned", "Entered", "Approved", "Scheduled",
+                       "Posted")  # the contract's WorkOrder.status enum
 HOLD_TYPES = ("None", "Owner", "Maintenance", "SoftBlock", "GroupSoftBlock", "GuestOfOwner", "Unavailable")
 ONE_DAY = dt.timedelta(days=1)
 
@@ -79,6 +85,26 @@ class Reservation:
         return self.hold_type != "None"
 
 
+@dataclass
+class WorkOrder:
+    id: str  # nativePMSID
+    num: int  # the integer ``id``
+    unit_id: str
+    status: str  # one of WORK_ORDER_STATUSES
+    removes: bool  # workOrderRemovesUnitFromAvailability
+    start: dt.date | None  # startDateWhenUnitIsRemovedFromAvailability
+    end: dt.date | None  # endDateWhenUnitIsRemovedFromAvailability: the last night removed
+    modified: dt.datetime
+    description: str = ""
+
+    @property
+    def nights(self) -> tuple[dt.date, dt.date] | None:
+        """The nights it blocks, half-open (``end`` + 1 day), or None if it blocks none."""
+        if not self.removes or self.status == "Completed" or self.start is None or self.end is None:
+            return None
+        return self.start, self.end + ONE_DAY
+
+
 @dataclass(frozen=True)
 class Change:
     version: int
@@ -103,6 +129,8 @@ class SandboxData:
         self.changes: list[Change] = []  # every change ever; the feed is changes[_log_start:]
         self._log_start = 0  # moved on by restart_change_log
         self._next_num = 300001
+        self.work_orders: dict[str, WorkOrder] = {}
+        self._next_work_order = 7001
         # Seeded changes get deterministic times (yesterday, one second apart).
         self._seed_clock: dt.datetime | None = dt.datetime.combine(
             today - ONE_DAY, dt.time(), tzinfo=dt.UTC)
@@ -191,7 +219,55 @@ class SandboxData:
         res.start, res.end = start, end
         self._record(res.id, "Update")
 
+    def add_work_order(self, unit_id: str, start: dt.date | None, end: dt.date | None, *,
+                       status: str = "Scheduled", removes: bool = True, description: str = "") -> str:
+        """Add a work order (``end``: the last night removed); return its nativePMSID. No
+        change is recorded: work orders are not reservations."""
+        if unit_id not in self.units:
+            raise KeyError(unit_id)
+        num = self._next_work_order
+        self._next_work_order += 1
+        order = WorkOrder(str(num), num, unit_id, "Pending", False, None, None, self._now(), description)
+        self.work_orders[order.id] = order
+        try:
+            self.change_work_order(order.id, status=status, removes=removes, start=start, end=end)
+        except ValueError:
+            del self.work_orders[order.id]
+            raise
+        return order.id
+
+    def change_work_order(self, order_id: str, **changes) -> None:
+        """Change a work order's ``unit_id``, ``status``, ``removes``, ``start``, ``end`` or
+        ``description``. Raise KeyError if unknown, ValueError if the result is not valid."""
+        order = self.work_orders[order_id]
+        unknown = set(changes) - {"unit_id", "status", "removes", "start", "end", "description"}
+        if unknown:
+            raise ValueError(f"work orders have no {sorted(unknown)}")
+        merged = {**order.__dict__, **changes}
+        if merged["status"] not in WORK_ORDER_STATUSES:
+            raise ValueError(f"unknown status {merged['status']!r}; one of {WORK_ORDER_STATUSES}")
+        if merged["unit_id"] not in self.units:
+            raise ValueError(f"unknown unit {merged['unit_id']!r}")
+        if merged["removes"] and (merged["start"] is None or merged["end"] is None):
+            raise ValueError("a work order that removes its unit from availability needs start and end")
+        if merged["start"] and merged["end"] and merged["end"] < merged["start"]:
+            raise ValueError(f"end {merged['end']} is before start {merged['start']}")
+        for key, value in changes.items():
+            setattr(order, key, value)
+        order.modified = self._now()
+
     # -- queries -------------------------------------------------------------------------
+    def blocking_work_orders(self, unit_id: str) -> list[WorkOrder]:
+        """Work orders removing the unit from availability now (not Completed), by start."""
+        found = [w for w in self.work_orders.values() if w.unit_id == unit_id and w.nights]
+        return sorted(found, key=lambda w: (w.start, w.end, w.num))
+
+    def blocking_spans(self, unit_id: str) -> list[tuple[dt.date, dt.date]]:
+        """``[first night, day after the last)`` of every active reservation, hold and
+        blocking work order of the unit."""
+        return ([(r.start, r.end) for r in self.active(unit_id)]
+                + [w.nights for w in self.blocking_work_orders(unit_id) if w.nights])
+
     def active(self, unit_id: str) -> list[Reservation]:
         """Active reservations and holds of a unit, by (arrival, departure, id)."""
         return sorted(self._by_unit[unit_id], key=lambda r: (r.start, r.end, r.num))
@@ -205,10 +281,11 @@ class SandboxData:
         return [r for r in self.active(unit_id) if r.start <= last and r.end > start]
 
     def blocked_nights(self, unit_id: str, start: dt.date, end: dt.date) -> set[dt.date]:
+        """Nights ``start <= d < end`` a reservation, hold or work order blocks."""
         nights: set[dt.date] = set()
-        for r in self._by_unit[unit_id]:
-            d = max(r.start, start)
-            while d < min(r.end, end):
+        for first, stop in self.blocking_spans(unit_id):
+            d = max(first, start)
+            while d < min(stop, end):
                 nights.add(d)
                 d += ONE_DAY
         return nights
@@ -261,3 +338,16 @@ class SandboxData:
                         continue
                 found.append(r)
         return sorted(found, key=lambda r: (r.start, r.num))
+
+    def search_work_orders(self, unit_id: str | None, statuses: list[str] | None,
+                           start_range: tuple[dt.date, dt.date] | None) -> list[WorkOrder]:
+        """Work orders by id; ``start_range`` (inclusive at both ends) filters on
+        ``startDateWhenUnitIsRemovedFromAvailability`` (an order without one never matches it)."""
+        found = []
+        for order in sorted(self.work_orders.values(), key=lambda w: w.num):
+            if unit_id and order.unit_id != unit_id or statuses and order.status not in statuses:
+                continue
+            if start_range and (order.start is None or not start_range[0] <= order.start <= start_range[1]):
+                continue
+            found.append(order)
+        return found

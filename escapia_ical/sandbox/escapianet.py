@@ -150,9 +150,9 @@ def parse_datetime(value: str | None) -> dt.datetime | None:
 
 def daily_availability(sb: Sandbox, unit_id: str, start: dt.date, end: dt.date, mode: str | None) -> str:
     """One character per night ``start <= d < end`` (see the module docstring)."""
-    active = sb.data.active(unit_id)
+    blocking = sb.data.blocking_spans(unit_id)  # stays, holds and work orders alike
     blocked = sb.data.blocked_nights(unit_id, start, end)
-    arrivals, departures = {r.start for r in active}, {r.end for r in active}
+    arrivals, departures = {s for s, _ in blocking}, {e for _, e in blocking}
     chars = []
     for i in range((end - start).days):
         d = start + i * ONE_DAY

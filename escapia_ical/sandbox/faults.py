@@ -47,6 +47,9 @@ trickle            seconds=2.0, part="body"   the answer one byte every ``second
                                               a read timeout
 redirect           status=307, location=None  ``status`` (307/308) to ``location`` (None: the
                                               same path on http://127.0.0.1:9, another origin)
+odd_items          item="ref"                 HSAPI: a contract-legal odd NonAvailability item
+                                              (no dateRange, null, a ``$ref``, an end of
+                                              ``0001-01-01T00:00:00``, datetimes): :mod:`.odd_items`
 =================  =========================  ===============================================
 
 ``trickle`` and ``redirect`` model the network and proxies in front of Escapia (a stalled
@@ -71,7 +74,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from escapia_ical.sandbox import fault_bodies, wrong_answers
+from escapia_ical.sandbox import fault_bodies, odd_items, wrong_answers
 from escapia_ical.sandbox.escapianet import fault_body
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,6 +104,7 @@ FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
     "end_before_start": ("content", {}),
     "absurd_dates": ("content", {"year": 1}),
     **{name: ("content", defaults) for name, defaults in wrong_answers.FAULTS.items()},  # parse, wrong
+    **{name: ("content", defaults) for name, defaults in odd_items.FAULTS.items()},  # legal, odd
     "expire_tokens": ("token", {"calls": 3}),
     "trickle": ("transport", {"seconds": 2.0, "part": "body"}),
     "redirect": ("transport", {"status": 307, "location": None}),
@@ -161,6 +165,8 @@ def make_fault(name: str, op: str | None, unit: str | None, times: int | None,
 def _check_params(name: str, p: dict[str, Any]) -> None:
     if name in wrong_answers.FAULTS:
         return wrong_answers.check_params(name, p)
+    if name in odd_items.FAULTS:
+        return odd_items.check_params(name, p)
 
     def number(key: str, low: float, high: float, integer: bool = False) -> None:
         value = p[key]
@@ -250,8 +256,12 @@ class FaultSet:
                 in_batch = kind == "content" and op == "UnitCalendarAvailBatch"
                 if fault.unit is not None and fault.unit != ctx.get("unit") and not in_batch:
                     continue
-                changed = (wrong_answers.apply(fault, self._sandbox, ctx, answer)
-                           if fault.name in wrong_answers.FAULTS else _APPLY[kind](fault, op, answer))
+                if fault.name in wrong_answers.FAULTS:
+                    changed = wrong_answers.apply(fault, self._sandbox, ctx, answer)
+                elif fault.name in odd_items.FAULTS:
+                    changed = odd_items.apply(fault, ctx, answer)
+                else:
+                    changed = _APPLY[kind](fault, op, answer)
                 if changed is None:
                     continue
                 answer = changed

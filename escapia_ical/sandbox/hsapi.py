@@ -11,6 +11,9 @@ Sandbox choices where the contract is silent (clients must not depend on more th
   as Json.NET reference handling produces on the real service.
 * Request date ranges are inclusive at both ends; NonAvailability items are whole
   reservations/holds with a night in the range, neither merged nor clipped.
+* Work orders that remove their unit from availability (not Completed) are NonAvailability
+  items too, in the same form as a stay (endDate the day after the last night removed, or
+  the last night with ``end_date="inclusive"``); see :mod:`.hsapi_work_orders`.
 * A cancelled reservation is still found by GetReservationById, with status Cancelled.
 * GetReservationChanges with a ``startVersion`` above the current version (a client's cursor
   ahead of Escapia, e.g. after :meth:`Sandbox.restart_change_log`): the contract is silent,
@@ -184,6 +187,9 @@ def get_unit_non_availability(sb: Sandbox, body: Any, query: dict) -> Any:
                         guestPhone=f"+1 ({g.area_code}) {g.phone}", reservationNumber=r.id,
                         totalPrice=r.total)
         items.append(item)
+    for first, stop in (w.nights for w in sb.data.blocking_work_orders(unit_id)):  # type: ignore[misc]
+        if first <= last and stop > start:  # in the same form as a stay: one item per work order
+            items.append({"dateRange": {"startDate": iso(first), "endDate": iso(stop - shift)}})
     return items
 
 
@@ -244,6 +250,10 @@ OPERATIONS = {
     "GetReservationById": ("GET", get_reservation_by_id, False, True),
     "SearchReservationSummaries": ("POST", search_reservation_summaries, True, True),
 }
+# The work-order operations build on the helpers above (hence imported here, not at the top).
+from escapia_ical.sandbox import hsapi_work_orders  # noqa: E402
+
+OPERATIONS.update(hsapi_work_orders.OPERATIONS)
 TOKEN_OP = "auth/token"
 OP_ALIASES = {"GenerateToken": TOKEN_OP}
 

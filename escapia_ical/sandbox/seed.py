@@ -8,7 +8,8 @@ nativePMSID    code    name                                   notable
 1020-101       101     Ocean View Cottage                     1-night stay arriving today;
                                                               back-to-back chain; 1-night stays
 1020-102       102     Mountain Retreat                       Owner + Maintenance holds, the
-                                                              Maintenance hold overlaps a stay
+                                                              Maintenance hold overlaps a stay;
+                                                              work orders (one blocking)
 1020-103       103     Harbor Loft                            stay across New Year (Dec 28 ->
                                                               Jan 3); stay covering Feb 29
 1020-104       104     Sunset Villa                           stays crossing both window edges,
@@ -73,6 +74,11 @@ def seed(data: SandboxData, extra_units: int = 0) -> None:
     stays("1020-102", [(-4, 2), (5, 12), (37, 40), (150, 157), (400, 410)])
     stays("1020-102", [(10, 13), (200, 201)], "Maintenance")  # (10, 13) overlaps the stay (5, 12)
     stays("1020-102", [(30, 37), (100, 114)], "Owner")  # (30, 37) is back-to-back with (37, 40)
+    # Work orders: one removing the unit (nights 250..253), one completed (blocks nothing any
+    # more), one that never removed it.
+    data.add_work_order("1020-102", day(250), day(253), status="Scheduled")
+    data.add_work_order("1020-102", day(260), day(262), status="Completed")
+    data.add_work_order("1020-102", None, None, status="Pending", removes=False)
 
     data.add_unit("1020-103", "103", "Harbor Loft", 103, bedrooms=1, sleeps=2, rate=175)
     special = [next_new_year_stay(today), next_leap_day_stay(today)]

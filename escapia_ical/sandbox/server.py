@@ -27,6 +27,7 @@ from escapia_ical.sandbox.escapianet import BATCH_DAYS, SOAP_FAULT_MODES, SOAP_O
 from escapia_ical.sandbox.faults import FaultSet, make_fault
 from escapia_ical.sandbox.handler import Handler
 from escapia_ical.sandbox.hsapi import OP_ALIASES, OPERATIONS, TOKEN_OP, ApiError
+from escapia_ical.sandbox.hsapi_work_orders import WorkOrderControls
 from escapia_ical.sandbox.seed import seed as seed_data
 
 SANDBOX_CLIENT_ID = "sandbox-client"
@@ -34,7 +35,7 @@ SANDBOX_CLIENT_SECRET = "sandbox-secret"
 SANDBOX_PMCID = "1020"
 
 
-class Sandbox:
+class Sandbox(WorkOrderControls):
     """Fake HSAPI and EscapiaNET on ``host:port`` (0 = any free port, bound at construction)."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, today: dt.date | None = None,

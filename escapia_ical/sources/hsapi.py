@@ -33,6 +33,12 @@ from escapia_ical.sources.hsapi_decode import (
     parse_unit_page,
 )
 from escapia_ical.sources.hsapi_tokens import BearerTokens
+from escapia_ical.sources.hsapi_work_orders import (
+    WorkOrder,
+    WorkOrdersForbidden,
+    get_work_order,
+    search_open_work_orders,
+)
 from escapia_ical.sources.http import HttpClient, HttpStatusError, Sleep
 from escapia_ical.state import AccountState
 
@@ -67,6 +73,8 @@ class HsapiSource:
         self.responses_by_status = self.http.responses_by_status
         self.notes = Notes()
         self.largest_change_page = 0  # the most changes one GetReservationChanges answer held
+        self.open_orders: dict[str, WorkOrder] | None = None  # this run's SearchWorkOrders, if read
+        self.work_orders_forbidden = False  # SearchWorkOrders answered 403 in this run
         self.tokens = BearerTokens(account, self.http, AccountState(state_dir, account.name).token_path,
                                    now or (lambda: dt.datetime.now(dt.UTC)))
 
@@ -102,8 +110,10 @@ class HsapiSource:
     def calendar(self, unit: Unit, window: FeedWindow) -> UnitCalendar:
         """Return the unit's blocked ranges over ``window``, converted to half-open form.
         GetUnitNonAvailability says nothing of what it covers: it is taken to cover the
-        dates asked for. Ranges outside them, or ending before they start, are counted in
-        ``notes`` and dropped."""
+        dates asked for. Ranges outside them are counted in ``notes`` and dropped; items
+        that block nothing (null, no dateRange) are counted there too. Raise SourceError
+        (a unit error: the last feed is kept) for an answer whose meaning is unclear
+        (see :func:`parse_nonavailability`)."""
         what = f"GetUnitNonAvailability for unit {unit.id!r}"
         try:
             body = self._call("POST", "GetUnitNonAvailability", json={
@@ -115,10 +125,16 @@ class HsapiSource:
                 raise UnitNotFound(f"{what}: unit not found (HTTP 404)") from None
             raise
         ranges = []
-        for start, end in parse_nonavailability(body, what):
+        pairs, empty = parse_nonavailability(body, what)
+        for line in empty:  # blocks nothing, as the contract allows: said once per run
+            log.debug("%s: %s: %s", self.account.name, what, line)
+            self.notes.add("NonAvailability items without a dateRange (no block)", unit.id,
+                           f"{unit.id} {line}")
+        for start, end in pairs:
             blocked = range_from_api(start, end, self.account.end_date)
-            if blocked is None:
-                self.notes.add("ranges ignored: end before start", unit.id, f"{unit.id} {start}..{end}")
+            if blocked is None:  # (end before start is a SourceError: only date.max is left)
+                self.notes.add("ranges ignored: no night after the start", unit.id,
+                               f"{unit.id} {start}..{end}")
             elif blocked.end <= window.start or blocked.start >= window.end:
                 self.notes.add("ranges ignored: outside the dates asked for", unit.id,
                                f"{unit.id} {start}..{end}")
@@ -127,9 +143,11 @@ class HsapiSource:
         return UnitCalendar(tuple(ranges), ((window.start, window.end),))
 
     def explain(self, unit: Unit, nights: list[Span]) -> Explanation:
-        """Return which of ``nights`` the unit's reservations and holds leave free and which
-        they book (SearchReservationSummaries, every hold type, all pages). Their
-        ``stayDateRange.endDate`` is the departure day."""
+        """Return which of ``nights`` the unit's reservations, holds and open work orders
+        leave free and which they book (SearchReservationSummaries, every hold type, all
+        pages; work orders from this run's SearchWorkOrders). A stay's
+        ``stayDateRange.endDate`` is the departure day. Without the work-order grant no
+        night is said to be free."""
         start, end = nights[0][0], nights[-1][1]
         booked: list[Span] = []
         seen = 0
@@ -156,8 +174,44 @@ class HsapiSource:
                 break
         else:
             raise SourceError(f"SearchReservationSummaries: more than {MAX_PAGES} pages")
-        return Explanation(RESERVATIONS_VIEW, tuple(spans.subtract(nights, booked)),
-                           tuple(spans.intersect(nights, booked)))
+        # Work orders book nights too, without being reservations. Without the grant the
+        # view cannot see them, so it vouches for no night being free (only for booked ones).
+        orders = self._work_orders_of(unit.id)
+        booked += [b for b in (w.blocks() for w in orders or ()) if b]
+        free = spans.subtract(nights, booked) if orders is not None else []
+        view = RESERVATIONS_VIEW if orders is not None else f"{RESERVATIONS_VIEW} (work orders not readable)"
+        return Explanation(view, tuple(free), tuple(spans.intersect(nights, booked)))
+
+    # -- work orders --------------------------------------------------------------------
+
+    def open_work_orders(self, today: dt.date, deadline: float = math.inf) -> dict[str, WorkOrder]:
+        """Return every work order not Completed, by id (SearchWorkOrders, all pages), and
+        keep them for :meth:`explain`. Raise WorkOrdersForbidden without the grant."""
+        try:
+            self.open_orders = search_open_work_orders(self._call, today, lambda: _check(
+                deadline, "reading work orders"))
+        except WorkOrdersForbidden:
+            self.work_orders_forbidden = True
+            raise
+        return self.open_orders
+
+    def work_order(self, order_id: str) -> WorkOrder | None:
+        """Return one work order (GetWorkOrder); None if Escapia does not know it."""
+        return get_work_order(self._call, order_id)
+
+    def _work_orders_of(self, unit_id: str) -> list[WorkOrder] | None:
+        """The unit's open work orders: from this run's search, else asked now; None if
+        they cannot be read."""
+        if self.open_orders is not None:
+            return [w for w in self.open_orders.values() if w.unit == unit_id]
+        if self.work_orders_forbidden:
+            return None
+        try:
+            return list(search_open_work_orders(self._call, dt.date.today(), lambda: _check(
+                self.http.deadline, "reading work orders"), unit=unit_id).values())
+        except WorkOrdersForbidden:
+            self.work_orders_forbidden = True
+            return None
 
     # -- the change feed (incremental mode) ---------------------------------------------
 

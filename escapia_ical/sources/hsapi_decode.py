@@ -54,19 +54,74 @@ def parse_unit_page(body: Any) -> tuple[list[Unit], int | None, list[str]]:
     return units, total, problems
 
 
-def parse_nonavailability(body: Any, what: str) -> list[tuple[dt.date, dt.date]]:
-    """Given a GetUnitNonAvailability answer, return its (startDate, endDate) pairs as sent."""
+def parse_nonavailability(body: Any, what: str) -> tuple[list[tuple[dt.date, dt.date]], list[str]]:
+    """Given a GetUnitNonAvailability answer, return its (startDate, endDate) pairs as sent,
+    and one line per item that blocks nothing: a ``null`` item or one without ``dateRange``
+    (the contract requires no field of NonAvailability).
+
+    Json.NET references (``{"$ref": "<id>"}``) are resolved against the ``$id``s of the same
+    answer. Raise SourceError where the meaning is not clear, rather than drop a block: an
+    unresolvable ``$ref``, an item or dateRange that is not an object, a missing or
+    malformed date, .NET's empty date (``0001-01-01``) or an end before the start.
+    """
     if not isinstance(body, list):
         raise SourceError(f"{what}: expected a JSON array, got {_kind(body)}")
-    pairs = []
+    ids = _json_net_ids(body)
+    pairs, empty = [], []
     for index, item in enumerate(body):
-        date_range = item.get("dateRange") if isinstance(item, dict) else None
+        if item is None:
+            empty.append(f"item {index} is null")
+            continue
+        item = _resolved(item, ids, f"{what}: item {index}")
+        if not isinstance(item, dict):
+            raise SourceError(f"{what}: item {index} is {_kind(item)}, not an object")
+        date_range = item.get("dateRange")
+        if date_range is None:
+            empty.append(f"item {index} has no dateRange")
+            continue
+        date_range = _resolved(date_range, ids, f"{what}: item {index} dateRange")
         if not isinstance(date_range, dict):
-            raise SourceError(f"{what}: item {index} has no dateRange object")
+            raise SourceError(f"{what}: item {index} dateRange is {_kind(date_range)}, not an object")
         start = parse_date(date_range.get("startDate"), f"{what}: item {index} startDate")
         end = parse_date(date_range.get("endDate"), f"{what}: item {index} endDate")
+        for day, name in ((start, "startDate"), (end, "endDate")):
+            if day == NET_EMPTY_DATE:
+                raise SourceError(f"{what}: item {index} {name} is .NET's empty date (0001-01-01): "
+                                  "the calendar is unclear")
+        if end < start:
+            raise SourceError(f"{what}: item {index} ends ({end}) before it starts ({start}): "
+                              "the calendar is unclear")
         pairs.append((start, end))
-    return pairs
+    return pairs, empty
+
+
+NET_EMPTY_DATE = dt.date(1, 1, 1)  # default(DateTime): what .NET sends for "no date"
+
+
+def _json_net_ids(value: Any) -> dict[str, Any]:
+    """Return ``$id`` -> object for every object of a Json.NET answer."""
+    found: dict[str, Any] = {}
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, dict):
+            if isinstance(current.get("$id"), str):
+                found.setdefault(current["$id"], current)
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
+    return found
+
+
+def _resolved(value: Any, ids: dict[str, Any], what: str) -> Any:
+    """Return the object a Json.NET ``{"$ref": id}`` stands for (``value`` itself if it is
+    not a reference). Raise SourceError if the answer has no such ``$id``."""
+    if isinstance(value, dict) and "$ref" in value:
+        target = ids.get(value["$ref"]) if isinstance(value["$ref"], str) else None
+        if target is None or "$ref" in target:
+            raise SourceError(f"{what}: $ref {str(value['$ref'])[:20]!r} names no object of the answer")
+        return target
+    return value
 
 
 @dataclass(frozen=True)

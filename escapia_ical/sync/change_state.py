@@ -10,6 +10,7 @@ from typing import Any
 
 from escapia_ical.model import Unit
 from escapia_ical.sources.hsapi_decode import Change
+from escapia_ical.sources.hsapi_work_orders import WorkOrder
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ def checked(data: Any, path: Any) -> dict[str, Any]:
         "fetched": part("fetched", lambda v: {_text(k): _text(t) for k, t in _dict(v).items()}, {}),
         "pending": part("pending", lambda v: [_text(u) for u in _list(v)], []),
         "pages_of_many": part("pages_of_many", _flag, False),
+        "work_orders": part("work_orders", lambda v: None if v is None else {
+            _text(k): WorkOrder.from_json(k, w) for k, w in _dict(v).items()}, None),
+        "work_orders_forbidden": part("work_orders_forbidden", _flag, False),
     }
     if bad:
         log.warning("state file %s: ignoring %s (wrong shape); it is rebuilt", path, ", ".join(bad))
@@ -94,4 +98,6 @@ def to_json(data: dict[str, Any]) -> dict[str, Any]:
         "units": [{"id": u.id, "name": u.name, "code": u.code} for u in data["units"]],
         "reservations": {r: [u, s.isoformat() if s else None, e.isoformat() if e else None]
                          for r, (u, s, e) in data["reservations"].items()},
+        "work_orders": None if data["work_orders"] is None else {
+            i: w.to_json() for i, w in data["work_orders"].items()},
     }

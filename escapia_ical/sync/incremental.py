@@ -18,6 +18,13 @@ state came from elsewhere — and the run falls back to a full sync instead of t
 cursor Escapia will never reach (or reached with other changes). A page that ends at the
 cursor holds everything only if the feed is known to put several changes in a page.
 
+Work orders block units without ever appearing in the feed: each tick also looks at the
+open ones (one SearchWorkOrders page, :mod:`.work_orders`), fetches the units of new,
+changed or closed ones, and counts confirmed closings as evidence. Without the grant
+(HTTP 403) the reconcile comes round every ``work_orders_fallback_hours`` instead of every
+``reconcile_hours``: a full-window GetUnitNonAvailability per unit, the same single
+request a near-term one would cost, so nothing beyond the near term goes stale.
+
 Full mode follows the feed too: every unit is fetched every run, and the feed tells the
 publish policy which stays were cancelled, moved or shortened.
 
@@ -30,6 +37,8 @@ of the wrong shape is reported and ignored; the next save rewrites it):
   reservations  reservation id -> [unit, first night, departure] (the stay may be unknown)
   fetched       unit id -> when it was last fetched successfully
   pending       units whose fetch is owed (it failed, or the run deadline came first)
+  work_orders   work order id -> [unit, removes, start, end, status], the open ones (absent: never read)
+  work_orders_forbidden  whether SearchWorkOrders answered 403 at the last tick
 The cursor and the rest are saved only after the run's feeds were handled: a crash means
 the same changes are read again, never lost.
 """
@@ -52,6 +61,7 @@ from escapia_ical.sources.hsapi import CursorRejected, HsapiSource
 from escapia_ical.sources.hsapi_decode import Change, Reservation
 from escapia_ical.state import AccountState, read_json, write_json
 from escapia_ical.sync.change_state import Stay, checked, to_json
+from escapia_ical.sync.work_orders import WorkOrderTick, watch_work_orders
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +82,7 @@ class Plan:
     owed: set[str] = field(default_factory=set)  # changed units not listed: fetched once they are
     freed: dict[str, list[Span]] = field(default_factory=dict)  # unit -> nights the feed shows freed
     at_cursor: list[Change] = field(default_factory=list)
+    work_orders: WorkOrderTick = field(default_factory=lambda: WorkOrderTick(None))
 
 
 class ChangeTracker:
@@ -82,6 +93,7 @@ class ChangeTracker:
         self.path = state.folder / "changes.json"
         self.data = checked(read_json(self.path), self.path)
         self.period = dt.timedelta(hours=account.reconcile_hours)
+        self.fallback = dt.timedelta(hours=min(account.work_orders_fallback_hours, account.reconcile_hours))
         self._pages_of_many = False
 
     def plan(self, source: HsapiSource, now: dt.datetime, *, full: bool = False,
@@ -97,6 +109,7 @@ class ChangeTracker:
     def _plan(self, source: HsapiSource, now: dt.datetime, full: bool, deadline: float,
               held: set[str]) -> Plan:
         units, listed_at = self._units(source, now, rediscover=full)
+        orders = watch_work_orders(source, self.account, self.data["work_orders"], now.date(), deadline)
         reservations = dict(self.data["reservations"])
         cursor = self.data["cursor"]
         changes: list[Change] = []
@@ -113,7 +126,7 @@ class ChangeTracker:
             read, new_cursor = source.changes_since(max(source.recent_version(deadline) - 1, 0), deadline)
             everything = self._tracked(units)
             return Plan(units, everything, new_cursor, {"full": len(everything)}, reservations, listed_at,
-                        at_cursor=read[-1:])
+                        at_cursor=read[-1:], work_orders=orders)
         ids = self._tracked(units)
         # The change at the cursor, read again, is skipped only when nothing followed it: if the
         # feed went on, it may be the same reservation changed again within the same second.
@@ -122,8 +135,14 @@ class ChangeTracker:
         remembered = changes[-1:] or self.data["at_cursor"]
         if len(changed) > len(ids):  # cheaper to fetch every unit than to look each one up
             return Plan(units, ids, new_cursor, {"many changes": len(ids)}, reservations, listed_at,
-                        at_cursor=remembered)
+                        at_cursor=remembered, work_orders=orders)
         touched, freed = self._changed_units(source, changed, reservations, deadline)
+        touched |= orders.touched
+        for unit, nights in orders.freed.items():  # (minus what known stays book: below)
+            freed[unit] = spans.union(freed.get(unit, []), nights)
+        for unit in orders.freed:
+            freed[unit] = spans.subtract(freed[unit], [(s, e) for u, s, e in reservations.values()
+                                                       if u == unit and s and e])
         if touched - {u.id for u in units} and listed_at != now.isoformat():
             # A change for a unit the cached list lacks: the list is stale (a new unit, or a
             # listing that missed one). List again now rather than lose the change for hours.
@@ -135,7 +154,8 @@ class ChangeTracker:
                         self.account.name, ", ".join(sorted(unlisted)[:5]))
             listed_at = ""
         reasons: dict[str, int] = {}
-        fetch = self._add(set(), reasons, "changed", touched & ids)
+        fetch = self._add(set(), reasons, "changed", (touched - orders.touched) & ids)
+        self._add(fetch, reasons, "work orders", orders.touched & ids)
         if full:
             self._add(fetch, reasons, "full", ids)
         pending = set(self.data["pending"])
@@ -144,9 +164,10 @@ class ChangeTracker:
         unlisted |= pending - {u.id for u in units}  # owed, still not listed: keep owing
         fetched = self.data["fetched"]
         self._add(fetch, reasons, "new", {u for u in ids if u not in fetched})
-        self._add(fetch, reasons, "reconcile", {u for u in ids if self._due(u, fetched.get(u), now)})
+        period = self.fallback if orders.forbidden else self.period
+        self._add(fetch, reasons, "reconcile", {u for u in ids if self._due(u, fetched.get(u), now, period)})
         return Plan(units, fetch, new_cursor, reasons, reservations, listed_at, owed=unlisted, freed=freed,
-                    at_cursor=remembered)
+                    at_cursor=remembered, work_orders=orders)
 
     def commit(self, plan: Plan, succeeded: set[str], now: dt.datetime) -> None:
         """Save the cursor and what was fetched; owe the units whose fetch did not succeed."""
@@ -163,6 +184,9 @@ class ChangeTracker:
             "reservations": reservations,
             "fetched": {u: t for u, t in fetched.items() if u in ids},
             "pending": sorted(((plan.fetch - succeeded) & ids) | plan.owed),
+            "work_orders": plan.work_orders.orders if plan.work_orders.orders is not None
+            else self.data["work_orders"],
+            "work_orders_forbidden": plan.work_orders.forbidden,
         }
         write_json(self.path, to_json(self.data))
 
@@ -223,7 +247,7 @@ class ChangeTracker:
             freed[unit] = spans.subtract(freed[unit], booked)
         return units, freed
 
-    def _due(self, unit_id: str, last: str | None, now: dt.datetime) -> bool:
+    def _due(self, unit_id: str, last: str | None, now: dt.datetime, period: dt.timedelta) -> bool:
         """Is the unit's reconcile due? At its slot of the period if its last fetch is at
         least half a period old (so a tick just after a full sync fetches nothing), and
         always once it is a whole period old (missed ticks)."""
@@ -231,11 +255,11 @@ class ChangeTracker:
             age = now - dt.datetime.fromisoformat(last)
         except (TypeError, ValueError):
             return True
-        if age >= self.period:
+        if age >= period:
             return True
-        slots = max(1, round(self.period / TICK))
+        slots = max(1, round(period / TICK))
         slot = int(hashlib.sha256(unit_id.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % slots
-        return age >= self.period / 2 and slot == int(now.timestamp() // TICK.total_seconds()) % slots
+        return age >= period / 2 and slot == int(now.timestamp() // TICK.total_seconds()) % slots
 
     @staticmethod
     def _add(fetch: set[str], reasons: dict[str, int], reason: str, units: set[str]) -> set[str]:

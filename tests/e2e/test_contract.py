@@ -96,16 +96,17 @@ def test_requests_per_sync(contract):
     contract.sandbox.reset_request_log()
     assert contract.run("sync").returncode == 0
     units = len(contract.sandbox.unit_ids())
-    if contract.mode == "hsapi":  # nothing changed: one look at the change feed, plus the
-        sandbox = contract.sandbox  # reconcile's share of this tick (a few units at most)
+    if contract.mode == "hsapi":  # nothing changed: one look at the change feed and one at the
+        sandbox = contract.sandbox  # work orders, plus the reconcile's share (a few units at most)
         assert sandbox.request_count("GetReservationChanges") == 1
-        assert sandbox.request_count() == 1 + sandbox.request_count("GetUnitNonAvailability")
+        assert sandbox.request_count("SearchWorkOrders") == 1
+        assert sandbox.request_count() == 2 + sandbox.request_count("GetUnitNonAvailability")
         assert sandbox.request_count("GetUnitNonAvailability") <= 2
         return
     expected = {
         # pages of 3; and the change feed, read for what it shows freed
         "hsapi-full": {"SearchUnitSummaries": -(-units // 3), "GetUnitNonAvailability": units,
-                       "GetReservationChanges": 1},
+                       "GetReservationChanges": 1, "SearchWorkOrders": 1},
         "escapianet-per_unit": {"UnitSearch": 1, "UnitCalendarAvail": units},
         "escapianet-batch": {"UnitSearch": 1, "UnitCalendarAvailBatch": 1},
     }[contract.mode]

@@ -147,7 +147,7 @@ CASES = [
     case("wrong-types", HSAPI, "wrong_types", FAILS, "startDate: expected a date, got int", None),
     case("wrong-types", PER_UNIT, "wrong_types", FAILS, "StartDate: not a date", ONLY, ONE),
     case("wrong-types", BATCH, "wrong_types", FAILS, "StartDate: not a date", None),
-    case("end-before-start", HSAPI, "end_before_start", GUARDED, GUARD, once_per_unit=True),
+    case("end-before-start", HSAPI, "end_before_start", FAILS, "before it starts", None, once_per_unit=True),
     case("end-before-start", PER_UNIT, "end_before_start", VALID, "EndDate"),
     case("end-before-start", BATCH, "end_before_start", VALID, "EndDate"),
     case("year-1", HSAPI, "absurd_dates", GUARDED, GUARD, kwargs={"year": 1}, once_per_unit=True),
@@ -155,6 +155,15 @@ CASES = [
     case("year-1", PER_UNIT, "absurd_dates", GUARDED, "does not cover", kwargs={"year": 1}, once_per_unit=True),
     case("year-9999", PER_UNIT, "absurd_dates", FAILS, "runs past year 9999", ONLY, {**ONE, "year": 9999}),
     case("year-9999", BATCH, "absurd_dates", FAILS, "runs past year 9999", None, {"year": 9999}),
+    # -- odd but contract-legal NonAvailability items (sandbox/odd_items.py) -------------------
+    case("no-date-range", HSAPI, "odd_items", VALID, "NonAvailability items without a dateRange",
+         kwargs={"item": "no_range"}),
+    case("null-item", HSAPI, "odd_items", VALID, "NonAvailability items without a dateRange",
+         kwargs={"item": "null"}),
+    case("json-net-ref", HSAPI, "odd_items", VALID, kwargs={"item": "ref"}),
+    case("datetimes", HSAPI, "odd_items", VALID, kwargs={"item": "datetimes"}),
+    case("empty-end", HSAPI, "odd_items", FAILS, ".NET's empty date (0001-01-01)", ONLY,
+         {**ONE, "item": "empty_end"}),
     # -- auth -----------------------------------------------------------------------------
     # A full sync of 8 units makes 13 calls (3 unit pages, 2 change-feed reads, 8 calendars):
     # the token dies mid-run. (Up to 8 threads share a token, so one that dies after 2 uses
@@ -327,9 +336,12 @@ def test_fault(c: Case, tmp_path, sandbox, clean_syncs):
 # all 'A' once       batch      once (one batch)              1   8 kept             held: UnitCalendarAvail shows them booked
 # wrong types        hsapi      units: results {} / dates int 1   8 kept             expected ... 'results' list / got int
 # wrong types        per_unit/batch  StartDate "20261123"     1   1 / 8 kept         StartDate: not a date
-# end before start   hsapi      once per unit                 1   8 kept             held (breaker); 'ranges ignored' once
+# end before start   hsapi      once per unit                 1   8 kept             item N ends (...) before it starts: unclear
 # end before start   per_unit, batch (EndDate < StartDate)    0   8 fresh            warning: EndDate ...; trusting the string
 # year 1 / 9999      hsapi      once per unit                 1   8 kept             held (breaker); 'ranges ignored' once
 # year 1             per_unit   once per unit                 1   8 blocked          does not cover ...: published as blocked
 # year 9999          per_unit/batch                           1   1 / 8 kept         a N-day string ... runs past year 9999
+# odd items         hsapi      no dateRange / null           0   8 fresh            'NonAvailability items without a dateRange' once
+# odd items         hsapi      $ref / T00:00:00 datetimes    0   8 fresh            -
+# 0001-01-01 end    hsapi      unit 1020-101                 1   1 kept, 7 fresh    .NET's empty date (0001-01-01): unclear
 # tokens die after 2 calls  hsapi                             0   8 fresh            - (401, refresh, retry)

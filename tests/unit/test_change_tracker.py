@@ -4,6 +4,7 @@ evidence for the publish policy."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -11,6 +12,7 @@ from escapia_ical.config import HsapiAccount
 from escapia_ical.model import Unit
 from escapia_ical.sources.hsapi import CursorRejected
 from escapia_ical.sources.hsapi_decode import Change, Reservation
+from escapia_ical.sources.hsapi_work_orders import WorkOrder, WorkOrdersForbidden
 from escapia_ical.state import AccountState
 from escapia_ical.sync.incremental import ChangeTracker
 
@@ -59,6 +61,18 @@ class Feed:
     def reservation(self, reservation_id):
         self.calls.append(f"lookup {reservation_id}")
         return self.reservations.get(reservation_id)
+
+    work_orders: dict[str, WorkOrder] | None = None  # every work order (None: 403)
+
+    def open_work_orders(self, today, deadline=None):
+        self.calls.append("work orders")
+        if self.work_orders is None:
+            raise WorkOrdersForbidden("SearchWorkOrders is not granted to this partner (HTTP 403)")
+        return {i: w for i, w in self.work_orders.items() if w.open}
+
+    def work_order(self, order_id):
+        self.calls.append(f"work order {order_id}")
+        return (self.work_orders or {}).get(order_id)
 
 
 def tracker(tmp_path) -> ChangeTracker:
@@ -132,3 +146,68 @@ def test_a_night_another_known_stay_books_is_not_shown_freed(tmp_path):
     feed.reservations["r1"] = stay("u1", 5, 9, cancelled=True)
     feed.log.append((2, Change("r1", "Delete", "t2")))
     assert next_run.plan(feed, NOW + dt.timedelta(minutes=5)).freed == {"u1": [(D(2027, 1, 5), D(2027, 1, 7))]}
+
+
+def order(unit="u1", start=5, end=8, status="Scheduled", removes=True, order_id="w1"):
+    return WorkOrder(order_id, unit, removes, D(2027, 1, start), D(2027, 1, end), status)
+
+
+def test_a_steady_tick_with_work_orders_reads_one_page_of_them(tmp_path):
+    feed = Feed([Change("r1", "Create", "t1")], {})
+    feed.work_orders = {"w1": order()}
+    plan = settle(tmp_path, feed).plan(feed, NOW + dt.timedelta(minutes=5))
+    assert feed.calls[-2:] == ["work orders", "changes 0"] and plan.fetch == set() and not plan.freed
+
+
+def test_a_new_work_order_fetches_its_unit_and_frees_nothing(tmp_path):
+    feed = Feed([Change("r1", "Create", "t1")], {})
+    feed.work_orders = {}
+    next_run = settle(tmp_path, feed)
+    feed.work_orders = {"w1": order(unit="u2")}
+    plan = next_run.plan(feed, NOW + dt.timedelta(minutes=5))
+    assert plan.fetch == {"u2"} and plan.reasons == {"work orders": 1} and not plan.freed
+    assert not [c for c in feed.calls if c.startswith("work order ")]
+
+
+@pytest.mark.parametrize(("now", "freed"), [
+    (order(status="Completed"), {"u1": [(D(2027, 1, 5), D(2027, 1, 8))]}),  # the end read exclusively
+    (order(removes=False), {"u1": [(D(2027, 1, 5), D(2027, 1, 8))]}),
+    (order(start=5, end=6), {"u1": [(D(2027, 1, 7), D(2027, 1, 8))]}),  # shortened: 5..6 may still book
+    (order(status="Started"), {}),  # changed, but its dates did not: nothing freed
+    (None, {}),  # Escapia no longer finds it: that shows nothing
+])
+def test_what_a_closed_or_changed_work_order_shows_freed(tmp_path, now, freed):
+    feed = Feed([Change("r1", "Create", "t1")], {})
+    feed.work_orders = {"w1": order()}
+    next_run = settle(tmp_path, feed)
+    feed.work_orders = {"w1": now} if now else {}
+    plan = next_run.plan(feed, NOW + dt.timedelta(minutes=5))
+    assert plan.freed == freed and plan.fetch == {"u1"} and "work order w1" in feed.calls
+
+
+def test_another_open_work_order_or_stay_keeps_its_nights(tmp_path):
+    feed = Feed([Change("r1", "Create", "t1")], {})
+    feed.work_orders = {"w1": order(start=5, end=12), "w2": order(start=10, end=10, order_id="w2")}
+    next_run = settle(tmp_path, feed)
+    next_run.data["reservations"]["r9"] = ("u1", D(2027, 1, 5), D(2027, 1, 7))
+    feed.work_orders["w1"] = order(start=5, end=12, status="Completed")
+    plan = next_run.plan(feed, NOW + dt.timedelta(minutes=5))
+    assert plan.freed == {"u1": [(D(2027, 1, 7), D(2027, 1, 10)), (D(2027, 1, 11), D(2027, 1, 12))]}
+
+
+def test_work_orders_are_remembered_by_unit_dates_and_status_only(tmp_path):
+    feed = Feed([Change("r1", "Create", "t1")], {})
+    feed.work_orders = {"w1": order()}
+    settle(tmp_path, feed)
+    saved = json.loads((tmp_path / "accounts" / "a" / "changes.json").read_text())
+    assert saved["work_orders"] == {"w1": ["u1", True, "2027-01-05", "2027-01-08", "Scheduled"]}
+
+
+def test_without_the_grant_the_reconcile_comes_round_sooner(tmp_path, caplog):
+    feed = Feed([Change("r1", "Create", "t1")], {})  # work_orders None: 403
+    next_run = settle(tmp_path, feed)
+    half = NOW + dt.timedelta(hours=1)  # an hour later: every unit is due with the 1 h fallback
+    assert next_run.plan(feed, half).fetch == {"u1", "u2"}
+    assert "not granted to this partner" in caplog.text and "every 1 h" in caplog.text
+    feed.work_orders = {}
+    assert tracker(tmp_path).plan(feed, half).fetch == set()  # granted: the 6 h reconcile

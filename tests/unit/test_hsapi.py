@@ -568,16 +568,50 @@ def test_start_equal_to_end_is_one_night_in_both_modes(fetch, end_date):
         BlockedRange(D(2026, 5, 1), D(2026, 5, 2))]
 
 
-def test_end_before_start_is_skipped_with_a_warning_and_others_kept(fetch, caplog):
-    with caplog.at_level(logging.WARNING):
-        ranges = fetch(nonav(("2026-05-01", "2026-05-04"), ("2026-05-10", "2026-05-08"),
-                             ("2026-05-20", "2026-05-22")))
+def test_end_before_start_fails_the_unit_rather_than_dropping_a_block(fetch):
+    with pytest.raises(SourceError, match=r"item 1 ends \(2026-05-08\) before it starts .*unclear"):
+        fetch(nonav(("2026-05-01", "2026-05-04"), ("2026-05-10", "2026-05-08"), ("2026-05-20", "2026-05-22")))
 
-    assert ranges == [BlockedRange(D(2026, 5, 1), D(2026, 5, 4)),
-                      BlockedRange(D(2026, 5, 20), D(2026, 5, 22))]
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # counted, reported per run
+
+# -- odd NonAvailability items (the contract requires no field; Json.NET references) ----
+
+
+def test_items_without_a_date_range_or_null_block_nothing_and_are_noted(fetch, caplog):
+    body = [*nonav(("2026-05-01", "2026-05-04")), {"$id": "9"}, None, {"$id": "10", "dateRange": None}]
+    with caplog.at_level(logging.DEBUG):
+        assert fetch(body) == [BlockedRange(D(2026, 5, 1), D(2026, 5, 4))]
     assert fetch.source.notes.lines() == [
-        "1 ranges ignored: end before start (1 unit; first: 47110 2026-05-10..2026-05-08)"]
+        "3 NonAvailability items without a dateRange (no block) (1 unit; first: 47110 item 1 has no dateRange)"]
+    assert any("item 2 is null" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+
+
+def test_a_json_net_ref_repeats_an_earlier_item_or_date_range(fetch):
+    body = [*nonav(("2026-05-01", "2026-05-04"), ("2026-06-01", "2026-06-03")),
+            {"$ref": "3"}, {"$id": "20", "dateRange": {"$ref": "d0"}}]
+    assert fetch(body) == [BlockedRange(D(2026, 5, 1), D(2026, 5, 4)), BlockedRange(D(2026, 6, 1), D(2026, 6, 3)),
+                           BlockedRange(D(2026, 6, 1), D(2026, 6, 3)), BlockedRange(D(2026, 5, 1), D(2026, 5, 4))]
+
+
+def test_an_unresolvable_ref_fails_the_unit(fetch):
+    with pytest.raises(SourceError, match=r"item 1: \$ref '77' names no object of the answer"):
+        fetch([*nonav(("2026-05-01", "2026-05-04")), {"$ref": "77"}])
+
+
+def test_dotnet_datetimes_are_dates(fetch):
+    assert fetch(nonav(("2026-05-01T00:00:00", "2026-05-04T00:00:00"))) == [
+        BlockedRange(D(2026, 5, 1), D(2026, 5, 4))]
+
+
+@pytest.mark.parametrize("pair", [("2026-05-01", "0001-01-01T00:00:00"), ("0001-01-01", "2026-05-04")])
+def test_the_dotnet_empty_date_fails_the_unit(fetch, pair):
+    with pytest.raises(SourceError, match=r"\.NET's empty date \(0001-01-01\): the calendar is unclear"):
+        fetch(nonav(("2026-04-28", "2026-04-30"), pair))
+
+
+@pytest.mark.parametrize("item", [7, "x", [], {"$id": "9", "dateRange": "2026-05-01"}])
+def test_items_of_another_kind_fail_the_unit(fetch, item):
+    with pytest.raises(SourceError, match="item 0"):
+        fetch([item])
 
 
 def test_a_server_ignoring_the_dates_asked_costs_one_line_per_run_not_one_per_range(fetch, caplog):
@@ -614,15 +648,13 @@ def test_nonavailability_not_an_array_is_a_source_error(fetch, body):
 
 
 @pytest.mark.parametrize("item", [
-    {"$id": "2"},
-    {"$id": "2", "dateRange": None},
     {"$id": "2", "dateRange": {"endDate": "2026-05-04"}},
     {"$id": "2", "dateRange": {"startDate": "2026-05-01"}},
     {"$id": "2", "dateRange": {"startDate": 20260501, "endDate": "2026-05-04"}},
     {"$id": "2", "dateRange": {"startDate": "05/01/2026", "endDate": "2026-05-04"}},
     {"$id": "2", "dateRange": {"startDate": "2026-05-01T14:00:00", "endDate": "2026-05-04"}},
     "2026-05-01",
-], ids=["no-dateRange", "null-dateRange", "no-startDate", "no-endDate", "int-date", "us-date",
+], ids=["no-startDate", "no-endDate", "int-date", "us-date",
         "time-of-day", "string-item"])
 def test_unusable_item_is_a_source_error(fetch, item):
     with pytest.raises(SourceError, match="GetUnitNonAvailability for unit '47110': item 1"):
@@ -699,3 +731,40 @@ def test_changes_since_reads_until_nothing_is_left(rsps, make_source):
     asked = change_feed(rsps, 250)
     ids, end = make_source().changes_since(0)
     assert (end, len(ids), asked) == (250, 250, [0, 100, 200, 250])
+
+
+# -- work orders in the reservations view -------------------------------------------------
+
+SEARCH_RES_URL = f"{BASE}/hsapi/SearchReservationSummaries"
+SEARCH_WO_URL = f"{BASE}/hsapi/SearchWorkOrders"
+
+
+def work_order_json(order_id: str, start: str, end: str, status: str = "Scheduled") -> dict:
+    """A WorkOrder as Json.NET sends it (with detail the client must not keep)."""
+    return {"$id": "2", "unit": {"$id": "3", "nativePMSID": UNIT.id, "name": "x"}, "nativePMSID": order_id,
+            "status": status, "workOrderRemovesUnitFromAvailability": True, "vendorName": "Plumber",
+            "startDateWhenUnitIsRemovedFromAvailability": f"{start}T00:00:00",
+            "endDateWhenUnitIsRemovedFromAvailability": f"{end}T00:00:00", "actualCost": 120.0}
+
+
+NIGHTS = [(D(2026, 5, 1), D(2026, 5, 11))]
+
+
+def test_the_view_counts_open_work_orders_as_booked(rsps, make_source):
+    add_token(rsps)
+    rsps.add(responses.POST, SEARCH_RES_URL, json={"results": [], "totalCount": 0})
+    rsps.add(responses.POST, SEARCH_WO_URL, json={"$id": "1", "totalCount": 1, "results": [
+        work_order_json("7001", "2026-05-03", "2026-05-04")]})
+    explained = make_source(make_account()).explain(UNIT, NIGHTS)
+    # The end date read inclusively: nights 3 and 4 may be booked.
+    assert explained.booked == ((D(2026, 5, 3), D(2026, 5, 5)),)
+    assert explained.free == ((D(2026, 5, 1), D(2026, 5, 3)), (D(2026, 5, 5), D(2026, 5, 11)))
+    assert body_of(calls_to(rsps, SEARCH_WO_URL)[0])["nativeUnitID"] == UNIT.id
+
+
+def test_without_the_grant_the_view_vouches_for_no_free_night(rsps, make_source):
+    add_token(rsps)
+    rsps.add(responses.POST, SEARCH_RES_URL, json={"results": [], "totalCount": 0})
+    rsps.add(responses.POST, SEARCH_WO_URL, status=403, json={"message": "Forbidden"})
+    explained = make_source(make_account()).explain(UNIT, NIGHTS)
+    assert explained.free == () and explained.booked == () and "not readable" in explained.view

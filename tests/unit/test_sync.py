@@ -60,6 +60,9 @@ class ScriptedSource:
     def changes_since(self, version, deadline=None, *, known_end=None):
         return [], version
 
+    def open_work_orders(self, today, deadline=None):
+        return {}
+
     def explain(self, unit, nights):
         self.requests_by_operation["explain"] += 1
         if unit.id not in self.views:
