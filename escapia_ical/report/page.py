@@ -76,6 +76,7 @@ def gather_page(config: Config, now: dt.datetime, today: dt.date, max_age: dt.ti
         "runs_hours": RUNS_HOURS, "accounts": accounts, "kinds": NIGHT_KINDS, "strip_nights": STRIP_NIGHTS,
         "with_urls": base_url is not None,
         "channels_known": any(u["channels"] for a in accounts for u in a["units"]),
+        "failed": sum(1 for a in accounts for u in a["units"] if u["health"] == "failed"),
         "ok": not runs_note and not any(a["alerting"] or a["notes"] for a in accounts),
     }
 

@@ -25,7 +25,7 @@ NIGHT_KINDS = {
     "blocked": "blocked: a stay, an owner hold or maintenance (Escapia's reason is not stored today, "
                "so they look alike)",
     "unknown": "blocked as a precaution: Escapia's answer did not cover this night",
-    "held": "blocked although Escapia freed it: a loss the publish policy holds (see `accept`)",
+    "held": "blocked although Escapia freed it: a loss the publish policy holds (see accept)",
 }
 
 
