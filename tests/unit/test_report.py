@@ -179,3 +179,15 @@ def test_a_page_that_cannot_be_written_only_warns_after_a_sync(tmp_path, caplog)
     config = load_config(deployment(tmp_path, "report_html: blocker/status.html\n"), secrets=False)
     write_report_after_sync(config, NOW)
     assert "report_html: cannot write the status page" in caplog.text
+
+
+def test_the_template_ships_in_a_non_editable_install():
+    import configparser
+
+    import escapia_ical.report
+
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    pattern = setup["options.package_data"]["escapia_ical.report"].strip()
+    shipped = {p.name for p in Path(escapia_ical.report.__file__).parent.glob(pattern)}
+    assert "report.html.j2" in shipped
