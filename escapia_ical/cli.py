@@ -212,6 +212,24 @@ def rotate(config_path, account, units, revoke_now, base_url, wait, verbose, qui
 
 @cli.command()
 @config_option
+@click.option("--html", "html", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              metavar="PATH", help="Write the page here (not inside output_dir: it is served to the world).")
+@click.option("--max-age", type=AgeParam(), default="15m", show_default=True,
+              help="A feed published fresh longer ago is shown stale (as `status --max-age`).")
+@click.option("--with-urls", is_flag=True, help="Show each feed's URL (secret names when feed_tokens is "
+              "on: the page is then written 0600); needs --base-url.")
+@click.option("--base-url", metavar="URL", help="Where nginx serves output/, e.g. https://feeds.example.com")
+@click.option("--inside-output-dir", is_flag=True, help="Allow PATH inside output_dir, on purpose.")
+@with_verbosity
+def report(config_path, html, max_age, with_urls, base_url, inside_output_dir, verbose, quiet) -> None:
+    """Write a static HTML status page: per unit its health, ages, next 90 nights, and the
+    runs of the last 24 h. Reads state only (no network, no secret)."""
+    _run(lambda: operations.report(config_path, html, max_age, with_urls, base_url, inside_output_dir),
+         _verbosity(verbose, quiet))
+
+
+@cli.command()
+@config_option
 @click.option("--account", required=True, metavar="NAME", help="The account to diagnose.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a summary.")
 @with_verbosity

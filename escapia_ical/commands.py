@@ -37,6 +37,7 @@ from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.healthcheck import ping
 from escapia_ical.logs import PROGRAM, redact, register_secret, status_line
 from escapia_ical.metrics import write_metrics
+from escapia_ical.report import write_report_after_sync
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState
 from escapia_ical.status import record_acceptance, record_run
@@ -139,6 +140,8 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
             except (PublishError, LockHeld) as exc:
                 log.error("%s", exc)
                 code = max(code, 1)
+            else:
+                write_report_after_sync(config, finished)  # a failure only warns
         for line in stuck:  # (said once; status shows it as long as it lasts)
             log.error("%s", line)
         code = 1 if report.stuck and code == 0 else code  # an account is not being synced

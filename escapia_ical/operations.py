@@ -20,7 +20,17 @@ from escapia_ical.feeds.publish import current_bytes, publish_feed, remove_feed
 from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.sources import make_source
 from escapia_ical.state import SHARED_FILE_MODE, AccountState, write_json
-from escapia_ical.status import account_notes, feed_rows, format_age, load_status, run_note, status_path
+from escapia_ical.status import (
+    ALERTING,
+    account_notes,
+    configured_rows,
+    feed_health,
+    feed_rows,
+    format_age,
+    load_status,
+    run_note,
+    status_path,
+)
 from escapia_ical.sync.incremental import ChangeTracker
 from escapia_ical.sync.lock import account_lock, status_lock
 
@@ -38,14 +48,9 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
     config = load(config_path, secrets=False)
     now = dt.datetime.now(dt.UTC)
     recorded = load_status(config.state_dir)
-    # Only what the config still publishes: removed accounts or units are not stale feeds;
-    # retired units (feeds/lifecycle.py) are shown as such, never as stale.
     wanted = {a.name: a.units for a in config.accounts}
-    rows = [r for r in feed_rows(recorded, now)
-            if r["account"] in wanted and (wanted[r["account"]] == "all" or r["unit"] in wanted[r["account"]]
-                                           or r["retired"])]
-    stale = [r for r in rows if not r["retired"] and (
-        r["age_seconds"] is None or r["age_seconds"] > max_age.total_seconds() or r["held"])]
+    rows = configured_rows(feed_rows(recorded, now), wanted)
+    stale = [r for r in rows if feed_health(r, max_age) in ALERTING]
     run = run_note(recorded, now, max_age)
     notes = ([{"account": None, "problem": run}] if run else []) + account_notes(recorded, set(wanted))
     if as_json:
@@ -208,3 +213,18 @@ def rotate(config_path: Path, account_name: str, units: Sequence[str], revoke_no
         log.warning("%s: the old names keep being updated for %d days while you paste the new URLs; "
                     "`--revoke-now` deletes them at once", account.name, account.feed_tokens.grace_days)
     return EXIT_FAILED if missing else 0
+
+
+def report(config_path: Path, html: Path, max_age: dt.timedelta, with_urls: bool, base_url: str | None,
+           inside_output_dir: bool) -> int:
+    """Write the static status page to ``html`` (report/): from state only, no network and no
+    secret. Feed URLs (secret names when feed_tokens is on) only ``with_urls``, which needs
+    ``base_url``. Raise ConfigError for a usage problem or a path inside output_dir."""
+    from escapia_ical.report import write_report
+
+    if with_urls != (base_url is not None):
+        raise ConfigError("--with-urls and --base-url go together: the URLs are built from --base-url")
+    config = load(config_path, secrets=False)
+    write_report(config, html, max_age=max_age, base_url=base_url if with_urls else None,
+                 inside_output_dir=inside_output_dir)
+    return 0

@@ -44,9 +44,15 @@ def load_status(state_dir: Path) -> dict[str, Any]:
         warn_shape(path, [f"version is {found}, not {STATUS_VERSION}"])
         return empty
     problems: list[str] = []
-    status = _checked(data, {"run": _MAPPING, "accounts": _MAPPING}, "", problems)
+    status = _checked(data, {"run": _MAPPING, "accounts": _MAPPING, "runs": _LIST}, "", problems)
     if "run" in status:
         status["run"] = _checked(status["run"], _RUN_FIELDS, "run.", problems)
+    if "runs" in status:  # a run without its time cannot be placed in the history: dropped
+        runs = [_checked(r, _RUN_FIELDS, "runs[].", problems) if isinstance(r, dict) else {}
+                for r in status["runs"]]
+        status["runs"] = [r for r in runs if "finished" in r]
+        if len(status["runs"]) < len(runs):
+            problems.append(f"{len(runs) - len(status['runs'])} of runs[] without a valid finished time")
     accounts, status["accounts"] = status.get("accounts", {}), {}
     for name, entry in accounts.items():
         where = f"accounts.{name[:40]}"
@@ -100,10 +106,14 @@ _TIME = _Check(_is_time, "an ISO time with a zone")
 _COUNT = _Check(_is_count, "an integer")
 _COUNTS = _Check(lambda v: isinstance(v, dict) and all(map(_is_count, v.values())), "a mapping of integers")
 _MAPPING = _Check(lambda v: isinstance(v, dict), "a mapping")
+_LIST = _Check(lambda v: isinstance(v, list), "a list")
 _ERROR = _Check(lambda v: v is None or isinstance(v, str), "a string or null")
 _RUN_FIELDS = {"started": _TIME, "finished": _TIME, "exit_code": _COUNT,
                "duration_seconds": _Check(lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-                                          "a number")}
+                                          "a number"),
+               "feeds_rewritten": _COUNT, "unit_errors": _COUNT}  # (these two: in runs[] only)
+# status.json "runs": the history of the latest runs, for the status page (report/).
+RUNS_KEPT, RUNS_HOURS = 400, 24  # 24 h of 5-minute runs is 288
 _ACCOUNT_FIELDS = {
     "last_attempt": _TIME, "last_success": _TIME, "last_error": _ERROR, "units": _MAPPING,
     "requests": _COUNTS, "responses": _COUNTS, "responses_total": _COUNTS, "feeds_rewritten": _COUNT,
@@ -174,8 +184,18 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
             stuck.append(f"{account}: not synced: {holder.describe()} holds its lock, longer than a run "
                          "may last; that run may be stuck (its feeds are not updated until it ends)")
         entry["lock_stuck"] = mark
+    outcomes = [u for result in report.accounts.values() for u in result.units]
+    this_run = {**status["run"], "unit_errors": sum(1 for u in outcomes if u.error),
+                "feeds_rewritten": sum(1 for u in outcomes if u.rewritten and (u.error is None or u.verdict))}
+    status["runs"] = _latest_runs([*status.get("runs", []), this_run], finished)
     write_json(status_path(state_dir), status, state_dir=state_dir, mode=SHARED_FILE_MODE)
     return status
+
+
+def _latest_runs(runs: list[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:
+    """Return the runs that finished in the last RUNS_HOURS before ``now``, at most RUNS_KEPT."""
+    since = now - dt.timedelta(hours=RUNS_HOURS)
+    return [r for r in runs if dt.datetime.fromisoformat(r["finished"]) >= since][-RUNS_KEPT:]
 
 
 def record_acceptance(state_dir: Path, account: str, by: str, at: dt.datetime,
@@ -223,6 +243,31 @@ def feed_rows(status: dict[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
                          "last_error": state.get("last_error") or entry.get("last_error"),
                          "held": bool(state.get("held")), "retired": state.get("retired")})
     return rows
+
+
+def configured_rows(rows: list[dict[str, Any]], wanted: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the feed rows of what the config still publishes (``wanted``: account ->
+    its ``units``, "all" or ids): removed accounts or units are not stale feeds; retired
+    units (feeds/lifecycle.py) are kept, to be shown as such."""
+    return [r for r in rows if r["account"] in wanted and (
+        wanted[r["account"]] == "all" or r["unit"] in wanted[r["account"]] or r["retired"])]
+
+
+ALERTING = frozenset({"stale", "held"})  # the healths `status` exits 2 for
+
+
+def feed_health(row: dict[str, Any], max_age: dt.timedelta) -> str:
+    """Return a feed row's health: "retired" (no longer listed or selected: served unchanged,
+    never an alert), "held" (the publish policy holds a loss of nights back), "stale" (never
+    published fresh, or longer ago than ``max_age``), "failed" (its last attempt failed, but
+    the feed is younger than ``max_age``) or "fresh". ``ALERTING`` says which need an operator."""
+    if row["retired"]:
+        return "retired"
+    if row["held"]:
+        return "held"
+    if row["age_seconds"] is None or row["age_seconds"] > max_age.total_seconds():
+        return "stale"
+    return "failed" if row["last_error"] else "fresh"
 
 
 def account_notes(status: dict[str, Any], accounts: set[str]) -> list[dict[str, str]]:

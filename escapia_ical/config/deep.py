@@ -19,6 +19,8 @@ def deep_problems(config: Config) -> list[str]:
                             _folder_problem("state_dir", config.state_dir)) if p]
     if config.metrics_file is not None:
         problems += _file_problems("metrics_file", config.metrics_file)
+    if config.report_html is not None:
+        problems += _file_problems("report_html", config.report_html)
     for account in config.accounts:
         for key, folder in (("output", config.output_dir / account.name),
                             ("state", config.state_dir / "accounts" / account.name)):

@@ -52,6 +52,7 @@ class Config:
     warnings: tuple[str, ...] = ()
     deadline_seconds: float = 240.0  # work left at this point waits for the next run
     metrics_file: Path | None = None  # node_exporter textfile collector file
+    report_html: Path | None = None  # the status page (report/), written after every sync
     healthcheck_url: str | None = field(default=None, repr=False)  # healthchecks.io-style pings
 
     def account(self, name: str) -> Account | None:
@@ -256,6 +257,14 @@ def _check_dirs(data: dict, base: Path, is_sensitive: Callable[[KeyPath], bool])
                         "its tokens would be published")]
     if out_dir.is_relative_to(state_dir):
         return [Problem(("output_dir",), f"must not be inside state_dir{state_shown}")]
+    page = data.get("report_html")
+    try:
+        inside = isinstance(page, str) and bool(page) and _resolve_dir(base, page).is_relative_to(out_dir)
+    except ValueError as exc:
+        return [Problem(("report_html",), str(exc))]
+    if inside:
+        return [Problem(("report_html",), f"must not be inside output_dir{out_shown}, which is served to the "
+                        "world (`escapia-ical report --inside-output-dir` can write it there on purpose)")]
     return []
 
 
@@ -281,6 +290,7 @@ def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Con
         accounts=tuple(accounts),
         deadline_seconds=float(data.get("deadline_seconds", 240.0)),
         metrics_file=_resolve_dir(base, data["metrics_file"]) if data.get("metrics_file") else None,
+        report_html=_resolve_dir(base, data["report_html"]) if data.get("report_html") else None,
         healthcheck_url=data.get("healthcheck_url", "").rstrip("/") or None,
     )
 

@@ -176,6 +176,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "http": HTTP_SCHEMA,
         "feeds": FEEDS_SCHEMA,
         "metrics_file": _NON_EMPTY,
+        "report_html": _NON_EMPTY,
         "deadline_seconds": {"type": "number", "minimum": 10, "maximum": 3600},
         "healthcheck_url": {"type": "string", "pattern": "^https?://[^/\\s]+",
                             "x-messages": {"pattern": "must be an http(s) URL"}},
