@@ -102,7 +102,7 @@ def _end_date_and_span(source: HsapiSource, window: FeedWindow, listed: list[str
         answer = attempt(lambda unit=unit, what=what: parse_nonavailability(source._call(
             "POST", "GetUnitNonAvailability", json={
                 "dateRange": {"startDate": window.start.isoformat(), "endDate": window.end.isoformat()},
-                "nativePMSUnitID": unit}), what))
+                "nativePMSUnitID": unit}), what)[0])  # (items without dates block nothing)
         if isinstance(answer, SourceError):
             errors.append(answer)
         else:
