@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from escapia_ical.channels import ChannelBook, silence_notes, update_channels
+from escapia_ical.channels import ChannelBook, fetch_rows, silence_notes, update_channels
 from escapia_ical.channels.record import channels_path
 from escapia_ical.commands import load, selected_accounts
 from escapia_ical.config.positions import one_line
@@ -134,16 +134,7 @@ def channels(config_path: Path, as_json: bool) -> int:
     now = dt.datetime.now(dt.UTC)
     run = update_channels(config, now, wait=LOCK_WAIT)
     book = ChannelBook.load(config.state_dir)
-    rows = []
-    for account in config.accounts:
-        fetched = book.feeds.get(account.name, {})
-        units = sorted({e["unit"] for e in AccountState(config.state_dir, account.name).feed_stamps().values()
-                        if isinstance(e.get("unit"), str)})
-        for unit in units:
-            for channel, entry in sorted(fetched.get(unit, {None: None}).items(), key=lambda i: i[0] or ""):
-                age = (now - dt.datetime.fromisoformat(entry["last"])).total_seconds() if entry else None
-                rows.append({"account": account.name, "unit": unit, "channel": channel, "age_seconds": age,
-                             **({k: entry[k] for k in ("first", "last", "status", "count")} if entry else {})})
+    rows = fetch_rows(config, book, now)
     if as_json:
         click.echo(json.dumps({"log": str(config.channels.access_log), "read": book.read,
                                "state": str(channels_path(config.state_dir)), "feeds": rows},
@@ -156,6 +147,7 @@ def channels(config_path: Path, as_json: bool) -> int:
             if r["channel"] is None:
                 click.echo(f"{name.ljust(width)}  {'-':<16}  no fetch seen")
                 continue
-            click.echo(f"{name.ljust(width)}  {r['channel']:<16}  {r['last']:<25}  {format_age(r['age_seconds']):>5}  "
+            age = format_age(r["age_seconds"])
+            click.echo(f"{name.ljust(width)}  {r['channel']:<16}  {r['last']:<25}  {age:>5}  "
                        f"{r['status']:>6}  {r['count']:>5}")
     return 1 if run.error else 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from escapia_ical.channels.logformat import Tally, scan
 from escapia_ical.channels.logreader import LogMissing, LogRead, read_log
@@ -22,7 +23,7 @@ from escapia_ical.sync.lock import channels_lock
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ChannelBook", "ChannelRun", "feed_paths", "silence_notes", "update_channels"]
+__all__ = ["ChannelBook", "ChannelRun", "feed_paths", "fetch_rows", "silence_notes", "update_channels"]
 
 
 @dataclass
@@ -44,6 +45,25 @@ def feed_paths(config: Config) -> dict[bytes, tuple[str, str]]:
             if isinstance(unit, str):
                 paths[f"/{account.name}/{name}".encode()] = (account.name, unit)
     return paths
+
+
+def fetch_rows(config: Config, book: ChannelBook, now: dt.datetime) -> list[dict[str, Any]]:
+    """Return one row per published feed (units in feeds.json) and channel that fetched it:
+    account, unit, channel, age_seconds of the last fetch, first, last, status, count;
+    a feed no channel fetched has one row with channel None."""
+    rows: list[dict[str, Any]] = []
+    for account in config.accounts:
+        fetched = book.feeds.get(account.name, {})
+        stamps = AccountState(config.state_dir, account.name).feed_stamps()
+        for unit in sorted({e["unit"] for e in stamps.values() if isinstance(e.get("unit"), str)}):
+            row = {"account": account.name, "unit": unit}
+            if not fetched.get(unit):
+                rows.append({**row, "channel": None, "age_seconds": None})
+            for channel, entry in sorted(fetched.get(unit, {}).items()):
+                age = (now - dt.datetime.fromisoformat(entry["last"])).total_seconds()
+                rows.append({**row, "channel": channel, "age_seconds": age,
+                             **{k: entry[k] for k in ("first", "last", "status", "count")}})
+    return rows
 
 
 def update_channels(config: Config, now: dt.datetime, *, wait: float = 30.0) -> ChannelRun:
@@ -72,7 +92,8 @@ def update_channels(config: Config, now: dt.datetime, *, wait: float = 30.0) -> 
             book.position = run.read.position
             book.merge(tally)
         for account, unit, channel in book.forget(now, dt.timedelta(days=settings.forget_days)):
-            log.info("%s/%s: %s forgotten: no fetch for %g days", account, unit, channel, settings.forget_days)
+            log.info("%s/%s: %s forgotten: no fetch for %g days", account, unit, channel,
+                     settings.forget_days)
         book.read = {"at": now.astimezone(dt.UTC).replace(microsecond=0).isoformat(), "error": run.error,
                      "lines": tally.lines, "malformed": tally.malformed, "ignored": tally.ignored,
                      "behind": bool(run.read and run.read.behind)}

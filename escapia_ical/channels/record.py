@@ -77,7 +77,7 @@ class ChannelBook:
                     if _is_fetch(entry):
                         book.feeds.setdefault(account, {}).setdefault(unit, {})[channel] = entry
                     else:
-                        problems.append(f"feeds.{account[:40]}.{str(unit)[:40]}.{channel[:40]} is not a fetch")
+                        problems.append(f"feeds.{account[:40]}.{unit[:40]}.{channel[:40]} is not a fetch")
             if not isinstance(units, dict):
                 problems.append(f"feeds.{account[:40]} is {kind_of(units)}, not a mapping")
         if problems:
