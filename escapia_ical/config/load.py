@@ -48,7 +48,7 @@ class ChannelSettings:
     access_log: Path
     silence_hours: float = 24.0
     forget_days: float = 30.0
-    max_bytes_per_run: int = 64 * 1024 * 1024
+    max_bytes_per_run: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
