@@ -86,8 +86,9 @@ def update_channels(config: Config, now: dt.datetime, *, wait: float = 30.0) -> 
                                 lambda block: scan(block, paths, tally))
         except LogMissing as exc:
             run.error = str(exc)
-        except OSError as exc:
-            run.error = f"cannot read {exc.filename or settings.access_log}: {exc.strerror or exc}"
+        except (OSError, EOFError) as exc:  # EOFError: a rotated .gz cut short
+            where = getattr(exc, "filename", None) or settings.access_log
+            run.error = f"cannot read {where}: {getattr(exc, 'strerror', None) or exc}"
         if run.read is not None:
             book.position = run.read.position
             book.merge(tally)

@@ -92,7 +92,10 @@ def read_log(path: Path, position: LogPosition | None, max_bytes: int,
     if position is not None and position.offset > 0:
         rotated = _find_rotated(path, position)
         if rotated is not None:
-            _read(rotated, os.stat(rotated), position.offset, budget, consume, result, live=False)
+            # Until nginx reopens its logs it still writes to the renamed file: mid-line there
+            # too, unless it was compressed.
+            _read(rotated, os.stat(rotated), position.offset, budget, consume, result,
+                  live=not rotated.name.endswith(".gz"))
             budget -= result.bytes_read
             if result.behind:  # the rest of the rotated file first, next run
                 return result

@@ -158,3 +158,17 @@ def test_a_line_longer_than_a_chunk_is_skipped_not_fatal(tmp_path, monkeypatch):
     log.write_bytes(b"x" * 200 + b"\n" + lines(0, 1))
     result, data = read(log, None, max_bytes=10_000)
     assert result.oversized >= 1 and data.endswith(lines(0, 1))
+
+
+def test_a_renamed_file_nginx_still_writes_to_is_not_read_past_a_half_line(tmp_path):
+    log, rotated = tmp_path / "access.log", tmp_path / "access.log.1"
+    log.write_bytes(lines(0, 2))
+    first, _ = read(log, None)
+    log.rename(rotated)
+    append(rotated, lines(2, 3) + b"2026-05-01T12:09:00+00:00\tGET")  # before nginx reopens
+    second, data = read(log, first.position)
+    assert data == lines(2, 3)
+    append(rotated, b"\t/acme/7.ics\t200\t10\tAirbnb\n")
+    log.write_bytes(lines(8, 9))
+    third, data = read(log, second.position)
+    assert data == b"2026-05-01T12:09:00+00:00\tGET\t/acme/7.ics\t200\t10\tAirbnb\n" + lines(8, 9)

@@ -141,3 +141,10 @@ def test_the_metric_gives_each_last_fetch_as_a_timestamp(config, tmp_path):
     assert any(row.startswith("escapia_ical_channel_last_fetch_timestamp_seconds{")
                and float(row.rsplit(" ", 1)[1]) == expected and 'channel="airbnb"' in row for row in text.splitlines()), (
         line, text)
+
+
+def test_a_log_that_cannot_be_read_is_an_error_recorded(config):
+    config.channels.access_log.mkdir()
+    run = update_channels(config, NOW)
+    assert run.error.startswith(f"cannot read {config.channels.access_log}")
+    assert ChannelBook.load(config.state_dir).read["error"] == run.error
