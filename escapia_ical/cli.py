@@ -241,6 +241,16 @@ def diagnose(config_path, account, as_json, verbose, quiet) -> None:
 
 
 @cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@with_verbosity
+def channels(config_path, as_json, verbose, quiet) -> None:
+    """Read the nginx access log's new lines, then show which channel (Airbnb, Vrbo,
+    Google...) last fetched each feed. Cron may run it apart from sync."""
+    _run(lambda: operations.channels(config_path, as_json), _verbosity(verbose, quiet))
+
+
+@cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default="a free port")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
 @click.option("--extra-units", type=click.IntRange(0, 100_000), default=0,

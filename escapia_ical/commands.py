@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from escapia_ical.channels import ChannelBook, update_channels
 from escapia_ical.config import Account, Config, load_config
 from escapia_ical.config.deep import deep_problems
 from escapia_ical.errors import (
@@ -25,6 +26,7 @@ from escapia_ical.errors import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     ConfigError,
+    EscapiaIcalError,
     LockHeld,
     PublishError,
     Terminated,
@@ -122,6 +124,8 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
     try:
         run_sync(config, options, report, on_start=on_start)
         code = 0 if report.ok else 1
+        if config.channels and report.accounts:
+            _track_channels(config)
     except Terminated:
         code = EXIT_TERMINATED
         raise
@@ -136,7 +140,8 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
                 with status_lock(config.state_dir):
                     status = record_run(config.state_dir, report, started, finished, code, stuck)
                 if config.metrics_file:
-                    write_metrics(config.metrics_file, status, finished)
+                    channels = ChannelBook.load(config.state_dir).feeds if config.channels else None
+                    write_metrics(config.metrics_file, status, finished, channels)
             except (PublishError, LockHeld) as exc:
                 log.error("%s", exc)
                 code = max(code, 1)
@@ -152,6 +157,19 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
         raise LockHeld(f"every account is being synced by another run ({holders})")
     _log_summary(report, time.monotonic() - clock)
     return code
+
+
+def _track_channels(config: Config) -> None:
+    """Count the channels' feed fetches the access log gained, after the feeds are
+    published. Cheap (bounded by max_bytes_per_run); whatever goes wrong is a warning and
+    never fails the sync; a separate `escapia-ical channels` reading it now is left alone."""
+    try:
+        update_channels(config, dt.datetime.now(dt.UTC), wait=0)
+    except LockHeld as exc:
+        log.info("channel fetch log not read: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - the feeds are published; this is only monitoring
+        log.warning("channel fetch log not read: %s", exc)
+        log.debug("details", exc_info=not isinstance(exc, EscapiaIcalError))
 
 
 def accept(config_path: Path, account_name: str, units: Sequence[str], by: str | None,

@@ -19,10 +19,13 @@ from escapia_ical.errors import PublishError
 from escapia_ical.feeds import spans
 
 
-def write_metrics(path: Path, status: dict[str, Any], now: dt.datetime) -> None:
-    """Write the metrics of ``status`` to ``path`` atomically. Raise PublishError on failure."""
+def write_metrics(path: Path, status: dict[str, Any], now: dt.datetime,
+                  channels: dict[str, Any] | None = None) -> None:
+    """Write the metrics of ``status`` (and of ``channels``, the channel fetches of
+    channels.json: account -> unit -> channel -> entry) to ``path`` atomically. Raise
+    PublishError on failure."""
     registry = CollectorRegistry()
-    registry.register(StatusCollector(status, now))
+    registry.register(StatusCollector(status, now, channels))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_to_textfile(str(path), registry)
@@ -31,8 +34,8 @@ def write_metrics(path: Path, status: dict[str, Any], now: dt.datetime) -> None:
 
 
 class StatusCollector(Collector):
-    def __init__(self, status: dict[str, Any], now: dt.datetime):
-        self.status, self.now = status, now
+    def __init__(self, status: dict[str, Any], now: dt.datetime, channels: dict[str, Any] | None = None):
+        self.status, self.now, self.channels = status, now, channels
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         run = self.status.get("run", {})
@@ -90,6 +93,12 @@ class StatusCollector(Collector):
                        ["account", "operation", "status"],
                        [([a, *key.rsplit(" ", 1)], n) for a, e in accounts.items()
                         for key, n in e.get("responses_total", {}).items()])
+        if self.channels is not None:
+            yield _gauge("escapia_ical_channel_last_fetch_timestamp_seconds",
+                         "When each channel last fetched each feed (from the nginx access log).",
+                         ["account", "unit", "channel"],
+                         [([a, u, c], _timestamp(e.get("last"))) for a, units in self.channels.items()
+                          for u, chans in units.items() for c, e in chans.items()])
 
 
 def _gauge(name: str, doc: str, labels: list[str], samples) -> GaugeMetricFamily:

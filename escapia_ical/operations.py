@@ -1,4 +1,4 @@
-"""The operator commands: status, feeds, prune, rotate. Each returns the exit code."""
+"""The operator commands: status, feeds, prune, rotate, channels. Each returns the exit code."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from escapia_ical.channels import ChannelBook, fetch_rows, silence_notes, update_channels
+from escapia_ical.channels.record import channels_path
 from escapia_ical.commands import account_named, load, selected_accounts
 from escapia_ical.config.positions import one_line
 from escapia_ical.errors import EXIT_FAILED, ConfigError, PublishError
@@ -53,6 +55,9 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
     stale = [r for r in rows if feed_health(r, max_age) in ALERTING]
     run = run_note(recorded, now, max_age)
     notes = ([{"account": None, "problem": run}] if run else []) + account_notes(recorded, set(wanted))
+    if config.channels:  # a channel that stopped fetching a feed: its calendar sync broke
+        notes += silence_notes(ChannelBook.load(config.state_dir), now,
+                               dt.timedelta(hours=config.channels.silence_hours), wanted)
     if as_json:
         click.echo(json.dumps({"max_age_seconds": max_age.total_seconds(), "stale": len(stale),
                                "ok": not (stale or notes or not rows), "run": recorded.get("run"),
@@ -228,3 +233,33 @@ def report(config_path: Path, html: Path, max_age: dt.timedelta, with_urls: bool
     write_report(config, html, max_age=max_age, base_url=base_url if with_urls else None,
                  inside_output_dir=inside_output_dir)
     return 0
+
+
+def channels(config_path: Path, as_json: bool) -> int:
+    """Read what the access log gained (under the channel log's lock), then print per
+    published feed each channel's last fetch, status and count (a feed no channel fetched
+    has one row without a channel). Return 1 if the log could not be read, else 0."""
+    config = load(config_path, secrets=False)
+    if config.channels is None:
+        raise ConfigError(f"{config.path}: channels: not configured (add `channels: {{access_log: PATH}}`, "
+                          "see the README, \"Which channel fetched which feed\")")
+    now = dt.datetime.now(dt.UTC)
+    run = update_channels(config, now, wait=LOCK_WAIT)
+    book = ChannelBook.load(config.state_dir)
+    rows = fetch_rows(config, book, now)
+    if as_json:
+        click.echo(json.dumps({"log": str(config.channels.access_log), "read": book.read,
+                               "state": str(channels_path(config.state_dir)), "feeds": rows},
+                              indent=1, ensure_ascii=False))
+    else:
+        names = [one_line(f"{r['account']}/{r['unit']}") for r in rows]
+        width = max([*map(len, names), 4])
+        click.echo(f"{'FEED'.ljust(width)}  {'CHANNEL':<16}  {'LAST FETCH':<25}  {'AGE':>5}  STATUS  COUNT")
+        for name, r in zip(names, rows, strict=True):
+            if r["channel"] is None:
+                click.echo(f"{name.ljust(width)}  {'-':<16}  no fetch seen")
+                continue
+            age = format_age(r["age_seconds"])
+            click.echo(f"{name.ljust(width)}  {r['channel']:<16}  {r['last']:<25}  {age:>5}  "
+                       f"{r['status']:>6}  {r['count']:>5}")
+    return 1 if run.error else 0

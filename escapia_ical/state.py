@@ -1,6 +1,6 @@
 """What is remembered between runs, in ``state_dir``.
 
-Modes: state_dir itself 0750 when we create it and ``status.json`` 0640, so that a
+Modes: state_dir itself 0750 when we create it and ``status.json`` (and ``channels.json``) 0640, so that a
 monitoring user in state_dir's group can run ``escapia-ical status`` (see the README,
 "Monitoring"); every folder below is 0700 and every other file 0600 (tokens are secrets).
 
@@ -8,6 +8,8 @@ Layout::
 
     state_dir/status.json                     the last runs' outcomes (status.py)
     state_dir/status.lock                     turns at status.json (sync/lock.py)
+    state_dir/channels.json                   channel fetches and the access log position (channels/)
+    state_dir/channels.lock                   one reader of the access log at a time (sync/lock.py)
     state_dir/accounts/<account>/sync.lock    one run at a time per account (sync/lock.py)
     state_dir/accounts/<account>/identity.json  whose state this is (sync/identity.py)
     state_dir/accounts/<account>/token.json   a cached bearer token (a secret)

@@ -10,12 +10,13 @@ from escapia_ical.config.accounts import (
     HsapiAccount,
     HttpPolicy,
 )
-from escapia_ical.config.load import Config, FeedSettings, load_config
+from escapia_ical.config.load import ChannelSettings, Config, FeedSettings, load_config
 
 __all__ = [
     "ESCAPIANET_DEFAULT_BASE_URL",
     "HSAPI_DEFAULT_BASE_URL",
     "Account",
+    "ChannelSettings",
     "Config",
     "EscapianetAccount",
     "FeedSettings",

@@ -43,6 +43,18 @@ class FeedSettings:
 
 
 @dataclass(frozen=True)
+class ChannelSettings:
+    """Channel fetch tracking: the nginx access log to read (the shipped format or
+    ``combined``), after how long without a fetch a channel is reported as silent, after
+    how long it is forgotten, and how much of the log one run reads at most."""
+
+    access_log: Path
+    silence_hours: float = 24.0
+    forget_days: float = 30.0
+    max_bytes_per_run: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     output_dir: Path
@@ -54,6 +66,7 @@ class Config:
     metrics_file: Path | None = None  # node_exporter textfile collector file
     report_html: Path | None = None  # the status page (report/), written after every sync
     healthcheck_url: str | None = field(default=None, repr=False)  # healthchecks.io-style pings
+    channels: ChannelSettings | None = None  # channel fetch tracking, when configured
 
     def account(self, name: str) -> Account | None:
         return next((a for a in self.accounts if a.name == name), None)
@@ -292,7 +305,15 @@ def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Con
         metrics_file=_resolve_dir(base, data["metrics_file"]) if data.get("metrics_file") else None,
         report_html=_resolve_dir(base, data["report_html"]) if data.get("report_html") else None,
         healthcheck_url=data.get("healthcheck_url", "").rstrip("/") or None,
+        channels=_channel_settings(data.get("channels"), base),
     )
+
+
+def _channel_settings(data: dict | None, base: Path) -> ChannelSettings | None:
+    """Given the validated ``channels`` mapping (or None), return its settings."""
+    if data is None:
+        return None
+    return ChannelSettings(**{**data, "access_log": _resolve_dir(base, data["access_log"])})
 
 
 def _permission_warning(path: Path | str, filename: str, raw: dict) -> str | None:

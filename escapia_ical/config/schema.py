@@ -66,6 +66,20 @@ FEEDS_SCHEMA: dict[str, Any] = {
     },
 }
 
+# Channel fetch tracking (escapia_ical/channels): which channel fetched which feed, from
+# the nginx access log.
+CHANNELS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["access_log"],
+    "properties": {
+        "access_log": _NON_EMPTY,
+        "silence_hours": {"type": "number", "exclusiveMinimum": 0, "maximum": 8760},
+        "forget_days": {"type": "number", "exclusiveMinimum": 0, "maximum": 3650},
+        "max_bytes_per_run": {"type": "integer", "minimum": 65536},
+    },
+}
+
 _NAME = {
     "type": "string",
     "minLength": 1,
@@ -181,6 +195,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "healthcheck_url": {"type": "string", "pattern": "^https?://[^/\\s]+",
                             "x-messages": {"pattern": "must be an http(s) URL"}},
         "accounts": {"type": "array", "minItems": 1, "items": ACCOUNT_SCHEMA},
+        "channels": CHANNELS_SCHEMA,
     },
 }
 

@@ -1,15 +1,14 @@
 """Which channel (Airbnb, Vrbo, Booking.com, ...) last fetched each feed: the status page's
-"last fetch by channel" column.
-
-NOT WIRED YET: the channel fetch log (nginx's access log parsed into a state file) is built
-on another branch; it is to be wired into :func:`channel_fetches` at merge. Until then
-this returns {} and the page says that no fetch log is kept, rather than inventing fetches.
+"last fetch by channel" column, read from the channel fetch log (``state_dir/channels.json``,
+see :mod:`escapia_ical.channels`); {} when no access log is configured or read yet.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TypedDict
+
+from escapia_ical.channels.record import ChannelBook
 
 
 class ChannelFetch(TypedDict):
@@ -22,5 +21,8 @@ class ChannelFetch(TypedDict):
 
 def channel_fetches(state_dir: Path, account: str) -> dict[str, dict[str, ChannelFetch]]:
     """Return ``{unit id: {channel name: ChannelFetch}}`` for ``account``'s feeds, read from
-    state only (no network); {} when nothing is known. Not wired yet: always {}."""
-    return {}
+    state only (no network); {} when nothing is known."""
+    units = ChannelBook.load(state_dir).feeds.get(account, {})
+    return {unit: {channel: ChannelFetch(last=entry["last"], status=entry["status"], count=entry["count"])
+                   for channel, entry in channels.items()}
+            for unit, channels in units.items()}

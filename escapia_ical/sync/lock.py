@@ -65,6 +65,15 @@ def status_lock(state_dir: Path, wait: float = 30.0) -> Iterator[None]:
 
 
 @contextmanager
+def channels_lock(state_dir: Path, wait: float = 30.0) -> Iterator[None]:
+    """Hold the lock of ``channels.json`` and the access log position in it (a sync and a
+    separate `escapia-ical channels` must not count the same lines twice). Raise LockHeld
+    after ``wait`` seconds."""
+    with _locked(state_dir, state_dir / "channels.lock", wait, float("inf"), "the channel fetch log"):
+        yield
+
+
+@contextmanager
 def _locked(state_dir: Path, path: Path, wait: float, stuck_after: float, what: str) -> Iterator[None]:
     try:
         make_private_dir(state_dir)

@@ -1,7 +1,7 @@
 """The shipped nginx snippet, under a real nginx, serving what the real CLI publishes.
 
-config/nginx.conf.example is included as it is, with only its `listen 80;` and `root ...;`
-lines changed, into a minimal nginx.conf in tmp; nginx runs in the foreground on a free
+config/nginx.conf.example is included as it is, with only its `listen 80;`, `root ...;` and
+`access_log ...;` lines changed, into a minimal nginx.conf in tmp; nginx runs in the foreground on a free
 loopback port with root = the deployment's output folder. scripts/test makes sure nginx is
 installed. Without it these tests fail (they are never skipped silently) unless
 ESCAPIA_ICAL_SKIP_NGINX=1 is set.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import grp
 import gzip
+import json
 import os
 import pwd
 import re
@@ -27,6 +28,7 @@ import icalendar
 import pytest
 import requests
 
+from escapia_ical.channels.logformat import parse_line
 from escapia_ical.feeds.publish import publish_feed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,12 +48,16 @@ def nginx_binary() -> str:
                 pytrace=False)
 
 
-def render_snippet(listen: str, root: Path) -> str:
-    """Return the shipped snippet listening on ``listen`` and serving ``root``; nothing else changes."""
+def render_snippet(listen: str, root: Path, access_log: Path) -> str:
+    """Return the shipped snippet listening on ``listen``, serving ``root`` and logging to
+    ``access_log`` (in its own format); nothing else changes."""
     text = SNIPPET.read_text(encoding="utf-8")
     text, listens = re.subn(r"(?m)^(\s*)listen\s+80;", rf"\g<1>listen {listen};", text)
     text, roots = re.subn(r"(?m)^(\s*)root\s+/srv/escapia-ical/feeds;", rf"\g<1>root {root};", text)
-    assert (listens, roots) == (1, 1), "the snippet must have one `listen 80;` and one `root /srv/escapia-ical/feeds;`"
+    text, logs = re.subn(r"(?m)^(\s*)access_log\s+/var/log/nginx/escapia-ical\.access\.log escapia_ical;",
+                         rf"\g<1>access_log {access_log} escapia_ical;", text)
+    assert (listens, roots, logs) == (1, 1, 1), ("the snippet must have one `listen 80;`, one `root "
+                                                 "/srv/escapia-ical/feeds;` and one `access_log ...;`")
     return text
 
 
@@ -66,6 +72,7 @@ class Nginx:
     base_url: str
     root: Path
     session: requests.Session
+    access_log: Path
 
     def get(self, path: str, **headers: str) -> requests.Response:
         headers.setdefault("Accept-Encoding", "identity")
@@ -88,7 +95,9 @@ def nginx(deployment, tmp_path_factory):
     binary = nginx_binary()
     work = tmp_path_factory.mktemp("nginx")
     port = free_port()
-    (work / "site.conf").write_text(render_snippet(f"127.0.0.1:{port}", deployment.output), encoding="utf-8")
+    access_log = work / "access.log"
+    (work / "site.conf").write_text(render_snippet(f"127.0.0.1:{port}", deployment.output, access_log),
+                                    encoding="utf-8")
     temp_paths = "".join(f"    {name}_temp_path {work / name};\n"
                          for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     # As root, workers would run as nobody, who cannot read pytest's 0700 tmp folders.
@@ -122,7 +131,7 @@ def nginx(deployment, tmp_path_factory):
                 time.sleep(0.02)
         session = requests.Session()
         session.trust_env = False  # no proxy from the environment for loopback
-        yield Nginx(f"http://127.0.0.1:{port}", deployment.output, session)
+        yield Nginx(f"http://127.0.0.1:{port}", deployment.output, session, access_log)
         session.close()
     finally:
         process.terminate()  # SIGTERM: nginx's fast shutdown
@@ -292,3 +301,25 @@ def test_a_reader_never_sees_a_partial_feed_during_200_publishes(deployment, ngi
         parsed = icalendar.Calendar.from_ical(body)
         assert parsed.name == "VCALENDAR" and len(parsed.walk("VEVENT")) == events[body]
     assert not [p.name for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_a_fetch_through_nginx_lands_in_its_log_and_channels_counts_it(deployment, nginx):
+    unit_id, _, url = synced_unit(deployment)
+    assert nginx.get(url, **{"User-Agent": "Google-Calendar-Importer"}).status_code == 200
+    assert nginx.get("/sandbox/", **{"User-Agent": 'Evil"\tAgent'}).status_code == 404
+    lines = nginx.access_log.read_bytes().splitlines()
+    assert len(lines) == 2  # nginx writes each line as the request ends
+    fetch, other = (parse_line(line) for line in lines)
+    assert (fetch.method, fetch.path, fetch.status, fetch.user_agent) == ("GET", url, 200,
+                                                                          "Google-Calendar-Importer")
+    assert abs((dt.datetime.now(dt.UTC) - fetch.time).total_seconds()) < 60
+    assert other is not None and other.status == 404 and "\t" not in other.user_agent  # escaped by nginx
+    assert b"127.0.0.1" not in nginx.access_log.read_bytes()  # no client address in the shipped format
+
+    deployment.config.write_text(deployment.config.read_text(encoding="utf-8")
+                                 + f"channels:\n  access_log: {nginx.access_log}\n", encoding="utf-8")
+    result = deployment.run("channels", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [r for r in json.loads(result.stdout)["feeds"] if r["channel"]]
+    assert [(r["unit"], r["channel"], r["status"], r["count"]) for r in rows] == [
+        (unit_id, "google-calendar", 200, 1)]

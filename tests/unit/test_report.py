@@ -137,7 +137,7 @@ def test_channel_fetches_are_shown_from_the_one_function(tmp_path):
     assert seen == ["a"]
     assert "Airbnb: 2026-05-01 10:00 (200, 12×)" in page.row_text("a", "101")
     assert "none logged" in page.row_text("a", "102")
-    assert "no fetch log" in page_of(config).row_text("a", "101")  # not wired yet
+    assert "no fetch log" in page_of(config).row_text("a", "101")  # no channels.json in this state
 
 
 def test_runs_of_the_last_day_are_kept_bounded_and_shown(tmp_path):
