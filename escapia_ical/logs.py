@@ -9,12 +9,15 @@ Two rules hold for every line, whatever logged it (our code, requests, urllib3):
 - it is one line: unit ids and names come from Escapia, and a name holding a line break
   or a terminal escape must not be able to forge a log line or repaint a terminal;
 - it holds no secret: every value passed to :func:`register_secret` (credentials, the
-  healthcheck URL, bearer tokens) is replaced by ``***`` before anything is written.
+  healthcheck URL, bearer tokens) is replaced by ``***`` before anything is written, and so
+  is the token of every secret feed name (``<unit>-<32 hex>.ics`` -> ``<unit>-***.ics``):
+  a path in an error must not give away the URL it protects.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from pathlib import Path
@@ -39,12 +42,21 @@ def register_secret(value: str | None) -> None:
             _secrets = tuple(sorted((*_secrets, value), key=len, reverse=True))
 
 
+_FEED_TOKEN = re.compile(r"-[0-9a-f]{32}(?=\.ics)")  # see feeds/names.py feed_filename
+
+
 def redact(text: str) -> str:
-    """Return ``text`` with every registered secret replaced by ``***``."""
+    """Return ``text`` with every registered secret, and every secret feed name's token,
+    replaced by ``***``."""
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    return text
+    return mask_feed_tokens(text)
+
+
+def mask_feed_tokens(text: str) -> str:
+    """Return ``text`` with the token of each secret feed file name masked."""
+    return _FEED_TOKEN.sub("-" + MASK, text)
 
 
 class RedactSecrets(logging.Filter):

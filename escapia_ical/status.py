@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from escapia_ical.feeds import spans
+from escapia_ical.logs import mask_feed_tokens
 from escapia_ical.state import SHARED_FILE_MODE, kind_of, read_json, warn_shape, write_json
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
         entry = status["accounts"].setdefault(account, {"units": {}})
         entry.pop("lock_stuck", None)
         entry["last_attempt"] = when
-        entry["last_error"] = result.error
+        entry["last_error"] = _public(result.error)
         if result.error is None:
             entry["last_success"] = when
         entry["requests"] = _plain(result.requests)
@@ -161,11 +162,12 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
         for outcome in result.units:
             unit = entry["units"].setdefault(outcome.unit_id, {})
             unit["last_attempt"] = when
-            unit["last_error"] = outcome.error
+            unit["last_error"] = _public(outcome.error)
             if outcome.error is None:
                 unit["last_success"] = when
             if outcome.error is None or outcome.verdict:  # published (a held feed too)
-                unit.update(events=outcome.events, file=str(outcome.path), rewritten=outcome.rewritten)
+                unit.update(events=outcome.events, file=_public(str(outcome.path)),
+                            rewritten=outcome.rewritten)
                 if outcome.rewritten:
                     unit["last_change"] = when
         synced = {o.unit_id for o in result.units}
@@ -211,6 +213,11 @@ def record_acceptance(state_dir: Path, account: str, by: str, at: dt.datetime,
     write_json(status_path(state_dir), status, mode=SHARED_FILE_MODE)
 
 
+def _public(text: str | None) -> str | None:
+    """status.json is readable by a monitoring group: no secret feed name goes into it."""
+    return mask_feed_tokens(text) if text else text
+
+
 def _plain(counts: Mapping[str, int]) -> dict[str, int]:
     return {key: int(value) for key, value in sorted(counts.items())}
 
@@ -239,8 +246,8 @@ def feed_rows(status: dict[str, Any], now: dt.datetime) -> list[dict[str, Any]]:
             success = state.get("last_success")
             age = (now - dt.datetime.fromisoformat(success)).total_seconds() if success else None
             rows.append({"account": account, "unit": unit, "age_seconds": age,
-                         "events": state.get("events"), "file": state.get("file"),
-                         "last_error": state.get("last_error") or entry.get("last_error"),
+                         "events": state.get("events"), "file": _public(state.get("file")),
+                         "last_error": _public(state.get("last_error") or entry.get("last_error")),
                          "held": bool(state.get("held")), "retired": state.get("retired")})
     return rows
 

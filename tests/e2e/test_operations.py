@@ -284,3 +284,23 @@ def test_tables_have_json_and_a_busy_sandbox_port_is_one_clear_line(deployment):
     busy = deployment.run("sandbox", "--port", str(deployment.sandbox.port))
     assert busy.returncode == 2 and "internal error" not in busy.stderr
     assert f"cannot listen on 127.0.0.1:{deployment.sandbox.port}: Address already in use" in busy.stderr
+
+
+def test_no_secret_feed_name_reaches_logs_status_or_the_status_page(deployment):
+    """status.json is readable by a monitoring group and the page may be shared: a feed's
+    secret name must appear in neither, nor on stderr, even inside an error."""
+    configure(deployment, account_extra=f"    feed_tokens: true\n    feed_token_secret: {SECRET}\n")
+    assert deployment.run("sync").returncode == 0
+    folder = deployment.output / "sandbox"
+    names = [p.name for p in folder.iterdir()]
+    broken = folder / names[0]
+    broken.unlink()
+    broken.mkdir()  # the unit's feed cannot be written: an error naming its path
+    failed = deployment.run("sync", "--force")
+    assert failed.returncode == 1 and "-***.ics" in failed.stderr, failed.stderr
+    page = deployment.root / "page.html"
+    assert deployment.run("report", "--html", str(page)).returncode == 0
+    shown = (failed.stderr + deployment.run("status", "--json").stdout + deployment.run("status").stdout
+             + (deployment.state / "status.json").read_text() + page.read_text())
+    tokens = {name.rsplit("-", 1)[1].removesuffix(".ics") for name in names}
+    assert not [t for t in tokens if t in shown]
