@@ -191,29 +191,42 @@ def rotate(config_path: Path, account_name: str, units: Sequence[str], revoke_no
     missing = []
     with account_lock(config.state_dir, account.name, wait=wait):
         state = AccountState(config.state_dir, account.name)
-        stamps, names = state.feed_stamps(), UnitNames(state.folder)
+        stamps = state.feed_stamps()
+        names = UnitNames(state.folder, stamps)
         published = {e["unit"] for e in stamps.values()
                      if isinstance(e.get("unit"), str) and "retired" not in e and "withdrawn" not in e}
+        retired = {e["unit"] for e in stamps.values() if "withdrawn" in e} - published
         missing = [u for u in units if u not in published]
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
         for unit in sorted(set(units) - set(missing) if units else published):
             old = sorted(n for n, e in stamps.items() if e.get("unit") == unit)
             current = next((n for n in old if "retired" not in stamps[n]), old[0])
             new = account_feed_filename(account, unit, names.rotate(unit))
+            while new in names.revoked or new in stamps:  # (generations lost: never a used name)
+                new = account_feed_filename(account, unit, names.rotate(unit))
             content = current_bytes(folder / current)
             if content is not None:  # the new URL works before the next sync
                 publish_feed(folder / new, content)
                 stamps[new] = {k: v for k, v in stamps[current].items() if k != "retired"}
-            for name in old if revoke_now else ():
-                remove_feed(folder / name)
-                del stamps[name]
-                names.revoked.add(name)
+                stamps[new]["generation"] = names.generation(unit)
+            for name in old:
+                if revoke_now:
+                    remove_feed(folder / name)
+                    del stamps[name]
+                    names.revoked.add(name)
+                else:  # an old name from now on: never listed to paste, deleted after the grace
+                    stamps[name].setdefault("retired", now)
             where = f"{base_url.rstrip('/')}/{account.name}/{new}" if base_url else str(folder / new)
             click.echo("\t".join(one_line(cell) for cell in (account.name, unit, where)))
         names.save(config.state_dir)
         state.save_feed_stamps(stamps)
     for unit in missing:
-        log.error("%s/%s: no published feed to rotate (run sync first, or check the unit id)",
-                  account.name, unit)
+        if unit in retired:
+            log.error("%s/%s: a retired unit (no longer listed or selected): `escapia-ical prune --now` "
+                      "removes its feed", account.name, unit)
+        else:
+            log.error("%s/%s: no published feed to rotate (run sync first, or check the unit id)",
+                      account.name, unit)
     if not revoke_now:
         log.warning("%s: the old names keep being updated for %d days while you paste the new URLs; "
                     "`--revoke-now` deletes them at once", account.name, account.feed_tokens.grace_days)

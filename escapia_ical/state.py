@@ -116,7 +116,7 @@ def _state_dir_of(path: Path) -> Path:
 # What each field of a feeds.json entry holds, when present; see sync/units.py build_feed.
 _STAMP_FIELDS: dict[str, tuple[type, ...]] = {
     "unit": (str,), "digest": (str,), "dtstamp": (str,), "day": (str,), "retired": (str,),
-    "withdrawn": (str,), "events": (int,), "ranges": (str, list), "blocks": (list,),
+    "withdrawn": (str,), "generation": (int,), "events": (int,), "ranges": (str, list), "blocks": (list,),
 }
 
 

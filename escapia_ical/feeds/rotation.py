@@ -66,9 +66,11 @@ def _retired_at(entry: dict[str, Any], now: dt.datetime) -> dt.datetime:
 class UnitNames:
     """The name generation of each unit of one account and the names revoked, kept in
     ``state_dir/accounts/<account>/names.json`` (what is not the expected shape is reported
-    and ignored: a unit then has generation 0)."""
+    and ignored). Each published feeds.json entry records its generation too: a unit's
+    generation is the highest either knows, so that losing names.json alone never brings a
+    revoked (lower) generation's name back."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, stamps: dict[str, dict[str, Any]] | None = None):
         self.path = folder / "names.json"
         data = read_json(self.path)
         data = data if isinstance(data, dict) else {}
@@ -84,6 +86,10 @@ class UnitNames:
         if problems:
             warn_shape(self.path, problems)
         self.generations: dict[str, int] = dict(generations)
+        for entry in (stamps or {}).values():
+            unit, generation = entry.get("unit"), entry.get("generation")
+            if isinstance(unit, str) and isinstance(generation, int) and not isinstance(generation, bool):
+                self.generations[unit] = max(self.generations.get(unit, 0), generation)
         self.revoked: set[str] = set(revoked)
 
     def generation(self, unit_id: str) -> int:

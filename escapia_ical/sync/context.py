@@ -29,6 +29,7 @@ class UnitOutcome:
     rewritten: bool = False  # with --dry-run: would be rewritten
     verdict: str = ""  # the publish policy's verdict (feeds/policy.py Verdict.kind), if fetched
     uncovered: list = field(default_factory=list)  # nights Escapia's answer did not cover
+    generation: int = 0  # the name generation of path (feeds/rotation.py UnitNames)
 
     @property
     def held(self) -> bool:

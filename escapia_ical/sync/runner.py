@@ -153,9 +153,10 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
         if result.retired:
             log.info("%s: %d retired unit(s) not synced (no longer listed or selected): %s", account.name,
                      len(result.retired), ", ".join(sorted(result.retired)[:MAX_LINES]))
-    names = UnitNames(state.folder)
+    names = UnitNames(state.folder, stamps)
     outcomes = [UnitOutcome(account.name, u.id,
-                            folder / account_feed_filename(account, u.id, names.generation(u.id)))
+                            folder / account_feed_filename(account, u.id, names.generation(u.id)),
+                            generation=names.generation(u.id))
                 for u in units]
     result.units.extend(outcomes)
     for outcome in outcomes:  # only if names.json was lost after a revocation: never re-created
@@ -240,7 +241,7 @@ def preview_feed(config: Config, account: Account, source: Source, unit: Unit) -
     blocked), before the publish policy: nothing is compared, held or written."""
     window = feed_window(config)
     stamps = AccountState(config.state_dir, account.name).feed_stamps()
-    generation = UnitNames(AccountState(config.state_dir, account.name).folder).generation(unit.id)
+    generation = UnitNames(AccountState(config.state_dir, account.name).folder, stamps).generation(unit.id)
     path = config.output_dir / account.name / account_feed_filename(account, unit.id, generation)
     answer = source.calendar(unit, window)
     uncovered = spans.subtract([window.future(dt.date.today())], answer.covered)

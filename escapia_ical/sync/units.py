@@ -122,6 +122,8 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[Fee
         outcome.rewritten = run.options.force or current_bytes(outcome.path) != content
         return
     outcome.rewritten = publish_feed(outcome.path, content, force=run.options.force)
+    if outcome.generation:  # kept with the name too, should names.json be lost
+        stamp["generation"] = outcome.generation
     stamps[outcome.path.name] = stamp
     update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, stamp, stamps,
                      run.options.now(), _grace_days(account))

@@ -239,6 +239,8 @@ def test_rotate_one_unit_now_and_revoke_a_leaked_name_for_good(deployment):
     account, unit_id, url = rotated.stdout.strip().split("\t")
     new = url.rsplit("/", 1)[1]
     assert (account, unit_id) == ("sandbox", unit) and url.startswith("https://f.example/sandbox/")
+    pasted = [line.split("\t")[3] for line in deployment.run("feeds").stdout.splitlines() if unit in line]
+    assert [p.rsplit("/", 1)[1] for p in pasted] == [new], "only the new name is one to paste"
     assert new != leaked and (folder / new).read_bytes() == before[leaked], "the new URL works at once"
     assert "old names keep being updated for 7 days" in rotated.stderr
     assert SECRET not in rotated.stdout + rotated.stderr
@@ -259,10 +261,16 @@ def test_rotate_one_unit_now_and_revoke_a_leaked_name_for_good(deployment):
     assert (folder / next(n for n in before if n.startswith(other + "-"))).exists()
     listing = deployment.run("feeds").stdout
     assert newest in listing and leaked not in listing and new not in listing
-    # Names lost with names.json must not resurrect a revoked name: the unit fails instead.
+    # names.json lost: each published feed recorded its generation, the newest name stays.
     names_json = deployment.state / "accounts" / "sandbox" / "names.json"
     state = json.loads(names_json.read_text())
+    names_json.unlink()
+    assert deployment.run("sync", "--full").returncode == 0
+    assert not (folder / leaked).exists() and not (folder / new).exists()
+    assert read_nights(folder / newest) == deployment.truth(unit)
+    # Generations lost everywhere but the revocations kept: the unit fails, the name stays gone.
     names_json.write_text(json.dumps({"revoked": state["revoked"]}))
+    (deployment.state / "accounts" / "sandbox" / "feeds.json").unlink()
     refused = deployment.run("sync", "--full")
     assert refused.returncode == 1 and "was revoked" in refused.stderr
     assert not (folder / leaked).exists()
