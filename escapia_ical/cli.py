@@ -177,7 +177,7 @@ def feeds(config_path, accounts, base_url, live, as_json, verbose, quiet) -> Non
 def accept(config_path, account, units, by, wait, verbose, quiet) -> None:
     """Publish held losses of blocked nights at the next sync (the publish policy keeps a
     feed's nights when Escapia frees them without explanation, or when many units lose
-    nights at once). Also accepts an empty unit list once."""
+    nights at once). Also accepts, once, an empty or much shorter unit list."""
     _run(lambda: commands.accept(config_path, account, units, by, wait), _verbosity(verbose, quiet))
 
 

@@ -141,7 +141,8 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
                     status = record_run(config.state_dir, report, started, finished, code, stuck)
                 if config.metrics_file:
                     channels = ChannelBook.load(config.state_dir).feeds if config.channels else None
-                    write_metrics(config.metrics_file, status, finished, channels)
+                    write_metrics(config.metrics_file, status, finished, channels,
+                                  accounts={a.name for a in config.accounts})
             except (PublishError, LockHeld) as exc:
                 log.error("%s", exc)
                 code = max(code, 1)
@@ -195,7 +196,8 @@ def accept(config_path: Path, account_name: str, units: Sequence[str], by: str |
         click.echo(f"{PROGRAM}: {account.name}/{unit}: no loss is held for this unit", err=True)
     if not units:
         click.echo(f"{account.name}: {len(accepted) or 'no'} held loss(es) accepted by {who}; the next sync "
-                   "publishes what Escapia says for them (and accepts an empty unit list once)")
+                   "publishes what Escapia says for them (and accepts, once, an empty or much "
+                   "shorter unit list)")
     return 1 if missing else 0
 
 

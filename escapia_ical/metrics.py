@@ -20,10 +20,15 @@ from escapia_ical.feeds import spans
 
 
 def write_metrics(path: Path, status: dict[str, Any], now: dt.datetime,
-                  channels: dict[str, Any] | None = None) -> None:
+                  channels: dict[str, Any] | None = None, accounts: set[str] | None = None) -> None:
     """Write the metrics of ``status`` (and of ``channels``, the channel fetches of
-    channels.json: account -> unit -> channel -> entry) to ``path`` atomically. Raise
-    PublishError on failure."""
+    channels.json: account -> unit -> channel -> entry) to ``path`` atomically, for
+    ``accounts`` only when given (an account removed from the config would alert forever).
+    Raise PublishError on failure."""
+    if accounts is not None:
+        kept = {a: e for a, e in status.get("accounts", {}).items() if a in accounts}
+        status = {**status, "accounts": kept}
+        channels = {a: u for a, u in channels.items() if a in accounts} if channels else channels
     registry = CollectorRegistry()
     registry.register(StatusCollector(status, now, channels))
     try:

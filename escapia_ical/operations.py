@@ -56,8 +56,13 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
     run = run_note(recorded, now, max_age)
     notes = ([{"account": None, "problem": run}] if run else []) + account_notes(recorded, set(wanted))
     if config.channels:  # a channel that stopped fetching a feed: its calendar sync broke
+        # Only feeds still published: a retired or pruned unit's channels stop on purpose.
+        live: dict[str, set[str]] = {}
+        for row in rows:
+            if not row["retired"]:
+                live.setdefault(row["account"], set()).add(row["unit"])
         notes += silence_notes(ChannelBook.load(config.state_dir), now,
-                               dt.timedelta(hours=config.channels.silence_hours), wanted)
+                               dt.timedelta(hours=config.channels.silence_hours), live)
     if as_json:
         click.echo(json.dumps({"max_age_seconds": max_age.total_seconds(), "stale": len(stale),
                                "ok": not (stale or notes or not rows), "run": recorded.get("run"),

@@ -21,6 +21,13 @@ def deep_problems(config: Config) -> list[str]:
         problems += _file_problems("metrics_file", config.metrics_file)
     if config.report_html is not None:
         problems += _file_problems("report_html", config.report_html)
+    if config.channels is not None:
+        log = config.channels.access_log
+        if not log.exists():
+            problems.append(f"channels.access_log: {log} does not exist (yet?): no channel fetch is seen "
+                            "until nginx writes it")
+        elif not log.is_file() or not os.access(log, os.R_OK):
+            problems.append(f"channels.access_log: {log} is not a file this user can read")
     for account in config.accounts:
         for key, folder in (("output", config.output_dir / account.name),
                             ("state", config.state_dir / "accounts" / account.name)):

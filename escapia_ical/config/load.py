@@ -97,7 +97,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     expanded: set[KeyPath] = set()
     failed: set[KeyPath] = set()
     data = _expand_env(doc.value, (), environ, problems, expanded, failed,
-                       skip=(lambda p: False) if secrets else _holds_secret)
+                       skip=(lambda p: False) if secrets else _holds_secret, lenient=not secrets)
 
     def is_sensitive(p: KeyPath) -> bool:
         return p in expanded or any(part in SECRET_KEYS for part in p)
@@ -105,7 +105,8 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     problems += [p for p in schema_problems(data, is_sensitive)
                  if not any(p.path[: len(f)] == f for f in failed)]
     base = Path(path).resolve().parent
-    problems += check_accounts(data, doc.lines, is_sensitive)
+    problems += [p for p in check_accounts(data, doc.lines, is_sensitive)
+                 if not any(p.path[: len(f)] == f for f in failed)]
     problems += _check_dirs(data, base, is_sensitive)
     problems += _bare_variables(doc.value, ())
     hook = data.get("healthcheck_url")
@@ -206,23 +207,26 @@ def _holds_secret(path: KeyPath) -> bool:
 
 def _expand_env(value: Any, path: KeyPath, environ: Mapping[str, str], problems: list[Problem],
                 expanded: set[KeyPath], failed: set[KeyPath],
-                skip: Callable[[KeyPath], bool]) -> Any:
+                skip: Callable[[KeyPath], bool], lenient: bool = False) -> Any:
     """Given a plain YAML value, return a copy with ``${VAR}`` replaced in every string
-    except those whose path ``skip`` names (kept as written).
+    except those whose path ``skip`` names (kept as written). ``lenient``: a string naming
+    an unset variable is kept as written, unless it is ``output_dir`` or ``state_dir``
+    (what a command reading state only needs).
 
     Record the paths of expanded strings in ``expanded``, and of strings naming an unset
     variable in ``failed`` (with one Problem per unset variable).
     """
     if isinstance(value, dict):
-        return {k: _expand_env(v, path + (k,), environ, problems, expanded, failed, skip)
+        return {k: _expand_env(v, path + (k,), environ, problems, expanded, failed, skip, lenient)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, path + (i,), environ, problems, expanded, failed, skip)
+        return [_expand_env(v, path + (i,), environ, problems, expanded, failed, skip, lenient)
                 for i, v in enumerate(value)]
     if not isinstance(value, str) or not _VAR.search(value):
         return value
     expanded.add(path)
-    if skip(path):
+    unset = [name for name in _VAR.findall(value) if name not in environ]
+    if skip(path) or (lenient and unset and path not in (("output_dir",), ("state_dir",))):
         failed.add(path)  # not validated either: it is never used
         return value
     for name in dict.fromkeys(_VAR.findall(value)):

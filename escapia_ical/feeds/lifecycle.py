@@ -21,13 +21,15 @@ from typing import Any
 from escapia_ical.feeds.names import is_feed_filename
 
 
-def mark_retired(stamps: dict[str, dict[str, Any]], selected: set[str], now: dt.datetime) -> dict[str, str]:
+def mark_retired(stamps: dict[str, dict[str, Any]], selected: set[str], now: dt.datetime,
+                 spared: set[str] = frozenset()) -> dict[str, str]:
     """Mark the feeds.json entries of units not in ``selected`` as retired (keeping the
-    first time they were), unmark those of selected units; return ``{unit: since}``."""
+    first time they were), unmark those of selected units, leave ``spared`` units as they
+    are; return ``{unit: since}``."""
     retired: dict[str, str] = {}
     for entry in stamps.values():
         unit = entry.get("unit")
-        if not isinstance(unit, str):
+        if not isinstance(unit, str) or unit in spared:
             continue
         if unit in selected:
             entry.pop("withdrawn", None)
@@ -35,6 +37,17 @@ def mark_retired(stamps: dict[str, dict[str, Any]], selected: set[str], now: dt.
         since = entry.setdefault("withdrawn", now.isoformat())
         retired[unit] = min(retired.get(unit, since), since)
     return retired
+
+
+def vanished_at_once(stamps: dict[str, dict[str, Any]], listed: set[str], units: int,
+                     share: float) -> set[str]:
+    """Return the published units missing from Escapia's list if at least ``units`` of them
+    and ``share`` of the published ones vanished at once — more likely a partial listing
+    than Escapia withdrawing them all — else the empty set."""
+    published = {e["unit"] for e in stamps.values()
+                 if isinstance(e.get("unit"), str) and "withdrawn" not in e}
+    gone = published - listed
+    return gone if gone and len(gone) >= units and len(gone) >= share * len(published) else set()
 
 
 @dataclass
@@ -52,10 +65,9 @@ def plan_prune(folder: Path, stamps: dict[str, dict[str, Any]], now: dt.datetime
     wait and until when, and the feed files in ``folder`` the state does not know."""
     plan = PrunePlan({}, {}, [])
     for name, entry in sorted(stamps.items()):
-        since = _since(entry.get("withdrawn"))
-        if since is None:
+        since, unit = _since(entry.get("withdrawn")), entry.get("unit")
+        if since is None or not isinstance(unit, str):  # (what sync never writes: left alone)
             continue
-        unit = entry["unit"]
         if at_once or now - since >= grace:
             plan.remove.setdefault(unit, []).append(name)
         else:
@@ -70,6 +82,7 @@ def plan_prune(folder: Path, stamps: dict[str, dict[str, Any]], now: dt.datetime
 
 def _since(value: Any) -> dt.datetime | None:
     try:
-        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+        since = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None
+    return since if since is not None and since.tzinfo is not None else None

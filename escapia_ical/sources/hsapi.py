@@ -103,6 +103,10 @@ class HsapiSource:
             if found and not fresh:
                 raise SourceError(f"SearchUnitSummaries: page {page} repeats units already seen")
             units.update((u.id, u) for u in fresh)
+            if not body["results"] and total is not None and len(units) + skipped < total:
+                # A page that ends the walk early: units past it would be taken as gone.
+                raise SourceError(f"SearchUnitSummaries: page {page} is empty but totalCount is {total} and "
+                                  f"{len(units) + skipped} were listed: the unit list is incomplete")
             if not body["results"] or (total is not None and len(units) + skipped >= total):
                 return list(units.values())
         raise SourceError(f"SearchUnitSummaries: more than {MAX_PAGES} pages")

@@ -19,7 +19,7 @@ from escapia_ical.config import Account, Config
 from escapia_ical.errors import EscapiaIcalError, LockHeld, PublishError, SourceError
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
-from escapia_ical.feeds.lifecycle import mark_retired
+from escapia_ical.feeds.lifecycle import mark_retired, vanished_at_once
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.feeds.policy import PublishPolicy
 from escapia_ical.feeds.publish import clean_temp_files
@@ -142,14 +142,26 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
                               f"keeping them (`escapia-ical accept --account {account.name}` accepts the "
                               "empty list once)")
         log.warning("%s: Escapia lists no units; accepted by %s", account.name, book.listing_accepted.by)
-    book.listing_accepted = None
+    listing_accepted, book.listing_accepted = book.listing_accepted is not None, None
     units = _select_units(account, listed, options.units, result)
     found_units.update(u.id for u in units)
     if not options.units:  # a unit Escapia no longer lists has no loss left to hold
         for gone in set(book.holds) - {u.id for u in units}:
             del book.holds[gone]
-        # ... and is retired: its feed stays as it is until `prune` (feeds/lifecycle.py).
-        result.retired = mark_retired(stamps, {u.id for u in units}, options.now())
+        # ... and is retired: its feed stays as it is until `prune` (feeds/lifecycle.py). Not
+        # a unit `units:` names (Escapia not listing it is an error, above), nor units that
+        # vanish from the list all at once unless accepted (a partial listing, more likely).
+        configured = set(account.units) if account.units != "all" else set()
+        spared = set() if listing_accepted else vanished_at_once(
+            stamps, {u.id for u in listed}, config.feeds.breaker_units, config.feeds.breaker_share)
+        for unit_id in sorted(spared):  # an error each (exit 1), until the list is whole or accepted
+            outcome = UnitOutcome(account.name, unit_id)
+            fail(outcome, SourceError(
+                f"missing from Escapia's unit list, with {len(spared) - 1} other published units at once: "
+                "its feed is kept, not retired; if Escapia really stopped distributing them, "
+                f"`escapia-ical accept --account {account.name}` retires them at the next sync"), account)
+            result.units.append(outcome)
+        result.retired = mark_retired(stamps, {u.id for u in units} | configured, options.now(), spared)
         if result.retired:
             log.info("%s: %d retired unit(s) not synced (no longer listed or selected): %s", account.name,
                      len(result.retired), ", ".join(sorted(result.retired)[:MAX_LINES]))

@@ -327,3 +327,39 @@ def test_sync_unit_always_fetches_that_unit(deployment):
     asked = [r for r in deployment.sandbox.requests if r["op"] == "GetUnitNonAvailability"]
     assert [r.get("unit") for r in asked] == ["1020-103"]
     assert "fetching 1 of 1 units: 1 asked for (--unit); the others keep their stored calendar" in result.stderr
+
+
+def test_many_units_vanishing_at_once_are_kept_until_accepted(deployment):
+    """A listing that suddenly lacks most units is more likely partial than true: those
+    units are not retired (their feeds stay, each an error, exit 1) until `accept`."""
+    sandbox = deployment.sandbox
+    assert deployment.run("sync").returncode == 0
+    units = sandbox.unit_ids()
+    for unit in units[:5]:
+        hide(sandbox, unit)
+    kept = {u: deployment.feed(u).read_bytes() for u in units[:5]}
+    for _ in range(2):
+        result = deployment.run("sync", "--full")
+        assert result.returncode == 1
+        assert result.stderr.count("missing from Escapia's unit list, with 4 other published units") == 5
+    status = deployment.run("status")  # errors, not retired: stale (alerting) after --max-age
+    assert "retired since" not in status.stdout and status.stdout.count("missing from Escapia's unit list") == 5
+    assert all(deployment.feed(u).read_bytes() == kept[u] for u in kept)
+    assert deployment.run("accept", "--account", "sandbox").returncode == 0
+    assert deployment.run("sync", "--full").returncode == 0
+    status = deployment.run("status")
+    assert status.returncode == 0 and status.stdout.count("retired since") == 5, status.stdout
+
+
+def test_a_configured_unit_escapia_stops_listing_stays_an_error_not_retired(deployment):
+    sandbox = deployment.sandbox
+    first, second = sandbox.unit_ids()[:2]
+    write_config(deployment.config, account_yaml(units=f'["{first}", "{second}"]'))
+    assert deployment.run("sync").returncode == 0
+    hide(sandbox, second)
+    result = deployment.run("sync", "--full")
+    assert result.returncode == 1 and "configured unit is not distributed by Escapia" in result.stderr
+    status = deployment.run("status")
+    assert "retired" not in status.stdout and "configured unit is not distributed" in status.stdout
+    assert "prune" not in deployment.run("prune", "--dry-run").stdout
+    assert deployment.run("prune", "--now").stdout == "" and deployment.feed(second).exists()

@@ -217,8 +217,11 @@ def test_without_secrets_secret_keys_are_not_read_but_the_rest_is(tmp_path):
     config = load_config(path, {"URL": "https://hsapi.example.org"}, secrets=False)
     assert config.accounts[0].client_secret == "${SECRET}"  # as written: never used
     assert config.accounts[0].base_url == "https://hsapi.example.org"
+    assert load_config(path, {}, secrets=False).accounts[0].base_url == "${URL}"  # not needed by status
+    state = path.read_text().replace("state_dir: state", "state_dir: ${STATE}")
+    path.write_text(state)
     assert problems(path, {}, secrets=False) == [
-        f"{path}:10: accounts[0].base_url: environment variable URL is not set"]
+        f"{path}:2: state_dir: environment variable STATE is not set"]
 
 
 # --- schema problems --------------------------------------------------------------------

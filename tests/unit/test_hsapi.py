@@ -432,6 +432,17 @@ def test_list_units_without_total_count_stops_at_an_empty_page(rsps, make_source
     assert [body_of(c)["pageNumber"] for c in calls_to(rsps, UNITS_URL)] == [1, 2]
 
 
+def test_an_empty_page_before_total_count_is_an_incomplete_listing(rsps, make_source):
+    """Units past an early empty page would be taken as no longer distributed (retired)."""
+    add_token(rsps)
+    rsps.add(responses.POST, UNITS_URL, json=unit_page([unit_summary("101", "A1", "Alpha"),
+                                                        unit_summary("102", "A2", "Bravo")], 5, 1))
+    rsps.add(responses.POST, UNITS_URL, json=unit_page([], 5, 2))
+
+    with pytest.raises(SourceError, match="page 2 is empty but totalCount is 5 and 2 were listed"):
+        make_source().list_units()
+
+
 def test_a_server_repeating_a_page_is_a_source_error_not_a_loop(rsps, make_source):
     add_token(rsps)
     same = unit_page([unit_summary("101", "A1", "Alpha"), unit_summary("102", "A2", "Bravo")], 5, 1)
