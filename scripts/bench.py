@@ -104,7 +104,8 @@ class Sandbox:
         raise SystemExit(f"bench: the sandbox did not start:\n{self.log_path.read_text(errors='replace')}")
 
     def control(self, method: str, path: str, **body) -> dict:
-        answer = self.http.request(method, f"{self.url}/_sandbox/{path}", json=body or None, timeout=30)
+        # a sandbox of 10,000 units may be busy for a while after a sync
+        answer = self.http.request(method, f"{self.url}/_sandbox/{path}", json=body or None, timeout=300)
         answer.raise_for_status()
         return answer.json()
 
@@ -236,6 +237,7 @@ def bench(n: int, latency: float, scenarios: tuple[str, ...], args, workdir: Pat
             log(f"{n} units: {scenario} tick" + (" (sequential requests)" if scenario == "baseline" else ""))
             rows.append({"units": n, "scenario": scenario + label, "api": api, **measure(sb, output, action),
                          **extra})
+            log(f"{n} units: {scenario}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "booked"}))
     finally:
         sb.close()
     return rows

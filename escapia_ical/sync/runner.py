@@ -38,6 +38,7 @@ from escapia_ical.sync.context import (
 from escapia_ical.sync.identity import claim_state
 from escapia_ical.sync.incremental import ChangeTracker
 from escapia_ical.sync.lock import STUCK_MARGIN, account_lock
+from escapia_ical.sync.quiet import check_listing, prefetch_batch, quiet_tracker
 from escapia_ical.sync.stamps import build_feed, previous_entry, stored_ranges
 from escapia_ical.sync.units import fetch_units, roll_unit
 
@@ -121,7 +122,8 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     _report_book(result, book)  # what status shows even if the account fails from here on
     # HSAPI follows the change feed in both modes: in full mode every unit is fetched all
     # the same, but the feed still *shows* which stays were cancelled, moved or shortened.
-    tracker = ChangeTracker(account, state) if account.api == "hsapi" else None
+    # EscapiaNET in incremental mode: quiet ticks (sync/quiet.py), planned the same way.
+    tracker = ChangeTracker(account, state) if account.api == "hsapi" else quiet_tracker(account, state)
     full = options.full or (tracker is not None and account.mode == "full")
     plan = (tracker.plan(source, options.now(), full=full, deadline=run.deadline,
                          held=set(book.holds)) if tracker else None)
@@ -152,6 +154,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     policy = PublishPolicy(account.name, config.feeds, book, run.today, run.window, options.now(),
                            plan.freed if plan else None)
     succeeded: set[str] = set()
+    prefetch_batch(source, account, run.window, len(fetch))
     options.progress.begin(account.name, len(units))
     try:
         fetched = {u.id for u, _ in fetch}
@@ -173,6 +176,8 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
             book.save()
             if tracker and plan:
                 tracker.commit(plan, succeeded, options.now())
+    if account.api == "escapianet":
+        check_listing(source, plan)
 
 
 def _report_book(result: AccountResult, book: HoldBook) -> None:
