@@ -330,6 +330,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--api", choices=("hsapi", "escapianet"), default="hsapi",
                    help="escapianet: a batch account's cold, steady and changes ticks with CPU seconds, "
                         "N = 1000 unless --units (10000 on request)")
+    p.add_argument("--scenarios", help="with --api escapianet: which ticks, comma-separated "
+                                        "(default cold,steady,changes; cold always runs first)")
     p.add_argument("--mode", choices=("incremental", "full"), help="the account's mode (default: the CLI's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="another account key, e.g. max_concurrency=16 (repeatable)")
@@ -359,6 +361,9 @@ def main(argv: list[str]) -> int:
             for n in args.unit_counts:
                 scenarios = ("cold", "steady", "changes") if args.api == "escapianet" \
                     else ("baseline", "cold", "steady", "changes")
+                if args.api == "escapianet" and args.scenarios:
+                    wanted = [s.strip() for s in args.scenarios.split(",")]
+                    scenarios = ("cold", *(s for s in wanted if s not in ("", "cold")))
                 rows += bench(n, args.latency, scenarios, args, Path(tmp), account_keys, api=args.api)
             if args.rss_units:  # peak RSS only: latency 0 keeps it short
                 rows += bench(args.rss_units, 0.0, ("cold",), args, Path(tmp), account_keys, ", latency 0")

@@ -14,6 +14,11 @@ only means units listed again, never a change lost; listed again with the same
 may be stale: its units are used, but the mark does not move, so the next tick asks again
 from the same point.
 
+``LastUpdated`` may have whole seconds: a second change within the second the summary showed,
+made after the unit was read, would leave the stamp as it was. So a unit read one by one
+after a summary is read once more at the next tick (its stamp is stored as "settling") and
+only then stored as read; the calendar and stamp of one full batch come from one answer.
+
 Every ``reconcile_hours`` the tick is a full one, as in full mode: the units are listed
 again (UnitSearch; the list is cached in between) and every calendar is read (one full
 batch), which corrects anything ``LastUpdated`` did not show. ``--full`` forces it.
@@ -47,6 +52,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "escapianet.json"
 OVERLAP = dt.timedelta(days=1)
 PER_UNIT_LIMIT = 25  # changed units read one by one; beyond, one full batch
+SETTLING = "~"  # before a stored LastUpdated: read once after the summary, read once more
 
 
 @dataclass
@@ -128,7 +134,9 @@ class QuietTracker:
         stored = data["stamps"]
         reasons: dict[str, int] = {}
         changed = {u for u, stamp in seen.items() if u in ids and stored.get(u) != stamp}
-        fetch = _add(set(), reasons, "changed", changed)
+        settling = {u for u in changed if stored.get(u) == SETTLING + seen[u]}
+        fetch = _add(set(), reasons, "changed", changed - settling)
+        _add(fetch, reasons, "settling", settling)
         _add(fetch, reasons, "pending", set(data["pending"]) & ids)
         _add(fetch, reasons, "held", set(held) & ids)
         _add(fetch, reasons, "new", ids - set(stored))
@@ -145,7 +153,13 @@ class QuietTracker:
         ids = self._tracked(plan.units)
         stamps = {u: s for u, s in self.data["stamps"].items() if u in ids}
         for unit in succeeded:
-            stamps[unit] = from_batch.get(unit) or plan.stamps.get(unit) or stamps.get(unit, "")
+            if unit in from_batch or plan.full:  # one answer: the calendar is as of its stamp
+                stamps[unit] = from_batch.get(unit) or plan.stamps.get(unit) or stamps.get(unit, "")
+            elif unit in plan.stamps:  # read after the summary: settle once (see the docstring)
+                seen = plan.stamps[unit]
+                stamps[unit] = seen if stamps.get(unit) == SETTLING + seen else SETTLING + seen
+            else:
+                stamps[unit] = stamps.get(unit, "")
         mark, reconciled = self.data["mark"], self.data["reconciled_at"]
         if not cached:
             mark = plan.asked_at or now
