@@ -178,7 +178,7 @@ def baseline_tick(sb: Sandbox, output: Path) -> dict:
     return {"token_ttl_s": int(round(ttl / 60) * 60)}  # the answer's stamp has whole seconds
 
 
-def write_config(root: Path, account_keys: dict[str, str], api: str = "hsapi") -> Path:
+def write_config(root: Path, account_keys: dict[str, str], api: str = "hsapi", top: str = "") -> Path:
     keys = "".join(f"    {k}: {v}\n" for k, v in account_keys.items())
     login = (f'    pmcid: "{PMCID}"\n    client_id: ${{BENCH_CLIENT_ID}}\n'
              "    client_secret: ${BENCH_CLIENT_SECRET}\n") if api == "hsapi" else \
@@ -187,7 +187,7 @@ def write_config(root: Path, account_keys: dict[str, str], api: str = "hsapi") -
     config.write_text(f"""\
 output_dir: output
 state_dir: state
-accounts:
+{top}accounts:
   - name: bench
     api: {api}
     base_url: ${{BENCH_SANDBOX_URL}}
@@ -226,7 +226,9 @@ def bench(n: int, latency: float, scenarios: tuple[str, ...], args, workdir: Pat
     """One sandbox of ``n`` units; the baseline and/or the CLI's ticks, in order."""
     log(f"{n} units: starting the sandbox (latency {latency} s)")
     root = Path(tempfile.mkdtemp(prefix=f"{n}-", dir=workdir))
-    sb, config, rows = Sandbox(n, latency, root), write_config(root, keys, api), []
+    top = (f"deadline_seconds: {args.deadline}\nhttp:\n  read_timeout: {min(args.deadline, 300)}\n"
+           if args.deadline else "")
+    sb, config, rows = Sandbox(n, latency, root), write_config(root, keys, api, top), []
     try:
         for scenario in scenarios:
             extra, output = {}, root / ("baseline" if scenario == "baseline" else "output")
@@ -335,6 +337,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--mode", choices=("incremental", "full"), help="the account's mode (default: the CLI's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="another account key, e.g. max_concurrency=16 (repeatable)")
+    p.add_argument("--deadline", type=int, help="the CLI's deadline_seconds (and read_timeout up to 300 s), "
+                                               "e.g. 3600 so that a cold sync of 10,000 calendars completes")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a sync is killed")
     p.add_argument("--json", type=Path, default=ROOT / "bench-results.json", help="results file")
     args = p.parse_args(argv)
