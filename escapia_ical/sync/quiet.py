@@ -18,6 +18,8 @@ from the same point.
 made after the unit was read, would leave the stamp as it was. So a unit read one by one
 after a summary is read once more at the next tick (its stamp is stored as "settling") and
 only then stored as read; the calendar and stamp of one full batch come from one answer.
+(A per_unit account's full tick stores what its summary showed: a change in that same
+second after the unit was read waits for the next reconcile.)
 
 Every ``reconcile_hours`` the tick is a full one, as in full mode: the units are listed
 again (UnitSearch; the list is cached in between) and every calendar is read (one full
