@@ -94,11 +94,13 @@ def segment(sb: Sandbox, parent: ET.Element, unit_id: str, start: dt.date, end: 
 
 
 def last_updated(sb: Sandbox) -> dict[str, dt.datetime]:
-    """Per unit: the time of its latest reservation change (whole seconds), else the sandbox's start."""
+    """Per unit: the time of its last reservation change (whole seconds), else the sandbox's
+    start. The last one recorded, not the latest time: a large seed stamps its changes a
+    second apart and may reach past the wall clock, and a change made later must still move
+    the stamp."""
     latest: dict[str, dt.datetime] = {}
     for change in sb.data.changes:
-        unit = sb.data.reservations[change.reservation_id].unit_id
-        latest[unit] = max(latest.get(unit, change.time), change.time)
+        latest[sb.data.reservations[change.reservation_id].unit_id] = change.time
     return {u: latest.get(u, sb.started_at).replace(microsecond=0) for u in sb.data.units}
 
 
