@@ -9,8 +9,8 @@ Invented here: what the sandbox does where the published artefacts are silent.
 
 EscapiaNET
   - ``UpdatedAfter`` is compared inclusively (``LastUpdated >= UpdatedAfter``, whole seconds; a
-    naive dateTime is UTC); a unit's ``LastUpdated`` is its latest reservation/hold change, else
-    the sandbox's start.
+    naive dateTime is UTC); a unit's ``LastUpdated`` is its last recorded reservation/hold
+    change, else midnight UTC 30 days before the sandbox's today.
   - ``SummaryOnly="true"`` drops the segments and keeps ``LastUpdated``.
   - Holds are hidden unless asked; ``ShowHolds``/``ShowHold`` read "true" or "1" as yes.
   - A calendar covers at most ``calendar_max_days`` nights (764) from its start, in both

@@ -54,6 +54,7 @@ CONTENT_TYPE = "text/xml; charset=utf-8"
 SANDBOX_SOAP_USER = "sandbox-user"
 SANDBOX_SOAP_PASSWORD = "sandbox-password"
 SANDBOX_PMC_CODE = PMCID
+NEVER_CHANGED = 30  # a unit without changes: LastUpdated this many days before today, 00:00Z
 CALENDAR_MAX_DAYS = 764  # nights one calendar covers at most (other clients' cap)
 SOAP_OPERATIONS = ("UnitSearch", "UnitCalendarAvail", "UnitCalendarAvailBatch")
 ENDPOINTS = {"/EVRNService.svc": SOAP_OPERATIONS, "/EVRNContentService.svc": ("UnitCalendarAvailBatch",)}
@@ -94,14 +95,15 @@ def segment(sb: Sandbox, parent: ET.Element, unit_id: str, start: dt.date, end: 
 
 
 def last_updated(sb: Sandbox) -> dict[str, dt.datetime]:
-    """Per unit: the time of its last reservation change (whole seconds), else the sandbox's
-    start. The last one recorded, not the latest time: a large seed stamps its changes a
-    second apart and may reach past the wall clock, and a change made later must still move
-    the stamp."""
+    """Per unit: the time of its last reservation change (whole seconds), else ``NEVER_CHANGED``
+    days before the sandbox's today. The last one recorded, not the latest time: a large seed
+    stamps its changes a second apart and may reach past the wall clock, and a change made
+    later must still move the stamp."""
     latest: dict[str, dt.datetime] = {}
     for change in sb.data.changes:
         latest[sb.data.reservations[change.reservation_id].unit_id] = change.time
-    return {u: latest.get(u, sb.started_at).replace(microsecond=0) for u in sb.data.units}
+    never = dt.datetime.combine(sb.today - NEVER_CHANGED * ONE_DAY, dt.time(), tzinfo=dt.UTC)
+    return {u: latest.get(u, never).replace(microsecond=0) for u in sb.data.units}
 
 
 def nights_asked(holder: ET.Element | None, default: tuple[dt.date, dt.date] | None,
