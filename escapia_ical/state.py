@@ -15,6 +15,7 @@ Layout::
     state_dir/accounts/<account>/token.json   a cached bearer token (a secret)
     state_dir/accounts/<account>/feeds.json   per feed: digest, DTSTAMP, ranges (sync/stamps.py)
     state_dir/accounts/<account>/changes.json the change-feed cursor (sync/incremental.py)
+    state_dir/accounts/<account>/escapianet.json  EscapiaNET quiet ticks: mark, LastUpdated (sync/quiet.py)
     state_dir/accounts/<account>/policy.json  held losses, the breaker (feeds/holds.py)
 
 Every file is written atomically, so a crash leaves the old state or the new one, and never

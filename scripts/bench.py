@@ -5,6 +5,10 @@ baseline tick (a token, one GetUnitNonAvailability per unit in turn, every .ics 
 (b) the escapia-ical CLI: cold sync, steady tick, tick after 5 bookings. Measured: wall time,
 requests (the sandbox's count), .ics rewritten (mtime/inode/size), the CLI's peak RSS (wait4).
 Then a cold sync at --rss-units (latency 0), and requests/unit/day for a 100-unit account.
+
+``--api escapianet`` measures an EscapiaNET batch account instead (no baseline, no
+extrapolation): cold sync, steady tick, tick after 5 bookings, each with the CLI process's
+CPU seconds (user + system, from rusage): the figure quiet ticks are about.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = ROOT / ".venv" / "bin" / "escapia-ical"
 SEEDED_UNITS = 8  # the sandbox seeds these itself; --extra-units adds the rest
 CLIENT_ID, CLIENT_SECRET, PMCID = "sandbox-client", "sandbox-secret", "1020"
+SOAP_USER, SOAP_PASSWORD = "sandbox-user", "sandbox-password"  # the sandbox's EscapiaNET login
 HSAPI_HEADERS = {"x-homeaway-hasp-api-version": "10", "x-homeaway-hasp-api-endsystem": "EscapiaVRS",
                  "x-homeaway-hasp-api-pmcid": PMCID}
 PAST_DAYS, FUTURE_DAYS = 7, 730  # the CLI's default feed window; the baseline asks for the same
@@ -99,7 +104,8 @@ class Sandbox:
         raise SystemExit(f"bench: the sandbox did not start:\n{self.log_path.read_text(errors='replace')}")
 
     def control(self, method: str, path: str, **body) -> dict:
-        answer = self.http.request(method, f"{self.url}/_sandbox/{path}", json=body or None, timeout=30)
+        # a sandbox of 10,000 units may be busy for a while after a sync
+        answer = self.http.request(method, f"{self.url}/_sandbox/{path}", json=body or None, timeout=300)
         answer.raise_for_status()
         return answer.json()
 
@@ -172,27 +178,28 @@ def baseline_tick(sb: Sandbox, output: Path) -> dict:
     return {"token_ttl_s": int(round(ttl / 60) * 60)}  # the answer's stamp has whole seconds
 
 
-def write_config(root: Path, account_keys: dict[str, str]) -> Path:
+def write_config(root: Path, account_keys: dict[str, str], api: str = "hsapi", top: str = "") -> Path:
     keys = "".join(f"    {k}: {v}\n" for k, v in account_keys.items())
+    login = (f'    pmcid: "{PMCID}"\n    client_id: ${{BENCH_CLIENT_ID}}\n'
+             "    client_secret: ${BENCH_CLIENT_SECRET}\n") if api == "hsapi" else \
+        "    username: ${BENCH_SOAP_USER}\n    password: ${BENCH_SOAP_PASSWORD}\n"
     config = root / "accounts.yaml"
     config.write_text(f"""\
 output_dir: output
 state_dir: state
-accounts:
+{top}accounts:
   - name: bench
-    api: hsapi
+    api: {api}
     base_url: ${{BENCH_SANDBOX_URL}}
-    pmcid: "{PMCID}"
-    client_id: ${{BENCH_CLIENT_ID}}
-    client_secret: ${{BENCH_CLIENT_SECRET}}
-{keys}""", encoding="utf-8")
+{login}{keys}""", encoding="utf-8")
     config.chmod(0o600)
     return config
 
 
 def run_sync(sb: Sandbox, root: Path, config: Path, timeout: float) -> dict:
     """``escapia-ical sync`` in a subprocess; its exit code and own peak RSS (wait4)."""
-    env = child_env(BENCH_SANDBOX_URL=sb.url, BENCH_CLIENT_ID=CLIENT_ID, BENCH_CLIENT_SECRET=CLIENT_SECRET)
+    env = child_env(BENCH_SANDBOX_URL=sb.url, BENCH_CLIENT_ID=CLIENT_ID, BENCH_CLIENT_SECRET=CLIENT_SECRET,
+                    BENCH_SOAP_USER=SOAP_USER, BENCH_SOAP_PASSWORD=SOAP_PASSWORD)
     with (root / "sync.log").open("w+b") as out:
         proc = subprocess.Popen([str(CLI), "sync", "--config", str(config)], stdout=out,  # noqa: S603
                                 stderr=subprocess.STDOUT, env=env, cwd=root)
@@ -209,16 +216,19 @@ def run_sync(sb: Sandbox, root: Path, config: Path, timeout: float) -> dict:
         tail = out.read().decode(errors="replace").strip().splitlines()[-5:]
     if proc.returncode == 2:  # a config error: nothing else will work either
         raise SystemExit("bench: escapia-ical refused the config:\n" + "\n".join(tail))
-    result = {"exit": proc.returncode, "rss_mb": round(usage.ru_maxrss / 1024, 1)}  # KiB on Linux
+    result = {"exit": proc.returncode, "rss_mb": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
+              "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
     return result | ({"output_tail": tail} if proc.returncode else {})
 
 
 def bench(n: int, latency: float, scenarios: tuple[str, ...], args, workdir: Path, keys: dict,
-          label: str = "") -> list[dict]:
+          label: str = "", api: str = "hsapi") -> list[dict]:
     """One sandbox of ``n`` units; the baseline and/or the CLI's ticks, in order."""
     log(f"{n} units: starting the sandbox (latency {latency} s)")
     root = Path(tempfile.mkdtemp(prefix=f"{n}-", dir=workdir))
-    sb, config, rows = Sandbox(n, latency, root), write_config(root, keys), []
+    top = (f"deadline_seconds: {args.deadline}\nhttp:\n  read_timeout: {min(args.deadline, 300)}\n"
+           if args.deadline else "")
+    sb, config, rows = Sandbox(n, latency, root), write_config(root, keys, api, top), []
     try:
         for scenario in scenarios:
             extra, output = {}, root / ("baseline" if scenario == "baseline" else "output")
@@ -227,7 +237,9 @@ def bench(n: int, latency: float, scenarios: tuple[str, ...], args, workdir: Pat
             if scenario == "changes":
                 extra["booked"] = [sb.book(sb.unit_ids[i * n // CHANGES]) for i in range(CHANGES)]
             log(f"{n} units: {scenario} tick" + (" (sequential requests)" if scenario == "baseline" else ""))
-            rows.append({"units": n, "scenario": scenario + label, **measure(sb, output, action), **extra})
+            rows.append({"units": n, "scenario": scenario + label, "api": api, **measure(sb, output, action),
+                         **extra})
+            log(f"{n} units: {scenario}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "booked"}))
     finally:
         sb.close()
     return rows
@@ -279,13 +291,18 @@ def fmt_ratio(value) -> str:
 
 
 def print_report(rows: list[dict], x: dict | None) -> None:
-    print(f"{'N':>6}  {'scenario':<16}{'wall s':>8}{'requests':>10}{'rewritten':>11}{'RSS MB':>8}"
+    print(f"{'N':>6}  {'scenario':<16}{'wall s':>8}{'CPU s':>7}{'requests':>10}{'rewritten':>11}{'RSS MB':>8}"
           f"{'wall x':>8}{'req x':>8}  exit")
     for r in rows:
         rss = f"{r['rss_mb']:.1f}" if "rss_mb" in r else "-"
-        print(f"{r['units']:>6}  {r['scenario']:<16}{r['wall_s']:>8.2f}{r['requests']:>10}"
+        cpu = f"{r['cpu_s']:.2f}" if "cpu_s" in r else "-"
+        print(f"{r['units']:>6}  {r['scenario']:<16}{r['wall_s']:>8.2f}{cpu:>7}{r['requests']:>10}"
               f"{r['rewritten']:>11}{rss:>8}{fmt_ratio(r.get('wall_ratio')):>8}{fmt_ratio(r.get('request_ratio')):>8}"
               f"  {r.get('exit', '')}")
+    if any(r.get("api") == "escapianet" for r in rows):
+        for r in rows:
+            print(f"  {r['units']} {r['scenario']}: {r['by_op']}")
+        return
     print("(wall x = baseline wall / ours, req x = baseline requests / ours, at the same N)")
     if x is None:
         print(f"(no requests/unit/day extrapolation: it needs N={X_UNITS} in --units)")
@@ -312,14 +329,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--latency", type=float, default=0.1, help="sandbox delay per request, s (%(default)s)")
     p.add_argument("--rss-units", type=int, default=10_000, help="units of the peak-RSS cold sync (0: skip)")
     p.add_argument("--quick", action="store_true", help="N = 10,100 only, no peak-RSS run")
+    p.add_argument("--api", choices=("hsapi", "escapianet"), default="hsapi",
+                   help="escapianet: a batch account's cold, steady and changes ticks with CPU seconds, "
+                        "N = 1000 unless --units (10000 on request)")
+    p.add_argument("--scenarios", help="with --api escapianet: which ticks, comma-separated "
+                                        "(default cold,steady,changes; cold always runs first)")
     p.add_argument("--mode", choices=("incremental", "full"), help="the account's mode (default: the CLI's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="another account key, e.g. max_concurrency=16 (repeatable)")
+    p.add_argument("--deadline", type=int, help="the CLI's deadline_seconds (and read_timeout up to 300 s), "
+                                               "e.g. 3600 so that a cold sync of 10,000 calendars completes")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a sync is killed")
     p.add_argument("--json", type=Path, default=ROOT / "bench-results.json", help="results file")
     args = p.parse_args(argv)
     if args.quick:
         args.units, args.rss_units = "10,100", 0
+    if args.api == "escapianet" and "--units" not in " ".join(argv):
+        args.units = "1000"
+    if args.api == "escapianet":
+        args.rss_units = 0
     args.unit_counts = [int(u) for u in args.units.split(",") if u.strip()]
     return args
 
@@ -335,15 +363,19 @@ def main(argv: list[str]) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="escapia-bench-") as tmp:
             for n in args.unit_counts:
-                rows += bench(n, args.latency, ("baseline", "cold", "steady", "changes"), args, Path(tmp),
-                              account_keys)
+                scenarios = ("cold", "steady", "changes") if args.api == "escapianet" \
+                    else ("baseline", "cold", "steady", "changes")
+                if args.api == "escapianet" and args.scenarios:
+                    wanted = [s.strip() for s in args.scenarios.split(",")]
+                    scenarios = ("cold", *(s for s in wanted if s not in ("", "cold")))
+                rows += bench(n, args.latency, scenarios, args, Path(tmp), account_keys, api=args.api)
             if args.rss_units:  # peak RSS only: latency 0 keeps it short
                 rows += bench(args.rss_units, 0.0, ("cold",), args, Path(tmp), account_keys, ", latency 0")
     finally:
         for proc in list(CHILDREN):
             stop(proc, signal.SIGKILL if proc.args[1] == "sync" else signal.SIGINT)
     add_ratios(rows)
-    x = extrapolate(rows, float(account_keys.get("reconcile_hours", 6)))
+    x = extrapolate(rows, float(account_keys.get("reconcile_hours", 6))) if args.api == "hsapi" else None
     print_report(rows, x)
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "latency_s": args.latency,
               "account_keys": account_keys, "cpus": os.cpu_count(), "python": platform.python_version(),

@@ -87,6 +87,10 @@ class EscapianetAccount:
     calendar_mode: Literal["batch", "per_unit"] = "batch"
     # DailyAvailability characters that mean "night blocked" (unknown ones are blocked too).
     blocked_codes: str = "UO"
+    # incremental: quiet ticks (one summary batch; only changed units fetched) with a full
+    # tick every reconcile_hours; full: every unit every run. See sync/quiet.py.
+    mode: Literal["incremental", "full"] = "incremental"
+    reconcile_hours: float = 6.0
     http: HttpPolicy = HttpPolicy()
     api: Literal["escapianet"] = "escapianet"
     line: int = 0
@@ -206,6 +210,8 @@ def build_account(a: dict, line: int, top_http: Mapping[str, Any]) -> Account:
             property_manager_code=None if code is None else as_id(code),
             calendar_mode=a.get("calendar_mode", "batch"),
             blocked_codes=a.get("blocked_codes", "UO"),
+            mode=a.get("mode", "incremental"),
+            reconcile_hours=float(a.get("reconcile_hours", 6.0)),
             **common,
         )
     return HsapiAccount(

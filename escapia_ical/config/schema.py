@@ -142,6 +142,8 @@ ESCAPIANET_ACCOUNT_SCHEMA: dict[str, Any] = {
         "property_manager_code": _ID,
         "units": _UNITS,
         "calendar_mode": {"enum": ["batch", "per_unit"]},
+        "mode": {"enum": ["incremental", "full"]},
+        "reconcile_hours": {"type": "number", "minimum": 0.25, "maximum": 168},
         # DailyAvailability letters that mean "night blocked"; "A" means available.
         "blocked_codes": {
             "type": "string",

@@ -18,6 +18,26 @@ HSAPI
     answers 403 to all three operations.
   - Odd NonAvailability items (fault ``odd_items``, :mod:`.odd_items`): that they occur
     follows from the contract; when and how they combine is invented.
+
+EscapiaNET
+  - ``UpdatedAfter`` is compared inclusively (``LastUpdated >= UpdatedAfter``, whole seconds; a
+    naive dateTime is UTC); a unit's ``LastUpdated`` is its last recorded reservation/hold
+    change, else midnight UTC 30 days before the sandbox's today.
+  - ``SummaryOnly="true"`` drops the segments and keeps ``LastUpdated``.
+  - Holds are hidden unless asked; ``ShowHolds``/``ShowHold`` read "true" or "1" as yes.
+    Blocking work orders (HSAPI) show in calendars whether holds are asked for or not.
+  - A calendar covers at most ``calendar_max_days`` nights (764) from its start, in both
+    operations; a batch without ``CalendarDateRange`` covers today onwards; each
+    ``CalendarAvail`` may carry its own range (the first that selects a unit wins).
+  - UnitSearch lists at most ``MaxResponses`` (or ``unit_list_cap``) units and then sets
+    ``Units/@moredata="true"``; ``SendUnitSummary`` (default true) adds a ``UnitSummary`` child
+    (names stay on ``Unit@UnitName`` either way); ``SendRateDetails`` and ``Criteria`` are ignored.
+  - ``cached_batch``: every batch answer repeats the previous one (whatever was asked), with
+    ``UnitCalendarAvails/@CachedData="true"``; a fresh answer says ``CachedData="false"``.
+  - The nested batch answer's outer ``EVRN_UnitCalendarAvailBatchRS`` carries nothing but the
+    inner one (no Version, no Success).
+  - A unit with an injected unit fault is left out of a batch with calendars (one fault use);
+    a summary (``SummaryOnly``) lists it.
 """
 
 from escapia_ical.sandbox.escapianet import (

@@ -1,22 +1,26 @@
 """EscapiaNET (SOAP 1.1, document/literal) over the same data as the HSAPI fake.
 
 ``POST {base_url}/EVRNService.svc`` serves UnitSearch, UnitCalendarAvail and
-UnitCalendarAvailBatch; ``POST {base_url}/EVRNContentService.svc`` serves UnitCalendarAvailBatch.
-The operation comes from the ``SOAPAction`` header (``UnitSearch``, ``"UnitSearch"`` or a URI
-ending in ``/UnitSearch``). Order of checks: method (405) -> ``latency`` sleep -> Content-Type
-``text/xml`` (415) -> SOAPAction served here (500 Fault) -> request
-XML, parsed with defusedxml (500 Fault when malformed, not an Envelope/Body or not
-``EVRN_<Op>RQ``) -> ``Version`` (Errors) -> POS credentials (Errors 4/497) ->
-``soap_fault_mode`` "errors" -> the operation (its own Errors; UnitCalendarAvail: injected unit
-fault -> HTTP status + Fault) -> ``soap_fault_mode`` "malformed"/"bomb" replace the body; then
-the injected faults (:mod:`.faults`) change the answer.
+UnitCalendarAvailBatch (answered flat); ``POST {base_url}/EVRNContentService.svc`` serves
+UnitCalendarAvailBatch, nested as the published artefacts show:
+``Body/EVRN_UnitCalendarAvailBatchRS/EVRN_UnitCalendarAvailBatchRS/{Success|Errors|...}`` (its
+Errors, authentication failures included, in the inner element). The operation comes from the
+``SOAPAction`` header (``UnitSearch``, ``"UnitSearch"`` or a URI ending in ``/UnitSearch``).
+Order of checks: method (405) -> ``latency`` sleep -> Content-Type ``text/xml`` (415) ->
+SOAPAction served here (500 Fault) -> request XML, parsed with defusedxml (500 Fault when
+malformed, not an Envelope/Body or not ``EVRN_<Op>RQ``) -> ``Version`` (Errors) -> POS
+credentials (Errors 4/497) -> ``soap_fault_mode`` "errors" -> the operation (its own Errors;
+UnitCalendarAvail: injected unit fault -> HTTP status + Fault) -> ``soap_fault_mode``
+"malformed"/"bomb" replace the body; then the injected faults (:mod:`.faults`) change the answer.
 
 Unit codes are the HSAPI nativePMSIDs. ``DailyAvailability`` holds one character per night from
 ``StartDate``: a blocked night is ``O`` when a stay/hold starts that day, else ``U``; a free night
-is ``I`` when a stay/hold departs that day, else ``A``. Sandbox choices the contract leaves open:
-``UpdatedAfter`` is compared inclusively (``LastUpdated >= UpdatedAfter``, whole seconds; a naive
-dateTime is UTC); ``SummaryOnly="true"`` drops the segments; ``ShowHold`` is ignored (holds are
-always blocked); a unit with an injected unit fault is left out of the batch (one fault use).
+is ``I`` when a stay/hold departs that day, else ``A``. Holds (hold type not "None") are shown
+only when asked: ``<ShowHolds>true</ShowHolds>`` (UnitCalendarAvail) or ``@ShowHold="true"``
+(the batch). A calendar covers at most ``Sandbox.calendar_max_days`` nights from its start; the
+batch's ``CalendarAvail/CalendarDateRange`` (Start, End = the last night) says which, and without
+one the batch covers today onwards. The sandbox's own choices are in the package docstring's
+"Invented here" table.
 """
 
 from __future__ import annotations
@@ -27,132 +31,50 @@ import xml.etree.ElementTree as ET  # noqa: S405 - builds responses only; reques
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from defusedxml import DefusedXmlException
-from defusedxml import ElementTree as SafeET
-
-from escapia_ical.sandbox.data import ONE_DAY, PMCID, utc_now
+from escapia_ical.sandbox.data import ONE_DAY, PMCID
+from escapia_ical.sandbox.soap import (  # noqa: F401 - fault_body, bomb_body, q: used by .faults, .fault_bodies
+    EvrnError,
+    SoapFault,
+    bomb_body,
+    fault_body,
+    flag,
+    parse_date,
+    parse_datetime,
+    parse_request,
+    q,
+    response_body,
+    soap_action,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
+    from escapia_ical.sandbox.data import Reservation
     from escapia_ical.sandbox.server import Sandbox
 
-SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
-EVRN_NS = "http://www.escapia.com/EVRN/2007/02"
-XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 CONTENT_TYPE = "text/xml; charset=utf-8"
-VERSION = "1.030"
 SANDBOX_SOAP_USER = "sandbox-user"
 SANDBOX_SOAP_PASSWORD = "sandbox-password"
 SANDBOX_PMC_CODE = PMCID
-BATCH_DAYS = 1095  # UnitCalendarAvailBatch covers today .. today + 1094 (inclusive)
+NEVER_CHANGED = 30  # a unit without changes: LastUpdated this many days before today, 00:00Z
+CALENDAR_MAX_DAYS = 764  # nights one calendar covers at most (other clients' cap)
 SOAP_OPERATIONS = ("UnitSearch", "UnitCalendarAvail", "UnitCalendarAvailBatch")
 ENDPOINTS = {"/EVRNService.svc": SOAP_OPERATIONS, "/EVRNContentService.svc": ("UnitCalendarAvailBatch",)}
+NESTED = {("/EVRNContentService.svc", "UnitCalendarAvailBatch")}  # answers nested in an outer RS
 SOAP_FAULT_MODES = ("errors", "malformed", "bomb", "bad_chars", "no_start_date", "empty_units")
 
 
-class SoapFault(Exception):
-    """Answered with HTTP ``status`` and a SOAP Fault body."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+def shown(sb: Sandbox, unit_id: str, holds: bool) -> list[Reservation]:
+    """The unit's active reservations, holds only if ``holds``."""
+    return [r for r in sb.data.active(unit_id) if holds or not r.is_hold]
 
 
-class EvrnError(Exception):
-    """Answered with HTTP 200 and ``<Errors><Error Type Code ShortText>text</Error></Errors>``."""
-
-    def __init__(self, type_: int, code: int, short: str, text: str) -> None:
-        super().__init__(text)
-        self.type, self.code, self.short, self.text = type_, code, short, text
-
-
-def q(tag: str) -> str:
-    """A request element's qualified name. (Responses are built from plain names under a root
-    carrying ``xmlns``, as ElementTree cannot serialize unprefixed attributes with a default namespace.)"""
-    return f"{{{EVRN_NS}}}{tag}"
-
-
-def envelope(inner: str) -> bytes:
-    return (f'<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="{SOAP_NS}"><s:Body>'
-            f"{inner}</s:Body></s:Envelope>").encode()
-
-
-def fault_body(code: str, message: str) -> bytes:
-    faultcode, faultstring = ET.Element("faultcode"), ET.Element("faultstring", {XML_LANG: "en-US"})
-    faultcode.text, faultstring.text = code, message
-    parts = (ET.tostring(e, encoding="unicode") for e in (faultcode, faultstring))
-    return envelope(f"<s:Fault>{''.join(parts)}</s:Fault>")
-
-
-def response_body(op: str, payload: list[ET.Element] | None = None, error: EvrnError | None = None) -> bytes:
-    rs = ET.Element(f"EVRN_{op}RS", {"xmlns": EVRN_NS, "Version": VERSION,
-                                     "TimeStamp": utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")})
-    if error is not None:
-        errors = ET.SubElement(rs, "Errors")
-        item = ET.SubElement(errors, "Error", {"Type": str(error.type), "Code": str(error.code),
-                                                  "ShortText": error.short})
-        item.text = error.text
-    else:
-        ET.SubElement(rs, "Success")
-        rs.extend(payload or [])
-    return envelope(ET.tostring(rs, encoding="unicode"))
-
-
-def bomb_body(op: str) -> bytes:
-    """A billion-laughs document: ten nested entities, each ten of the one below (~10**9 'lol')."""
-    entities = '<!ENTITY lol0 "lol">' + "".join(
-        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
-    return (f'<?xml version="1.0" encoding="utf-8"?><!DOCTYPE s:Envelope [{entities}]>'
-            f'<s:Envelope xmlns:s="{SOAP_NS}"><s:Body><EVRN_{op}RS xmlns="{EVRN_NS}" Version="{VERSION}">'
-            f'<Success/><Warnings><Warning Type="1">&lol9;</Warning></Warnings></EVRN_{op}RS>'
-            "</s:Body></s:Envelope>").encode()
-
-
-def soap_action(value: str | None) -> str:
-    """``UnitSearch``, ``"UnitSearch"`` and ``http://.../UnitSearch`` all name UnitSearch."""
-    return (value or "").strip().strip('"').strip().rsplit("/", 1)[-1]
-
-
-def parse_request(raw: bytes, op: str) -> ET.Element:
-    """The ``EVRN_<op>RQ`` element of a SOAP 1.1 envelope, or a Client fault."""
-    try:
-        root = SafeET.fromstring(raw)
-    except (SafeET.ParseError, DefusedXmlException, ValueError) as exc:
-        raise SoapFault(500, "s:Client", f"malformed request XML: {exc}") from None
-    body = root.find(f"{{{SOAP_NS}}}Body") if root.tag == f"{{{SOAP_NS}}}Envelope" else None
-    if body is None:
-        raise SoapFault(500, "s:Client", "request is not a SOAP 1.1 Envelope with a Body")
-    children = list(body)
-    if len(children) != 1 or children[0].tag != q(f"EVRN_{op}RQ"):
-        got = children[0].tag if children else "nothing"
-        raise SoapFault(500, "s:Client", f"SOAPAction {op} expects one {q(f'EVRN_{op}RQ')} in Body, "
-                                         f"got {got}")
-    return children[0]
-
-
-def parse_date(value: str | None) -> dt.date | None:
-    for fmt in ("%m/%d/%Y", "%Y-%m-%d"):
-        try:
-            return dt.datetime.strptime(value or "", fmt).date()
-        except ValueError:
-            pass
-    return None
-
-
-def parse_datetime(value: str | None) -> dt.datetime | None:
-    if value is None or not value.strip():
-        return None
-    try:
-        stamp = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise EvrnError(3, 320, "Invalid value", f"UpdatedAfter is not an xs:dateTime: {value!r}") from None
-    return stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp
-
-
-def daily_availability(sb: Sandbox, unit_id: str, start: dt.date, end: dt.date, mode: str | None) -> str:
+def daily_availability(sb: Sandbox, unit_id: str, start: dt.date, end: dt.date, mode: str | None,
+                       holds: bool = True) -> str:
     """One character per night ``start <= d < end`` (see the module docstring)."""
-    blocking = sb.data.blocking_spans(unit_id)  # stays, holds and work orders alike
-    blocked = sb.data.blocked_nights(unit_id, start, end)
-    arrivals, departures = {s for s, _ in blocking}, {e for _, e in blocking}
+    # Work orders show whether holds are asked for or not (invented: see the package docstring).
+    spans = [(r.start, r.end) for r in shown(sb, unit_id, holds)]
+    spans += [w.nights for w in sb.data.blocking_work_orders(unit_id) if w.nights]
+    blocked = {s + i * ONE_DAY for s, e in spans for i in range((e - s).days)}
+    arrivals, departures = {s for s, _ in spans}, {e for _, e in spans}
     chars = []
     for i in range((end - start).days):
         d = start + i * ONE_DAY
@@ -165,22 +87,42 @@ def daily_availability(sb: Sandbox, unit_id: str, start: dt.date, end: dt.date, 
 
 
 def segment(sb: Sandbox, parent: ET.Element, unit_id: str, start: dt.date, end: dt.date,
-            mode: str | None) -> ET.Element:
+            mode: str | None, holds: bool) -> ET.Element:
     seg = ET.SubElement(parent, "UnitCalendarAvailSegment")
     if mode != "no_start_date":
         seg.set("StartDate", start.isoformat())
     seg.set("EndDate", (end - ONE_DAY).isoformat())
-    ET.SubElement(seg, "DailyAvailability").text = daily_availability(sb, unit_id, start, end, mode)
+    ET.SubElement(seg, "DailyAvailability").text = daily_availability(sb, unit_id, start, end, mode, holds)
     return seg
 
 
 def last_updated(sb: Sandbox) -> dict[str, dt.datetime]:
-    """Per unit: the time of its latest reservation change, else the sandbox's start."""
+    """Per unit: the time of its last reservation change (whole seconds), else ``NEVER_CHANGED``
+    days before the sandbox's today. The last one recorded, not the latest time: a large seed
+    stamps its changes a second apart and may reach past the wall clock, and a change made
+    later must still move the stamp."""
     latest: dict[str, dt.datetime] = {}
     for change in sb.data.changes:
-        unit = sb.data.reservations[change.reservation_id].unit_id
-        latest[unit] = max(latest.get(unit, change.time), change.time)
-    return {u: latest.get(u, sb.started_at) for u in sb.data.units}
+        latest[sb.data.reservations[change.reservation_id].unit_id] = change.time
+    never = dt.datetime.combine(sb.today - NEVER_CHANGED * ONE_DAY, dt.time(), tzinfo=dt.UTC)
+    return {u: latest.get(u, never).replace(microsecond=0) for u in sb.data.units}
+
+
+def nights_asked(holder: ET.Element | None, default: tuple[dt.date, dt.date] | None,
+                 max_days: int) -> tuple[dt.date, dt.date]:
+    """``(start, end exclusive)`` of a ``CalendarDateRange`` (End = the last night), cut to
+    ``max_days`` nights; ``default`` when there is none (else Errors)."""
+    dates = holder.find(q("CalendarDateRange")) if holder is not None else None
+    if dates is None and default is not None:
+        start, end = default
+    else:
+        start = parse_date(dates.get("Start")) if dates is not None else None
+        last = parse_date(dates.get("End")) if dates is not None else None
+        if start is None or last is None or last < start:
+            raise EvrnError(10, 321, "Required field missing",
+                            "CalendarDateRange needs Start <= End, each MM/DD/YYYY or YYYY-MM-DD")
+        end = last + ONE_DAY
+    return start, min(end, start + max_days * ONE_DAY)
 
 
 # -- operations: (sandbox, request element, mode, ctx) -> payload; called with the lock held --
@@ -190,11 +132,19 @@ def unit_search(sb: Sandbox, rq: ET.Element, mode: str | None, ctx: dict) -> lis
         limit = int(raw) if raw.strip().isdigit() else 0
         if limit < 1:
             raise EvrnError(3, 320, "Invalid value", f"MaxResponses must be a positive integer, got {raw!r}")
+    if sb.unit_list_cap is not None:
+        limit = min(limit or sb.unit_list_cap, sb.unit_list_cap)
     units = ET.Element("Units")
     if mode != "empty_units":
-        for u in sb.data.search_units()[:limit]:
-            ET.SubElement(units, "Unit", {"UnitCode": u.id, "UnitName": u.name,
-                                             "UnitHeadline": u.headline})
+        found = sb.data.search_units()
+        if limit is not None and len(found) > limit:
+            units.set("moredata", "true")
+        summary = (rq.get("SendUnitSummary") or "true").strip().lower() not in ("false", "0")
+        for u in found[:limit]:
+            unit = ET.SubElement(units, "Unit", {"UnitCode": u.id, "UnitName": u.name,
+                                                 "UnitHeadline": u.headline})
+            if summary:  # invented content: only its presence matters
+                ET.SubElement(ET.SubElement(unit, "UnitSummary"), "Description").text = u.headline or u.name
     return [units]
 
 
@@ -205,19 +155,15 @@ def unit_calendar_avail(sb: Sandbox, rq: ET.Element, mode: str | None, ctx: dict
     fault = sb._take_fault(sb._unit_faults, code)
     if fault is not None:
         raise SoapFault(fault[0], "s:Server", "Internal error")
-    dates = rq.find(q("CalendarDateRange"))
-    start = parse_date(dates.get("Start")) if dates is not None else None
-    last = parse_date(dates.get("End")) if dates is not None else None
-    if start is None or last is None or last < start:
-        raise EvrnError(10, 321, "Required field missing",
-                        "CalendarDateRange needs Start <= End, each MM/DD/YYYY or YYYY-MM-DD")
+    start, end = nights_asked(rq, None, sb.calendar_max_days)
     unit = sb.data.units.get(code)
     if unit is None:
         raise EvrnError(3, 392, "Invalid unit code", f"Unit '{code}' not found")
-    ctx["range"] = (start, last + ONE_DAY)  # the nights asked (see .wrong_answers)
+    ctx["range"] = (start, end)  # the nights answered (see .wrong_answers)
+    holds = flag(rq.findtext(q("ShowHolds")))
     segments = ET.Element("UnitCalendarAvailSegments", {"UnitCode": unit.id, "UnitName": unit.name,
                                                             "PropertyManagerCode": PMCID})
-    ET.SubElement(segment(sb, segments, unit.id, start, last + ONE_DAY, mode), "StayRequirements")
+    ET.SubElement(segment(sb, segments, unit.id, start, end, mode, holds), "StayRequirements")
     return [segments]
 
 
@@ -226,27 +172,39 @@ def unit_calendar_avail_batch(sb: Sandbox, rq: ET.Element, mode: str | None, ctx
     items = holder.findall(q("CalendarAvail")) if holder is not None else []
     if not items:
         raise EvrnError(10, 321, "Required field missing", "CalenadAvails/CalendarAvail is required")
-    stamps, selected = last_updated(sb), set()
+    stamps, chosen = last_updated(sb), {}  # unit -> the nights its calendar covers
     for item in items:
         pmc = item.get("PropertyManagerCode")
         if pmc not in (None, "", PMCID):
             raise EvrnError(6, 497, "Not authorized for property manager",
                             f"Property manager '{pmc}' is not available to this RequestorID")
         after = parse_datetime(item.get("UpdatedAfter"))
-        selected |= {u for u, stamp in stamps.items() if after is None or stamp >= after}
-    avails = ET.Element("UnitCalendarAvails")
+        nights = nights_asked(item, sb.batch_range(), sb.calendar_max_days)
+        for unit, stamp in stamps.items():
+            if after is None or stamp >= after:
+                chosen.setdefault(unit, nights)
+    if sb.cached_batch and sb._last_batch is not None:  # repeats the previous answer
+        avails = ET.fromstring(sb._last_batch)  # noqa: S314 - our own answer
+        avails.set("CachedData", "true")
+        return [avails]
+    avails = ET.Element("UnitCalendarAvails", {"CachedData": "false"})
     if mode == "empty_units":
         return [avails]
-    summary_only = (rq.get("SummaryOnly") or "").strip().lower() in ("true", "1")
-    start, end = ctx["range"] = sb.batch_range()
+    summary_only, holds = flag(rq.get("SummaryOnly")), flag(rq.get("ShowHold"))
+    ranges = set()
     for unit in sb.data.search_units():
-        if unit.id not in selected or sb._take_fault(sb._unit_faults, unit.id) is not None:
+        faulty = not summary_only and sb._take_fault(sb._unit_faults, unit.id) is not None
+        if unit.id not in chosen or faulty:
             continue
         avail = ET.SubElement(avails, "UnitCalendarAvail", {
             "UnitCode": unit.id, "UnitName": unit.name, "PropertyManagerCode": PMCID,
             "LastUpdated": stamps[unit.id].strftime("%Y-%m-%dT%H:%M:%SZ")})
         if not summary_only:
-            segment(sb, avail, unit.id, start, end, mode)
+            segment(sb, avail, unit.id, *chosen[unit.id], mode, holds)
+            ranges.add(chosen[unit.id])
+    if len(ranges) == 1:
+        ctx["range"] = ranges.pop()
+    sb._last_batch = ET.tostring(avails)
     return [avails]
 
 
@@ -281,7 +239,9 @@ def _serve(sb: Sandbox, method: str, path: str, raw: bytes, headers: Mapping[str
     rq = parse_request(raw, op)
     ref = rq.find(q("UnitRef"))
     ctx["unit"] = ref.get("UnitCode") if ref is not None else None
-    mode = sb.soap_fault_mode
+    with sb._lock:
+        sb.soap_requests.append({"op": op, "path": path, "request": raw})
+    mode, nested = sb.soap_fault_mode, (path, op) in NESTED
     try:
         if not (rq.get("Version") or "").strip():
             raise EvrnError(10, 321, "Required field missing", "Version is required")
@@ -293,9 +253,9 @@ def _serve(sb: Sandbox, method: str, path: str, raw: bytes, headers: Mapping[str
         if mode == "errors":
             raise EvrnError(12, 448, "System error", "Injected failure (soap_fault_mode 'errors')")
         with sb._lock:
-            body = response_body(op, OPERATIONS[op](sb, rq, mode, ctx))
+            body = response_body(op, OPERATIONS[op](sb, rq, mode, ctx), nested=nested)
     except EvrnError as error:
-        return 200, response_body(op, error=error), {}
+        return 200, response_body(op, error=error, nested=nested), {}
     if mode == "malformed":
         text = body.decode()
         body = text[: len(text) // 2].encode()

@@ -23,7 +23,7 @@ from typing import Any
 
 from escapia_ical.sandbox import hsapi
 from escapia_ical.sandbox.data import SandboxData, utc_now
-from escapia_ical.sandbox.escapianet import BATCH_DAYS, SOAP_FAULT_MODES, SOAP_OPERATIONS
+from escapia_ical.sandbox.escapianet import CALENDAR_MAX_DAYS, SOAP_FAULT_MODES, SOAP_OPERATIONS
 from escapia_ical.sandbox.faults import FaultSet, make_fault
 from escapia_ical.sandbox.handler import Handler
 from escapia_ical.sandbox.hsapi import OP_ALIASES, OPERATIONS, TOKEN_OP, ApiError
@@ -42,12 +42,20 @@ class Sandbox(WorkOrderControls):
                  seed: int = 1020, extra_units: int = 0, token_ttl: float = 3600.0,
                  max_page_size: int = 50, end_date: str = "exclusive",
                  guest_data_in_nonavailability: bool = False, latency: float = 0.0,
-                 future_versions: str = "error") -> None:
+                 future_versions: str = "error", calendar_max_days: int = CALENDAR_MAX_DAYS,
+                 unit_list_cap: int | None = None, cached_batch: bool = False) -> None:
         if end_date not in ("exclusive", "inclusive"):
             raise ValueError(f"end_date must be 'exclusive' or 'inclusive', got {end_date!r}")
         if future_versions not in ("error", "empty"):
             raise ValueError(f"future_versions must be 'error' or 'empty', got {future_versions!r}")
         self.future_versions = future_versions  # GetReservationChanges beyond the end (see .hsapi)
+        # EscapiaNET (see .escapianet): nights one calendar covers at most; units one UnitSearch
+        # lists at most (then Units/@moredata); cached_batch (settable): every batch answer
+        # repeats the previous one, with UnitCalendarAvails/@CachedData="true".
+        self.calendar_max_days, self.unit_list_cap = calendar_max_days, unit_list_cap
+        self.cached_batch = cached_batch
+        self._last_batch: bytes | None = None
+        self.soap_requests: list[dict] = []  # {"op", "path", "request": the raw body}
         self.today = today or dt.date.today()
         self.token_ttl, self.max_page_size, self.end_date = token_ttl, max_page_size, end_date
         self.guest_data_in_nonavailability, self.latency = guest_data_in_nonavailability, latency
@@ -138,8 +146,9 @@ class Sandbox(WorkOrderControls):
                      "holdType": r.hold_type} for r in self.data.active(unit_id)]
 
     def batch_range(self) -> tuple[dt.date, dt.date]:
-        """``(start, end exclusive)`` of the nights every UnitCalendarAvailBatch answer covers."""
-        return self.today, self.today + dt.timedelta(days=BATCH_DAYS)
+        """``(start, end exclusive)`` of the nights a UnitCalendarAvailBatch answer covers when
+        the request names none: today onwards, as far as one calendar goes."""
+        return self.today, self.today + dt.timedelta(days=self.calendar_max_days)
 
     @property
     def version(self) -> int:
@@ -230,6 +239,7 @@ class Sandbox(WorkOrderControls):
     def reset_request_log(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.soap_requests.clear()
 
     # -- serving (called from handler threads) -------------------------------------------
     def _take_fault(self, faults: dict, key: Any) -> list | None:

@@ -32,6 +32,7 @@ KNOWN_CODES = "AUIO"  # available, booked, departure day (night free), first nig
 # 12 processing exception, or code 448 "system error" -> worth retrying.
 AUTH_ERROR_TYPES = {"4", "6"}
 TRANSIENT_ERROR_TYPES, TRANSIENT_ERROR_CODES = {"12"}, {"448"}
+MAX_NESTING = 4  # RS elements inside RS elements read at most
 
 
 def q(name: str) -> str:
@@ -40,11 +41,12 @@ def q(name: str) -> str:
 
 
 def parse_answer(body: bytes, operation: str) -> ET.Element:
-    """Given a SOAP answer, return its ``EVRN_<operation>RS`` element.
+    """Given a SOAP answer, return its innermost ``EVRN_<operation>RS`` element (the content
+    service nests the batch answer in an outer one).
 
     Raise SourceError for XML that is malformed or carries a DTD/entities, for a SOAP
     Fault, or for a missing RS element; AuthError for an authentication/authorization
-    Errors element; TransientAnswer for one that says "try again".
+    Errors element at any level; TransientAnswer for one that says "try again".
     """
     try:
         root = SafeET.fromstring(body, forbid_dtd=True)
@@ -55,21 +57,44 @@ def parse_answer(body: bytes, operation: str) -> ET.Element:
     fault = root.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
     if fault is not None:
         raise SourceError(f"{operation}: SOAP fault: {fault_text(fault)}")
-    answer = root.find(f"{{{SOAP_ENV}}}Body/{q(f'EVRN_{operation}RS')}")
-    if answer is None:
+    levels = [root.find(f"{{{SOAP_ENV}}}Body/{q(f'EVRN_{operation}RS')}")]
+    if levels[0] is None:
         raise SourceError(f"{operation}: answer has no EVRN_{operation}RS element")
-    errors = answer.findall(f"{q('Errors')}/{q('Error')}")
-    if errors:
-        first = errors[0]
+    while len(levels) < MAX_NESTING and (inner := levels[-1].find(q(f"EVRN_{operation}RS"))) is not None:
+        levels.append(inner)
+    errors = [e for level in levels for e in level.findall(f"{q('Errors')}/{q('Error')}")]
+    if errors:  # the one that says most about the account first
+        first = next((e for e in errors if e.get("Type", "") in AUTH_ERROR_TYPES), None) or next(
+            (e for e in errors if _transient(e)), errors[0])
         kind, code = first.get("Type", ""), first.get("Code", "")
         text = " ".join((first.text or first.get("ShortText") or "").split())[:200]
         message = f"{operation}: Escapia error {code or '?'} (type {kind or '?'}): {text}"
         if kind in AUTH_ERROR_TYPES:
             raise AuthError(message)
-        if kind in TRANSIENT_ERROR_TYPES or code in TRANSIENT_ERROR_CODES:
+        if _transient(first):
             raise TransientAnswer(message)
         raise SourceError(message)
-    return answer
+    return levels[-1]
+
+
+def _transient(error: ET.Element) -> bool:
+    return error.get("Type", "") in TRANSIENT_ERROR_TYPES or error.get("Code", "") in TRANSIENT_ERROR_CODES
+
+
+def is_true(value: str | None) -> bool:
+    """An xs:boolean attribute that says yes."""
+    return (value or "").strip().lower() in ("true", "1")
+
+
+def units_truncated(answer: ET.Element) -> bool:
+    """Given an EVRN_UnitSearchRS, say whether Escapia cut its unit list (``Units/@moredata``)."""
+    return any(is_true(units.get("moredata")) for units in answer.iter(q("Units")))
+
+
+def from_cache(answer: ET.Element) -> bool:
+    """Given an EVRN_UnitCalendarAvailBatchRS, say whether it may come from Escapia's cache
+    (``UnitCalendarAvails/@CachedData``)."""
+    return any(is_true(avails.get("CachedData")) for avails in answer.iter(q("UnitCalendarAvails")))
 
 
 def fault_text(fault: ET.Element) -> str:
@@ -104,6 +129,7 @@ class Calendar:
 
     unit: Unit
     segments: list[ET.Element]
+    last_updated: str = ""  # UnitCalendarAvail/@LastUpdated as sent (compared, never parsed)
 
 
 def parse_batch(answer: ET.Element) -> list[Calendar]:
@@ -112,7 +138,8 @@ def parse_batch(answer: ET.Element) -> list[Calendar]:
     for element in answer.iter(q("UnitCalendarAvail")):
         unit = _unit_of(element, "UnitCalendarAvailBatch")
         if unit:
-            calendars.append(Calendar(unit, element.findall(q("UnitCalendarAvailSegment"))))
+            calendars.append(Calendar(unit, element.findall(q("UnitCalendarAvailSegment")),
+                                      (element.get("LastUpdated") or "").strip()))
     return calendars
 
 

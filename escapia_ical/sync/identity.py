@@ -19,7 +19,7 @@ from escapia_ical.state import AccountState, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-STATE_FILES = ("feeds.json", "changes.json", "policy.json", "token.json")
+STATE_FILES = ("feeds.json", "changes.json", "policy.json", "token.json", "escapianet.json")
 
 
 def source_identity(account: Account) -> str:

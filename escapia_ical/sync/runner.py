@@ -40,6 +40,7 @@ from escapia_ical.sync.context import (
 from escapia_ical.sync.identity import claim_state
 from escapia_ical.sync.incremental import ChangeTracker
 from escapia_ical.sync.lock import STUCK_MARGIN, account_lock
+from escapia_ical.sync.quiet import check_listing, listing_truncated, prefetch_batch, quiet_tracker
 from escapia_ical.sync.stamps import build_feed, previous_entry, stored_ranges
 from escapia_ical.sync.units import fetch_units, roll_unit
 
@@ -129,7 +130,8 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     _report_book(result, book)  # what status shows even if the account fails from here on
     # HSAPI follows the change feed in both modes: in full mode every unit is fetched all
     # the same, but the feed still *shows* which stays were cancelled, moved or shortened.
-    tracker = ChangeTracker(account, state) if account.api == "hsapi" else None
+    # EscapiaNET in incremental mode: quiet ticks (sync/quiet.py), planned the same way.
+    tracker = ChangeTracker(account, state) if account.api == "hsapi" else quiet_tracker(account, state)
     full = options.full or (tracker is not None and account.mode == "full")
     plan = (tracker.plan(source, options.now(), full=full, deadline=run.deadline,
                          held=set(book.holds)) if tracker else None)
@@ -148,23 +150,10 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     if not options.units:  # a unit Escapia no longer lists has no loss left to hold
         for gone in set(book.holds) - {u.id for u in units}:
             del book.holds[gone]
-        # ... and is retired: its feed stays as it is until `prune` (feeds/lifecycle.py). Not
-        # a unit `units:` names (Escapia not listing it is an error, above), nor units that
-        # vanish from the list all at once unless accepted (a partial listing, more likely).
-        configured = set(account.units) if account.units != "all" else set()
-        spared = set() if listing_accepted else vanished_at_once(
-            stamps, {u.id for u in listed}, config.feeds.breaker_units, config.feeds.breaker_share)
-        for unit_id in sorted(spared):  # an error each (exit 1), until the list is whole or accepted
-            outcome = UnitOutcome(account.name, unit_id)
-            fail(outcome, SourceError(
-                f"missing from Escapia's unit list, with {len(spared) - 1} other published units at once: "
-                "its feed is kept, not retired; if Escapia really stopped distributing them, "
-                f"`escapia-ical accept --account {account.name}` retires them at the next sync"), account)
-            result.units.append(outcome)
-        result.retired = mark_retired(stamps, {u.id for u in units} | configured, options.now(), spared)
-        if result.retired:
-            log.info("%s: %d retired unit(s) not synced (no longer listed or selected): %s", account.name,
-                     len(result.retired), ", ".join(sorted(result.retired)[:MAX_LINES]))
+        if listing_truncated(source, plan):  # units past the cut are not gone: retire nothing
+            log.info("%s: the unit list was cut short: no unit is retired this run", account.name)
+        else:
+            _retire_units(run, account, result, stamps, listed, units, listing_accepted)
     names = UnitNames(state.folder, stamps)
     outcomes = [UnitOutcome(account.name, u.id,
                             folder / account_feed_filename(account, u.id, names.generation(u.id)),
@@ -191,6 +180,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     policy = PublishPolicy(account.name, config.feeds, book, run.today, run.window, options.now(),
                            plan.freed if plan else None)
     succeeded: set[str] = set()
+    prefetch_batch(source, account, run.window, len(fetch))
     options.progress.begin(account.name, len(units))
     try:
         fetched = {u.id for u, _ in fetch}
@@ -212,6 +202,31 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
             book.save()
             if tracker and plan:
                 tracker.commit(plan, succeeded, options.now())
+    if account.api == "escapianet":
+        check_listing(source, plan)
+
+
+def _retire_units(run: RunContext, account: Account, result: AccountResult, stamps: dict, listed: list[Unit],
+                  units: list[Unit], listing_accepted: bool) -> None:
+    """Retire the published units no longer listed or selected: their feeds stay as they are
+    until `prune` (feeds/lifecycle.py). Not a unit `units:` names (Escapia not listing it is
+    an error of its own), nor units that vanish from the list all at once unless accepted (a
+    partial listing, more likely): each of those is an error, its feed kept."""
+    configured = set(account.units) if account.units != "all" else set()
+    feeds = run.config.feeds
+    spared = set() if listing_accepted else vanished_at_once(
+        stamps, {u.id for u in listed}, feeds.breaker_units, feeds.breaker_share)
+    for unit_id in sorted(spared):  # an error each (exit 1), until the list is whole or accepted
+        outcome = UnitOutcome(account.name, unit_id)
+        fail(outcome, SourceError(
+            f"missing from Escapia's unit list, with {len(spared) - 1} other published units at once: "
+            "its feed is kept, not retired; if Escapia really stopped distributing them, "
+            f"`escapia-ical accept --account {account.name}` retires them at the next sync"), account)
+        result.units.append(outcome)
+    result.retired = mark_retired(stamps, {u.id for u in units} | configured, run.options.now(), spared)
+    if result.retired:
+        log.info("%s: %d retired unit(s) not synced (no longer listed or selected): %s", account.name,
+                 len(result.retired), ", ".join(sorted(result.retired)[:MAX_LINES]))
 
 
 def _report_book(result: AccountResult, book: HoldBook) -> None:

@@ -46,13 +46,9 @@ class Deployment:
 
     @property
     def window(self) -> tuple[dt.date, dt.date]:
-        """The nights a feed shows: the feed window, cut to what the source covers (the
-        EscapiaNET batch calendar starts today, not past_days ago)."""
+        """The nights a feed shows: the feed window (every mode asks for all of it)."""
         today = dt.date.today()
-        start, end = today - dt.timedelta(days=PAST_DAYS), today + dt.timedelta(days=FUTURE_DAYS)
-        if self.mode == "escapianet-batch":
-            start = max(start, self.sandbox.batch_range()[0])
-        return start, end
+        return today - dt.timedelta(days=PAST_DAYS), today + dt.timedelta(days=FUTURE_DAYS)
 
     def env(self, **extra: str | None) -> dict[str, str]:
         """Return the environment for the CLI; a None value in ``extra`` unsets that name."""

@@ -112,7 +112,8 @@ CASES = [
 
 def deploy(root, sandbox, mode: str) -> Deployment:
     config = root / "accounts.yaml"
-    write_config(config, account_yaml(mode))
+    # EscapiaNET in full mode: every wrong answer meets every calendar (quiet ticks: test_quiet.py)
+    write_config(config, account_yaml(mode, extra="    mode: full\n" if mode.startswith("escapianet") else ""))
     return Deployment(root, sandbox, config, root / "output", root / "state", mode)
 
 

@@ -535,6 +535,8 @@ def test_mixed_hsapi_and_escapianet_file(tmp_path):
     units: [A1, 12]
     calendar_mode: per_unit
     blocked_codes: UOH
+    mode: full
+    reconcile_hours: 12
     http: {retry_attempts: 2}
 """
     env = {**ENV, "MAUI_USER": "maui", "MAUI_PASSWORD": "maui-pw"}
@@ -550,6 +552,8 @@ def test_mixed_hsapi_and_escapianet_file(tmp_path):
         units=("A1", "12"),
         calendar_mode="per_unit",
         blocked_codes="UOH",
+        mode="full",
+        reconcile_hours=12.0,
         http=HttpPolicy(5.0, 30.0, 2, 1.0, 60.0),
         api="escapianet",
         line=24,

@@ -50,16 +50,20 @@ def request_xml(op: str, build=None, *, user=SANDBOX_SOAP_USER, password=SANDBOX
     return ET.tostring(envelope, encoding="utf-8", xml_declaration=True)
 
 
-def calendar(unit: str, start: str, end: str):
+def calendar(unit: str, start: str, end: str, holds: str | None = "true"):
     def build(root):
         ET.SubElement(root, e("UnitRef"), {"UnitCode": unit})
         ET.SubElement(root, e("CalendarDateRange"), {"Start": start, "End": end})
+        if holds is not None:
+            ET.SubElement(root, e("ShowHolds")).text = holds
     return build
 
 
-def batch(**attrs: str):
+def batch(dates: tuple[str, str] | None = None, **attrs: str):
     def build(root):
-        ET.SubElement(ET.SubElement(root, e("CalenadAvails")), e("CalendarAvail"), attrs)
+        item = ET.SubElement(ET.SubElement(root, e("CalenadAvails")), e("CalendarAvail"), attrs)
+        if dates is not None:
+            ET.SubElement(item, e("CalendarDateRange"), {"Start": dates[0], "End": dates[1]})
     return build
 
 
@@ -78,6 +82,10 @@ def rs_of(r: requests.Response, op: str) -> ET.Element:
     assert r.text.startswith('<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s=')
     children = list(SafeET.fromstring(r.content).find(f"{{{SOAP}}}Body"))
     assert [c.tag for c in children] == [e(f"EVRN_{op}RS")]
+    nested = r.request.path_url.endswith(CONTENT) and op == "UnitCalendarAvailBatch"
+    if nested:  # the content service nests its answer in an outer RS
+        children = list(children[0])
+        assert [c.tag for c in children] == [e(f"EVRN_{op}RS")]
     assert children[0].get("Version") == "1.030"
     return children[0]
 
@@ -189,7 +197,7 @@ def test_back_to_back_stays_keep_their_boundaries(sb, http):
 
 def test_batch_matches_truth_on_both_endpoints(sb, http):
     start, end = sb.batch_range()
-    assert (start, end) == (TODAY, TODAY + 1095 * DAY)
+    assert (start, end) == (TODAY, TODAY + 764 * DAY)
     for path, kw in [(CONTENT, {"PropertyManagerCode": "1020"}), (SERVICE, {})]:
         r = call(sb, http, "UnitCalendarAvailBatch", batch(**kw), path=path, SummaryOnly="false", ShowHold="true")
         avails = ok(r, "UnitCalendarAvailBatch").findall(f"{e('UnitCalendarAvails')}/{e('UnitCalendarAvail')}")
@@ -200,7 +208,7 @@ def test_batch_matches_truth_on_both_endpoints(sb, http):
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", avail.get("LastUpdated"))
             (seg,) = avail.findall(e("UnitCalendarAvailSegment"))
             seg_start, text, nights = decode(seg)
-            assert seg_start == start and len(text) == 1095
+            assert seg_start == start and len(text) == 764
             assert nights == sb.blocked_nights(unit, start, end), unit
     assert sb.request_count("UnitCalendarAvailBatch") == 2
     r = call(sb, http, "UnitCalendarAvailBatch", batch(PropertyManagerCode="1911"), path=CONTENT)
@@ -215,10 +223,12 @@ def test_batch_updated_after(http):
             r = call(sb, http, "UnitCalendarAvailBatch", batch(UpdatedAfter=stamp), path=CONTENT)
             return [a.get("UnitCode") for a in ok(r, "UnitCalendarAvailBatch").iter(e("UnitCalendarAvail"))]
         seeded = max(c.time for c in sb.data.changes) + dt.timedelta(seconds=1)
-        assert units_after(seeded.strftime("%Y-%m-%dT%H:%M:%SZ")) == ["1020-105"]  # only never-changed
-        assert units_after(sb.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")) == ["1020-105"]  # inclusive
+        assert units_after(seeded.strftime("%Y-%m-%dT%H:%M:%SZ")) == []
+        never = f"{sb.today - 30 * DAY}T00:00:00Z"  # a unit without changes (1020-105)
+        assert len(units_after(never)) == 8  # inclusive
+        assert "1020-105" not in units_after(f"{sb.today - 30 * DAY}T00:00:01Z")
         sb.add_reservation("ünit 9", sb.today + 40 * DAY, sb.today + 42 * DAY)
-        assert units_after(seeded.strftime("%Y-%m-%dT%H:%M:%S")) == ["1020-105", "ünit 9"]
+        assert units_after(seeded.strftime("%Y-%m-%dT%H:%M:%S")) == ["ünit 9"]
         assert len(units_after("2000-01-01T00:00:00+10:00")) == 8
         r = call(sb, http, "UnitCalendarAvailBatch", batch(UpdatedAfter="yesterday"), path=CONTENT)
         assert error_of(r, "UnitCalendarAvailBatch")[:2] == ("3", "320")
@@ -283,3 +293,87 @@ def test_soap_fault_modes(sb, http, mode):
         assert len(ok(many, "UnitCalendarAvailBatch").find(e("UnitCalendarAvails"))) == 0
     sb.clear_faults()
     assert ok(cal(), "UnitCalendarAvail").findtext(f".//{e('DailyAvailability')}") == normal
+
+
+# -- fidelity to the published artefacts (API-NOTES: "Added after a review") -------------------
+def test_content_service_nests_the_batch_answer_and_its_errors(sb, http):
+    r = call(sb, http, "UnitCalendarAvailBatch", batch(), path=CONTENT)
+    outer = SafeET.fromstring(r.content).find(f"{{{SOAP}}}Body/{e('EVRN_UnitCalendarAvailBatchRS')}")
+    assert [c.tag for c in outer] == [e("EVRN_UnitCalendarAvailBatchRS")]
+    assert [c.tag for c in outer[0]] == [e("Success"), e("UnitCalendarAvails")]
+    r = call(sb, http, "UnitCalendarAvailBatch", batch(), path=CONTENT, password="wrong")
+    outer = SafeET.fromstring(r.content).find(f"{{{SOAP}}}Body/{e('EVRN_UnitCalendarAvailBatchRS')}")
+    assert outer.find(e("Errors")) is None and outer.find(f"{e('EVRN_UnitCalendarAvailBatchRS')}/{e('Errors')}") is not None
+    assert error_of(r, "UnitCalendarAvailBatch")[:2] == ("4", "497")
+    r = call(sb, http, "UnitCalendarAvailBatch", batch(), path=SERVICE)  # the transaction service: flat
+    flat = SafeET.fromstring(r.content).find(f"{{{SOAP}}}Body/{e('EVRN_UnitCalendarAvailBatchRS')}")
+    assert flat[0].tag == e("Success")
+
+
+def test_holds_are_hidden_unless_asked(sb, http):
+    unit, start, last = "1020-102", TODAY - 7 * DAY, TODAY + 729 * DAY
+    holds = {d for r in sb.reservations(unit) if r["holdType"] != "None"
+             for d in (dt.date.fromisoformat(r["start"]) + i * DAY
+                       for i in range((dt.date.fromisoformat(r["end"]) - dt.date.fromisoformat(r["start"])).days))}
+    stays = {d for r in sb.reservations(unit) if r["holdType"] == "None"
+             for d in (dt.date.fromisoformat(r["start"]) + i * DAY
+                       for i in range((dt.date.fromisoformat(r["end"]) - dt.date.fromisoformat(r["start"])).days))}
+    assert holds - stays
+    everything = sb.blocked_nights(unit, start, last + DAY)
+    for shown, expected in ((None, everything - (holds - stays)), ("false", everything - (holds - stays)),
+                            ("true", everything)):
+        r = call(sb, http, "UnitCalendarAvail", calendar(unit, start.isoformat(), last.isoformat(), holds=shown))
+        assert decode(ok(r, "UnitCalendarAvail").find(f".//{e('UnitCalendarAvailSegment')}"))[2] == expected
+    for show, expected in ((None, everything - (holds - stays)), ("true", everything)):
+        kw = {"ShowHold": show} if show else {}
+        r = call(sb, http, "UnitCalendarAvailBatch", batch((start.isoformat(), last.isoformat())), path=CONTENT, **kw)
+        avail = next(a for a in ok(r, "UnitCalendarAvailBatch").iter(e("UnitCalendarAvail"))
+                     if a.get("UnitCode") == unit)
+        assert decode(avail.find(e("UnitCalendarAvailSegment")))[2] == expected
+
+
+def test_batch_date_range_is_honoured_and_capped(http):
+    with Sandbox(today=TODAY, calendar_max_days=100) as sb:
+        start, last = TODAY - 7 * DAY, TODAY + 729 * DAY
+        r = call(sb, http, "UnitCalendarAvailBatch", batch((start.strftime("%m/%d/%Y"), last.strftime("%m/%d/%Y"))),
+                 path=CONTENT, ShowHold="true")
+        for avail in ok(r, "UnitCalendarAvailBatch").iter(e("UnitCalendarAvail")):
+            seg_start, text, nights = decode(avail.find(e("UnitCalendarAvailSegment")))
+            assert (seg_start, len(text)) == (start, 100)  # the cap, not what was asked
+            assert nights == sb.blocked_nights(avail.get("UnitCode"), start, start + 100 * DAY)
+        r = call(sb, http, "UnitCalendarAvailBatch", batch(), path=CONTENT)  # no range: today onwards
+        seg = next(ok(r, "UnitCalendarAvailBatch").iter(e("UnitCalendarAvailSegment")))
+        assert decode(seg)[0] == TODAY and len(seg.findtext(e("DailyAvailability"))) == 100
+        r = call(sb, http, "UnitCalendarAvail", calendar("1020-101", start.isoformat(), last.isoformat()))
+        assert len(ok(r, "UnitCalendarAvail").findtext(f".//{e('DailyAvailability')}")) == 100
+        r = call(sb, http, "UnitCalendarAvailBatch", batch(("x", "y")), path=CONTENT)
+        assert error_of(r, "UnitCalendarAvailBatch")[:2] == ("10", "321")
+
+
+def test_unit_search_moredata_and_summary(http):
+    with Sandbox(today=TODAY, extra_units=3, unit_list_cap=5) as sb:
+        units = ok(call(sb, http, "UnitSearch"), "UnitSearch").find(e("Units"))
+        assert len(units) == 5 and units.get("moredata") == "true"
+        assert units[0].find(e("UnitSummary")) is not None
+        units = ok(call(sb, http, "UnitSearch", MaxResponses="3", SendUnitSummary="false"), "UnitSearch").find(e("Units"))
+        assert len(units) == 3 and units.get("moredata") == "true" and units[0].find(e("UnitSummary")) is None
+        assert units[0].get("UnitName")  # the name still comes with the unit
+        sb.unit_list_cap = None
+        units = ok(call(sb, http, "UnitSearch"), "UnitSearch").find(e("Units"))
+        assert len(units) == 11 and units.get("moredata") is None
+
+
+def test_cached_batch_repeats_the_previous_answer(sb, http):
+    def answer():
+        r = call(sb, http, "UnitCalendarAvailBatch", batch(), path=CONTENT, SummaryOnly="true")
+        return ok(r, "UnitCalendarAvailBatch").find(e("UnitCalendarAvails"))
+
+    first = answer()
+    assert first.get("CachedData") == "false"
+    sb.cached_batch = True
+    sb.add_reservation("1020-101", TODAY + 300 * DAY, TODAY + 302 * DAY)
+    cached = answer()
+    assert cached.get("CachedData") == "true"
+    assert [a.attrib for a in cached] == [a.attrib for a in first]  # the change is not in it
+    sb.cached_batch = False
+    assert answer().get("CachedData") == "false"

@@ -17,7 +17,7 @@ DAY = dt.timedelta(days=1)
 FIRST, LAST = "12/30/2026", "01/10/2027"  # 12 nights from TODAY
 DAYS = {"1020-101": "OOUUOUUUUIAA", "1020-102": "UUIAAOUUUUOU", "1020-105": "A" * 12}  # the truth there
 HSAPI_END = TODAY + 20 * DAY
-BATCH_LAST = "2029-12-28"  # TODAY + 1094 days (2028 is a leap year)
+BATCH_LAST = "2029-01-31"  # TODAY + 763 days (the calendar cap; 2028 is a leap year)
 STAYS = {"1020-101": [(0, 1), (1, 4), (4, 9), (12, 13), (14, 15), (15, 16)],  # seeded, TODAY .. +20
          "1020-102": [(-4, 2), (5, 12), (10, 13)]}
 WRONGNESS = ["same_answer", "shift", "flaky", "short_string", "short_coverage", "duplicate_calendar"]
@@ -145,7 +145,7 @@ def test_same_answer_escapianet(sb, http):
     assert [c[:2] for c in changed] == [c[:2] for c in truth]
     for (code, _, segments), (_, _, true_segments) in zip(changed, truth, strict=True):
         if code == "1020-102":
-            assert segments == [(true_segments[0][0], true_segments[0][1], "A" * 1095)]
+            assert segments == [(true_segments[0][0], true_segments[0][1], "A" * 764)]
             assert set(true_segments[0][2]) != {"A"}
         else:
             assert segments == true_segments, code
@@ -158,7 +158,7 @@ def test_shift(sb, http, token):
     assert hsapi_ranges(sb, http, token, "1020-101") == days(*STAYS["1020-101"], shift=30)
     assert unit_cal(sb, http, "1020-102") == whole("1020-102", DAYS["1020-102"], "2027-01-29", "2027-02-09")
     moved = batch_cals(sb, http)
-    assert moved == [(code, name, [("2027-01-29", "2030-01-27", text)]) for code, name, [(_, _, text)] in truth]
+    assert moved == [(code, name, [("2027-01-29", "2029-03-02", text)]) for code, name, [(_, _, text)] in truth]
     assert truth[0][2][0][:2] == ("2026-12-30", BATCH_LAST)
     sb.clear_faults()
     r = http.post(f"{sb.base_url}/_sandbox/faults", json={"fault": "shift", "days": -10, "unit": "1020-102"})
@@ -168,7 +168,7 @@ def test_shift(sb, http, token):
     assert unit_cal(sb, http, "1020-102") == whole("1020-102", DAYS["1020-102"], "2026-12-20", "2026-12-31")
     for (code, _, segments), (_, _, true_segments) in zip(batch_cals(sb, http), truth, strict=True):
         start, end, text = true_segments[0]
-        expected = ("2026-12-20", "2029-12-18", text) if code == "1020-102" else (start, end, text)
+        expected = ("2026-12-20", "2029-01-21", text) if code == "1020-102" else (start, end, text)
         assert segments == [expected], code
 
 
@@ -257,7 +257,7 @@ def test_duplicate_calendar(sb, http, token):
     assert hsapi_ranges(sb, http, token, "1020-102") == days(*STAYS["1020-102"])  # EscapiaNET only
     assert unit_cal(sb, http, "1020-101") == whole("1020-101", DAYS["1020-101"])
     assert unit_cal(sb, http, "1020-102") == whole("1020-102", DAYS["1020-102"]) + whole("1020-102", "A" * 12)
-    conflicting = ("1020-102", "Mountain Retreat", [("2026-12-30", BATCH_LAST, "A" * 1095)])
+    conflicting = ("1020-102", "Mountain Retreat", [("2026-12-30", BATCH_LAST, "A" * 764)])
     assert batch_cals(sb, http) == truth[:2] + [conflicting] + truth[2:]
     sb.clear_faults()
     assert http.post(f"{sb.base_url}/_sandbox/faults",
