@@ -96,9 +96,9 @@ def test_a_calendar_that_covers_less_than_asked_is_a_warning(tmp_path, sandbox):
     path.write_text(path.read_text().replace("\nhttp:", "\nfeeds: {future_days: 1100}\nhttp:"))
     config = load_config(path)
     span = diagnose(config, config.accounts[0]).findings["calendar_span"]
-    assert span.status == "warning"  # the sandbox's batch stops 1095 days from today
+    assert span.status == "warning"  # the sandbox's calendars cover at most 764 nights
     assert span.data["batch"]["answers_short_of_future"] == len(sandbox.unit_ids())
-    assert span.data["per_unit"]["answers_short_of_future"] == 0
+    assert span.data["per_unit"]["answers_short_of_future"] == span.data["per_unit"]["answers"] > 0
 
 
 def hsapi_source(tmp_path) -> HsapiSource:
