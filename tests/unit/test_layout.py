@@ -39,7 +39,7 @@ ALLOWED_BELOW = {
 }
 NOT_PRODUCTION_VARS = {"ESCAPIA_SANDBOX_URL"}  # example.yaml's base_url, deleted in production
 SECRET_NAME = re.compile(r"\b[A-Z][A-Z0-9]*_(?:CLIENT_ID|CLIENT_SECRET|SOAP_USER|SOAP_PASSWORD)\b")
-ABSOLUTE_PATH = re.compile(r"(?<![\w./~-])/[\w.*-]+(?:/[\w.*<>-]+)*/?")
+ABSOLUTE_PATH = re.compile(r"(?<![\w./~<>-])/[\w.*-]+(?:/[\w.*<>-]+)*/?")
 ACCOUNT_MENTIONS = [  # where an operator file names an account
     re.compile(r"--account[ =]([a-z0-9][a-z0-9-]*)"),
     re.compile(r"(?<![\w.-])/([a-z0-9][a-z0-9-]*)/[\w.~-]+\.ics\b"),  # a feed's URL path
