@@ -139,3 +139,30 @@ def test_an_unknown_account_is_a_usage_error(deployment):
     result = deployment.run("diagnose", "--account", "nope")
     assert result.returncode == 2 and "no account named 'nope'" in result.stderr
 
+
+
+def test_the_readme_commands_run_against_the_sandbox(tmp_path):
+    """The README's "against the bundled sandbox" block, as written (its port swapped for a
+    free one): both diagnoses run, exit 0 and say what they found."""
+    import os
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    from conftest import CLI
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    block = readme.split("To see it against the bundled sandbox", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    lines = " ".join(block.replace("\\\n", " ").splitlines())
+    export = re.search(r"export ((?:\w+=\S+\s*)+)", lines).group(1)
+    with Sandbox() as sandbox:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DEMO_", "ESCAPIA_"))}
+        env.update(dict(pair.split("=", 1) for pair in shlex.split(export.replace("18020", str(sandbox.port)))))
+        commands = re.findall(r"\.venv/bin/escapia-ical (diagnose [^#\n]*?)(?=\s+\.venv/bin|\s*$)", lines)
+        assert len(commands) == 2, lines
+        for command in commands:
+            result = subprocess.run([CLI, *shlex.split(command)], capture_output=True, text=True, env=env,
+                                    cwd=root, timeout=120)
+            assert result.returncode == 0, (command, result.stderr)
+            assert "units" in result.stdout and "sent" in result.stdout, result.stdout
