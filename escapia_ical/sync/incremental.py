@@ -154,18 +154,18 @@ class ChangeTracker:
                         self.account.name, ", ".join(sorted(unlisted)[:5]))
             listed_at = ""
         reasons: dict[str, int] = {}
-        fetch = self._add(set(), reasons, "changed", (touched - orders.touched) & ids)
-        self._add(fetch, reasons, "work orders", orders.touched & ids)
+        fetch = add_units(set(), reasons, "changed", (touched - orders.touched) & ids)
+        add_units(fetch, reasons, "work orders", orders.touched & ids)
         if full:
-            self._add(fetch, reasons, "full", ids)
+            add_units(fetch, reasons, "full", ids)
         pending = set(self.data["pending"])
-        self._add(fetch, reasons, "pending", pending & ids)
-        self._add(fetch, reasons, "held", set(held) & ids)
+        add_units(fetch, reasons, "pending", pending & ids)
+        add_units(fetch, reasons, "held", set(held) & ids)
         unlisted |= pending - {u.id for u in units}  # owed, still not listed: keep owing
         fetched = self.data["fetched"]
-        self._add(fetch, reasons, "new", {u for u in ids if u not in fetched})
+        add_units(fetch, reasons, "new", {u for u in ids if u not in fetched})
         period = self.fallback if orders.forbidden else self.period
-        self._add(fetch, reasons, "reconcile", {u for u in ids if self._due(u, fetched.get(u), now, period)})
+        add_units(fetch, reasons, "reconcile", {u for u in ids if self._due(u, fetched.get(u), now, period)})
         return Plan(units, fetch, new_cursor, reasons, reservations, listed_at, owed=unlisted, freed=freed,
                     at_cursor=remembered, work_orders=orders)
 
@@ -261,13 +261,15 @@ class ChangeTracker:
         slot = int(hashlib.sha256(unit_id.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % slots
         return age >= period / 2 and slot == int(now.timestamp() // TICK.total_seconds()) % slots
 
-    @staticmethod
-    def _add(fetch: set[str], reasons: dict[str, int], reason: str, units: set[str]) -> set[str]:
-        new = units - fetch
-        if new:
-            reasons[reason] = reasons.get(reason, 0) + len(new)
-        fetch |= new
-        return fetch
+
+
+def add_units(fetch: set[str], reasons: dict[str, int], reason: str, units: set[str]) -> set[str]:
+    """Add ``units`` to ``fetch``, counting under ``reason`` those not in it yet; return it."""
+    new = units - fetch
+    if new:
+        reasons[reason] = reasons.get(reason, 0) + len(new)
+    fetch |= new
+    return fetch
 
 
 def _unseen(changes: list[Change], seen: list[Change]) -> list[Change]:

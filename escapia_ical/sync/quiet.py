@@ -48,6 +48,7 @@ from escapia_ical.errors import AuthError, SourceError
 from escapia_ical.model import FeedWindow, Unit
 from escapia_ical.sources.escapianet import EscapianetSource
 from escapia_ical.state import AccountState, read_json, write_json
+from escapia_ical.sync.incremental import add_units
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +142,11 @@ class QuietTracker:
         reasons: dict[str, int] = {}
         changed = {u for u, stamp in seen.items() if u in ids and stored.get(u) != stamp}
         settling = {u for u in changed if stored.get(u) == SETTLING + seen[u]}
-        fetch = _add(set(), reasons, "changed", changed - settling)
-        _add(fetch, reasons, "settling", settling)
-        _add(fetch, reasons, "pending", set(data["pending"]) & ids)
-        _add(fetch, reasons, "held", set(held) & ids)
-        _add(fetch, reasons, "new", ids - set(stored))
+        fetch = add_units(set(), reasons, "changed", changed - settling)
+        add_units(fetch, reasons, "settling", settling)
+        add_units(fetch, reasons, "pending", set(data["pending"]) & ids)
+        add_units(fetch, reasons, "held", set(held) & ids)
+        add_units(fetch, reasons, "new", ids - set(stored))
         if self.account.calendar_mode == "batch":
             source.read_per_unit = len(fetch) <= PER_UNIT_LIMIT
         return Plan(units, fetch, reasons, listed_at.isoformat(), truncated, full=False, stamps=seen,
@@ -179,14 +180,6 @@ class QuietTracker:
     def _tracked(self, units: list[Unit]) -> set[str]:
         wanted = self.account.units
         return {u.id for u in units if wanted == "all" or u.id in wanted}
-
-
-def _add(fetch: set[str], reasons: dict[str, int], reason: str, units: set[str]) -> set[str]:
-    new = units - fetch
-    if new:
-        reasons[reason] = reasons.get(reason, 0) + len(new)
-    fetch |= new
-    return fetch
 
 
 EMPTY: dict[str, Any] = {"mark": None, "reconciled_at": dt.datetime.min.replace(tzinfo=dt.UTC), "units": [],

@@ -50,7 +50,8 @@ REASONS = {  # why an incremental plan fetches units, as -v says it
     "changed": "changed in Escapia's change feed", "pending": "retried (their last fetch failed or "
     "was cut short)", "held": "held by the publish policy (checked again)", "new": "new",
     "reconcile": "due for their periodic reconcile", "full": "full sync", "many changes": "(many changes: "
-    "all)",
+    "all)", "work orders": "whose work orders changed", "settling": "read again (LastUpdated has whole "
+    "seconds)",
 }
 
 
