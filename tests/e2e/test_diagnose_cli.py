@@ -8,7 +8,7 @@ import re
 import socket
 
 import pytest
-from conftest import Deployment, account_yaml, write_config
+from conftest import CLI, Deployment, account_yaml, write_config
 
 from escapia_ical.sandbox import SANDBOX_CLIENT_SECRET, SANDBOX_SOAP_PASSWORD, Sandbox
 
@@ -148,8 +148,6 @@ def test_the_readme_commands_run_against_the_sandbox(tmp_path):
     import shlex
     import subprocess
     from pathlib import Path
-
-    from conftest import CLI
 
     root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text()
