@@ -88,9 +88,10 @@ class EscapianetAccount:
     # DailyAvailability characters that mean "night blocked" (unknown ones are blocked too).
     blocked_codes: str = "UO"
     # incremental: quiet ticks (one summary batch; only changed units fetched) with a full
-    # tick every reconcile_hours; full: every unit every run. See sync/quiet.py.
+    # tick every reconcile_hours (1 h: a hold or work order that does not move a unit's
+    # LastUpdated shows within the hour); full: every unit every run. See sync/quiet.py.
     mode: Literal["incremental", "full"] = "incremental"
-    reconcile_hours: float = 6.0
+    reconcile_hours: float = 1.0
     http: HttpPolicy = HttpPolicy()
     api: Literal["escapianet"] = "escapianet"
     line: int = 0
@@ -211,7 +212,7 @@ def build_account(a: dict, line: int, top_http: Mapping[str, Any]) -> Account:
             calendar_mode=a.get("calendar_mode", "batch"),
             blocked_codes=a.get("blocked_codes", "UO"),
             mode=a.get("mode", "incremental"),
-            reconcile_hours=float(a.get("reconcile_hours", 6.0)),
+            reconcile_hours=float(a.get("reconcile_hours", 1.0)),
             **common,
         )
     return HsapiAccount(

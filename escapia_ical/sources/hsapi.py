@@ -192,7 +192,7 @@ class HsapiSource:
         """Return every work order not Completed, by id (SearchWorkOrders, all pages), and
         keep them for :meth:`explain`. Raise WorkOrdersForbidden without the grant."""
         try:
-            self.open_orders = search_open_work_orders(self._call, today, lambda: _check(
+            self.open_orders = search_open_work_orders(self._call, lambda: _check(
                 deadline, "reading work orders"))
         except WorkOrdersForbidden:
             self.work_orders_forbidden = True
@@ -211,7 +211,7 @@ class HsapiSource:
         if self.work_orders_forbidden:
             return None
         try:
-            return list(search_open_work_orders(self._call, dt.date.today(), lambda: _check(
+            return list(search_open_work_orders(self._call, lambda: _check(
                 self.http.deadline, "reading work orders"), unit=unit_id).values())
         except WorkOrdersForbidden:
             self.work_orders_forbidden = True

@@ -25,9 +25,6 @@ from escapia_ical.sources.http import HttpStatusError
 ONE_DAY = dt.timedelta(days=1)
 # Every status of the contract's enum but Completed: an order in any of these may block.
 OPEN_STATUSES = ["Pending", "Started", "Assigned", "Entered", "Approved", "Scheduled", "Posted"]
-# SearchWorkOrders' startDateRange (on what date it filters is not published): wide enough
-# for an order removed long before today that still blocks, and for every window night.
-LOOKBACK, LOOKAHEAD = dt.timedelta(days=730), dt.timedelta(days=1100)
 PAGE_SIZE = 1000
 MAX_PAGES = 1000
 
@@ -102,7 +99,7 @@ def parse_work_order(body: Any, what: str) -> WorkOrder:
 Call = Callable[..., Any]  # HsapiSource._call
 
 
-def search_open_work_orders(call: Call, today: dt.date, check: Callable[[], None],
+def search_open_work_orders(call: Call, check: Callable[[], None],
                             unit: str | None = None) -> dict[str, WorkOrder]:
     """Return every work order not Completed (of ``unit``, or all), by id, walking all pages
     of SearchWorkOrders. Raise WorkOrdersForbidden on a 403; ``check`` raises when the
@@ -112,9 +109,9 @@ def search_open_work_orders(call: Call, today: dt.date, check: Callable[[], None
     for page in range(1, MAX_PAGES + 1):
         if page > 1:
             check()
-        spec: dict[str, Any] = {"statuses": OPEN_STATUSES, "pageSize": PAGE_SIZE, "pageNumber": page,
-                                "startDateRange": {"startDate": (today - LOOKBACK).isoformat(),
-                                                   "endDate": (today + LOOKAHEAD).isoformat()}}
+        # No startDateRange: which date it filters on is not published, and an open order
+        # left out by it would look closed. The open statuses bound the list well enough.
+        spec: dict[str, Any] = {"statuses": OPEN_STATUSES, "pageSize": PAGE_SIZE, "pageNumber": page}
         if unit is not None:
             spec["nativeUnitID"] = unit
         body = _forbidden_as_such(call, "POST", "SearchWorkOrders", json=spec)
@@ -127,6 +124,10 @@ def search_open_work_orders(call: Call, today: dt.date, check: Callable[[], None
         seen |= {w.id for w in fresh}
         found.update((w.id, w) for w in fresh if w.open)  # (a server ignoring the filter)
         total = body.get("totalCount")
+        if not fresh and isinstance(total, int) and len(seen) < total:
+            # The orders past it would look closed: refetches, and a view calling their nights free.
+            raise SourceError(f"SearchWorkOrders: page {page} is empty but totalCount is {total} and "
+                              f"{len(seen)} were read: the list is incomplete")
         if not fresh or (isinstance(total, int) and len(seen) >= total):
             return found
     raise SourceError(f"SearchWorkOrders: more than {MAX_PAGES} pages")

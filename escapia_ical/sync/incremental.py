@@ -138,11 +138,9 @@ class ChangeTracker:
                         at_cursor=remembered, work_orders=orders)
         touched, freed = self._changed_units(source, changed, reservations, deadline)
         touched |= orders.touched
-        for unit, nights in orders.freed.items():  # (minus what known stays book: below)
-            freed[unit] = spans.union(freed.get(unit, []), nights)
-        for unit in orders.freed:
-            freed[unit] = spans.subtract(freed[unit], [(s, e) for u, s, e in reservations.values()
-                                                       if u == unit and s and e])
+        for unit in freed:  # a night an open work order may block is not freed by a stay's change
+            freed[unit] = spans.subtract(freed[unit], [b for w in (orders.orders or {}).values()
+                                                       if w.unit == unit for b in [w.blocks()] if b])
         if touched - {u.id for u in units} and listed_at != now.isoformat():
             # A change for a unit the cached list lacks: the list is stale (a new unit, or a
             # listing that missed one). List again now rather than lose the change for hours.

@@ -140,7 +140,10 @@ class QuietTracker:
             ids = self._tracked(units)
         stored = data["stamps"]
         reasons: dict[str, int] = {}
-        changed = {u for u, stamp in seen.items() if u in ids and stored.get(u) != stamp}
+        # A stamp without a time (none, or a date only) cannot tell two changes apart: a unit
+        # listed with one is always read.
+        changed = {u for u, stamp in seen.items()
+                   if u in ids and (stored.get(u) != stamp or not stamp or "T" not in stamp)}
         settling = {u for u in changed if stored.get(u) == SETTLING + seen[u]}
         fetch = add_units(set(), reasons, "changed", changed - settling)
         add_units(fetch, reasons, "settling", settling)
@@ -155,7 +158,9 @@ class QuietTracker:
     def commit(self, plan: Plan, succeeded: set[str], now: dt.datetime) -> None:
         """Store what was fetched; move the mark unless an answer came from Escapia's cache."""
         source = self._source
-        from_batch = source.batch_stamps if source is not None else {}
+        # Stamps of the batch count only where the calendars came from it (not a batch loaded
+        # merely to explain a loss of units read one by one: those settle as below).
+        from_batch = source.batch_stamps if source is not None and not source.read_per_unit else {}
         cached = plan.cached or (source is not None and source.batch_from_cache)
         ids = self._tracked(plan.units)
         stamps = {u: s for u, s in self.data["stamps"].items() if u in ids}

@@ -7,10 +7,11 @@ up to 1,000 orders) and compares each with what the account state remembers of i
 removes?, start, end, status: nothing else is kept). A new, changed or vanished order
 re-fetches its unit(s) in the same tick.
 
-A changed or vanished order is *evidence* for the publish policy, like a cancelled
-reservation, only once GetWorkOrder confirms it: Completed, no longer removing the unit, or
-its removal dates changed. Its old nights (the end read exclusively, the fewest) minus its
-new ones (read inclusively, the most) are then counted as freed.
+A changed or vanished order is *not* evidence for the publish policy: the nights it blocked
+may still be booked by a hold or a stay the change feed never showed this tracker, and a
+GetWorkOrder that is not granted must not stop the account. Nights its unit's calendar now
+frees are judged like any other loss: the reservations view (SearchReservationSummaries with
+every hold type, plus the open work orders) shows them free or booked.
 
 Without the grant (HTTP 403) the run says so once and the tracker falls back to a shorter
 reconcile (``work_orders_fallback_hours``, see :mod:`.incremental`).
@@ -20,13 +21,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from dataclasses import dataclass, field
 
 from escapia_ical.config import HsapiAccount
 from escapia_ical.errors import AuthError, DeadlineReached, SourceError
-from escapia_ical.feeds import spans
-from escapia_ical.feeds.spans import Span
 from escapia_ical.sources.hsapi import HsapiSource
 from escapia_ical.sources.hsapi_work_orders import WorkOrder, WorkOrdersForbidden
 
@@ -39,14 +37,13 @@ class WorkOrderTick:
 
     orders: dict[str, WorkOrder] | None  # to remember (None: never read)
     touched: set[str] = field(default_factory=set)  # units to fetch
-    freed: dict[str, list[Span]] = field(default_factory=dict)  # unit -> nights confirmed freed
     forbidden: bool = False
 
 
 def watch_work_orders(source: HsapiSource, account: HsapiAccount, known: dict[str, WorkOrder] | None,
                       today: dt.date, deadline: float) -> WorkOrderTick:
     """Compare the open work orders with ``known`` (what the state remembers); return the
-    units to fetch and the nights confirmed freed. A failure to read them other than
+    units to fetch. A failure to read them other than
     refused credentials or the deadline is a warning: ``known`` is kept and read again
     at the next tick (the reconcile still covers every unit)."""
     try:
@@ -66,22 +63,4 @@ def watch_work_orders(source: HsapiSource, account: HsapiAccount, known: dict[st
         if now == before or not any(w and w.removes for w in (now, before)):
             continue  # unchanged, or never removing its unit
         tick.touched |= {w.unit for w in (now, before) if w}
-        if before is None or before.surely_blocked() is None:
-            continue  # new: nothing it blocked can be freed
-        if time.monotonic() > deadline:
-            raise DeadlineReached("the run deadline passed while confirming work orders; they are "
-                                  "read again at the next run")
-        confirmed = source.work_order(order_id)
-        if confirmed is None:  # unknown to Escapia now: shows nothing (the calendar decides)
-            continue
-        tick.touched.add(confirmed.unit)
-        still = confirmed.blocks() if confirmed.unit == before.unit else None
-        old = [before.surely_blocked()]
-        if still is None or (confirmed.start, confirmed.end) != (before.start, before.end):
-            nights = spans.subtract(old, [still] if still else [])
-            tick.freed[before.unit] = spans.union(tick.freed.get(before.unit, []), nights)
-    # A night another open work order of the unit may book is not freed by this one.
-    for unit, nights in tick.freed.items():
-        tick.freed[unit] = spans.subtract(nights, [b for w in current.values() if w.unit == unit
-                                                   for b in [w.blocks()] if b])
     return tick
