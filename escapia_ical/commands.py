@@ -259,7 +259,7 @@ def diagnose(config_path: Path, account_name: str, as_json: bool, verbosity: int
     report = probe(config, account, progress=progress)
     # Escapia's own error texts are quoted in findings: masked like every log line, in case
     # one echoes a credential back.
-    click.echo(redact(report.as_json() if as_json else report.as_text()), nl=as_json)
+    click.echo(report.as_json(redact) if as_json else redact(report.as_text()), nl=as_json)
     return 0
 
 

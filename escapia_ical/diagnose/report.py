@@ -19,6 +19,7 @@ and counts; no credential or token is ever put in.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,9 +60,11 @@ class Report:
     rate_limit_headers: dict[str, dict] = field(default_factory=dict)
     timings_ms: dict[str, dict] = field(default_factory=dict)
 
-    def as_json(self) -> str:
-        """Return the report as a JSON document (see the module docstring)."""
-        return json.dumps({
+    def as_json(self, mask: Callable[[str], str] = lambda text: text) -> str:
+        """Return the report as a JSON document (see the module docstring), every string in
+        it passed through ``mask`` first (JSON escaping would hide a secret from a mask
+        applied to the document)."""
+        return json.dumps(_masked({
             "format": FORMAT, "account": self.account, "api": self.api, "configured": self.configured,
             "window": {"start": self.window[0], "end": self.window[1]},
             "requests": self.requests,
@@ -69,7 +72,7 @@ class Report:
                          for key, f in self.findings.items()},
             "rate_limit_headers": self.rate_limit_headers,
             "timings_ms": self.timings_ms,
-        }, indent=1, ensure_ascii=False)
+        }, mask), indent=1, ensure_ascii=False)
 
     def as_text(self) -> str:
         """Return the report for a person: a few lines per finding, each escaped to one line."""
@@ -100,3 +103,13 @@ class Report:
             values = seen["first"] + (f" .. {seen['last']}" if seen["last"] != seen["first"] else "")
             shown.append(f"{name}: {values} ({seen['answers']} answers)")
         return "; ".join(shown)
+
+
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {mask(str(k)): _masked(v, mask) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v, mask) for v in value]
+    return value

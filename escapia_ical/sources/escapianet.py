@@ -113,6 +113,10 @@ class EscapianetSource:
             answer = self._decode(self._batch_segments(unit, window), unit)
         covered = spans.intersect(nights, answer.covered)
         booked = spans.intersect(covered, ((r.start, r.end) for r in answer.ranges))
+        if self.read_per_unit and self.batch_from_cache:
+            # A cached batch may be older than the calendar it would vouch for: it may say
+            # booked (kept, the safe side), never free.
+            return Explanation(view + " (cached)", (), tuple(booked))
         return Explanation(view, tuple(spans.subtract(covered, booked)), tuple(booked))
 
     # -- requests ---------------------------------------------------------------------

@@ -72,10 +72,16 @@ def parse_nonavailability(body: Any, what: str) -> tuple[list[tuple[dt.date, dt.
         if item is None:
             empty.append(f"item {index} is null")
             continue
+        referenced = isinstance(item, dict) and "$ref" in item
         item = _resolved(item, ids, f"{what}: item {index}")
         if not isinstance(item, dict):
             raise SourceError(f"{what}: item {index} is {_kind(item)}, not an object")
         date_range = item.get("dateRange")
+        if date_range is None and (referenced or "startDate" in item or "endDate" in item):
+            # A reference to something that is not an item (a dateRange itself?), or dates
+            # where an item has none: what it blocks is unclear, never read as nothing.
+            raise SourceError(f"{what}: item {index} is not a NonAvailability item (a $ref to another "
+                              "object, or dates outside a dateRange)")
         if date_range is None:
             empty.append(f"item {index} has no dateRange")
             continue

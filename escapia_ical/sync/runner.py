@@ -47,7 +47,7 @@ from escapia_ical.sync.units import fetch_units, roll_unit
 log = logging.getLogger(__name__)
 MAX_LINES = 5  # held or uncovered units named one per line; the rest are counted
 REASONS = {  # why an incremental plan fetches units, as -v says it
-    "changed": "changed in Escapia's change feed", "pending": "retried (their last fetch failed or "
+    "changed": "changed in Escapia", "pending": "retried (their last fetch failed or "
     "was cut short)", "held": "held by the publish policy (checked again)", "new": "new",
     "reconcile": "due for their periodic reconcile", "full": "full sync", "many changes": "(many changes: "
     "all)", "work orders": "whose work orders changed", "settling": "read again (LastUpdated has whole "

@@ -63,3 +63,14 @@ def test_a_unit_listed_with_no_time_in_its_last_updated_is_always_read(tmp_path,
     source.summary = {"U1": stamp}  # listed as changed since the mark; the stamp is the same
     for minutes in (5, 10):
         assert tracker.plan(source, now + dt.timedelta(minutes=minutes)).fetch == {"U1"}
+
+
+@pytest.mark.parametrize("body", [
+    [{"$id": "1", "dateRange": {"$id": "2", "startDate": "2030-01-01", "endDate": "2030-01-03"}}, {"$ref": "2"}],
+    [{"startDate": "2030-01-01", "endDate": "2030-01-03"}],
+])
+def test_an_item_that_is_not_an_item_is_an_error_not_a_free_calendar(body):
+    from escapia_ical.sources.hsapi_decode import parse_nonavailability
+
+    with pytest.raises(SourceError, match="is not a NonAvailability item"):
+        parse_nonavailability(body, "GetUnitNonAvailability for unit 'U1'")
