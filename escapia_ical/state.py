@@ -17,6 +17,7 @@ Layout::
     state_dir/accounts/<account>/changes.json the change-feed cursor (sync/incremental.py)
     state_dir/accounts/<account>/escapianet.json  EscapiaNET quiet ticks: mark, LastUpdated (sync/quiet.py)
     state_dir/accounts/<account>/policy.json  held losses, the breaker (feeds/holds.py)
+    state_dir/accounts/<account>/names.json   feed name generations and revoked names (feeds/rotation.py)
 
 Every file is written atomically, so a crash leaves the old state or the new one, and never
 through a symbolic link below state_dir. State that cannot be read, or is not the expected
