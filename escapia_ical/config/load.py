@@ -96,8 +96,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     problems = list(doc.problems)
     expanded: set[KeyPath] = set()
     failed: set[KeyPath] = set()
-    data = _expand_env(doc.value, (), environ, problems, expanded, failed,
-                       skip=(lambda p: False) if secrets else _holds_secret, lenient=not secrets)
+    data = _expand_env(doc.value, (), environ, problems, expanded, failed, secrets)
 
     def is_sensitive(p: KeyPath) -> bool:
         return p in expanded or any(part in SECRET_KEYS for part in p)
@@ -201,32 +200,27 @@ def _read(path: Path | str, filename: str) -> str:
         raise ConfigError(f"{filename}: cannot read config: not UTF-8 text") from None
 
 
-def _holds_secret(path: KeyPath) -> bool:
-    return any(part in SECRET_KEYS for part in path)
-
-
 def _expand_env(value: Any, path: KeyPath, environ: Mapping[str, str], problems: list[Problem],
-                expanded: set[KeyPath], failed: set[KeyPath],
-                skip: Callable[[KeyPath], bool], lenient: bool = False) -> Any:
-    """Given a plain YAML value, return a copy with ``${VAR}`` replaced in every string
-    except those whose path ``skip`` names (kept as written). ``lenient``: a string naming
-    an unset variable is kept as written, unless it is ``output_dir`` or ``state_dir``
-    (what a command reading state only needs).
+                expanded: set[KeyPath], failed: set[KeyPath], secrets: bool = True) -> Any:
+    """Given a plain YAML value, return a copy with ``${VAR}`` replaced in every string.
+    Without ``secrets`` (a command reading state only), a string under a secret key, or one
+    naming an unset variable other than ``output_dir`` and ``state_dir``, is kept as written.
 
     Record the paths of expanded strings in ``expanded``, and of strings naming an unset
-    variable in ``failed`` (with one Problem per unset variable).
+    variable (or kept as written) in ``failed`` (with one Problem per unset variable).
     """
     if isinstance(value, dict):
-        return {k: _expand_env(v, path + (k,), environ, problems, expanded, failed, skip, lenient)
+        return {k: _expand_env(v, path + (k,), environ, problems, expanded, failed, secrets)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand_env(v, path + (i,), environ, problems, expanded, failed, skip, lenient)
+        return [_expand_env(v, path + (i,), environ, problems, expanded, failed, secrets)
                 for i, v in enumerate(value)]
     if not isinstance(value, str) or not _VAR.search(value):
         return value
     expanded.add(path)
-    unset = [name for name in _VAR.findall(value) if name not in environ]
-    if skip(path) or (lenient and unset and path not in (("output_dir",), ("state_dir",))):
+    unset = any(name not in environ for name in _VAR.findall(value))
+    if not secrets and (any(part in SECRET_KEYS for part in path)
+                        or (unset and path not in (("output_dir",), ("state_dir",)))):
         failed.add(path)  # not validated either: it is never used
         return value
     for name in dict.fromkeys(_VAR.findall(value)):
