@@ -12,6 +12,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .positions import KeyPath, Problem, line_of
+from .profiles import Profile
 from .schema import ACCOUNT_SCHEMAS
 
 HSAPI_DEFAULT_BASE_URL = "https://hsapi.escapia.com/dragomanadapter"
@@ -66,6 +67,8 @@ class HsapiAccount:
     api: Literal["hsapi"] = "hsapi"
     line: int = 0  # where the account is declared, for messages
     feed_tokens: FeedTokens | None = None
+    profiles: tuple[Profile, ...] = ()  # its named feed profiles (config/profiles.py)
+    kinds_wanted: bool = False  # a profile needs kinds: the reservation index is kept (sync/incremental.py)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -96,6 +99,7 @@ class EscapianetAccount:
     api: Literal["escapianet"] = "escapianet"
     line: int = 0
     feed_tokens: FeedTokens | None = None
+    profiles: tuple[Profile, ...] = ()  # its named feed profiles (config/profiles.py)
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from escapia_ical.errors import ConfigError
 
@@ -23,6 +24,7 @@ from .accounts import (
     url_problem,
 )
 from .positions import KeyPath, Problem, format_path, line_of, load_yaml, one_line
+from .profiles import Profile, build_profiles, kind_warnings, profile_problems
 from .schema import SECRET_KEYS, kind_of, schema_problems
 
 
@@ -32,6 +34,12 @@ class FeedSettings:
     past_days: int = 7
     future_days: int = 730
     uid_domain: str = "escapia-ical"
+    # The public URL output_dir is served at (``feeds`` prints full URLs); its host is the
+    # default uid_domain. ``uid_domain_fallback``: neither was set, so UIDs end in
+    # "@escapia-ical" (said once per state_dir, see sync/runner.py).
+    base_url: str | None = None
+    uid_domain_fallback: bool = True
+    profiles: tuple[Profile, ...] = ()  # the global named profiles (accounts hold the resolved ones)
     # The publish policy (feeds/policy.py): an unexplained loss of nights is published once
     # answers this far apart agree; the breaker holds every unexplained loss of an account
     # when at least breaker_units units and breaker_share of those fetched lose nights at once.
@@ -107,6 +115,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     problems += [p for p in check_accounts(data, doc.lines, is_sensitive)
                  if not any(p.path[: len(f)] == f for f in failed)]
     problems += _check_dirs(data, base, is_sensitive)
+    problems += _profile_problems(data)
     problems += _bare_variables(doc.value, ())
     hook = data.get("healthcheck_url")
     if (isinstance(hook, str) and ("healthcheck_url",) not in failed and hook.startswith("http://")
@@ -118,6 +127,8 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     warnings = [w for w in (_permission_warning(path, filename, doc.value),) if w]
     warnings += [f"{filename}:{line_of(doc.lines, key)}: {format_path(key)}: {why}"
                  for key, why in DEPRECATED.items() if _has(data, key)]
+    warnings += [f"{filename}:{a.line}: {w}" for a in config.accounts
+                 for w in kind_warnings(a.profiles, a.name, a.api)]
     return replace(config, warnings=tuple(warnings)) if warnings else config
 
 
@@ -287,17 +298,46 @@ def _render(filename: str, lines: dict[KeyPath, int], problems: list[Problem]) -
     return list(dict.fromkeys(texts))
 
 
+def _profile_problems(data: dict) -> list[Problem]:
+    feeds = data.get("feeds") if isinstance(data.get("feeds"), dict) else {}
+    defaults = {"past_days": FeedSettings.past_days, "future_days": FeedSettings.future_days}
+    problems = profile_problems(feeds.get("profiles"), feeds, defaults, ("feeds", "profiles"))
+    for i, account in enumerate(data.get("accounts") or []):
+        if isinstance(account, dict):
+            where = ("accounts", i, "profiles")
+            problems += profile_problems(account.get("profiles"), feeds, defaults, where)
+    return problems
+
+
+def _feed_settings(feeds: dict, lines: dict[KeyPath, int]) -> FeedSettings:
+    """Given the validated ``feeds`` mapping, return its settings, with uid_domain defaulting
+    to base_url's host (and today's "escapia-ical" when neither is set)."""
+    plain = {k: v for k, v in feeds.items() if ("feeds", k) not in DEPRECATED and k != "profiles"}
+    settings = FeedSettings(**typed(FeedSettings(), {k: v for k, v in plain.items() if k != "base_url"}))
+    base_url = plain.get("base_url", "").rstrip("/") or None
+    host = urlsplit(base_url).hostname if base_url else None
+    return replace(settings, base_url=base_url,
+                   uid_domain=plain.get("uid_domain") or host or settings.uid_domain,
+                   uid_domain_fallback="uid_domain" not in plain and not host,
+                   profiles=build_profiles(feeds.get("profiles"), lines, ("feeds", "profiles")))
+
+
 def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Config:
     """Given a validated, expanded document, return the Config it describes."""
     top_http = data.get("http", {})
-    accounts = [build_account(a, lines[("accounts", i)], top_http)
-                for i, a in enumerate(data["accounts"])]
+    feeds = _feed_settings(data.get("feeds", {}), lines)
+    accounts = []
+    for i, a in enumerate(data["accounts"]):
+        profiles = build_profiles(a.get("profiles"), lines, ("accounts", i, "profiles"), feeds.profiles)
+        account = replace(build_account(a, lines[("accounts", i)], top_http), profiles=profiles)
+        if account.api == "hsapi":
+            account = replace(account, kinds_wanted=any(p.needs_kinds for p in profiles))
+        accounts.append(account)
     return Config(
         path=path,
         output_dir=_resolve_dir(base, data["output_dir"]),
         state_dir=_resolve_dir(base, data["state_dir"]),
-        feeds=FeedSettings(**typed(FeedSettings(), {k: v for k, v in data.get("feeds", {}).items()
-                                                     if ("feeds", k) not in DEPRECATED})),
+        feeds=feeds,
         accounts=tuple(accounts),
         deadline_seconds=float(data.get("deadline_seconds", 240.0)),
         metrics_file=_resolve_dir(base, data["metrics_file"]) if data.get("metrics_file") else None,

@@ -15,6 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 
 from .positions import KeyPath, Problem
+from .profiles import ACCOUNT_PROFILES_SCHEMA, PROFILES_SCHEMA
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
 # Keys whose values are never shown in messages.
@@ -63,6 +64,12 @@ FEEDS_SCHEMA: dict[str, Any] = {
             "pattern": r"^[A-Za-z0-9.-]+$",
             "x-messages": {"pattern": "must be hostname-like (letters, digits, dots, hyphens)"},
         },
+        # The public URL output_dir is served at: `feeds` prints full URLs, and its host is
+        # the default uid_domain.
+        "base_url": {"type": "string", "pattern": "^https?://[^/\\s?#]+[^\\s?#]*$",
+                     "x-messages": {"pattern": "must be an http(s) URL without query, e.g. "
+                                               "https://calendars.example.com/feeds"}},
+        "profiles": PROFILES_SCHEMA,
     },
 }
 
@@ -124,6 +131,7 @@ HSAPI_ACCOUNT_SCHEMA: dict[str, Any] = {
         "reconcile_hours": {"type": "number", "minimum": 0.25, "maximum": 168},
         "work_orders_fallback_hours": {"type": "number", "minimum": 0.25, "maximum": 168},
         "http": HTTP_SCHEMA,
+        "profiles": ACCOUNT_PROFILES_SCHEMA,
         **_FEED_TOKEN_KEYS,
     },
     **_FEED_TOKENS_NEED_A_SECRET,
@@ -156,6 +164,7 @@ ESCAPIANET_ACCOUNT_SCHEMA: dict[str, Any] = {
             ],
         },
         "http": HTTP_SCHEMA,
+        "profiles": ACCOUNT_PROFILES_SCHEMA,
         **_FEED_TOKEN_KEYS,
     },
     **_FEED_TOKENS_NEED_A_SECRET,

@@ -38,28 +38,30 @@ def feed_stem(unit_id: str) -> str:
 
 
 def feed_filename(unit_id: str, token_secret: str | None = None, account: str = "",
-                  generation: int = 0) -> str:
+                  generation: int = 0, profile: str = "") -> str:
     """Return the feed's file name: :func:`feed_stem` plus ``.ics``.
 
     With ``token_secret`` the name also carries a 128-bit token, ``<stem>-<token>.ics``,
     derived from the secret, the account, the unit and the unit's name ``generation``
     (raised by ``escapia-ical rotate``; 0 gives the names of before rotation existed):
     stable across runs, unguessable without the secret (an occupancy calendar tells a
-    burglar when a house is empty).
+    burglar when a house is empty). A named feed ``profile``'s token is derived with the
+    profile's name too: a cleaner given the cleaner's URL cannot guess the channel feed's.
     """
     if token_secret is None:
         return feed_stem(unit_id) + ".ics"
-    suffix = f"\0{generation}" if generation else ""
+    suffix = (f"\0{generation}" if generation else "") + (f"\0profile:{profile}" if profile else "")
     message = f"{account}\0{unit_id}{suffix}".encode("utf-8", "surrogatepass")
     token = hmac.new(token_secret.encode("utf-8", "surrogatepass"), message, hashlib.sha256).hexdigest()[:32]
     return f"{feed_stem(unit_id)}-{token}.ics"
 
 
-def account_feed_filename(account, unit_id: str, generation: int = 0) -> str:
-    """Return the current file name of ``unit_id``'s feed under ``account``'s settings and
-    the unit's name ``generation`` (see feeds/rotation.py ``UnitNames``)."""
+def account_feed_filename(account, unit_id: str, generation: int = 0, profile: str = "") -> str:
+    """Return the current file name of ``unit_id``'s feed (of the named ``profile``: inside
+    its folder) under ``account``'s settings and the unit's name ``generation`` (see
+    feeds/rotation.py ``UnitNames``)."""
     tokens = account.feed_tokens
-    return feed_filename(unit_id, tokens.secret if tokens else None, account.name, generation)
+    return feed_filename(unit_id, tokens.secret if tokens else None, account.name, generation, profile)
 
 
 def is_feed_filename(name: object) -> bool:

@@ -35,18 +35,20 @@ _TEMP_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def publish_feed(path: Path, content: bytes, *, force: bool = False) -> bool:
+def publish_feed(path: Path, content: bytes, *, force: bool = False, root: Path | None = None) -> bool:
     """Write ``content`` to ``path`` atomically unless the file already holds it.
 
-    ``path.parent`` (the account folder) is created if missing and must not be a symbolic
-    link; its parent (output_dir) may be. Return True when the file was (re)written, False
-    when it was left untouched (same bytes, same mtime, so HTTP validators stay valid).
-    ``force`` rewrites anyway. Raise PublishError if the folder is a symbolic link or the
-    folder or file cannot be written; the old file is then intact.
+    ``path.parent`` (the account folder, or a profile folder inside it) is created if
+    missing, as are the folders between it and ``root`` (output_dir; default: the account
+    folder's parent); none of them may be a symbolic link, ``root`` may. Return True when
+    the file was (re)written, False when it was left untouched (same bytes, same mtime, so
+    HTTP validators stay valid). ``force`` rewrites anyway. Raise PublishError if a folder
+    is a symbolic link or the folder or file cannot be written; the old file is then intact.
     """
+    root = path.parent.parent if root is None else root
     try:
-        os.makedirs(path.parent.parent, DIR_MODE, exist_ok=True)
-        folder = open_folder(path.parent, path.parent.parent, DIR_MODE)
+        os.makedirs(root, DIR_MODE, exist_ok=True)
+        folder = open_folder(path.parent, root, DIR_MODE)
     except OSError as exc:
         raise PublishError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
@@ -60,11 +62,11 @@ def publish_feed(path: Path, content: bytes, *, force: bool = False) -> bool:
     return True
 
 
-def remove_feed(path: Path) -> bool:
-    """Delete the feed at ``path``, never through a symbolically linked folder. Return
-    False if there was none. Raise PublishError if the folder is a link or the file cannot
-    be deleted."""
-    folder = _open_existing(path.parent, f"cannot delete {path}")
+def remove_feed(path: Path, root: Path | None = None) -> bool:
+    """Delete the feed at ``path``, never through a symbolically linked folder (below
+    ``root``, output_dir, when given). Return False if there was none. Raise PublishError
+    if a folder is a link or the file cannot be deleted."""
+    folder = _open_existing(path.parent, f"cannot delete {path}", root)
     if folder is None:
         return False
     try:
@@ -140,13 +142,14 @@ def read_at(folder: int, name: str) -> bytes | None:
             return None
 
 
-def clean_temp_files(folder: Path) -> int:
+def clean_temp_files(folder: Path, root: Path | None = None) -> int:
     """Remove temp files a crashed run left in ``folder``; return how many.
 
     Only call this while holding the sync lock: then no writer of ours is active. Raise
-    PublishError if ``folder`` is a symbolic link or cannot be listed.
+    PublishError if ``folder`` (or a folder between ``root`` and it) is a symbolic link or
+    cannot be listed.
     """
-    descriptor = _open_existing(folder, f"cannot list {folder}")
+    descriptor = _open_existing(folder, f"cannot list {folder}", root)
     if descriptor is None:
         return 0
     removed = 0
@@ -173,15 +176,28 @@ def current_bytes(path: Path) -> bytes | None:
         return None
 
 
-def _open_existing(folder: Path, failure: str) -> int | None:
-    """Return a descriptor of the existing ``folder`` (not followed if a link), or None if
-    there is no such folder. Raise PublishError (``failure: why``) if it cannot be opened."""
+def _open_existing(folder: Path, failure: str, root: Path | None = None) -> int | None:
+    """Return a descriptor of the existing ``folder`` (not followed if a link, nor is any
+    folder between ``root`` and it), or None if there is no such folder. Raise
+    PublishError (``failure: why``) if it cannot be opened."""
+    here = folder
     try:
-        return os.open(folder, _DIRECTORY | os.O_NOFOLLOW)
+        if root is None:
+            return os.open(folder, _DIRECTORY | os.O_NOFOLLOW)
+        descriptor = os.open(root, _DIRECTORY)
+        here = root
+        for part in folder.relative_to(root).parts:
+            here = here / part
+            try:
+                child = os.open(part, _DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+            finally:
+                os.close(descriptor)
+            descriptor = child
+        return descriptor
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise _refusal(folder, exc) or PublishError(f"{failure}: {exc.strerror or exc}") from exc
+        raise _refusal(here, exc) or PublishError(f"{failure}: {exc.strerror or exc}") from exc
 
 
 def _refusal(folder: Path, exc: OSError) -> PublishError | None:

@@ -17,6 +17,8 @@ from icalendar import Calendar, Event, vDuration
 
 from escapia_ical import __version__
 from escapia_ical.config import FeedSettings
+from escapia_ical.config.profiles import Profile
+from escapia_ical.feeds.profiles import ProfileBlock
 from escapia_ical.feeds.ranges import FeedBlock
 from escapia_ical.model import Unit
 
@@ -98,6 +100,68 @@ def render_feed(
         event.add("dtstart", block.shown.start)
         event.add("dtend", block.shown.end)
         event.add("summary", settings.summary)
+        event.add("transp", "OPAQUE")
+        calendar.add_component(event)
+    return calendar.to_ical()
+
+
+def profile_uid(account: str, unit_id: str, profile: str, block: ProfileBlock, domain: str) -> str:
+    """Return a profile event's UID: like :func:`event_uid`, with the profile in the hash, so
+    a profile's events never share a UID with the default feed's or another profile's."""
+    key = "\0".join((account, unit_id, f"profile:{profile}", block.origin.start.isoformat(),
+                     block.origin.end.isoformat()))
+    return f"{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}"
+
+
+def profile_events(account: str, unit: Unit, blocks: Sequence[ProfileBlock], profile: Profile,
+                   settings: FeedSettings) -> list[tuple[str, dt.date, dt.date | None, str]]:
+    """Return the profile feed's events as (UID, DTSTART, DTEND or None, SUMMARY).
+
+    DTEND is the checkout day (RFC 5545: exclusive); with ``dtend: last_night`` it is the
+    last blocked night, for importers that read DTEND inclusively — and absent for a
+    one-night event (an all-day event without DTEND lasts one day; DTEND equal to DTSTART
+    would be invalid)."""
+    domain = profile.uid_domain or settings.uid_domain
+    events = []
+    for block in blocks:
+        end: dt.date | None = block.shown.end
+        if profile.dtend == "last_night":
+            end = block.shown.end - dt.timedelta(days=1)
+            end = end if end > block.shown.start else None
+        events.append((profile_uid(account, unit.id, profile.name, block, domain), block.shown.start, end,
+                       profile.summary_for(block.kind, settings.summary)))
+    return events
+
+
+def events_digest(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | None, str]]) -> str:
+    """Return a digest of everything a profile feed shows except DTSTAMP (see content_digest)."""
+    material = {"version": __version__, "name": display_name(unit),
+                "events": [[uid, start.isoformat(), end.isoformat() if end else None, summary]
+                           for uid, start, end, summary in events]}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def render_events(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | None, str]],
+                  dtstamp: dt.datetime) -> bytes:
+    """Return a calendar of the given all-day events as iCalendar bytes (as render_feed)."""
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    title = display_name(unit)
+    calendar.add("x-wr-calname", title)
+    calendar.add("name", title)
+    calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
+    calendar.add("x-published-ttl", vDuration(REFRESH))
+    stamp = dtstamp.astimezone(dt.UTC).replace(microsecond=0)
+    for uid, start, end, summary in events:
+        event = Event()
+        event.add("uid", uid)
+        event.add("dtstamp", stamp)
+        event.add("dtstart", start)
+        if end is not None:
+            event.add("dtend", end)
+        event.add("summary", summary)
         event.add("transp", "OPAQUE")
         calendar.add_component(event)
     return calendar.to_ical()

@@ -30,6 +30,7 @@ class UnitOutcome:
     verdict: str = ""  # the publish policy's verdict (feeds/policy.py Verdict.kind), if fetched
     uncovered: list = field(default_factory=list)  # nights Escapia's answer did not cover
     generation: int = 0  # the name generation of path (feeds/rotation.py UnitNames)
+    profiles_rewritten: int = 0  # profile feeds (re)written (with --dry-run: would be)
 
     @property
     def held(self) -> bool:

@@ -125,6 +125,8 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     state = AccountState(config.state_dir, account.name)
     if not options.dry_run:
         clean_temp_files(folder)
+        for profile in account.profiles:
+            clean_temp_files(folder / profile.name, root=config.output_dir)
         clean_temp_files(state.folder)  # a crash mid-write may have left a token copy
         claim_state(state, account)
     book = HoldBook.load(state.folder)
@@ -185,11 +187,14 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     options.progress.begin(account.name, len(units))
     try:
         fetched = {u.id for u, _ in fetch}
-        fetch_units(run, account, source, fetch, stamps, succeeded, policy)
+        # What state knows books each unit's nights, by kind (HSAPI: reservations, holds and
+        # work orders; feeds/kinds.py): profile feeds are made with it, at no request.
+        claims = getattr(plan, "claims", None) or {}
+        fetch_units(run, account, source, fetch, stamps, succeeded, policy, claims)
         for unit, outcome in zip(units, outcomes, strict=True):
             if unit.id not in fetched and outcome.error is None:
                 try:
-                    roll_unit(run, account, unit, outcome, stamps)
+                    roll_unit(run, account, unit, outcome, stamps, claims.get(unit.id))
                 except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
                     fail(outcome, exc, account)
                 options.progress.step()

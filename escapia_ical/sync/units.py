@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from escapia_ical.config import Account
 from escapia_ical.errors import AuthError, DeadlineReached
 from escapia_ical.feeds import spans
+from escapia_ical.feeds.kinds import Claims
 from escapia_ical.feeds.policy import Assessment, PublishPolicy, Verdict
 from escapia_ical.feeds.publish import current_bytes, publish_feed
 from escapia_ical.feeds.ranges import FeedBlock, feed_blocks
@@ -22,13 +23,15 @@ from escapia_ical.feeds.spans import Span
 from escapia_ical.model import BlockedRange, Unit
 from escapia_ical.sources import Source
 from escapia_ical.sync.context import FeedStamps, RunContext, UnitOutcome, describe, fail
+from escapia_ical.sync.profiles import profiles_current, publish_profiles, unit_labels
 from escapia_ical.sync.stamps import asked_through, build_feed, previous_entry, previous_ranges, stored_ranges
 
 log = logging.getLogger(__name__)
 
 
 def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[tuple[Unit, UnitOutcome]],
-                stamps: FeedStamps, succeeded: set[str], policy: PublishPolicy) -> None:
+                stamps: FeedStamps, succeeded: set[str], policy: PublishPolicy,
+                claims: dict[str, Claims] | None = None) -> None:
     """Fetch units with up to ``max_concurrency`` requests in flight; publish each verdict as
     it comes, and the verdicts that wait for the account's breaker once all are in. Raise
     AuthError (after marking every unfinished unit) if the credentials stop working."""
@@ -69,7 +72,7 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
                         if verdict.kind == "pending":
                             waiting.append((unit, outcome))
                         else:
-                            publish_verdict(run, account, unit, verdict, outcome, stamps)
+                            publish_verdict(run, account, unit, verdict, outcome, stamps, claims)
                         succeeded.add(unit.id)
                     except AuthError as exc:
                         fail(outcome, exc, account)
@@ -86,7 +89,7 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     resolved = policy.finish(len(succeeded))
     for unit, outcome in waiting:
         try:
-            publish_verdict(run, account, unit, resolved[unit.id], outcome, stamps)
+            publish_verdict(run, account, unit, resolved[unit.id], outcome, stamps, claims)
         except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
             succeeded.discard(unit.id)
             fail(outcome, exc, account)
@@ -98,11 +101,12 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
 
 
 def publish_verdict(run: RunContext, account: Account, unit: Unit, verdict: Verdict, outcome: UnitOutcome,
-                    stamps: FeedStamps) -> None:
-    """Publish what the policy decided for the unit, and say so where it matters."""
+                    stamps: FeedStamps, claims: dict[str, Claims] | None = None) -> None:
+    """Publish what the policy decided for the unit (its default feed and, from the same
+    blocks, its profile feeds), and say so where it matters."""
     outcome.verdict, outcome.uncovered = verdict.kind, verdict.uncovered
     publish_unit(run, account, unit, feed_blocks(verdict.ranges, run.window), outcome, stamps,
-                 unknown=verdict.unknown, through=run.window.end)
+                 unknown=verdict.unknown, through=run.window.end, claims=(claims or {}).get(unit.id))
     if verdict.kind == "explained":
         log.info("%s/%s: %s", account.name, unit.id, verdict.message)
     elif verdict.kind in ("accepted", "confirmed"):
@@ -111,8 +115,9 @@ def publish_verdict(run: RunContext, account: Account, unit: Unit, verdict: Verd
 
 def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
                  outcome: UnitOutcome, stamps: FeedStamps, unknown: list[Span] | None = None,
-                 through: dt.date | None = None) -> None:
-    """Render the unit's feed and publish it (and its old names) unless this is a dry run."""
+                 through: dt.date | None = None, claims: Claims | None = None) -> None:
+    """Render the unit's feed and publish it (and its old names, and its profile feeds)
+    unless this is a dry run."""
     previous = previous_entry(stamps, unit.id, outcome.path)  # keeps DTSTAMP across a rename
     content, stamp = build_feed(run.config, account, unit, blocks, previous, run.options.now(), unknown or (),
                                 through)
@@ -120,11 +125,13 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[Fee
     outcome.events = len(blocks)
     if run.options.dry_run:
         outcome.rewritten = run.options.force or current_bytes(outcome.path) != content
+        _publish_profiles(run, account, unit, blocks, unknown or [], claims, outcome, stamp, previous)
         return
     outcome.rewritten = publish_feed(outcome.path, content, force=run.options.force)
     if outcome.generation:  # kept with the name too, should names.json be lost
         stamp["generation"] = outcome.generation
     stamps[outcome.path.name] = stamp
+    _publish_profiles(run, account, unit, blocks, unknown or [], claims, outcome, stamp, previous)
     update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, stamp, stamps,
                      run.options.now(), _grace_days(account))
     log.info("%s/%s: %s (%d events)", account.name, unit.id,
@@ -132,12 +139,25 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[Fee
 
 
 def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcome,
-              stamps: FeedStamps) -> None:
+              stamps: FeedStamps, claims: Claims | None = None) -> None:
     """A unit the change feed says is unchanged: its feed is current. Only when the date
     has moved since it was rendered (or its file is gone) is it rendered again, from the
-    stored ranges, for the new window: the daily roll needs no API call."""
+    stored ranges, for the new window: the daily roll needs no API call. Its profile feeds
+    are rendered again, from the same stored ranges, when their settings or the nights'
+    kinds (``claims``) changed, or a file is gone."""
     previous = stamps[outcome.path.name]
-    if previous.get("day") == run.today.isoformat() and not run.options.force and outcome.path.exists():
+    same_day = (previous.get("day") == run.today.isoformat() and not run.options.force
+                and outcome.path.exists())
+    if same_day and account.profiles:
+        blocks = feed_blocks(stored_ranges(previous) or [], run.window)
+        labels = unit_labels(blocks, claims)
+        if not profiles_current(run.config, account, unit.id, previous, outcome.generation, labels):
+            outcome.events = previous.get("events", 0)
+            unknown = spans.decode(previous.get("unknown", "")) or []
+            _publish_profiles(run, account, unit, blocks, unknown, claims, outcome, previous,
+                              {"profiles": dict(previous.get("profiles") or {})})
+            return
+    if same_day:
         outcome.events = previous.get("events", len(previous.get("blocks") or []))
         content = current_bytes(outcome.path) if old_names(stamps, unit.id, outcome.path.name) else None
         if content is not None and not run.options.dry_run:  # old names age out all the same
@@ -151,7 +171,18 @@ def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcom
     gained = spans.subtract([run.window.future(run.today)], [(run.window.start, through)])
     unknown = spans.union(spans.decode(previous.get("unknown", "")) or [], gained)
     blocks = feed_blocks([*ranges, *(BlockedRange(s, e) for s, e in gained)], run.window)
-    publish_unit(run, account, unit, blocks, outcome, stamps, unknown=unknown, through=through)
+    publish_unit(run, account, unit, blocks, outcome, stamps, unknown=unknown, through=through, claims=claims)
+
+
+def _publish_profiles(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
+                      unknown: list[Span], claims: Claims | None, outcome: UnitOutcome,
+                      entry: dict, previous: dict) -> None:
+    if not account.profiles and not previous.get("profiles"):
+        return
+    outcome.profiles_rewritten = publish_profiles(
+        run.config, account, unit, blocks, unknown, unit_labels(blocks, claims), entry,
+        previous.get("profiles"), today=run.today, now=run.options.now(), generation=outcome.generation,
+        force=run.options.force, dry_run=run.options.dry_run)
 
 
 def _grace_days(account: Account) -> int:

@@ -97,7 +97,7 @@ def test_documented_example_loads_into_exact_dataclasses(tmp_path, monkeypatch):
         path=path,
         output_dir=(tmp_path / "output").resolve(),
         state_dir=(tmp_path / "state").resolve(),
-        feeds=FeedSettings("Not available", 7, 730, "escapia-ical"),
+        feeds=FeedSettings("Not available", 7, 730, "escapia-ical", uid_domain_fallback=False),
         accounts=(
             HsapiAccount(
                 name="hawaii-homes",

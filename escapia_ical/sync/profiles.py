@@ -1,0 +1,138 @@
+"""Publishing a unit's named feed profiles (config/profiles.py, feeds/profiles.py) beside its
+default feed, from the same blocks: no profile ever costs a request.
+
+Each profile feed lives at ``output/<account>/<profile>/<file>``, its file named like the
+default feed (with its own token under secret names). What was published is kept in the
+unit's feeds.json entry under ``profiles`` (profile -> file, digest, DTSTAMP, events and a
+fingerprint of the profile's settings), with the nights' kinds under ``kinds``
+(feeds/kinds.py ``encode``), so that a tick can tell without rendering whether a profile
+feed is current: same day, same settings, same kinds, file present.
+
+A profile removed from the configuration keeps its files, marked ``withdrawn``, until
+``prune`` removes them after ``feeds.retire_grace_days`` (a channel polling it is not
+surprised by a vanished URL). A feed whose name changed (``rotate``, a new token secret) is
+written under the new name and its old file removed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from escapia_ical.config import Account, Config
+from escapia_ical.config.profiles import NAME_PATTERN, Profile
+from escapia_ical.feeds import kinds
+from escapia_ical.feeds.kinds import Claims, Labels
+from escapia_ical.feeds.names import account_feed_filename, is_feed_filename
+from escapia_ical.feeds.profiles import profile_blocks, profile_window
+from escapia_ical.feeds.publish import publish_feed, remove_feed
+from escapia_ical.feeds.ranges import FeedBlock
+from escapia_ical.feeds.render import events_digest, profile_events, render_events
+from escapia_ical.feeds.spans import Span
+from escapia_ical.model import Unit
+
+
+def unit_labels(blocks: Sequence[FeedBlock], claims: Claims | None) -> Labels:
+    """Return the kinds of the nights of the unit's (whole) blocks, given its claims."""
+    return kinds.label(((b.origin.start, b.origin.end) for b in blocks), claims or {})
+
+
+def profile_path(config: Config, account: Account, unit_id: str, generation: int, profile: str) -> Path:
+    """Return where the unit's feed of ``profile`` is published."""
+    name = account_feed_filename(account, unit_id, generation, profile)
+    return config.output_dir / account.name / profile / name
+
+
+def fingerprint(profile: Profile, config: Config) -> str:
+    """Return a digest of what makes a profile's feeds: its settings and the feeds' defaults."""
+    settings = {k: v for k, v in asdict(profile).items() if k != "line"}
+    material = [settings, config.feeds.summary, config.feeds.uid_domain, config.feeds.past_days,
+                config.feeds.future_days]
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def profiles_current(config: Config, account: Account, unit_id: str, entry: dict[str, Any],
+                     generation: int, labels: Labels | None) -> bool:
+    """Return whether every profile feed of the unit is as its entry says and still right:
+    the same profiles and settings, the same kinds (``labels``, when the account reads
+    them), each file present."""
+    published = entry.get("profiles") if isinstance(entry.get("profiles"), dict) else {}
+    live = {n for n, p in published.items() if isinstance(p, dict) and "withdrawn" not in p}
+    if live != {p.name for p in account.profiles}:
+        return False
+    sensitive = any(p.needs_kinds for p in account.profiles)
+    if labels is not None and sensitive and entry.get("kinds") != kinds.encode(labels):
+        return False
+    for profile in account.profiles:
+        path = profile_path(config, account, unit_id, generation, profile.name)
+        mine = published[profile.name]
+        if mine.get("file") != path.name or mine.get("config") != fingerprint(profile, config):
+            return False
+        if not path.exists():
+            return False
+    return True
+
+
+def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
+                     unknown: Sequence[Span], labels: Labels, entry: dict[str, Any], previous: Any,
+                     *, today: dt.date, now: dt.datetime, generation: int, force: bool = False,
+                     dry_run: bool = False) -> int:
+    """Render and publish the unit's profile feeds; record them in ``entry`` (its new
+    feeds.json entry; ``previous`` is what the last one recorded). Return how many files
+    were (or, for a dry run, would be) rewritten. Raise PublishError if one cannot be
+    written; the profiles published before it are recorded."""
+    previous = previous if isinstance(previous, dict) else {}
+    recorded: dict[str, Any] = {name: {**p, "withdrawn": p.get("withdrawn", now.isoformat())}
+                                for name, p in previous.items()
+                                if isinstance(p, dict) and name not in {q.name for q in account.profiles}}
+    entry["profiles"] = recorded
+    if getattr(account, "kinds_wanted", False):
+        entry["kinds"] = kinds.encode(labels)
+    rewritten = 0
+    origins = [b.origin for b in blocks]
+    for profile in account.profiles:
+        window = profile_window(profile, today, config.feeds.past_days, config.feeds.future_days)
+        events = profile_events(account.name, unit, profile_blocks(origins, labels, unknown, profile, window),
+                                profile, config.feeds)
+        digest = events_digest(unit, events)
+        before = previous.get(profile.name) if isinstance(previous.get(profile.name), dict) else {}
+        dtstamp = now.replace(microsecond=0)
+        if before.get("digest") == digest:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                dtstamp = dt.datetime.fromisoformat(before["dtstamp"])
+        content = render_events(unit, events, dtstamp)
+        path = profile_path(config, account, unit.id, generation, profile.name)
+        if dry_run:
+            rewritten += force or _read(path) != content
+            continue
+        rewritten += publish_feed(path, content, force=force, root=config.output_dir)
+        old = before.get("file")
+        if old != path.name and is_feed_filename(old):  # renamed (rotate, new secret): the old URL goes
+            remove_feed(path.parent / old, root=config.output_dir)
+        recorded[profile.name] = {"file": path.name, "digest": digest, "dtstamp": dtstamp.isoformat(),
+                                  "events": len(events), "config": fingerprint(profile, config)}
+    return rewritten
+
+
+def profile_files(config: Config, account: Account, entry: Any) -> list[Path]:
+    """Return the profile feed files a feeds.json entry records (names checked: a name from
+    state never leaves its profile folder)."""
+    published = entry.get("profiles") if isinstance(entry, dict) else None
+    if not isinstance(published, dict):
+        return []
+    return [config.output_dir / account.name / name / p["file"] for name, p in sorted(published.items())
+            if isinstance(p, dict) and is_feed_filename(p.get("file")) and re.fullmatch(NAME_PATTERN, name)]
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
