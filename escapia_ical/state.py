@@ -10,6 +10,7 @@ Layout::
     state_dir/status.lock                     turns at status.json (sync/lock.py)
     state_dir/channels.json                   channel fetches and the access log position (channels/)
     state_dir/channels.lock                   one reader of the access log at a time (sync/lock.py)
+    state_dir/notices.json                    what was said once per installation (sync/notices.py)
     state_dir/accounts/<account>/sync.lock    one run at a time per account (sync/lock.py)
     state_dir/accounts/<account>/identity.json  whose state this is (sync/identity.py)
     state_dir/accounts/<account>/token.json   a cached bearer token (a secret)

@@ -30,7 +30,7 @@ from .schema import SECRET_KEYS, kind_of, schema_problems
 
 @dataclass(frozen=True)
 class FeedSettings:
-    summary: str = "Not available"
+    summary: str = "Reserved"  # not "Not available": importers drop that, Airbnb's wording (README)
     past_days: int = 7
     future_days: int = 730
     uid_domain: str = "escapia-ical"

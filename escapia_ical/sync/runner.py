@@ -40,6 +40,7 @@ from escapia_ical.sync.context import (
 from escapia_ical.sync.identity import claim_state
 from escapia_ical.sync.incremental import ChangeTracker
 from escapia_ical.sync.lock import STUCK_MARGIN, account_lock
+from escapia_ical.sync.notices import say_once
 from escapia_ical.sync.quiet import check_listing, listing_truncated, prefetch_batch, quiet_tracker
 from escapia_ical.sync.stamps import build_feed, previous_entry, stored_ranges
 from escapia_ical.sync.units import fetch_units, roll_unit
@@ -78,6 +79,8 @@ def run_sync(config: Config, options: SyncOptions, report: SyncReport | None = N
             with _account_lock(config, account, options.dry_run):
                 if not started and on_start is not None:
                     on_start()
+                if not started and config.feeds.uid_domain_fallback and not options.dry_run:
+                    say_once(config.state_dir, "uid_domain", UID_DOMAIN_NOTICE, options.now())
                 started = True
                 _run_account(run, account, report, found_units)
         except LockHeld as exc:
@@ -87,6 +90,12 @@ def run_sync(config: Config, options: SyncOptions, report: SyncReport | None = N
     for unit_id in report.unknown_units:
         log.error("unit %r is not distributed by any selected account", unit_id)
     return report
+
+
+UID_DOMAIN_NOTICE = (
+    "feeds.base_url is not set: event UIDs end in \"@escapia-ical\"; set feeds.base_url (the public "
+    "URL output_dir is served at) so that they end in your host, as importers that key on UIDs "
+    "expect (every UID changes once when you do; feeds.uid_domain sets the host alone)")
 
 
 def feed_window(config: Config, today: dt.date | None = None) -> FeedWindow:

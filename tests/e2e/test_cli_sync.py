@@ -46,7 +46,7 @@ def test_feeds_hold_no_guest_data(deployment):
         calendar_props, event_props = property_names(path)
         assert calendar_props <= ALLOWED_CALENDAR and event_props <= ALLOWED_EVENT
         calendar = icalendar.Calendar.from_ical(path.read_bytes())
-        assert {str(e["SUMMARY"]) for e in calendar.walk("VEVENT")} <= {"Not available"}
+        assert {str(e["SUMMARY"]) for e in calendar.walk("VEVENT")} <= {"Reserved"}
         assert str(calendar["X-WR-CALNAME"]) == deployment.sandbox.unit(unit_id)["name"]
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text.replace("@escapia-ical", "")), "an email"

@@ -49,7 +49,7 @@ def test_event_is_all_day_with_exclusive_checkout():
     text = render(("2026-12-01", "2026-12-04")).decode()
     assert "DTSTART;VALUE=DATE:20261201\r\n" in text
     assert "DTEND;VALUE=DATE:20261204\r\n" in text  # checkout day, exclusive
-    assert "SUMMARY:Not available\r\n" in text
+    assert "SUMMARY:Reserved\r\n" in text
     assert "DTSTAMP:20261123T220509Z\r\n" in text
 
 
