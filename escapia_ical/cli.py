@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from escapia_ical import __version__, commands, operations
+from escapia_ical import __version__, commands, feed_urls, operations
 from escapia_ical.config.positions import one_line
 from escapia_ical.errors import (
     EXIT_BROKEN_PIPE,
@@ -162,7 +162,7 @@ def status(config_path, max_age, as_json, verbose, quiet) -> None:
 @with_verbosity
 def feeds(config_path, accounts, base_url, live, as_json, verbose, quiet) -> None:
     """Print each unit's public feed URL, for pasting into Airbnb, Vrbo and others."""
-    _run(lambda: operations.feeds(config_path, accounts, base_url, live, as_json), _verbosity(verbose, quiet))
+    _run(lambda: feed_urls.feeds(config_path, accounts, base_url, live, as_json), _verbosity(verbose, quiet))
 
 
 @cli.command()

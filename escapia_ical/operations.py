@@ -17,10 +17,9 @@ from escapia_ical.commands import account_named, load, selected_accounts
 from escapia_ical.config.positions import one_line
 from escapia_ical.errors import EXIT_FAILED, ConfigError, PublishError
 from escapia_ical.feeds.lifecycle import plan_prune
-from escapia_ical.feeds.names import account_feed_filename
+from escapia_ical.feeds.names import account_feed_filename, is_feed_filename
 from escapia_ical.feeds.publish import current_bytes, publish_feed, remove_feed
 from escapia_ical.feeds.rotation import UnitNames
-from escapia_ical.sources import make_source
 from escapia_ical.state import SHARED_FILE_MODE, AccountState, write_json
 from escapia_ical.status import (
     ALERTING,
@@ -33,8 +32,8 @@ from escapia_ical.status import (
     run_note,
     status_path,
 )
-from escapia_ical.sync.incremental import ChangeTracker
 from escapia_ical.sync.lock import account_lock, status_lock
+from escapia_ical.sync.profiles import profile_files
 
 log = logging.getLogger(__name__)
 EXIT_STALE = 2
@@ -89,52 +88,6 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
     return EXIT_STALE if stale or notes or not rows else 0
 
 
-def feeds(config_path: Path, accounts: Sequence[str], base_url: str | None, live: bool = False,
-          as_json: bool = False) -> int:
-    """Print each unit's feed URL (or path), for pasting into Airbnb, Vrbo and others: from
-    state (the names the last syncs published; no network, no secret), or with ``live`` from
-    Escapia's unit list. Return 1 if an account has no feed to show."""
-    config = load(config_path, secrets=live)
-    selected = selected_accounts(config, accounts)
-    missing, found = 0, []
-    for account in selected:
-        rows = _live_feeds(config, account) if live else _published_feeds(config, account)
-        if not rows:
-            missing += 1
-            log.warning("%s: no feed published yet (run `escapia-ical sync`, or `feeds --live` to ask "
-                        "Escapia)", account.name)
-        for unit_id, name, file_name in rows:
-            where = (f"{base_url.rstrip('/')}/{account.name}/{file_name}" if base_url
-                     else str(config.output_dir / account.name / file_name))
-            found.append({"account": account.name, "unit": unit_id, "name": name, "url": where})
-    if as_json:
-        click.echo(json.dumps(found, indent=1, ensure_ascii=False))
-    for row in found if not as_json else ():
-        # Ids and names come from Escapia: each cell escaped, so none can forge a row.
-        click.echo("\t".join(one_line(cell) for cell in row.values()))
-    return EXIT_FAILED if missing else 0
-
-
-def _published_feeds(config, account) -> list[tuple[str, str, str]]:
-    """(unit, name, file) of the feeds the account's last syncs published under their
-    current names (an old name in its grace period is not one to paste)."""
-    state = AccountState(config.state_dir, account.name)
-    names = {u.id: u.name for u in ChangeTracker(account, state).data["units"]} \
-        if account.api == "hsapi" else {}
-    rows = [(entry["unit"], names.get(entry["unit"], ""), file_name)
-            for file_name, entry in state.feed_stamps().items()
-            if "retired" not in entry and isinstance(entry.get("unit"), str)]
-    wanted = account.units
-    return sorted(r for r in rows if wanted == "all" or r[0] in wanted)
-
-
-def _live_feeds(config, account) -> list[tuple[str, str, str]]:
-    names = UnitNames(AccountState(config.state_dir, account.name).folder)
-    return [(unit.id, unit.name, account_feed_filename(account, unit.id, names.generation(unit.id)))
-            for unit in make_source(account, config.state_dir).list_units()
-            if account.units == "all" or unit.id in account.units]
-
-
 def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, at_once: bool = False) -> int:
     """Remove the feeds of retired units (feeds/lifecycle.py) whose grace period is over —
     or all of them with ``at_once`` — and what the state remembers of them; say which wait,
@@ -158,17 +111,61 @@ def prune(config_path: Path, accounts: Sequence[str], dry_run: bool, at_once: bo
             for path in plan.unknown:
                 log.warning("%s: %s is not in the state (written by hand, or before the state was lost); "
                             "not removed: delete it by hand if no channel needs it", account.name, path)
+            now = dt.datetime.now(dt.UTC)
             for _unit, names in sorted(plan.remove.items()):
                 for name in names:
-                    click.echo(one_line(f"{'would remove' if dry_run else 'removed'} {folder / name}"))
+                    for path in [folder / name, *profile_files(config, account, stamps[name], old=True)]:
+                        click.echo(one_line(f"{'would remove' if dry_run else 'removed'} {path}"))
+                        if not dry_run:  # relative to the folders, never through a link
+                            remove_feed(path, root=config.output_dir)
                     if not dry_run:
-                        remove_feed(folder / name)  # relative to the folder, never through a link
                         del stamps[name]
-            if plan.remove and not dry_run:
+            dropped = _prune_profiles(config, account, stamps, now, grace, at_once, dry_run)
+            for path in _unknown_profile_files(config, account, stamps):
+                log.warning("%s: %s is not in the state (written by hand, or before the state was lost); "
+                            "not removed: delete it by hand if no channel needs it", account.name, path)
+            if (plan.remove or dropped) and not dry_run:
                 state.save_feed_stamps(stamps)
         if plan.remove and not dry_run:
             _forget_in_status(config.state_dir, account.name, set(plan.remove))
     return 0
+
+
+def _prune_profiles(config, account, stamps: dict, now: dt.datetime, grace: dt.timedelta, at_once: bool,
+                    dry_run: bool) -> bool:
+    """Remove the feeds of profiles no longer configured (marked ``withdrawn`` by the sync,
+    sync/profiles.py) once their grace is over, or ``at_once``; return whether any went."""
+    dropped = False
+    for entry in stamps.values():
+        published = entry.get("profiles") if isinstance(entry.get("profiles"), dict) else {}
+        for profile, recorded in sorted(published.items()):
+            try:
+                since = dt.datetime.fromisoformat(recorded["withdrawn"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if not (at_once or now - since >= grace):
+                continue
+            for path in profile_files(config, account, {"profiles": {profile: recorded}}, old=True):
+                verb = "would remove" if dry_run else "removed"
+                click.echo(one_line(f"{verb} {path} (profile {profile} is no longer configured)"))
+                if not dry_run:
+                    remove_feed(path, root=config.output_dir)
+            if not dry_run:
+                del published[profile]
+                dropped = True
+    return dropped
+
+
+def _unknown_profile_files(config, account, stamps: dict) -> list[Path]:
+    """Feed files in the account's profile folders that no feeds.json entry records."""
+    known = {p for entry in stamps.values() for p in profile_files(config, account, entry, old=True)}
+    folder = config.output_dir / account.name
+    try:
+        found = [p for d in sorted(folder.iterdir()) if d.is_dir() and not d.is_symlink()
+                 for p in sorted(d.glob("*.ics")) if is_feed_filename(p.name) and p.is_file()]
+    except OSError:
+        return []
+    return [p for p in found if p not in known]
 
 
 def _forget_in_status(state_dir: Path, account: str, units: set[str]) -> None:
@@ -188,6 +185,7 @@ def rotate(config_path: Path, account_name: str, units: Sequence[str], revoke_no
     (while the new URLs are pasted), or with ``revoke_now`` are deleted at once and never
     written again. Return 1 if a unit named has no published feed."""
     config = load(config_path)
+    base_url = base_url or config.feeds.base_url
     account = account_named(config, account_name)
     if account.feed_tokens is None:
         raise ConfigError(f"{config.path}: accounts {account.name!r}: rotate gives secret feed names, which "
@@ -214,6 +212,8 @@ def rotate(config_path: Path, account_name: str, units: Sequence[str], revoke_no
                 publish_feed(folder / new, content)
                 stamps[new] = {k: v for k, v in stamps[current].items() if k != "retired"}
                 stamps[new]["generation"] = names.generation(unit)
+                _rotate_profiles(config, account, unit, stamps[new], names.generation(unit), revoke_now, now,
+                                 base_url)
             for name in old:
                 if revoke_now:
                     remove_feed(folder / name)
@@ -236,6 +236,34 @@ def rotate(config_path: Path, account_name: str, units: Sequence[str], revoke_no
         log.warning("%s: the old names keep being updated for %d days while you paste the new URLs; "
                     "`--revoke-now` deletes them at once", account.name, account.feed_tokens.grace_days)
     return EXIT_FAILED if missing else 0
+
+
+def _rotate_profiles(config, account, unit: str, entry: dict, generation: int, revoke_now: bool,
+                     now: str, base_url: str | None) -> None:
+    """Give the unit's profile feeds their names of ``generation`` too: the current content
+    under the new name now; the old names deleted (``revoke_now``) or, like the default
+    feed's, kept up to date by the syncs of the grace period (sync/profiles.py)."""
+    published = entry.get("profiles") if isinstance(entry.get("profiles"), dict) else {}
+    entry["profiles"] = published = {name: dict(p) for name, p in published.items()}
+    for path in profile_files(config, account, entry, withdrawn=False):
+        profile = path.parent.name
+        new = account_feed_filename(account, unit, generation, profile)
+        content = current_bytes(path)
+        if content is None or new == path.name:
+            continue
+        publish_feed(path.parent / new, content, root=config.output_dir)
+        recorded = published[profile]
+        old = dict(recorded.get("old") or {}) if isinstance(recorded.get("old"), dict) else {}
+        old[path.name] = now
+        if revoke_now:
+            for name in old:
+                if is_feed_filename(name):
+                    remove_feed(path.parent / name, root=config.output_dir)
+            old = {}
+        recorded.update(file=new, old=old)
+        where = (f"{base_url.rstrip('/')}/{account.name}/{profile}/{new}" if base_url
+                 else str(path.parent / new))
+        click.echo("\t".join(one_line(cell) for cell in (account.name, unit, where)))
 
 
 def report(config_path: Path, html: Path, max_age: dt.timedelta, with_urls: bool, base_url: str | None,

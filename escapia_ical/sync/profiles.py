@@ -11,7 +11,8 @@ feed is current: same day, same settings, same kinds, file present.
 A profile removed from the configuration keeps its files, marked ``withdrawn``, until
 ``prune`` removes them after ``feeds.retire_grace_days`` (a channel polling it is not
 surprised by a vanished URL). A feed whose name changed (``rotate``, a new token secret) is
-written under the new name and its old file removed at once.
+written under the new name, and its old name kept up to date for the account's
+``feed_token_grace_days`` before it is deleted (``rotate --revoke-now`` deletes it at once).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def profiles_current(config: Config, account: Account, unit_id: str, entry: dict
 def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
                      unknown: Sequence[Span], labels: Labels, entry: dict[str, Any], previous: Any,
                      *, today: dt.date, now: dt.datetime, generation: int, force: bool = False,
-                     dry_run: bool = False) -> int:
+                     dry_run: bool = False, grace_days: int = 7) -> int:
     """Render and publish the unit's profile feeds; record them in ``entry`` (its new
     feeds.json entry; ``previous`` is what the last one recorded). Return how many files
     were (or, for a dry run, would be) rewritten. Raise PublishError if one cannot be
@@ -113,22 +114,57 @@ def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Seque
             rewritten += force or _read(path) != content
             continue
         rewritten += publish_feed(path, content, force=force, root=config.output_dir)
-        old = before.get("file")
-        if old != path.name and is_feed_filename(old):  # renamed (rotate, new secret): the old URL goes
-            remove_feed(path.parent / old, root=config.output_dir)
         recorded[profile.name] = {"file": path.name, "digest": digest, "dtstamp": dtstamp.isoformat(),
                                   "events": len(events), "config": fingerprint(profile, config)}
+        old = _old_names(before, path.name, content, path.parent, config.output_dir, now, grace_days)
+        if old:
+            recorded[profile.name]["old"] = old
     return rewritten
 
 
-def profile_files(config: Config, account: Account, entry: Any) -> list[Path]:
+def _old_names(before: dict[str, Any], current: str, content: bytes, folder: Path, root: Path,
+               now: dt.datetime, grace_days: int) -> dict[str, str]:
+    """Keep the profile feed's old names (after ``rotate`` or a new token secret) up to
+    date for ``grace_days``, as the default feed's (feeds/rotation.py), then delete them;
+    return the old names still in their grace period (name -> since when)."""
+    old = before.get("old") if isinstance(before.get("old"), dict) else {}
+    old = {n: t for n, t in old.items() if n != current}
+    if is_feed_filename(before.get("file")) and before["file"] != current:
+        old.setdefault(before["file"], now.isoformat())
+    kept = {}
+    for name, since in sorted(old.items()):
+        if not is_feed_filename(name):  # from state: never a path outside the folder
+            continue
+        try:
+            retired = dt.datetime.fromisoformat(since)
+        except (TypeError, ValueError):
+            retired = now
+        if now - retired >= dt.timedelta(days=grace_days):
+            remove_feed(folder / name, root=root)
+        else:
+            publish_feed(folder / name, content, root=root)
+            kept[name] = retired.isoformat()
+    return kept
+
+
+def profile_files(config: Config, account: Account, entry: Any, *, withdrawn: bool = True,
+                  old: bool = False) -> list[Path]:
     """Return the profile feed files a feeds.json entry records (names checked: a name from
-    state never leaves its profile folder)."""
+    state never leaves its profile folder): current names, with ``old`` also the old names
+    in their grace period; without ``withdrawn`` not those of profiles no longer configured."""
     published = entry.get("profiles") if isinstance(entry, dict) else None
     if not isinstance(published, dict):
         return []
-    return [config.output_dir / account.name / name / p["file"] for name, p in sorted(published.items())
-            if isinstance(p, dict) and is_feed_filename(p.get("file")) and re.fullmatch(NAME_PATTERN, name)]
+    files = []
+    for name, recorded in sorted(published.items()):
+        if not isinstance(recorded, dict) or not re.fullmatch(NAME_PATTERN, name):
+            continue
+        if "withdrawn" in recorded and not withdrawn:
+            continue
+        olds = recorded.get("old") if old and isinstance(recorded.get("old"), dict) else {}
+        files += [config.output_dir / account.name / name / file for file in [recorded.get("file"), *olds]
+                  if is_feed_filename(file)]
+    return files
 
 
 def _read(path: Path) -> bytes | None:

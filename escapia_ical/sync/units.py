@@ -182,7 +182,7 @@ def _publish_profiles(run: RunContext, account: Account, unit: Unit, blocks: lis
     outcome.profiles_rewritten = publish_profiles(
         run.config, account, unit, blocks, unknown, unit_labels(blocks, claims), entry,
         previous.get("profiles"), today=run.today, now=run.options.now(), generation=outcome.generation,
-        force=run.options.force, dry_run=run.options.dry_run)
+        force=run.options.force, dry_run=run.options.dry_run, grace_days=_grace_days(account))
 
 
 def _grace_days(account: Account) -> int:
