@@ -1,0 +1,150 @@
+"""Feed profiles against the real CLI and the sandbox: three profiles per unit from one fetch,
+each compared night by night with the sandbox's truth filtered by kind and widened by its
+buffers — a model written here, independently of feeds/profiles.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+
+import icalendar
+import pytest
+from conftest import FUTURE_DAYS, PAST_DAYS, Deployment, account_yaml, write_config
+from feeds import read_nights
+
+from escapia_ical.feeds.names import feed_filename
+
+TODAY = dt.date.today()
+DAY = dt.timedelta(days=1)
+PROFILES = """\
+  profiles:
+    channel:
+      buffer_after_days: 1
+      summary: Booked
+    cleaner:
+      include: [reservation]
+      buffer_after_days: 1
+      summary: Guest stay
+      past_days: 0
+      future_days: 90
+    owner:
+      include: [owner]
+      dtend: last_night
+      summary: {owner: Owner stay}
+"""
+WINDOWS = {"channel": (TODAY - PAST_DAYS * DAY, TODAY + FUTURE_DAYS * DAY),
+           "cleaner": (TODAY, TODAY + 90 * DAY),
+           "owner": (TODAY - PAST_DAYS * DAY, TODAY + FUTURE_DAYS * DAY)}
+KINDS = {"channel": None, "cleaner": {"reservation"}, "owner": {"owner"}}
+BUFFERS = {"channel": 1, "cleaner": 1, "owner": 0}
+
+
+def configure(deployment: Deployment, mode: str, profiles: str = PROFILES) -> None:
+    write_config(deployment.config, account_yaml(mode))
+    text = deployment.config.read_text(encoding="utf-8")
+    text = text.replace("feeds:\n", "feeds:\n  base_url: https://calendars.example.com/feeds\n" + profiles)
+    deployment.config.write_text(text, encoding="utf-8")
+    deployment.mode = mode
+
+
+def expected(nights_by_kind: dict[str, set[dt.date]], profile: str) -> set[dt.date]:
+    """The model: the nights of the included kinds, plus ``after`` nights after each run of
+    them, clipped to the profile's window."""
+    kinds = KINDS[profile]
+    chosen = set().union(*(n for k, n in nights_by_kind.items() if kinds is None or k in kinds))
+    widened = set(chosen)
+    for night in chosen:
+        if night + DAY not in chosen:
+            widened |= {night + (i + 1) * DAY for i in range(BUFFERS[profile])}
+    start, end = WINDOWS[profile]
+    return {n for n in widened if start <= n < end}
+
+
+def inclusive_nights(path) -> set[dt.date]:
+    """Read a ``dtend: last_night`` feed the way such an importer does: DTEND is the last night."""
+    nights: set[dt.date] = set()
+    for event in icalendar.Calendar.from_ical(path.read_bytes()).walk("VEVENT"):
+        start = event.decoded("dtstart")
+        last = event.decoded("dtend") if "DTEND" in event else start
+        assert last >= start
+        nights |= {start + i * DAY for i in range((last - start).days + 1)}
+    return nights
+
+
+def summaries(path) -> set[str]:
+    return {str(e["SUMMARY"]) for e in icalendar.Calendar.from_ical(path.read_bytes()).walk("VEVENT")}
+
+
+@pytest.mark.parametrize("mode", ["hsapi", "hsapi-full"])
+def test_three_profiles_show_the_truth_by_kind_with_their_buffers(deployment, mode):
+    configure(deployment, mode)
+    sandbox = deployment.sandbox
+    sandbox.add_work_order("1020-105", TODAY + 20 * DAY, TODAY + 23 * DAY)  # maintenance
+    result = deployment.run("sync")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    units = sorted(sandbox.data.units)
+    checked = {"owner": 0, "cleaner": 0}
+    for unit in units:
+        truth = sandbox.blocked_nights_by_kind(unit, *deployment.window)
+        default = read_nights(deployment.feed(unit))
+        assert default == deployment.truth(unit)
+        for profile in ("channel", "cleaner"):
+            path = deployment.output / "sandbox" / profile / feed_filename(unit)
+            assert read_nights(path) == expected(truth, profile), (unit, profile)
+            assert summaries(path) <= {"Booked" if profile == "channel" else "Guest stay"}
+        owner = deployment.output / "sandbox" / "owner" / feed_filename(unit)
+        assert inclusive_nights(owner) == expected(truth, "owner"), unit
+        assert summaries(owner) <= {"Owner stay"}
+        checked["owner"] += bool(truth.get("owner"))
+        checked["cleaner"] += bool(expected(truth, "cleaner"))
+    assert checked["owner"] and checked["cleaner"]  # the seed really has owner stays and guests soon
+    # The channel profile of every kind is the default feed plus its buffer nights.
+    for unit in units:
+        widened = expected({"all": deployment.truth(unit)}, "channel")
+        assert read_nights(deployment.output / "sandbox" / "channel" / feed_filename(unit)) == widened
+
+
+def test_a_steady_tick_with_three_profiles_costs_what_it_costs_without(deployment, tmp_path):
+    sandbox = deployment.sandbox
+    costs = {}
+    for profiles in ("", PROFILES):
+        configure(deployment, "hsapi", profiles)
+        for _ in range(2):  # the first tick after a change of config settles (new profiles are written)
+            result = deployment.run("sync")
+            assert (result.returncode, result.stderr) == (0, ""), result.stderr
+        sandbox.reset_request_log()
+        result = deployment.run("sync")
+        assert (result.returncode, result.stderr) == (0, ""), result.stderr
+        costs[bool(profiles)] = Counter(r["op"] for r in sandbox.requests)
+    assert costs[True] == costs[False] == {"GetReservationChanges": 1, "SearchWorkOrders": 1}
+
+
+def test_profile_feeds_follow_a_change_in_the_same_tick(deployment):
+    configure(deployment, "hsapi")
+    sandbox = deployment.sandbox
+    assert deployment.run("sync").returncode == 0
+    stay = sandbox.add_reservation("1020-105", TODAY + 10 * DAY, TODAY + 12 * DAY, "Owner")
+    result = deployment.run("sync")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    owner = deployment.output / "sandbox" / "owner" / feed_filename("1020-105")
+    cleaner = deployment.output / "sandbox" / "cleaner" / feed_filename("1020-105")
+    assert {TODAY + 10 * DAY, TODAY + 11 * DAY} <= inclusive_nights(owner)
+    assert TODAY + 10 * DAY not in read_nights(cleaner)
+    sandbox.cancel_reservation(stay)
+    result = deployment.run("sync")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert TODAY + 10 * DAY not in inclusive_nights(owner)
+
+
+def test_feeds_lists_profile_urls_under_base_url(deployment):
+    configure(deployment, "hsapi")
+    assert deployment.run("sync").returncode == 0
+    result = deployment.run("feeds", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    mine = [r for r in rows if r["unit"] == "1020-105"]
+    assert {(r["profile"], r["url"]) for r in mine} == {
+        (None, "https://calendars.example.com/feeds/sandbox/1020-105.ics"),
+        *((p, f"https://calendars.example.com/feeds/sandbox/{p}/1020-105.ics")
+          for p in ("channel", "cleaner", "owner"))}
