@@ -285,16 +285,20 @@ def _print_dry_run(report: SyncReport) -> None:
         for outcome in result.units:
             if outcome.error is None:
                 verb = "would write" if outcome.rewritten else "unchanged  "
-                click.echo(f"{verb} {outcome.path} ({outcome.events} events)")
+                profiles = f", {outcome.profiles_rewritten} profile feed(s) would change" \
+                    if outcome.profiles_rewritten else ""
+                click.echo(f"{verb} {outcome.path} ({outcome.events} events{profiles})")
 
 
 def _log_summary(report: SyncReport, seconds: float) -> None:
     units = [u for a in report.accounts.values() for u in a.units]
     failed = report.failed_units
     rewritten = sum(1 for u in units if u.rewritten and not u.error)
+    profiles = sum(u.profiles_rewritten for u in units if not u.error)
     requests = sum(sum(a.requests.values()) for a in report.accounts.values())
-    log.info("sync finished in %.1fs: %d feeds, %d rewritten, %d failed, %d API requests",
-             seconds, len(units), rewritten, len(failed), requests)
+    log.info("sync finished in %.1fs: %d feeds, %d rewritten%s, %d failed, %d API requests",
+             seconds, len(units), rewritten, f" (and {profiles} profile feeds)" if profiles else "",
+             len(failed), requests)
     if not report.ok:
         parts = []
         if failed:

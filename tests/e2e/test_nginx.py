@@ -211,6 +211,22 @@ def test_a_changed_sync_changes_the_etag(deployment, nginx):
     assert stale_date.status_code == 200
 
 
+def test_a_profile_feed_is_served_like_the_default_and_revalidates(deployment, nginx):
+    text = deployment.config.read_text(encoding="utf-8")
+    deployment.config.write_text(text.replace("feeds:\n", "feeds:\n  profiles:\n    prep: {buffer_after_days: 1}\n"),
+                                 encoding="utf-8")
+    unit_id, _, _ = synced_unit(deployment)
+    path = deployment.output / "sandbox" / "prep" / deployment.feed(unit_id).name
+    url = f"/sandbox/prep/{path.name}"
+    first = nginx.get(url)
+    assert first.status_code == 200 and first.headers["Content-Type"] == CONTENT_TYPE
+    assert first.content == path.read_bytes() and b"BEGIN:VEVENT" in first.content
+    time.sleep(1.1)
+    assert deployment.run("sync").returncode == 0
+    assert nginx.get(url, **{"If-None-Match": first.headers["ETag"]}).status_code == 304
+    assert nginx.get("/sandbox/prep/").status_code == 404  # no listing of a profile folder
+
+
 def test_only_feeds_are_served_everything_else_is_404(deployment, nginx):
     _, path, url = synced_unit(deployment)
     secret = b"BEGIN:VCALENDAR half-written"
