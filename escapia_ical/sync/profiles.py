@@ -68,8 +68,10 @@ def profiles_current(config: Config, account: Account, unit_id: str, entry: dict
     live = {n for n, p in published.items() if isinstance(p, dict) and "withdrawn" not in p}
     if live != {p.name for p in account.profiles}:
         return False
-    sensitive = any(p.needs_kinds for p in account.profiles)
-    if labels is not None and sensitive and entry.get("kinds") != kinds.encode(labels):
+    # Kinds are kept (and compared) where they can change: an HSAPI account whose profiles
+    # need them. Elsewhere every night is "other", always.
+    kept = getattr(account, "kinds_wanted", False)
+    if labels is not None and kept and entry.get("kinds") != kinds.encode(labels):
         return False
     for profile in account.profiles:
         path = profile_path(config, account, unit_id, generation, profile.name)
