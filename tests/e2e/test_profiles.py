@@ -148,3 +148,28 @@ def test_feeds_lists_profile_urls_under_base_url(deployment):
         (None, "https://calendars.example.com/feeds/sandbox/1020-105.ics"),
         *((p, f"https://calendars.example.com/feeds/sandbox/{p}/1020-105.ics")
           for p in ("channel", "cleaner", "owner"))}
+
+
+@pytest.mark.parametrize("mode", ["hsapi", "escapianet-batch"])
+def test_a_steady_tick_rewrites_no_profile_feed(deployment, mode):
+    configure(deployment, mode)
+    for _ in range(2):
+        result = deployment.run("sync")
+        assert result.returncode == 0, result.stderr
+    files = sorted(deployment.output.glob("sandbox/*/*.ics"))
+    assert len(files) == 3 * len(deployment.sandbox.data.units)
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    result = deployment.run("sync")
+    assert result.returncode == 0, result.stderr
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+
+
+def test_escapianet_nights_are_all_other_and_a_kind_filter_is_warned_about(deployment):
+    configure(deployment, "escapianet-batch")
+    result = deployment.run("sync")
+    assert result.returncode == 0, result.stderr
+    assert "profile cleaner includes reservation: EscapiaNET calendars say no kind" in result.stderr
+    for unit in deployment.sandbox.data.units:
+        assert read_nights(deployment.output / "sandbox" / "cleaner" / feed_filename(unit)) == set()
+        widened = expected({"all": deployment.truth(unit)}, "channel")
+        assert read_nights(deployment.output / "sandbox" / "channel" / feed_filename(unit)) == widened
