@@ -173,3 +173,16 @@ def test_escapianet_nights_are_all_other_and_a_kind_filter_is_warned_about(deplo
         assert read_nights(deployment.output / "sandbox" / "cleaner" / feed_filename(unit)) == set()
         widened = expected({"all": deployment.truth(unit)}, "channel")
         assert read_nights(deployment.output / "sandbox" / "channel" / feed_filename(unit)) == widened
+
+
+def test_when_escapia_answers_all_empty_every_profile_keeps_its_nights(deployment):
+    configure(deployment, "hsapi-full")
+    assert deployment.run("sync").returncode == 0
+    files = sorted(deployment.output.glob("sandbox/*/*.ics"))
+    before = {p: read_nights(p) if "owner" not in p.parts else inclusive_nights(p) for p in files}
+    assert sum(map(len, before.values())) > 100
+    deployment.sandbox.inject("empty")  # every calendar parses, and is empty
+    result = deployment.run("sync")
+    assert result.returncode == 1 and "breaker" in result.stderr
+    after = {p: read_nights(p) if "owner" not in p.parts else inclusive_nights(p) for p in files}
+    assert after == before
