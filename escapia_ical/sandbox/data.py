@@ -148,6 +148,7 @@ class SandboxData:
         self.work_orders: dict[str, WorkOrder] = {}
         self._next_work_order = 7001
         self.contract_blocks: dict[str, ContractBlock] = {}
+        self._next_contract_block = 1
         # Seeded changes get deterministic times (yesterday, one second apart).
         self._seed_clock: dt.datetime | None = dt.datetime.combine(
             today - ONE_DAY, dt.time(), tzinfo=dt.UTC)
@@ -280,7 +281,8 @@ class SandboxData:
             raise KeyError(unit_id)
         if not end > start:
             raise ValueError(f"end {end} must be after start {start}")
-        block = ContractBlock(f"C{len(self.contract_blocks) + 1}", unit_id, start, end)
+        block = ContractBlock(f"C{self._next_contract_block}", unit_id, start, end)
+        self._next_contract_block += 1
         self.contract_blocks[block.id] = block
         return block.id
 
