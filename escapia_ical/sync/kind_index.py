@@ -79,14 +79,15 @@ def update_index(source: HsapiSource, account: HsapiAccount, known: dict[str, St
 
 def refresh_due(account: HsapiAccount, refreshed_at: str | None, now: dt.datetime, full_sync: bool) -> bool:
     """Is the account-wide refresh due? Only with ``kinds_wanted``: never refreshed, at a
-    full sync, or ``reconcile_hours`` after the last one."""
+    full sync, or ``reconcile_hours`` after the last one (or a last one in the future: a
+    clock set back must not stop the refreshes)."""
     if not account.kinds_wanted:
         return False
     try:
         age = now - dt.datetime.fromisoformat(refreshed_at or "")
     except (TypeError, ValueError):
         return True
-    return full_sync or age >= dt.timedelta(hours=account.reconcile_hours)
+    return full_sync or not dt.timedelta(0) <= age < dt.timedelta(hours=account.reconcile_hours)
 
 
 def _merged(account: HsapiAccount, index: dict[str, Stay], missed: set[str], listed: Mapping, *,

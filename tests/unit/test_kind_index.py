@@ -175,6 +175,11 @@ def test_the_refresh_comes_once_per_reconcile_period_and_only_with_kinds_wanted(
         assert counts == expected, wanted
 
 
+def test_a_refresh_stamped_in_the_future_does_not_stop_the_refreshes(sb, tmp_path):
+    tick(sb, tmp_path, NOW + 48 * HOUR, kinds_wanted=True)  # a clock that was ahead
+    assert tick(sb, tmp_path, NOW, kinds_wanted=True)[1].count(REFRESH) == 1
+
+
 def test_a_tick_sends_the_same_requests_with_or_without_kinds_when_no_refresh_is_due(sb, tmp_path):
     for wanted in (True, False):
         tick(sb, tmp_path / str(wanted), NOW, kinds_wanted=wanted)
