@@ -166,9 +166,10 @@ class ChangeTracker:
         changed = {c.reservation for c in fresh}
         many = len(changed) > len(ids)  # cheaper to fetch every unit than to look each one up
         last = KindTick(self.data["kinds_refreshed_at"], self.data["kinds_missed"])
+        gained = ids - {u.id for u in self.data["units"]}  # their stays were not kept by the last refresh
         reservations, kinds = update_index(source, self.account, self.data["reservations"], last, tracked=ids,
                                            named=set() if many else changed, now=now, window=window,
-                                           deadline=deadline, full_sync=cursor is None)
+                                           deadline=deadline, full_sync=cursor is None or bool(gained))
         if cursor is None:  # first run, lost state or rejected cursor: fetch everything, and
             # follow the feed from now on (skipping the history: those units are all fetched)
             # From one version before the one found, so the change there is remembered and

@@ -8,8 +8,9 @@ kind), fed two ways:
 * every tick, for free: the GetReservationById lookups the change feed already causes;
 * when ``kinds_wanted`` (a feed profile needs kinds), one account-wide paged
   SearchReservationSummaries (:meth:`HsapiSource.reservation_index`) once every
-  ``reconcile_hours``, and at a full sync (no cursor). Without ``kinds_wanted`` it never
-  costs a request. The daily roll and the profiles read the index from state.
+  ``reconcile_hours``, at a full sync (no cursor) and when the unit list gains a unit (a
+  refresh keeps only the stays of the units it publishes). Without ``kinds_wanted`` it
+  never costs a request. The daily roll and the profiles read the index from state.
 
 A refresh adds stays and updates their dates and kinds at once, but is not trusted to drop
 them: a stay with nights still to come that it does not list (and that the change feed did
@@ -79,8 +80,9 @@ def update_index(source: HsapiSource, account: HsapiAccount, known: dict[str, St
 
 def refresh_due(account: HsapiAccount, refreshed_at: str | None, now: dt.datetime, full_sync: bool) -> bool:
     """Is the account-wide refresh due? Only with ``kinds_wanted``: never refreshed, at a
-    full sync, or ``reconcile_hours`` after the last one (or a last one in the future: a
-    clock set back must not stop the refreshes)."""
+    full sync (or any tick that must refresh, such as one that lists a new unit), or
+    ``reconcile_hours`` after the last one (or a last one in the future: a clock set back
+    must not stop the refreshes)."""
     if not account.kinds_wanted:
         return False
     try:

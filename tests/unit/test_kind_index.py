@@ -175,6 +175,22 @@ def test_the_refresh_comes_once_per_reconcile_period_and_only_with_kinds_wanted(
         assert counts == expected, wanted
 
 
+def test_a_unit_new_in_the_listing_has_its_stays_indexed_at_once(sb, tmp_path):
+    stay = sb.add_reservation("1020-105", day(2), day(4), "Owner")  # before the feed is followed
+    real = sb.data.search_units
+    sb.data.search_units = lambda *a, **k: [u for u in real(*a, **k) if u.id != "1020-105"]
+    first, _ = tick(sb, tmp_path, NOW, kinds_wanted=True)
+    assert stay not in first.reservations  # not a unit it publishes
+    sb.data.search_units = real
+    data = saved(tmp_path)
+    data["listed_at"] = (NOW - 7 * HOUR).isoformat()  # the listing is due, the refresh is not
+    (tmp_path / "accounts" / "a" / "changes.json").write_text(json.dumps(data))
+    plan, ops = tick(sb, tmp_path, NOW + HOUR, kinds_wanted=True)
+    assert "SearchUnitSummaries" in ops and ops.count(REFRESH) == 1 and "GetReservationById" not in ops
+    assert plan.claims["1020-105"] == {"owner": [(day(2), day(4))]}
+    assert tick(sb, tmp_path, NOW + 2 * HOUR, kinds_wanted=True)[1].count(REFRESH) == 0
+
+
 def test_a_refresh_stamped_in_the_future_does_not_stop_the_refreshes(sb, tmp_path):
     tick(sb, tmp_path, NOW + 48 * HOUR, kinds_wanted=True)  # a clock that was ahead
     assert tick(sb, tmp_path, NOW, kinds_wanted=True)[1].count(REFRESH) == 1
