@@ -63,6 +63,10 @@ class HsapiAccount:
     # Without the SearchWorkOrders grant (403) work orders show only when their unit is
     # fetched: the reconcile then comes round every work_orders_fallback_hours instead.
     work_orders_fallback_hours: float = 1.0
+    # Whether a feed profile of this account needs the kinds of blocks: then the kind index
+    # is refreshed account-wide once per reconcile_hours (sync/kind_index.py). Set by the
+    # config loader, not a key of its own.
+    kinds_wanted: bool = False
     http: HttpPolicy = HttpPolicy()
     api: Literal["hsapi"] = "hsapi"
     line: int = 0  # where the account is declared, for messages

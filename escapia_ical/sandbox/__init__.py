@@ -18,6 +18,15 @@ HSAPI
     answers 403 to all three operations.
   - Odd NonAvailability items (fault ``odd_items``, :mod:`.odd_items`): that they occur
     follows from the contract; when and how they combine is invented.
+  - Effective contract dates (``Sandbox.block_contract``): the FAQ names them as a cause of
+    non-availability; their shape is invented. A block is one NonAvailability item in the
+    same form as a stay, and ``U`` nights in EscapiaNET calendars (no ``O``: nobody arrives);
+    it never shows in GetReservationChanges, the reservation searches or the work orders,
+    and does not move a unit's ``LastUpdated``.
+  - The kind of each cause (``Sandbox.blocked_nights_by_kind``): holdType None ->
+    reservation, Owner/GuestOfOwner -> owner, Maintenance -> maintenance, the other holds ->
+    hold, work orders -> maintenance, contract dates -> other: the sandbox's own table of
+    what escapia-ical should label, not something Escapia publishes.
 
 EscapiaNET
   - ``UpdatedAfter`` is compared inclusively (``LastUpdated >= UpdatedAfter``, whole seconds; a

@@ -2,7 +2,8 @@
 
 =======  ===============================  ==================================================
 GET      /_sandbox/units                  ``{"units": [{"id", "code", "name"}, ...]}``
-GET      /_sandbox/truth?unit&start&end   ``{"nights": ["YYYY-MM-DD", ...]}`` (start <= d < end)
+GET      /_sandbox/truth?unit&start&end   ``{"nights": ["YYYY-MM-DD", ...], "kinds": {kind: [...]}}``
+                                          (start <= d < end; ``Sandbox.blocked_nights_by_kind``)
 GET      /_sandbox/stays?unit=ID          ``{"stays": [{"id", "start", "end", "holdType"}]}``
 POST     /_sandbox/reservations           ``{"unit", "start", "end", "holdType"?}`` -> 201 ``{"id"}``
 PUT      /_sandbox/reservations/ID        ``{"start", "end"}`` (move)
@@ -15,6 +16,9 @@ PUT      /_sandbox/work_orders            ``{"granted": bool}``: false -> the wo
                                           operations answer 403
 PUT      /_sandbox/work_orders/ID         ``{"status"?, "removes"?, "start"?, "end"?}``
 DELETE   /_sandbox/work_orders/ID         complete it (status Completed)
+POST     /_sandbox/contract_blocks        ``{"unit", "start", "end"}`` -> 201 ``{"id"}`` (nights
+                                          start .. end - 1 blocked for contract dates)
+DELETE   /_sandbox/contract_blocks/ID     end it
 POST     /_sandbox/faults                 ``{"fault": NAME, "op"?, "unit"?, "times"?, PARAM...}``
                                           (``Sandbox.inject``, see :mod:`.faults`) or
                                           ``{"unit", "status", "times"?}`` (``fail_unit``) or
@@ -84,6 +88,7 @@ def _route(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tupl
         "/_sandbox/truth": {"GET": lambda: _truth(sb, query)},
         "/_sandbox/stays": {"GET": lambda: {"stays": sb.reservations(_unit(sb, query.get("unit")))}},
         "/_sandbox/reservations": {"POST": lambda: _add(sb, _body(raw))},
+        "/_sandbox/contract_blocks": {"POST": lambda: _block_contract(sb, _body(raw))},
         "/_sandbox/faults": {"POST": lambda: _fault(sb, _body(raw)),
                              "GET": lambda: {"faults": sb.faults.active(), "soap": sb.soap_fault_mode},
                              "DELETE": lambda: (sb.clear_faults(), {"ok": True})[1]},
@@ -97,6 +102,9 @@ def _route(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tupl
     if path.startswith("/_sandbox/reservations/"):
         rid = unquote(path[len("/_sandbox/reservations/"):])
         routes[path] = {"DELETE": lambda: _cancel(sb, rid), "PUT": lambda: _move(sb, rid, _body(raw))}
+    if path.startswith("/_sandbox/contract_blocks/"):
+        block = unquote(path[len("/_sandbox/contract_blocks/"):])
+        routes[path] = {"DELETE": lambda: _unblock_contract(sb, block)}
     if path.startswith("/_sandbox/work_orders/"):
         order = unquote(path[len("/_sandbox/work_orders/"):])
         routes[path] = {"DELETE": lambda: _change_work_order(sb, order, {"status": "Completed"}),
@@ -107,7 +115,8 @@ def _route(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tupl
     if action is None:
         raise ControlError(405, f"{method} not allowed on {path}")
     result = action()
-    created = method == "POST" and path in ("/_sandbox/reservations", "/_sandbox/work_orders")
+    created = method == "POST" and path in ("/_sandbox/reservations", "/_sandbox/work_orders",
+                                            "/_sandbox/contract_blocks")
     return (201, result) if created else (200, result)
 
 
@@ -115,7 +124,26 @@ def _truth(sb: Sandbox, query: dict) -> dict:
     unit = _unit(sb, query.get("unit"))
     start, end = _date(query.get("start"), "start"), _date(query.get("end"), "end")
     return {"unit": unit, "start": start.isoformat(), "end": end.isoformat(),
-            "nights": [d.isoformat() for d in sorted(sb.blocked_nights(unit, start, end))]}
+            "nights": [d.isoformat() for d in sorted(sb.blocked_nights(unit, start, end))],
+            "kinds": {kind: [d.isoformat() for d in sorted(nights)]
+                      for kind, nights in sb.blocked_nights_by_kind(unit, start, end).items()}}
+
+
+def _block_contract(sb: Sandbox, body: dict) -> dict:
+    unit = _unit(sb, body.get("unit"))
+    start, end = _date(body.get("start"), "start"), _date(body.get("end"), "end")
+    try:
+        return {"id": sb.block_contract(unit, start, end)}
+    except ValueError as exc:
+        raise ControlError(400, str(exc)) from None
+
+
+def _unblock_contract(sb: Sandbox, block_id: str) -> dict:
+    try:
+        sb.unblock_contract(block_id)
+    except KeyError:
+        raise ControlError(404, f"no contract block {block_id!r}") from None
+    return {"ok": True}
 
 
 def _add(sb: Sandbox, body: dict) -> dict:

@@ -1,11 +1,14 @@
 """The sandbox's data: units, reservations (guest stays and holds), a versioned change log,
-and work orders.
+work orders and effective contract dates.
 
 Nothing here knows about HTTP. All dates are ``datetime.date``; a reservation occupies the
 nights ``start .. end - 1`` (``end`` is the departure day, as in HSAPI's ``stayDateRange``).
 A work order that removes its unit from availability occupies ``start .. end`` *inclusive*
 (``endDateWhenUnitIsRemovedFromAvailability`` is the last night removed: invented, the
 contract is silent) until it is Completed; work orders never enter the change log.
+A contract block (invented shape: the FAQ only names "effective contract dates" as a cause of
+non-availability) occupies ``start .. end - 1`` like a stay, but is no reservation: it shows
+in non-availability and calendars only, never in the change log or reservation searches.
 The store is not thread-safe by itself: :class:`~escapia_ical.sandbox.server.Sandbox` holds a
 lock around every call.
 """
@@ -20,6 +23,11 @@ PMCID = "1020"
 WORK_ORDER_STATUSES = ("Pending", "Started", "Completed", "Assigned", "Entered", "Approved", "Scheduled",
                        "Posted")  # the contract's WorkOrder.status enum
 HOLD_TYPES = ("None", "Owner", "Maintenance", "SoftBlock", "GroupSoftBlock", "GuestOfOwner", "Unavailable")
+# The kind of block escapia-ical should label each cause with (the sandbox's own table, so
+# that tests compare the client's mapping with an independent one).
+KIND_OF_HOLD_TYPE = {"None": "reservation", "Owner": "owner", "GuestOfOwner": "owner",
+                     "Maintenance": "maintenance", "SoftBlock": "hold", "GroupSoftBlock": "hold",
+                     "Unavailable": "hold"}
 ONE_DAY = dt.timedelta(days=1)
 
 # (display, ascii for e-mail addresses); apostrophes and diacritics on purpose.
@@ -106,6 +114,14 @@ class WorkOrder:
 
 
 @dataclass(frozen=True)
+class ContractBlock:
+    id: str
+    unit_id: str
+    start: dt.date
+    end: dt.date  # the day after the last night blocked, as a stay's departure
+
+
+@dataclass(frozen=True)
 class Change:
     version: int
     reservation_id: str
@@ -131,6 +147,8 @@ class SandboxData:
         self._next_num = 300001
         self.work_orders: dict[str, WorkOrder] = {}
         self._next_work_order = 7001
+        self.contract_blocks: dict[str, ContractBlock] = {}
+        self._next_contract_block = 1
         # Seeded changes get deterministic times (yesterday, one second apart).
         self._seed_clock: dt.datetime | None = dt.datetime.combine(
             today - ONE_DAY, dt.time(), tzinfo=dt.UTC)
@@ -256,17 +274,49 @@ class SandboxData:
             setattr(order, key, value)
         order.modified = self._now()
 
+    def add_contract_block(self, unit_id: str, start: dt.date, end: dt.date) -> str:
+        """Block the nights ``start .. end - 1`` for the unit's contract dates; return an id.
+        No change is recorded: contract dates are not reservations."""
+        if unit_id not in self.units:
+            raise KeyError(unit_id)
+        if not end > start:
+            raise ValueError(f"end {end} must be after start {start}")
+        block = ContractBlock(f"C{self._next_contract_block}", unit_id, start, end)
+        self._next_contract_block += 1
+        self.contract_blocks[block.id] = block
+        return block.id
+
+    def remove_contract_block(self, block_id: str) -> None:
+        """End a contract block (KeyError if unknown)."""
+        del self.contract_blocks[block_id]
+
     # -- queries -------------------------------------------------------------------------
+    def contract_spans(self, unit_id: str) -> list[tuple[dt.date, dt.date]]:
+        """``[first night, day after the last)`` of the unit's contract blocks, sorted."""
+        return sorted((b.start, b.end) for b in self.contract_blocks.values() if b.unit_id == unit_id)
+
     def blocking_work_orders(self, unit_id: str) -> list[WorkOrder]:
         """Work orders removing the unit from availability now (not Completed), by start."""
         found = [w for w in self.work_orders.values() if w.unit_id == unit_id and w.nights]
         return sorted(found, key=lambda w: (w.start, w.end, w.num))
 
     def blocking_spans(self, unit_id: str) -> list[tuple[dt.date, dt.date]]:
-        """``[first night, day after the last)`` of every active reservation, hold and
-        blocking work order of the unit."""
-        return ([(r.start, r.end) for r in self.active(unit_id)]
-                + [w.nights for w in self.blocking_work_orders(unit_id) if w.nights])
+        """``[first night, day after the last)`` of every active reservation, hold, blocking
+        work order and contract block of the unit."""
+        return [span for spans in self.blocking_spans_by_kind(unit_id).values() for span in spans]
+
+    def blocking_spans_by_kind(self, unit_id: str) -> dict[str, list[tuple[dt.date, dt.date]]]:
+        """:meth:`blocking_spans` by the kind escapia-ical should label them with: stays and
+        holds by ``holdType``, work orders ``maintenance``, contract blocks ``other``."""
+        found: dict[str, list[tuple[dt.date, dt.date]]] = {}
+        for r in self.active(unit_id):
+            found.setdefault(KIND_OF_HOLD_TYPE[r.hold_type], []).append((r.start, r.end))
+        for w in self.blocking_work_orders(unit_id):
+            if w.nights:
+                found.setdefault("maintenance", []).append(w.nights)
+        for span in self.contract_spans(unit_id):
+            found.setdefault("other", []).append(span)
+        return found
 
     def active(self, unit_id: str) -> list[Reservation]:
         """Active reservations and holds of a unit, by (arrival, departure, id)."""
@@ -281,14 +331,15 @@ class SandboxData:
         return [r for r in self.active(unit_id) if r.start <= last and r.end > start]
 
     def blocked_nights(self, unit_id: str, start: dt.date, end: dt.date) -> set[dt.date]:
-        """Nights ``start <= d < end`` a reservation, hold or work order blocks."""
-        nights: set[dt.date] = set()
-        for first, stop in self.blocking_spans(unit_id):
-            d = max(first, start)
-            while d < min(stop, end):
-                nights.add(d)
-                d += ONE_DAY
-        return nights
+        """Nights ``start <= d < end`` a reservation, hold, work order or contract blocks."""
+        return _nights(self.blocking_spans(unit_id), start, end)
+
+    def blocked_nights_by_kind(self, unit_id: str, start: dt.date, end: dt.date) -> dict[str, set[dt.date]]:
+        """:meth:`blocked_nights` by kind (see :meth:`blocking_spans_by_kind`); a night may
+        carry several kinds; kinds without a night in the range are left out."""
+        by_kind = self.blocking_spans_by_kind(unit_id)
+        found = {kind: _nights(spans, start, end) for kind, spans in by_kind.items()}
+        return {kind: nights for kind, nights in found.items() if nights}
 
     def changes_since(self, start_version: int, limit: int = 100) -> tuple[list[Change], int]:
         """Changes after ``start_version``, collapsed to the latest per reservation, at most
@@ -351,3 +402,14 @@ class SandboxData:
                 continue
             found.append(order)
         return found
+
+
+def _nights(spans: list[tuple[dt.date, dt.date]], start: dt.date, end: dt.date) -> set[dt.date]:
+    """The nights ``start <= d < end`` of the half-open ``spans``."""
+    nights: set[dt.date] = set()
+    for first, stop in spans:
+        d = max(first, start)
+        while d < min(stop, end):
+            nights.add(d)
+            d += ONE_DAY
+    return nights

@@ -73,7 +73,8 @@ def daily_availability(sb: Sandbox, unit_id: str, start: dt.date, end: dt.date, 
     # Work orders show whether holds are asked for or not (invented: see the package docstring).
     spans = [(r.start, r.end) for r in shown(sb, unit_id, holds)]
     spans += [w.nights for w in sb.data.blocking_work_orders(unit_id) if w.nights]
-    blocked = {s + i * ONE_DAY for s, e in spans for i in range((e - s).days)}
+    contract = sb.data.contract_spans(unit_id)  # blocked (U) without arriving or departing
+    blocked = {s + i * ONE_DAY for s, e in spans + contract for i in range((e - s).days)}
     arrivals, departures = {s for s, _ in spans}, {e for _, e in spans}
     chars = []
     for i in range((end - start).days):

@@ -13,7 +13,8 @@ Sandbox choices where the contract is silent (clients must not depend on more th
   reservations/holds with a night in the range, neither merged nor clipped.
 * Work orders that remove their unit from availability (not Completed) are NonAvailability
   items too, in the same form as a stay (endDate the day after the last night removed, or
-  the last night with ``end_date="inclusive"``); see :mod:`.hsapi_work_orders`.
+  the last night with ``end_date="inclusive"``); see :mod:`.hsapi_work_orders`. So are
+  contract blocks (:meth:`Sandbox.block_contract`), which no other operation shows.
 * A cancelled reservation is still found by GetReservationById, with status Cancelled.
 * GetReservationChanges with a ``startVersion`` above the current version (a client's cursor
   ahead of Escapia, e.g. after :meth:`Sandbox.restart_change_log`): the contract is silent,
@@ -187,8 +188,9 @@ def get_unit_non_availability(sb: Sandbox, body: Any, query: dict) -> Any:
                         guestPhone=f"+1 ({g.area_code}) {g.phone}", reservationNumber=r.id,
                         totalPrice=r.total)
         items.append(item)
-    for first, stop in (w.nights for w in sb.data.blocking_work_orders(unit_id)):  # type: ignore[misc]
-        if first <= last and stop > start:  # in the same form as a stay: one item per work order
+    blocks = [w.nights for w in sb.data.blocking_work_orders(unit_id)] + sb.data.contract_spans(unit_id)
+    for first, stop in blocks:  # type: ignore[misc]
+        if first <= last and stop > start:  # in the same form as a stay: one item per work order/contract
             items.append({"dateRange": {"startDate": iso(first), "endDate": iso(stop - shift)}})
     return items
 

@@ -128,11 +128,21 @@ class Sandbox(WorkOrderControls):
             return {"id": u.id, "code": u.code, "name": u.name}
 
     def blocked_nights(self, unit_id: str, start: dt.date, end: dt.date) -> set[dt.date]:
-        """Nights ``start <= d < end`` covered by any active reservation or hold."""
+        """Nights ``start <= d < end`` covered by any active reservation, hold, blocking work
+        order or contract block."""
         with self._lock:
             if unit_id not in self.data.units:
                 raise KeyError(unit_id)
             return self.data.blocked_nights(unit_id, start, end)
+
+    def blocked_nights_by_kind(self, unit_id: str, start: dt.date, end: dt.date) -> dict[str, set[dt.date]]:
+        """:meth:`blocked_nights` by the kind escapia-ical should label them with:
+        ``reservation``/``owner``/``maintenance``/``hold`` by holdType, work orders
+        ``maintenance``, contract blocks ``other``. A night may carry several kinds."""
+        with self._lock:
+            if unit_id not in self.data.units:
+                raise KeyError(unit_id)
+            return self.data.blocked_nights_by_kind(unit_id, start, end)
 
     def stays(self, unit_id: str) -> list[tuple[dt.date, dt.date]]:
         """``[arrival, departure)`` of every active reservation and hold, sorted."""
@@ -169,6 +179,18 @@ class Sandbox(WorkOrderControls):
     def move_reservation(self, reservation_id: str, start: dt.date, end: dt.date) -> None:
         with self._lock:
             self.data.move_reservation(reservation_id, start, end)
+
+    def block_contract(self, unit_id: str, start: dt.date, end: dt.date) -> str:
+        """Block the unit's nights ``start .. end - 1`` for its effective contract dates (a
+        cause of non-availability that is neither a reservation nor a work order: shown by
+        GetUnitNonAvailability and EscapiaNET calendars only); return the block's id."""
+        with self._lock:
+            return self.data.add_contract_block(unit_id, start, end)
+
+    def unblock_contract(self, block_id: str) -> None:
+        """End a contract block (KeyError if unknown)."""
+        with self._lock:
+            self.data.remove_contract_block(block_id)
 
     def restart_change_log(self) -> None:
         """Escapia resetting its versions: the change feed starts again at version 0 (the next

@@ -32,6 +32,7 @@ from escapia_ical.sources.hsapi_decode import (
     parse_reservation_page,
     parse_unit_page,
 )
+from escapia_ical.sources.hsapi_index import HOLD_TYPES, search_reservation_index
 from escapia_ical.sources.hsapi_tokens import BearerTokens
 from escapia_ical.sources.hsapi_work_orders import (
     WorkOrder,
@@ -55,7 +56,6 @@ def _check(deadline: float, doing: str = "reading the change feed") -> None:
 
 
 API_HEADERS = {"x-homeaway-hasp-api-version": "10", "x-homeaway-hasp-api-endsystem": "EscapiaVRS"}
-HOLD_TYPES = ["None", "Owner", "Maintenance", "SoftBlock", "GroupSoftBlock", "GuestOfOwner", "Unavailable"]
 RESERVATIONS_VIEW = "Escapia's reservations"
 PAGE_SIZE = 100
 MAX_PAGES = 10_000
@@ -185,6 +185,18 @@ class HsapiSource:
         free = spans.subtract(nights, booked) if orders is not None else []
         view = RESERVATIONS_VIEW if orders is not None else f"{RESERVATIONS_VIEW} (work orders not readable)"
         return Explanation(view, tuple(free), tuple(spans.intersect(nights, booked)))
+
+    def reservation_index(self, window: FeedWindow, deadline: float = math.inf) -> dict[str, Reservation]:
+        """Return every reservation and hold of the account with a night in ``window``, by
+        id, with its unit, stay and kind: ONE paged SearchReservationSummaries (a large
+        page, walked until totalCount; see :mod:`.hsapi_index`). Raise SourceError if the
+        walk ends before totalCount, DeadlineReached if ``deadline`` passes between pages."""
+        found, unusable = search_reservation_index(self._call, lambda: _check(
+            deadline, "reading the account's reservations"), window)
+        if unusable:
+            log.info("%s: SearchReservationSummaries: %d summaries without an id or unit left out",
+                     self.account.name, unusable)
+        return found
 
     # -- work orders --------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from escapia_ical.errors import SourceError
+from escapia_ical.feeds.kinds import kind_of_hold_type
 from escapia_ical.model import Unit
 from escapia_ical.sources.dates import parse_api_date as parse_date
 
@@ -133,12 +134,16 @@ def _resolved(value: Any, ids: dict[str, Any], what: str) -> Any:
 @dataclass(frozen=True)
 class Reservation:
     """What the sync needs of a reservation or hold: its unit, its stay (None if the answer
-    has no usable one) and whether it is cancelled."""
+    has no usable one), whether it is cancelled, its kind (from ``holdType``, see
+    :mod:`escapia_ical.feeds.kinds`) and its id (nativePMSID; None if a summary has none).
+    Nothing else is kept: no guest, amount or reservation number."""
 
     unit: str | None
     start: dt.date | None
     end: dt.date | None  # the departure day
     cancelled: bool = False
+    kind: str = "reservation"
+    id: str | None = None
 
 
 def parse_reservation(body: Any, reservation_id: str) -> Reservation:
@@ -151,13 +156,15 @@ def parse_reservation(body: Any, reservation_id: str) -> Reservation:
     if unit is None:
         raise SourceError(f"{what}: answer has no unitNativePMSID")
     start, end = _stay(body.get("stayDateRange"), what)
-    return Reservation(unit, start, end, body.get("status") == "Cancelled")
+    return Reservation(unit, start, end, body.get("status") == "Cancelled",
+                       kind_of_hold_type(body.get("holdType")), reservation_id)
 
 
 def parse_reservation_page(body: Any) -> tuple[list[Reservation], int | None]:
-    """Given a SearchReservationSummaries answer, return (its reservations with a usable
-    stay, totalCount). Raise SourceError if it is not a page of results, or a result has no
-    stay: a stay we cannot read could be the one that books a night."""
+    """Given a SearchReservationSummaries answer, return (its reservations, totalCount),
+    each with its kind and id (``nativePMSID``). Raise SourceError if it is not a page of
+    results, or a result has no stay: a stay we cannot read could be the one that books a
+    night."""
     what = "SearchReservationSummaries"
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
         raise SourceError(f"{what}: expected an object with a 'results' list")
@@ -170,7 +177,9 @@ def parse_reservation_page(body: Any) -> tuple[list[Reservation], int | None]:
         if start is None or end is None:
             raise SourceError(f"{what}: result {index} has no stayDateRange")
         unit = _native_id(summary.get("unitNativePMSID"))
-        found.append(Reservation(unit, start, max(end, start + ONE_DAY)))  # a day-use stay: one night
+        found.append(Reservation(unit, start, max(end, start + ONE_DAY),  # a day-use stay: one night
+                                 kind=kind_of_hold_type(summary.get("holdType")),
+                                 id=_native_id(summary.get("nativePMSID"))))
     return found, total if isinstance(total, int) and not isinstance(total, bool) else None
 
 

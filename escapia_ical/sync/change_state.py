@@ -8,13 +8,15 @@ import datetime as dt
 import logging
 from typing import Any
 
+from escapia_ical.feeds.kinds import KINDS
 from escapia_ical.model import Unit
 from escapia_ical.sources.hsapi_decode import Change
 from escapia_ical.sources.hsapi_work_orders import WorkOrder
 
 log = logging.getLogger(__name__)
 
-Stay = tuple[str, dt.date | None, dt.date | None]  # unit, first night, departure
+Stay = tuple[str, dt.date | None, dt.date | None, str]  # unit, first night, departure, kind
+STAY_KINDS = tuple(k for k in KINDS if k != "other")  # what a stay's holdType can make it
 
 
 def checked(data: Any, path: Any) -> dict[str, Any]:
@@ -45,7 +47,13 @@ def checked(data: Any, path: Any) -> dict[str, Any]:
         "work_orders": part("work_orders", lambda v: None if v is None else {
             _text(k): WorkOrder.from_json(k, w) for k, w in _dict(v).items()}, None),
         "work_orders_forbidden": part("work_orders_forbidden", _flag, False),
+        "kinds_refreshed_at": part("kinds_refreshed_at", lambda v: _text(v) if v else None, None),
+        "kinds_missed": part("kinds_missed", lambda v: [_text(r) for r in _list(v)], []),
     }
+    stays = checked["reservations"]
+    if any(not kind for *_, kind in stays.values()):  # written before kinds: never refreshed
+        checked["reservations"] = {r: (*stay[:3], stay[3] or "reservation") for r, stay in stays.items()}
+        checked["kinds_refreshed_at"] = None
     if bad:
         log.warning("state file %s: ignoring %s (wrong shape); it is rebuilt", path, ", ".join(bad))
     return checked
@@ -84,11 +92,14 @@ def _text(value: Any) -> str:
 
 
 def _stay(value: Any) -> Stay:
+    """One stay; its kind is "" if it was written before kinds (then read as a reservation)."""
     if isinstance(value, str):  # written by 0.1.0: the unit only
-        return value, None, None
-    unit, start, end = _list(value)
+        return value, None, None, ""
+    unit, start, end, *kind = _list(value)
+    if len(kind) > 1 or kind and kind[0] not in STAY_KINDS:
+        raise ValueError("not a stay")
     return (_text(unit), dt.date.fromisoformat(start) if start else None,
-            dt.date.fromisoformat(end) if end else None)
+            dt.date.fromisoformat(end) if end else None, kind[0] if kind else "")
 
 
 def to_json(data: dict[str, Any]) -> dict[str, Any]:
@@ -96,8 +107,8 @@ def to_json(data: dict[str, Any]) -> dict[str, Any]:
         **data,
         "at_cursor": [[c.reservation, c.kind, c.time] for c in data["at_cursor"]],
         "units": [{"id": u.id, "name": u.name, "code": u.code} for u in data["units"]],
-        "reservations": {r: [u, s.isoformat() if s else None, e.isoformat() if e else None]
-                         for r, (u, s, e) in data["reservations"].items()},
+        "reservations": {r: [u, s.isoformat() if s else None, e.isoformat() if e else None, kind]
+                         for r, (u, s, e, kind) in data["reservations"].items()},
         "work_orders": None if data["work_orders"] is None else {
             i: w.to_json() for i, w in data["work_orders"].items()},
     }

@@ -28,17 +28,29 @@ request a near-term one would cost, so nothing beyond the near term goes stale.
 Full mode follows the feed too: every unit is fetched every run, and the feed tells the
 publish policy which stays were cancelled, moved or shortened.
 
+The reservations the tracker remembers are also the *kind index* (:mod:`.kind_index`):
+each tick's lookups record the kinds of the stays they find, for free; with
+``kinds_wanted`` one account-wide SearchReservationSummaries refreshes the index once per
+``reconcile_hours``. ``Plan.claims`` (unit -> kind -> nights, work orders included) labels
+the nights non-availability blocks; ``Plan.claims_changed`` names the units whose claims
+moved since the last tick, and :meth:`ChangeTracker.claims_for` reads them from state.
+
 State (``state_dir/accounts/<account>/changes.json``), each part checked when read (a part
 of the wrong shape is reported and ignored; the next save rewrites it):
   cursor        the change-feed version to ask from; absent -> a full sync
   at_cursor     the change read last (id, type, time): the one at the cursor
   pages_of_many whether a page of the feed ever held more than one change
   units         the distributed units and when they were listed
-  reservations  reservation id -> [unit, first night, departure] (the stay may be unknown)
+  reservations  reservation id -> [unit, first night, departure, kind] (the stay may be
+                unknown; stays that ended before the feed window are forgotten). Entries
+                written before kinds ([unit, first night, departure]) read as reservations
+                and make the index count as never refreshed
   fetched       unit id -> when it was last fetched successfully
   pending       units whose fetch is owed (it failed, or the run deadline came first)
   work_orders   work order id -> [unit, removes, start, end, status], the open ones (absent: never read)
   work_orders_forbidden  whether SearchWorkOrders answered 403 at the last tick
+  kinds_refreshed_at  when the account-wide refresh of the kinds last succeeded (absent: never)
+  kinds_missed  stays with nights to come the last refresh did not list (the next one decides)
 The cursor and the rest are saved only after the run's feeds were handled: a crash means
 the same changes are read again, never lost.
 """
@@ -52,21 +64,27 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from escapia_ical.config import HsapiAccount
+from escapia_ical.config import FeedSettings, HsapiAccount
 from escapia_ical.errors import DeadlineReached
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.spans import Span
-from escapia_ical.model import Unit
+from escapia_ical.model import FeedWindow, Unit
 from escapia_ical.sources.hsapi import CursorRejected, HsapiSource
 from escapia_ical.sources.hsapi_decode import Change, Reservation
 from escapia_ical.state import AccountState, read_json, write_json
 from escapia_ical.sync.change_state import Stay, checked, to_json
+from escapia_ical.sync.kind_index import (
+    MAX_REMEMBERED_RESERVATIONS,
+    Claims,
+    KindTick,
+    claims_of,
+    update_index,
+)
 from escapia_ical.sync.work_orders import WorkOrderTick, watch_work_orders
 
 log = logging.getLogger(__name__)
 
 TICK = dt.timedelta(minutes=5)  # the cron interval the reconcile is spread over
-MAX_REMEMBERED_RESERVATIONS = 50_000
 
 
 @dataclass
@@ -83,6 +101,9 @@ class Plan:
     freed: dict[str, list[Span]] = field(default_factory=dict)  # unit -> nights the feed shows freed
     at_cursor: list[Change] = field(default_factory=list)
     work_orders: WorkOrderTick = field(default_factory=lambda: WorkOrderTick(None))
+    kinds: KindTick = field(default_factory=KindTick)  # what to remember of the kinds refreshes
+    claims: Claims = field(default_factory=dict)  # unit -> kind -> nights booked (tracked units)
+    claims_changed: set[str] = field(default_factory=set)  # units whose claims differ from the state's
 
 
 class ChangeTracker:
@@ -95,22 +116,40 @@ class ChangeTracker:
         self.period = dt.timedelta(hours=account.reconcile_hours)
         self.fallback = dt.timedelta(hours=min(account.work_orders_fallback_hours, account.reconcile_hours))
         self._pages_of_many = False
+        self._stored_claims: tuple[FeedWindow | None, Claims] | None = None  # claims_for's, read once
 
     def plan(self, source: HsapiSource, now: dt.datetime, *, full: bool = False,
-             deadline: float = math.inf, held: set[str] = frozenset()) -> Plan:
+             deadline: float = math.inf, held: set[str] = frozenset(),
+             window: FeedWindow | None = None) -> Plan:
         """Return this tick's plan. ``full`` fetches every unit (and keeps the cursor going);
-        ``held`` units (a loss held by the publish policy) are fetched too. Raise
-        DeadlineReached if reading the change feed outlasts ``deadline``."""
+        ``held`` units (a loss held by the publish policy) are fetched too; ``window`` (the
+        feed window; the default settings' if None) bounds the kind index and the claims.
+        Raise DeadlineReached if reading the change feed (or the kinds refresh) outlasts
+        ``deadline``."""
+        window = window or FeedWindow.around(now.date(), FeedSettings.past_days, FeedSettings.future_days)
         try:
-            return self._plan(source, now, full, deadline, held)
+            plan = self._plan(source, now, full, deadline, held, window)
         finally:  # what the feed showed of its pages, whatever happened
             self._pages_of_many = source.largest_change_page > 1
+        ids = self._tracked(plan.units)
+        plan.claims = claims_of(plan.reservations, plan.work_orders.orders, ids, window)
+        before = claims_of(self.data["reservations"], self.data["work_orders"], ids, window)
+        plan.claims_changed = {u for u in before.keys() | plan.claims.keys()
+                               if before.get(u) != plan.claims.get(u)}
+        return plan
+
+    def claims_for(self, unit_id: str, window: FeedWindow | None = None) -> dict[str, list[Span]]:
+        """Return the unit's claims (kind -> nights) as the state holds them, clipped to
+        ``window`` if given: for commands that do not plan. No request."""
+        if self._stored_claims is None or self._stored_claims[0] != window:
+            self._stored_claims = window, claims_of(self.data["reservations"], self.data["work_orders"], None,
+                                                    window)
+        return self._stored_claims[1].get(unit_id, {})
 
     def _plan(self, source: HsapiSource, now: dt.datetime, full: bool, deadline: float,
-              held: set[str]) -> Plan:
+              held: set[str], window: FeedWindow) -> Plan:
         units, listed_at = self._units(source, now, rediscover=full)
         orders = watch_work_orders(source, self.account, self.data["work_orders"], now.date(), deadline)
-        reservations = dict(self.data["reservations"])
         cursor = self.data["cursor"]
         changes: list[Change] = []
         if cursor is not None:
@@ -119,23 +158,29 @@ class ChangeTracker:
             except CursorRejected as exc:
                 log.warning("%s: %s; fetching every unit", self.account.name, exc)
                 cursor = None
+        ids = self._tracked(units)
+        # The change at the cursor, read again, is skipped only when nothing followed it: if the
+        # feed went on, it may be the same reservation changed again within the same second.
+        fresh = _unseen(changes, self.data["at_cursor"]) if cursor is not None and new_cursor == cursor \
+            else changes
+        changed = {c.reservation for c in fresh}
+        many = len(changed) > len(ids)  # cheaper to fetch every unit than to look each one up
+        last = KindTick(self.data["kinds_refreshed_at"], self.data["kinds_missed"])
+        gained = ids - {u.id for u in self.data["units"]}  # their stays were not kept by the last refresh
+        reservations, kinds = update_index(source, self.account, self.data["reservations"], last, tracked=ids,
+                                           named=set() if many else changed, now=now, window=window,
+                                           deadline=deadline, full_sync=cursor is None or bool(gained))
         if cursor is None:  # first run, lost state or rejected cursor: fetch everything, and
             # follow the feed from now on (skipping the history: those units are all fetched)
             # From one version before the one found, so the change there is remembered and
             # the next tick, which reads it again, knows it.
             read, new_cursor = source.changes_since(max(source.recent_version(deadline) - 1, 0), deadline)
-            everything = self._tracked(units)
-            return Plan(units, everything, new_cursor, {"full": len(everything)}, reservations, listed_at,
-                        at_cursor=read[-1:], work_orders=orders)
-        ids = self._tracked(units)
-        # The change at the cursor, read again, is skipped only when nothing followed it: if the
-        # feed went on, it may be the same reservation changed again within the same second.
-        fresh = _unseen(changes, self.data["at_cursor"]) if new_cursor == cursor else changes
-        changed = {c.reservation for c in fresh}
+            return Plan(units, ids, new_cursor, {"full": len(ids)}, reservations, listed_at,
+                        at_cursor=read[-1:], work_orders=orders, kinds=kinds)
         remembered = changes[-1:] or self.data["at_cursor"]
-        if len(changed) > len(ids):  # cheaper to fetch every unit than to look each one up
+        if many:
             return Plan(units, ids, new_cursor, {"many changes": len(ids)}, reservations, listed_at,
-                        at_cursor=remembered, work_orders=orders)
+                        at_cursor=remembered, work_orders=orders, kinds=kinds)
         touched, freed = self._changed_units(source, changed, reservations, deadline)
         touched |= orders.touched
         for unit in freed:  # a night an open work order may block is not freed by a stay's change
@@ -165,7 +210,7 @@ class ChangeTracker:
         period = self.fallback if orders.forbidden else self.period
         add_units(fetch, reasons, "reconcile", {u for u in ids if self._due(u, fetched.get(u), now, period)})
         return Plan(units, fetch, new_cursor, reasons, reservations, listed_at, owed=unlisted, freed=freed,
-                    at_cursor=remembered, work_orders=orders)
+                    at_cursor=remembered, work_orders=orders, kinds=kinds)
 
     def commit(self, plan: Plan, succeeded: set[str], now: dt.datetime) -> None:
         """Save the cursor and what was fetched; owe the units whose fetch did not succeed."""
@@ -185,7 +230,10 @@ class ChangeTracker:
             "work_orders": plan.work_orders.orders if plan.work_orders.orders is not None
             else self.data["work_orders"],
             "work_orders_forbidden": plan.work_orders.forbidden,
+            "kinds_refreshed_at": plan.kinds.refreshed_at,
+            "kinds_missed": plan.kinds.missed,
         }
+        self._stored_claims = None
         write_json(self.path, to_json(self.data))
 
     # -- the parts of a plan ----------------------------------------------------------
@@ -222,26 +270,28 @@ class ChangeTracker:
     def _changed_units(self, source: HsapiSource, changed: set[str], reservations: dict[str, Stay],
                        deadline: float) -> tuple[set[str], dict[str, list[Span]]]:
         """Return the units touched by the changed reservations (where they are now, and
-        where they were, for a stay moved between units) and the nights each change freed;
-        remember where each reservation is now."""
+        where they were at the last tick, for a stay moved between units) and the nights
+        each change freed; remember where each reservation is now, and its kind."""
         units: set[str] = set()
         freed: dict[str, list[Span]] = {}
         for reservation_id in sorted(changed):
             if time.monotonic() > deadline:
                 raise DeadlineReached("the run deadline passed while mapping changes to units; "
                                       "they are read again at the next run")
-            now_in, before = source.reservation(reservation_id), reservations.pop(reservation_id, None)
+            # Before: as the last tick left it (a kinds refresh this tick may have updated it already).
+            now_in, before = source.reservation(reservation_id), self.data["reservations"].get(reservation_id)
+            reservations.pop(reservation_id, None)
             units |= {u for u in (now_in.unit if now_in else None, before[0] if before else None) if u}
             for unit, nights in _freed(before, now_in):
                 freed[unit] = spans.union(freed.get(unit, []), nights)
             if now_in and now_in.unit and not now_in.cancelled:
-                reservations[reservation_id] = (now_in.unit, now_in.start, now_in.end)
+                reservations[reservation_id] = (now_in.unit, now_in.start, now_in.end, now_in.kind)
             elif now_in is None and before is None:
                 log.info("%s: change to unknown reservation %s ignored (the reconcile covers it)",
                          self.account.name, reservation_id)
         # A night another known stay of the unit books is not freed by this change.
         for unit in freed:
-            booked = [(s, e) for u, s, e in reservations.values() if u == unit and s and e]
+            booked = [(s, e) for u, s, e, _ in reservations.values() if u == unit and s and e]
             freed[unit] = spans.subtract(freed[unit], booked)
         return units, freed
 

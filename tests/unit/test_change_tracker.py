@@ -132,7 +132,7 @@ def test_a_feed_of_one_change_per_page_never_stalls(tmp_path):
 def test_what_the_change_feed_shows_freed(tmp_path, before, now, freed):
     feed = Feed([Change("r1", "Create", "t1")], {"r1": before})
     next_run = settle(tmp_path, feed)
-    next_run.data["reservations"]["r1"] = (before.unit, before.start, before.end)
+    next_run.data["reservations"]["r1"] = (before.unit, before.start, before.end, before.kind)
     feed.reservations["r1"] = now
     feed.log.append((2, Change("r1", "Update", "t2")))
     assert next_run.plan(feed, NOW + dt.timedelta(minutes=5)).freed == freed
@@ -141,8 +141,8 @@ def test_what_the_change_feed_shows_freed(tmp_path, before, now, freed):
 def test_a_night_another_known_stay_books_is_not_shown_freed(tmp_path):
     feed = Feed([Change("r1", "Create", "t1")], {})
     next_run = settle(tmp_path, feed)
-    next_run.data["reservations"].update({"r1": ("u1", D(2027, 1, 5), D(2027, 1, 9)),
-                                          "r9": ("u1", D(2027, 1, 7), D(2027, 1, 12))})
+    next_run.data["reservations"].update({"r1": ("u1", D(2027, 1, 5), D(2027, 1, 9), "reservation"),
+                                          "r9": ("u1", D(2027, 1, 7), D(2027, 1, 12), "reservation")})
     feed.reservations["r1"] = stay("u1", 5, 9, cancelled=True)
     feed.log.append((2, Change("r1", "Delete", "t2")))
     assert next_run.plan(feed, NOW + dt.timedelta(minutes=5)).freed == {"u1": [(D(2027, 1, 5), D(2027, 1, 7))]}
@@ -187,7 +187,7 @@ def test_a_cancellation_does_not_free_nights_an_open_work_order_blocks(tmp_path)
     feed = Feed([Change("r1", "Create", "t1")], {})
     feed.work_orders = {"w1": order(start=5, end=6)}  # nights 5 and 6 (its end read inclusively)
     next_run = settle(tmp_path, feed)
-    next_run.data["reservations"]["r1"] = ("u1", D(2027, 1, 3), D(2027, 1, 9))
+    next_run.data["reservations"]["r1"] = ("u1", D(2027, 1, 3), D(2027, 1, 9), "reservation")
     feed.reservations["r1"] = stay("u1", 3, 9, cancelled=True)
     feed.log.append((2, Change("r1", "Delete", "t2")))
     plan = next_run.plan(feed, NOW + dt.timedelta(minutes=5))
