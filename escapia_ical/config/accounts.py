@@ -72,7 +72,6 @@ class HsapiAccount:
     line: int = 0  # where the account is declared, for messages
     feed_tokens: FeedTokens | None = None
     profiles: tuple[Profile, ...] = ()  # its named feed profiles (config/profiles.py)
-    kinds_wanted: bool = False  # a profile needs kinds: the reservation index is kept (sync/incremental.py)
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -145,8 +145,10 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     # EscapiaNET in incremental mode: quiet ticks (sync/quiet.py), planned the same way.
     tracker = ChangeTracker(account, state) if account.api == "hsapi" else quiet_tracker(account, state)
     full = options.full or (tracker is not None and account.mode == "full")
+    # HSAPI also labels the window's nights by kind (reservations, holds, work orders).
+    window = {"window": run.window} if account.api == "hsapi" else {}
     plan = (tracker.plan(source, options.now(), full=full, deadline=run.deadline,
-                         held=set(book.holds)) if tracker else None)
+                         held=set(book.holds), **window) if tracker else None)
     listed = plan.units if plan else source.list_units()
     stamps = state.feed_stamps()
     if not listed and stamps:

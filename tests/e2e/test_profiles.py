@@ -81,6 +81,9 @@ def test_three_profiles_show_the_truth_by_kind_with_their_buffers(deployment, mo
     configure(deployment, mode)
     sandbox = deployment.sandbox
     sandbox.add_work_order("1020-105", TODAY + 20 * DAY, TODAY + 23 * DAY)  # maintenance
+    sandbox.block_contract("1020-105", TODAY + 40 * DAY, TODAY + 45 * DAY)  # other: nothing explains it
+    sandbox.add_reservation("1020-105", TODAY + 5 * DAY, TODAY + 8 * DAY, "SoftBlock")  # hold
+    sandbox.add_reservation("1020-105", TODAY + 8 * DAY, TODAY + 10 * DAY)  # a guest, back to back
     result = deployment.run("sync")
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     units = sorted(sandbox.data.units)
@@ -99,6 +102,10 @@ def test_three_profiles_show_the_truth_by_kind_with_their_buffers(deployment, mo
         checked["owner"] += bool(truth.get("owner"))
         checked["cleaner"] += bool(expected(truth, "cleaner"))
     assert checked["owner"] and checked["cleaner"]  # the seed really has owner stays and guests soon
+    kinds = sandbox.blocked_nights_by_kind("1020-105", *deployment.window)
+    assert {k for k, n in kinds.items() if n} == {"maintenance", "other", "hold", "reservation"}
+    assert read_nights(deployment.output / "sandbox" / "cleaner" / feed_filename("1020-105")) == {
+        TODAY + 8 * DAY, TODAY + 9 * DAY, TODAY + 10 * DAY}  # the guest stay and its turnover day
     # The channel profile of every kind is the default feed plus its buffer nights.
     for unit in units:
         widened = expected({"all": deployment.truth(unit)}, "channel")
