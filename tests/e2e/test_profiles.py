@@ -193,3 +193,21 @@ def test_when_escapia_answers_all_empty_every_profile_keeps_its_nights(deploymen
     assert result.returncode == 1 and "breaker" in result.stderr
     after = {p: read_nights(p) if "owner" not in p.parts else inclusive_nights(p) for p in files}
     assert after == before
+
+
+def test_adding_profiles_fetches_no_calendar_only_the_kind_index(deployment):
+    configure(deployment, "hsapi", "")
+    for _ in range(2):
+        assert deployment.run("sync").returncode == 0
+    configure(deployment, "hsapi")
+    sandbox = deployment.sandbox
+    sandbox.reset_request_log()
+    result = deployment.run("sync")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    ops = Counter(r["op"] for r in sandbox.requests)
+    assert ops["GetUnitNonAvailability"] == 0 and ops["SearchReservationSummaries"] >= 1
+    assert set(ops) == {"GetReservationChanges", "SearchWorkOrders", "SearchReservationSummaries"}
+    for unit in sandbox.data.units:  # written from the stored calendars, labelled by the index
+        truth = sandbox.blocked_nights_by_kind(unit, *deployment.window)
+        path = deployment.output / "sandbox" / "cleaner" / feed_filename(unit)
+        assert read_nights(path) == expected(truth, "cleaner"), unit
