@@ -20,6 +20,7 @@ from escapia_ical.config import FeedSettings
 from escapia_ical.config.profiles import Profile
 from escapia_ical.feeds.profiles import ProfileBlock
 from escapia_ical.feeds.ranges import FeedBlock
+from escapia_ical.feeds.text import TextValue, fold_content_lines
 from escapia_ical.model import Unit
 
 PRODID = f"-//escapia-ical//escapia-ical {__version__}//EN"
@@ -80,29 +81,30 @@ def render_feed(
     """Given a unit and its blocks, return its calendar as iCalendar bytes.
 
     One all-day VEVENT per block: DTSTART is the first blocked night, DTEND the checkout
-    day (exclusive). ``dtstamp`` (UTC) goes into every event. CRLF line endings and
-    75-octet folding come from the icalendar library.
+    day (exclusive). ``dtstamp`` (UTC) goes into every event. CRLF line endings come from
+    the icalendar library; TEXT escaping and 75-octet folding from feeds/text.py, the same
+    on every icalendar version.
     """
     calendar = Calendar()
-    calendar.add("prodid", PRODID)
+    calendar.add("prodid", TextValue(PRODID))
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     title = display_name(unit)
-    calendar.add("x-wr-calname", title)
-    calendar.add("name", title)
+    calendar.add("x-wr-calname", TextValue(title))
+    calendar.add("name", TextValue(title))
     calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", vDuration(REFRESH))
     stamp = dtstamp.astimezone(dt.UTC).replace(microsecond=0)
     for block in blocks:
         event = Event()
-        event.add("uid", event_uid(account, unit.id, block, settings.uid_domain))
+        event.add("uid", TextValue(event_uid(account, unit.id, block, settings.uid_domain)))
         event.add("dtstamp", stamp)
         event.add("dtstart", block.shown.start)
         event.add("dtend", block.shown.end)
-        event.add("summary", settings.summary)
+        event.add("summary", TextValue(settings.summary))
         event.add("transp", "OPAQUE")
         calendar.add_component(event)
-    return calendar.to_ical()
+    return fold_content_lines(calendar.to_ical())
 
 
 def profile_uid(account: str, unit_id: str, profile: str, block: ProfileBlock, domain: str) -> str:
@@ -145,23 +147,23 @@ def render_events(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | Non
                   dtstamp: dt.datetime) -> bytes:
     """Return a calendar of the given all-day events as iCalendar bytes (as render_feed)."""
     calendar = Calendar()
-    calendar.add("prodid", PRODID)
+    calendar.add("prodid", TextValue(PRODID))
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     title = display_name(unit)
-    calendar.add("x-wr-calname", title)
-    calendar.add("name", title)
+    calendar.add("x-wr-calname", TextValue(title))
+    calendar.add("name", TextValue(title))
     calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
     calendar.add("x-published-ttl", vDuration(REFRESH))
     stamp = dtstamp.astimezone(dt.UTC).replace(microsecond=0)
     for uid, start, end, summary in events:
         event = Event()
-        event.add("uid", uid)
+        event.add("uid", TextValue(uid))
         event.add("dtstamp", stamp)
         event.add("dtstart", start)
         if end is not None:
             event.add("dtend", end)
-        event.add("summary", summary)
+        event.add("summary", TextValue(summary))
         event.add("transp", "OPAQUE")
         calendar.add_component(event)
-    return calendar.to_ical()
+    return fold_content_lines(calendar.to_ical())

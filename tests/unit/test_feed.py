@@ -4,6 +4,7 @@ import datetime as dt
 import re
 
 import icalendar
+import vobject
 
 from escapia_ical.config import FeedSettings
 from escapia_ical.feeds.ranges import feed_blocks
@@ -92,13 +93,11 @@ def test_long_names_fold_at_75_octets_and_unicode_survives():
     ics = render(("2026-12-01", "2026-12-02"), unit=unit)
     assert all(len(line) <= 75 for line in ics.split(b"\r\n"))
     assert b"\n" not in ics.replace(b"\r\n", b"")
-    parsed = icalendar.Calendar.from_ical(ics)
-    assert str(parsed["X-WR-CALNAME"]) == unit.name.strip()
+    # Read back with vobject: icalendar >= 7.2 returns X-WR-CALNAME still escaped.
+    assert vobject.readOne(ics.decode()).x_wr_calname.value == unit.name.strip()
 
 
 def test_control_characters_in_a_name_cannot_break_the_feed():
-    import vobject
-
     unit = Unit(id="1", name="Line\r\nbreak\x00\x1b[31m\u2028Villa\tNo. 5")
     ics = render(("2026-12-01", "2026-12-02"), unit=unit)
     assert b"X-WR-CALNAME:Line break [31m Villa No. 5\r\n" in ics
