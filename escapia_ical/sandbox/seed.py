@@ -10,10 +10,14 @@ nativePMSID    code    name                                   notable
 1020-102       102     Mountain Retreat                       Owner + Maintenance holds, the
                                                               Maintenance hold overlaps a stay;
                                                               work orders (one blocking)
-1020-103       103     Harbor Loft                            stay across New Year (Dec 28 ->
-                                                              Jan 3); stay covering Feb 29
-1020-104       104     Sunset Villa                           stays crossing both window edges,
-                                                              one before, one beyond the window
+1020-103       103     Harbor Loft 🌊\\nPier 9                 stay across New Year (Dec 28 ->
+                                                              Jan 3); stay covering Feb 29;
+                                                              emoji and a literal backslash-n
+                                                              in the name (not a line break)
+1020-104       104     Cliff, Sea; View \\ Loft               stays crossing both window edges,
+                                                              one before, one beyond the window;
+                                                              comma, semicolon, backslash in the
+                                                              name (TEXT escaping)
 1020-105       105     Empty Studio                           no reservations at all
 1020/7B        7B      Café «Lanai» & Spa — Suite #4          "/" in id, unicode/punctuation
 ünit 9         Ü9      Ōhiʻa Hale                             unicode + space in id
@@ -80,7 +84,7 @@ def seed(data: SandboxData, extra_units: int = 0) -> None:
     data.add_work_order("1020-102", day(260), day(262), status="Completed")
     data.add_work_order("1020-102", None, None, status="Pending", removes=False)
 
-    data.add_unit("1020-103", "103", "Harbor Loft", 103, bedrooms=1, sleeps=2, rate=175)
+    data.add_unit("1020-103", "103", "Harbor Loft 🌊\\nPier 9", 103, bedrooms=1, sleeps=2, rate=175)
     special = [next_new_year_stay(today), next_leap_day_stay(today)]
     for start, end in special:
         data.add_reservation("1020-103", start, end)
@@ -88,8 +92,8 @@ def seed(data: SandboxData, extra_units: int = 0) -> None:
         if not any(day(a) < e and day(d) > s for s, e in special):
             data.add_reservation("1020-103", day(a), day(d))
 
-    data.add_unit("1020-104", "104", "Sunset Villa", 104, bedrooms=5, bathrooms=4, sleeps=12,
-                  rate=890)
+    data.add_unit("1020-104", "104", "Cliff, Sea; View \\ Loft", 104, bedrooms=5, bathrooms=4,
+                  sleeps=12, rate=890)
     stays("1020-104", [(-36, -30), (-12, -3), (10, 17), (725, 740), (800, 805)])
 
     data.add_unit("1020-105", "105", "Empty Studio", 105, bedrooms=0, sleeps=2, rate=99)

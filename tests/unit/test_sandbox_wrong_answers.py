@@ -64,7 +64,7 @@ def batch_cals(sb, http):
 
 
 def whole(unit, text, first="2026-12-30", last="2027-01-10"):
-    names = {"1020-101": "Ocean View Cottage", "1020-102": "Mountain Retreat", "1020-104": "Sunset Villa",
+    names = {"1020-101": "Ocean View Cottage", "1020-102": "Mountain Retreat", "1020-104": "Cliff, Sea; View \\ Loft",
              "1020-105": "Empty Studio"}
     return [(unit, names[unit], [(first, last, text)])]
 
