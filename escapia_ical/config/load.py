@@ -302,7 +302,8 @@ def _profile_problems(data: dict) -> list[Problem]:
     feeds = data.get("feeds") if isinstance(data.get("feeds"), dict) else {}
     defaults = {"past_days": FeedSettings.past_days, "future_days": FeedSettings.future_days}
     problems = profile_problems(feeds.get("profiles"), feeds, defaults, ("feeds", "profiles"))
-    for i, account in enumerate(data.get("accounts") or []):
+    accounts = data.get("accounts")
+    for i, account in enumerate(accounts if isinstance(accounts, list) else []):
         if isinstance(account, dict):
             where = ("accounts", i, "profiles")
             problems += profile_problems(account.get("profiles"), feeds, defaults, where)

@@ -31,6 +31,7 @@ from escapia_ical.sandbox import (
 BIN = Path(sys.executable).parent
 CLI = shutil.which("escapia-ical", path=str(BIN)) or str(BIN / "escapia-ical")
 PAST_DAYS, FUTURE_DAYS = 7, 730
+BASE_URL = "https://calendars.example.com/feeds"  # feeds.base_url: UIDs end in @calendars.example.com
 
 
 @dataclass
@@ -114,6 +115,7 @@ http:
   retry_max_wait: {retry_max_wait}
   read_timeout: 10
 feeds:
+  base_url: {BASE_URL}
   past_days: {PAST_DAYS}
   future_days: {FUTURE_DAYS}
 accounts:

@@ -50,7 +50,7 @@ def test_feeds_hold_no_guest_data(deployment):
         assert {e.summary.value for e in calendar.contents.get("vevent", [])} <= {"Reserved"}
         assert calendar.x_wr_calname.value == deployment.sandbox.unit(unit_id)["name"]
         text = path.read_text(encoding="utf-8")
-        assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text.replace("@escapia-ical", "")), "an email"
+        assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text.replace("@calendars.example.com", "")), "an email"
         assert "guest" not in text.lower() and "$" not in text
 
 

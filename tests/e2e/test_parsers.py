@@ -35,12 +35,11 @@ MODES = ("hsapi", "escapianet-batch")
 PROFILE = "escaped"
 PROFILE_SUMMARY = 'Booked, "owner"; \\ stay\\n \\N 🌊'  # icalendar 7 alone makes \N a line break
 PROFILE_YAML = f"""\
-  base_url: https://calendars.example.com/feeds
   profiles:
     {PROFILE}:
       summary: '{PROFILE_SUMMARY}'
 """
-UID = re.compile(r"[0-9a-f]{32}@calendars\.example\.com")  # the host of feeds.base_url
+UID = re.compile(r"[0-9a-f]{32}@calendars\.example\.com")  # the host of feeds.base_url (conftest)
 # What TEXT escaping must survive: the seeded names together hold every one of these.
 SPECIAL = (",", ";", "\\", '"', "\\n", "🌊")
 

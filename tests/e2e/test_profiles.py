@@ -43,7 +43,7 @@ BUFFERS = {"channel": 1, "cleaner": 1, "owner": 0}
 def configure(deployment: Deployment, mode: str, profiles: str = PROFILES) -> None:
     write_config(deployment.config, account_yaml(mode))
     text = deployment.config.read_text(encoding="utf-8")
-    text = text.replace("feeds:\n", "feeds:\n  base_url: https://calendars.example.com/feeds\n" + profiles)
+    text = text.replace("feeds:\n", "feeds:\n" + profiles)
     deployment.config.write_text(text, encoding="utf-8")
     deployment.mode = mode
 
