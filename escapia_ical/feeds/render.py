@@ -85,26 +85,9 @@ def render_feed(
     the icalendar library; TEXT escaping and 75-octet folding from feeds/text.py, the same
     on every icalendar version.
     """
-    calendar = Calendar()
-    calendar.add("prodid", TextValue(PRODID))
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    title = display_name(unit)
-    calendar.add("x-wr-calname", TextValue(title))
-    calendar.add("name", TextValue(title))
-    calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
-    calendar.add("x-published-ttl", vDuration(REFRESH))
-    stamp = dtstamp.astimezone(dt.UTC).replace(microsecond=0)
-    for block in blocks:
-        event = Event()
-        event.add("uid", TextValue(event_uid(account, unit.id, block, settings.uid_domain)))
-        event.add("dtstamp", stamp)
-        event.add("dtstart", block.shown.start)
-        event.add("dtend", block.shown.end)
-        event.add("summary", TextValue(settings.summary))
-        event.add("transp", "OPAQUE")
-        calendar.add_component(event)
-    return fold_content_lines(calendar.to_ical())
+    events = [(event_uid(account, unit.id, b, settings.uid_domain), b.shown.start, b.shown.end,
+               settings.summary) for b in blocks]
+    return render_events(unit, events, dtstamp)
 
 
 def profile_uid(account: str, unit_id: str, profile: str, block: ProfileBlock, domain: str) -> str:
@@ -145,7 +128,10 @@ def events_digest(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | Non
 
 def render_events(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | None, str]],
                   dtstamp: dt.datetime) -> bytes:
-    """Return a calendar of the given all-day events as iCalendar bytes (as render_feed)."""
+    """Return a calendar of the given all-day events — (UID, DTSTART, DTEND or None,
+    SUMMARY) — as iCalendar bytes; ``dtstamp`` (UTC) goes into every event. CRLF line
+    endings come from the icalendar library; TEXT escaping and 75-octet folding from
+    feeds/text.py, the same on every icalendar version."""
     calendar = Calendar()
     calendar.add("prodid", TextValue(PRODID))
     calendar.add("version", "2.0")
