@@ -312,3 +312,52 @@ def test_no_secret_feed_name_reaches_logs_status_or_the_status_page(deployment):
              + (deployment.state / "status.json").read_text() + page.read_text())
     tokens = {name.rsplit("-", 1)[1].removesuffix(".ics") for name in names}
     assert not [t for t in tokens if t in shown]
+
+
+def test_profile_feeds_rotate_and_prune_with_their_unit(deployment):
+    profiles = "feeds:\n  profiles:\n    prep: {buffer_after_days: 1}\n    cleaner: {include: [reservation]}\n"
+    configure(deployment, account_extra=f"    feed_tokens: true\n    feed_token_secret: {SECRET}\n")
+    text = deployment.config.read_text().replace("feeds:\n", profiles)
+    deployment.config.write_text(text)
+    assert deployment.run("sync").returncode == 0
+    unit, other = "1020-105", "1020-101"
+    folder = deployment.output / "sandbox"
+    names = {p: next(f.name for f in (folder / p).iterdir() if f.name.startswith(unit + "-")) for p in ("prep", "cleaner")}
+    default = next(f.name for f in folder.glob("*.ics") if f.name.startswith(unit + "-"))
+    assert len({default, *names.values()}) == 3  # a token per profile: one URL does not give away another
+    rotated = deployment.run("rotate", "--account", "sandbox", "--unit", unit)
+    assert rotated.returncode == 0, rotated.stderr
+    urls = [line.split("\t")[2] for line in rotated.stdout.splitlines()]
+    assert len(urls) == 3 and {u.rsplit("/", 2)[1] for u in urls} == {"sandbox", "prep", "cleaner"}
+    new = {u.rsplit("/", 2)[1]: u.rsplit("/", 1)[1] for u in urls}
+    for profile in ("prep", "cleaner"):  # the new name works at once, the old one through the grace
+        assert (folder / profile / new[profile]).read_bytes() == (folder / profile / names[profile]).read_bytes()
+    listed = json.loads(deployment.run("feeds", "--json").stdout)
+    assert {r["url"].rsplit("/", 1)[1] for r in listed if r["unit"] == unit} == set(new.values())
+    start = dt.date.today() + dt.timedelta(days=40)
+    deployment.sandbox.add_reservation(unit, start, start + dt.timedelta(days=2))
+    assert deployment.run("sync").returncode == 0
+    for profile in ("prep", "cleaner"):
+        assert read_nights(folder / profile / new[profile]) == read_nights(folder / profile / names[profile])
+        assert start in read_nights(folder / profile / new[profile])
+    again = deployment.run("rotate", "--account", "sandbox", "--unit", unit, "--revoke-now")
+    assert again.returncode == 0
+    assert not any((folder / p / n).exists() for p, n in [*names.items(), *((p, new[p]) for p in names)])
+    assert len(list((folder / "prep").glob(unit + "-*"))) == 1
+    # A unit no longer selected: prune --now takes its profile feeds with it.
+    write_config(deployment.config, account_yaml(units=f'["{other}"]', extra=f"    feed_tokens: true\n"
+                                                 f"    feed_token_secret: {SECRET}\n"))
+    deployment.config.write_text(deployment.config.read_text().replace("feeds:\n", profiles))
+    assert deployment.run("sync").returncode == 0
+    pruned = deployment.run("prune", "--now")
+    assert pruned.returncode == 0, pruned.stderr
+    assert not list(folder.glob(f"*/{unit}-*")) and not list(folder.glob(f"{unit}-*"))
+    assert list(folder.glob(f"prep/{other}-*")) and "removed" in pruned.stdout
+    # A profile taken out of the config: kept (withdrawn) until prune, then removed.
+    deployment.config.write_text(deployment.config.read_text().replace("    cleaner: {include: [reservation]}\n", ""))
+    assert deployment.run("sync", "--full").returncode == 0
+    assert list(folder.glob(f"cleaner/{other}-*"))
+    assert deployment.run("prune").returncode == 0 and list(folder.glob(f"cleaner/{other}-*"))  # grace
+    pruned = deployment.run("prune", "--now")
+    assert "profile cleaner is no longer configured" in pruned.stdout
+    assert not list(folder.glob("cleaner/*.ics")) and list(folder.glob(f"prep/{other}-*"))
