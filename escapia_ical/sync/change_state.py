@@ -49,10 +49,14 @@ def checked(data: Any, path: Any) -> dict[str, Any]:
         "work_orders_forbidden": part("work_orders_forbidden", _flag, False),
         "kinds_refreshed_at": part("kinds_refreshed_at", lambda v: _text(v) if v else None, None),
         "kinds_missed": part("kinds_missed", lambda v: [_text(r) for r in _list(v)], []),
+        "kinds_owed": part("kinds_owed", _flag, False),
+        "kinds_failed_at": part("kinds_failed_at", lambda v: _text(v) if v else None, None),
     }
     stays = checked["reservations"]
     if any(not kind for *_, kind in stays.values()):  # written before kinds: never refreshed
         checked["reservations"] = {r: (*stay[:3], stay[3] or "reservation") for r, stay in stays.items()}
+        checked["kinds_refreshed_at"] = None
+    if "reservations" in bad:  # the index is gone: refresh it at once, not in reconcile_hours
         checked["kinds_refreshed_at"] = None
     if bad:
         log.warning("state file %s: ignoring %s (wrong shape); it is rebuilt", path, ", ".join(bad))

@@ -32,8 +32,7 @@ The reservations the tracker remembers are also the *kind index* (:mod:`.kind_in
 each tick's lookups record the kinds of the stays they find, for free; with
 ``kinds_wanted`` one account-wide SearchReservationSummaries refreshes the index once per
 ``reconcile_hours``. ``Plan.claims`` (unit -> kind -> nights, work orders included) labels
-the nights non-availability blocks; ``Plan.claims_changed`` names the units whose claims
-moved since the last tick, and :meth:`ChangeTracker.claims_for` reads them from state.
+the nights non-availability blocks.
 
 State (``state_dir/accounts/<account>/changes.json``), each part checked when read (a part
 of the wrong shape is reported and ignored; the next save rewrites it):
@@ -51,6 +50,8 @@ of the wrong shape is reported and ignored; the next save rewrites it):
   work_orders_forbidden  whether SearchWorkOrders answered 403 at the last tick
   kinds_refreshed_at  when the account-wide refresh of the kinds last succeeded (absent: never)
   kinds_missed  stays with nights to come the last refresh did not list (the next one decides)
+  kinds_owed    a refresh due for a reason of its own (full sync, new unit) failed: owed
+  kinds_failed_at  when the last refresh failed (the next try waits an hour)
 The cursor and the rest are saved only after the run's feeds were handled: a crash means
 the same changes are read again, never lost.
 """
@@ -103,7 +104,6 @@ class Plan:
     work_orders: WorkOrderTick = field(default_factory=lambda: WorkOrderTick(None))
     kinds: KindTick = field(default_factory=KindTick)  # what to remember of the kinds refreshes
     claims: Claims = field(default_factory=dict)  # unit -> kind -> nights booked (tracked units)
-    claims_changed: set[str] = field(default_factory=set)  # units whose claims differ from the state's
 
 
 class ChangeTracker:
@@ -116,7 +116,6 @@ class ChangeTracker:
         self.period = dt.timedelta(hours=account.reconcile_hours)
         self.fallback = dt.timedelta(hours=min(account.work_orders_fallback_hours, account.reconcile_hours))
         self._pages_of_many = False
-        self._stored_claims: tuple[FeedWindow | None, Claims] | None = None  # claims_for's, read once
 
     def plan(self, source: HsapiSource, now: dt.datetime, *, full: bool = False,
              deadline: float = math.inf, held: set[str] = frozenset(),
@@ -131,20 +130,9 @@ class ChangeTracker:
             plan = self._plan(source, now, full, deadline, held, window)
         finally:  # what the feed showed of its pages, whatever happened
             self._pages_of_many = source.largest_change_page > 1
-        ids = self._tracked(plan.units)
-        plan.claims = claims_of(plan.reservations, plan.work_orders.orders, ids, window)
-        before = claims_of(self.data["reservations"], self.data["work_orders"], ids, window)
-        plan.claims_changed = {u for u in before.keys() | plan.claims.keys()
-                               if before.get(u) != plan.claims.get(u)}
+        # Unclipped: a stay crossing the window's start labels its whole block (stable UIDs).
+        plan.claims = claims_of(plan.reservations, plan.work_orders.orders, self._tracked(plan.units))
         return plan
-
-    def claims_for(self, unit_id: str, window: FeedWindow | None = None) -> dict[str, list[Span]]:
-        """Return the unit's claims (kind -> nights) as the state holds them, clipped to
-        ``window`` if given: for commands that do not plan. No request."""
-        if self._stored_claims is None or self._stored_claims[0] != window:
-            self._stored_claims = window, claims_of(self.data["reservations"], self.data["work_orders"], None,
-                                                    window)
-        return self._stored_claims[1].get(unit_id, {})
 
     def _plan(self, source: HsapiSource, now: dt.datetime, full: bool, deadline: float,
               held: set[str], window: FeedWindow) -> Plan:
@@ -165,7 +153,8 @@ class ChangeTracker:
             else changes
         changed = {c.reservation for c in fresh}
         many = len(changed) > len(ids)  # cheaper to fetch every unit than to look each one up
-        last = KindTick(self.data["kinds_refreshed_at"], self.data["kinds_missed"])
+        last = KindTick(self.data["kinds_refreshed_at"], self.data["kinds_missed"], self.data["kinds_owed"],
+                        self.data["kinds_failed_at"])
         gained = ids - {u.id for u in self.data["units"]}  # their stays were not kept by the last refresh
         reservations, kinds = update_index(source, self.account, self.data["reservations"], last, tracked=ids,
                                            named=set() if many else changed, now=now, window=window,
@@ -232,8 +221,9 @@ class ChangeTracker:
             "work_orders_forbidden": plan.work_orders.forbidden,
             "kinds_refreshed_at": plan.kinds.refreshed_at,
             "kinds_missed": plan.kinds.missed,
+            "kinds_owed": plan.kinds.owed,
+            "kinds_failed_at": plan.kinds.failed_at,
         }
-        self._stored_claims = None
         write_json(self.path, to_json(self.data))
 
     # -- the parts of a plan ----------------------------------------------------------

@@ -45,13 +45,20 @@ MAX_REMEMBERED_RESERVATIONS = 50_000
 Claims = dict[str, dict[str, list[Span]]]  # unit -> kind -> nights (normalised spans)
 
 
+RETRY = dt.timedelta(hours=1)  # after a failed refresh (at most reconcile_hours)
+
+
 @dataclass
 class KindTick:
-    """What the state keeps of the refreshes: when the last one succeeded, and the stays
-    with nights to come it did not list (dropped if the next one lacks them too)."""
+    """What the state keeps of the refreshes: when the last one succeeded, the stays with
+    nights to come it did not list (dropped if the next one lacks them too), whether a
+    refresh is owed (one that was due for a reason of its own — a full sync, a new unit —
+    failed) and when the last one failed (the next try waits ``RETRY``)."""
 
     refreshed_at: str | None = None
     missed: list[str] = field(default_factory=list)
+    owed: bool = False
+    failed_at: str | None = None
 
 
 def update_index(source: HsapiSource, account: HsapiAccount, known: dict[str, Stay], last: KindTick, *,
@@ -60,27 +67,35 @@ def update_index(source: HsapiSource, account: HsapiAccount, known: dict[str, St
     """Return the index to go on with (``known`` without the stays that ended before
     ``window``, refreshed if it is due) and what to remember of the refreshes. ``named``:
     the reservations the change feed names this tick (their lookups decide). Raise
-    AuthError or DeadlineReached from the refresh; any other SourceError is a warning."""
+    AuthError or DeadlineReached from the refresh; any other SourceError is a warning (the
+    first of a row; the next ones are said at -v) and the refresh is tried again after
+    ``RETRY``: a refusal for good (HTTP 403, the operation not granted) costs one request
+    an hour, not one a tick."""
     index = {r: stay for r, stay in known.items() if not (stay[2] and stay[2] <= window.start)}
-    tick = KindTick(last.refreshed_at, [r for r in last.missed if r in index and r not in named])
-    if not refresh_due(account, last.refreshed_at, now, full_sync):
+    owed = last.owed or (full_sync and account.kinds_wanted)
+    tick = KindTick(last.refreshed_at, [r for r in last.missed if r in index and r not in named], owed,
+                    last.failed_at)
+    if not refresh_due(account, last.refreshed_at, now, owed) or _backing_off(account, last.failed_at, now):
         return index, tick
     try:
         listed = source.reservation_index(window, deadline)
     except (AuthError, DeadlineReached):
         raise
     except SourceError as exc:
-        log.warning("%s: kinds of blocks not refreshed (%s); the index is kept and refreshed at the next run",
-                    account.name, exc)
+        retry = min(RETRY, dt.timedelta(hours=account.reconcile_hours))
+        log.log(logging.INFO if last.failed_at else logging.WARNING,
+                "%s: kinds of blocks not refreshed (%s); index kept, the refresh tried again in %g min",
+                account.name, exc, retry.total_seconds() / 60)
+        tick.failed_at = now.isoformat()
         return index, tick
     index, missed = _merged(account, index, set(tick.missed), listed, tracked=tracked, named=named,
                             today=now.date(), window=window)
     return index, KindTick(now.isoformat(), sorted(missed))
 
 
-def refresh_due(account: HsapiAccount, refreshed_at: str | None, now: dt.datetime, full_sync: bool) -> bool:
-    """Is the account-wide refresh due? Only with ``kinds_wanted``: never refreshed, at a
-    full sync (or any tick that must refresh, such as one that lists a new unit), or
+def refresh_due(account: HsapiAccount, refreshed_at: str | None, now: dt.datetime, owed: bool) -> bool:
+    """Is the account-wide refresh due? Only with ``kinds_wanted``: never refreshed, owed
+    (a full sync, a tick that lists a new unit, or such a refresh that failed), or
     ``reconcile_hours`` after the last one (or a last one in the future: a clock set back
     must not stop the refreshes)."""
     if not account.kinds_wanted:
@@ -89,7 +104,16 @@ def refresh_due(account: HsapiAccount, refreshed_at: str | None, now: dt.datetim
         age = now - dt.datetime.fromisoformat(refreshed_at or "")
     except (TypeError, ValueError):
         return True
-    return full_sync or not dt.timedelta(0) <= age < dt.timedelta(hours=account.reconcile_hours)
+    return owed or not dt.timedelta(0) <= age < dt.timedelta(hours=account.reconcile_hours)
+
+
+def _backing_off(account: HsapiAccount, failed_at: str | None, now: dt.datetime) -> bool:
+    """Did a refresh fail less than ``RETRY`` (at most reconcile_hours) ago?"""
+    try:
+        age = now - dt.datetime.fromisoformat(failed_at or "")
+    except (TypeError, ValueError):
+        return False
+    return dt.timedelta(0) <= age < min(RETRY, dt.timedelta(hours=account.reconcile_hours))
 
 
 def _merged(account: HsapiAccount, index: dict[str, Stay], missed: set[str], listed: Mapping, *,
@@ -133,7 +157,9 @@ def claims_of(index: Mapping[str, Stay], orders: Mapping[str, WorkOrder] | None,
               window: FeedWindow | None = None) -> Claims:
     """Return unit -> kind -> nights booked, from the index and the work orders that remove
     their unit (``maintenance``), for ``units`` (None: every unit) that have any; clipped
-    to ``window`` if given."""
+    to ``window`` if given. The sync labels with unclipped claims: a stay crossing the
+    window's start keeps its kind over its whole block, so its profile events (and their
+    UIDs) do not change as the window moves."""
     found: dict[str, dict[str, list[Span]]] = {}
     booked = [(unit, kind, (start, end)) for unit, start, end, kind in index.values() if start and end]
     booked += [(w.unit, "maintenance", nights) for w in (orders or {}).values() for nights in [w.blocks()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -227,14 +228,54 @@ def cut_short(monkeypatch):
     monkeypatch.setattr(sandbox_hsapi, "page", page)
 
 
-def test_a_refresh_cut_short_keeps_the_old_index_and_is_tried_again_next_tick(sb, tmp_path, caplog, request):
+def test_a_refresh_cut_short_keeps_the_old_index_and_is_tried_again_an_hour_later(sb, tmp_path, caplog, request):
     first, _ = tick(sb, tmp_path, NOW, kinds_wanted=True)
     request.getfixturevalue("cut_short")
     plan, ops = tick(sb, tmp_path, NOW + 6 * HOUR, kinds_wanted=True)
     assert ops.count(REFRESH) == 2  # (the second page, empty, shows the cut)
     assert "kinds of blocks not refreshed" in caplog.text and "the list is incomplete" in caplog.text
     assert plan.reservations == first.reservations and saved(tmp_path)["kinds_refreshed_at"] == NOW.isoformat()
-    assert tick(sb, tmp_path, NOW + 6 * HOUR + 5 * HOUR / 60, kinds_wanted=True)[1].count(REFRESH) == 2
+    assert tick(sb, tmp_path, NOW + 6 * HOUR + 5 * HOUR / 60, kinds_wanted=True)[1].count(REFRESH) == 0
+    assert tick(sb, tmp_path, NOW + 7 * HOUR, kinds_wanted=True)[1].count(REFRESH) == 2
+
+
+def test_a_refresh_refused_for_good_costs_a_request_an_hour_and_one_warning(sb, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    tick(sb, tmp_path, NOW, kinds_wanted=True)
+    sb.inject("status", op="SearchReservationSummaries", status=403)
+    counts = [tick(sb, tmp_path, NOW + 6 * HOUR + i * 5 * HOUR / 60, kinds_wanted=True)[1].count(REFRESH)
+              for i in range(13)]
+    assert counts == [1] + [0] * 11 + [1]  # at 6 h, then an hour later; not at every tick
+    assert [r.levelname for r in caplog.records if "not refreshed" in r.getMessage()] == ["WARNING", "INFO"]
+
+
+def test_a_failed_refresh_owed_for_a_new_unit_is_tried_again(sb, tmp_path, monkeypatch):
+    stay = sb.add_reservation("1020-105", day(2), day(4), "Owner")
+    real = sb.data.search_units
+    sb.data.search_units = lambda *a, **k: [u for u in real(*a, **k) if u.id != "1020-105"]
+    tick(sb, tmp_path, NOW, kinds_wanted=True)
+    sb.data.search_units = real
+    data = saved(tmp_path)
+    data["listed_at"] = (NOW - 7 * HOUR).isoformat()  # the listing is due, the refresh is not
+    (tmp_path / "accounts" / "a" / "changes.json").write_text(json.dumps(data))
+    real_page = sandbox_hsapi.page
+    monkeypatch.setattr(sandbox_hsapi, "page", lambda body, size, items, render: (
+        {**real_page(body, size, items, render), "totalCount": 10**6}
+        if render is sandbox_hsapi.reservation_summary else real_page(body, size, items, render)))
+    plan, ops = tick(sb, tmp_path, NOW + HOUR, kinds_wanted=True)  # owed for the new unit; fails
+    assert REFRESH in ops and "1020-105" not in plan.claims and saved(tmp_path)["kinds_owed"]
+    monkeypatch.setattr(sandbox_hsapi, "page", real_page)
+    plan, ops = tick(sb, tmp_path, NOW + 2 * HOUR, kinds_wanted=True)  # the owed refresh, after the back-off
+    assert ops.count(REFRESH) == 1 and plan.claims["1020-105"] == {"owner": [(day(2), day(4))]}
+    assert stay in plan.reservations and not saved(tmp_path)["kinds_owed"]
+
+
+def test_a_damaged_index_is_refreshed_at_once(sb, tmp_path):
+    tick(sb, tmp_path, NOW, kinds_wanted=True)
+    data = saved(tmp_path)
+    data["reservations"]["x"] = ["1020-101", day(1).isoformat(), day(2).isoformat(), "guests"]  # no such kind
+    (tmp_path / "accounts" / "a" / "changes.json").write_text(json.dumps(data))
+    assert tick(sb, tmp_path, NOW + 5 * HOUR / 60, kinds_wanted=True)[1].count(REFRESH) == 1
 
 
 def test_a_stay_missing_from_one_refresh_is_kept_until_the_next_lacks_it_too(sb, tmp_path, caplog):
@@ -298,7 +339,7 @@ def test_lookups_record_kinds_without_a_refresh(sb, tmp_path):
     plan, ops = tick(sb, tmp_path, NOW + 5 * HOUR / 60)
     assert REFRESH not in ops and plan.reservations[hold] == ("1020-105", day(20), day(25), "hold")
     # (The change at the cursor is looked up again too: the index learns its unit's kinds as well.)
-    assert plan.claims["1020-105"] == {"hold": [(day(20), day(25))]} and "1020-105" in plan.claims_changed
+    assert plan.claims["1020-105"] == {"hold": [(day(20), day(25))]}
     assert saved(tmp_path)["reservations"][hold] == ["1020-105", day(20).isoformat(), day(25).isoformat(), "hold"]
 
 
@@ -307,7 +348,7 @@ def test_a_cancellation_shown_by_the_change_feed_removes_the_claim(sb, tmp_path)
     tick(sb, tmp_path, NOW, kinds_wanted=True)
     sb.cancel_reservation(stay)
     plan, _ = tick(sb, tmp_path, NOW + 6 * HOUR, kinds_wanted=True)  # a refresh and the lookup, same tick
-    assert stay not in plan.reservations and plan.claims_changed == {"1020-105"} and "1020-105" not in plan.claims
+    assert stay not in plan.reservations and "1020-105" not in plan.claims
 
 
 def test_work_orders_that_remove_their_unit_are_maintenance_claims(sb, tmp_path):
@@ -317,16 +358,16 @@ def test_work_orders_that_remove_their_unit_are_maintenance_claims(sb, tmp_path)
     assert not spans.intersect(maintenance, [(day(260), day(263))])  # the completed one
     order = sb.add_work_order("1020-105", day(40), day(41))
     plan, _ = tick(sb, tmp_path, NOW + 5 * HOUR / 60)
-    assert plan.claims["1020-105"] == {"maintenance": [(day(40), day(42))]} and plan.claims_changed == {"1020-105"}
+    assert plan.claims["1020-105"] == {"maintenance": [(day(40), day(42))]}
     sb.complete_work_order(order)
     plan, _ = tick(sb, tmp_path, NOW + 10 * HOUR / 60)
-    assert "1020-105" not in plan.claims and plan.claims_changed == {"1020-105"}
+    assert "1020-105" not in plan.claims
 
 
 def test_a_quiet_tick_changes_no_claims(sb, tmp_path):
-    tick(sb, tmp_path, NOW, kinds_wanted=True)
+    first, _ = tick(sb, tmp_path, NOW, kinds_wanted=True)
     plan, _ = tick(sb, tmp_path, NOW + 6 * HOUR, kinds_wanted=True)
-    assert plan.claims and plan.claims_changed == set()
+    assert plan.claims and plan.claims == first.claims
 
 
 def test_claims_label_every_blocked_night_as_the_sandbox_knows_it(sb, tmp_path):
@@ -345,13 +386,6 @@ def test_claims_label_every_blocked_night_as_the_sandbox_knows_it(sb, tmp_path):
         assert found == sb.blocked_nights_by_kind(unit_id, WINDOW.start, WINDOW.end), unit_id
     assert sb.blocked_nights_by_kind("1020-105", WINDOW.start, WINDOW.end)["other"] == {
         day(i) for i in range(14, 21)}
-
-
-def test_claims_for_reads_the_claims_from_state(sb, tmp_path):
-    plan, _ = tick(sb, tmp_path, NOW, kinds_wanted=True)
-    tracker = ChangeTracker(account(sb), AccountState(tmp_path, "a"))
-    assert tracker.claims_for("1020-102", WINDOW) == plan.claims["1020-102"]
-    assert tracker.claims_for("1020-105") == {}
 
 
 def test_state_keeps_no_guest_data(sb, tmp_path):

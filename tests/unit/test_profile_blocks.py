@@ -160,3 +160,25 @@ def test_events_render_with_summary_per_kind_and_dtend_as_the_last_night():
     assert [e[2] for e in checkout] == [D(2026, 12, 2), D(2026, 12, 8)]
     assert {e[0] for e in checkout}.isdisjoint(e[0] for e in events)  # each profile has its own UIDs
     assert events_digest(Unit("7", "Sea View"), events) != events_digest(Unit("7", "Sea View"), checkout)
+
+
+def test_profile_uids_stay_the_same_while_the_window_edge_moves_through_a_stay():
+    from escapia_ical.feeds.render import event_uid
+    from escapia_ical.sync.kind_index import claims_of
+    from escapia_ical.sync.profiles import unit_labels
+
+    stay = R(D(2026, 11, 20), D(2026, 12, 10))  # a long stay in progress, crossing the window's start
+    index = {"r1": ("u1", stay.start, stay.end, "reservation")}
+
+    def uids_on(today: dt.date, profile: Profile) -> tuple[list[str], list[str]]:
+        window = FeedWindow.around(today, 7, 730)
+        blocks = feed_blocks([stay], window)
+        labels = unit_labels(blocks, claims_of(index, None, {"u1"}).get("u1"))  # as the sync: unclipped
+        events = profile_events("a", Unit("u1", "Unit"), profile_blocks([b.origin for b in blocks], labels, [],
+                                                                        profile, window), profile, FeedSettings())
+        return [event_uid("a", "u1", b, "x") for b in blocks], [uid for uid, *_ in events]
+
+    for profile in (Profile("channel"), Profile("cleaner", include=("reservation",))):
+        default_1, profile_1 = uids_on(D(2026, 11, 30), profile)
+        default_2, profile_2 = uids_on(D(2026, 12, 1), profile)
+        assert default_1 == default_2 and profile_1 == profile_2, profile.name
