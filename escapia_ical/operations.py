@@ -33,7 +33,7 @@ from escapia_ical.status import (
     status_path,
 )
 from escapia_ical.sync.lock import account_lock, status_lock
-from escapia_ical.sync.profiles import profile_files
+from escapia_ical.sync.profiles import moment, profile_files
 
 log = logging.getLogger(__name__)
 EXIT_STALE = 2
@@ -136,14 +136,13 @@ def _prune_profiles(config, account, stamps: dict, now: dt.datetime, grace: dt.t
     """Remove the feeds of profiles no longer configured (marked ``withdrawn`` by the sync,
     sync/profiles.py) once their grace is over, or ``at_once``; return whether any went."""
     dropped = False
+    configured = {p.name for p in account.profiles}
     for entry in stamps.values():
         published = entry.get("profiles") if isinstance(entry.get("profiles"), dict) else {}
         for profile, recorded in sorted(published.items()):
-            try:
-                since = dt.datetime.fromisoformat(recorded["withdrawn"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            if not (at_once or now - since >= grace):
+            since = moment(recorded.get("withdrawn"))
+            # Configured again since (the next sync takes it back): never removed.
+            if since is None or profile in configured or not (at_once or now - since >= grace):
                 continue
             for path in profile_files(config, account, {"profiles": {profile: recorded}}, old=True):
                 verb = "would remove" if dry_run else "removed"
@@ -245,6 +244,11 @@ def _rotate_profiles(config, account, unit: str, entry: dict, generation: int, r
     feed's, kept up to date by the syncs of the grace period (sync/profiles.py)."""
     published = entry.get("profiles") if isinstance(entry.get("profiles"), dict) else {}
     entry["profiles"] = published = {name: dict(p) for name, p in published.items()}
+    if revoke_now:  # the feeds of profiles no longer configured: their URLs may have leaked too
+        for profile in [n for n, p in published.items() if "withdrawn" in p]:
+            gone = {"profiles": {profile: published.pop(profile)}}
+            for path in profile_files(config, account, gone, old=True):
+                remove_feed(path, root=config.output_dir)
     for path in profile_files(config, account, entry, withdrawn=False):
         profile = path.parent.name
         new = account_feed_filename(account, unit, generation, profile)

@@ -123,6 +123,30 @@ _STAMP_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
+def _profiles_problem(value: Any) -> str | None:
+    """What is wrong with an entry's ``profiles`` (sync/profiles.py): profile -> {file, digest,
+    dtstamp, events, config, withdrawn, old: {file: since}}; None if nothing."""
+    if not isinstance(value, dict):
+        return f"{kind_of(value)}, not a mapping"
+    for profile, record in value.items():
+        if not isinstance(record, dict) or not isinstance(record.get("file"), str):
+            return f"{str(profile)[:40]!r} is not a record with a file"
+        for key in ("digest", "dtstamp", "config", "withdrawn"):
+            if key in record and not isinstance(record[key], str):
+                return f"{str(profile)[:40]!r}: {key} is {kind_of(record[key])}"
+        old = record.get("old", {})
+        if not isinstance(old, dict) or not all(isinstance(t, str) for t in old.values()):
+            return f"{str(profile)[:40]!r}: old is not a mapping of names to times"
+    return None
+
+
+# Parts of a feeds.json entry that can be dropped alone (they are rebuilt by the next sync).
+_OPTIONAL_PARTS = {
+    "profiles": _profiles_problem,
+    "kinds": lambda v: None if isinstance(v, str) else f"{kind_of(v)}, not a string",
+}
+
+
 class AccountState:
     """The state files of one account."""
 
@@ -154,8 +178,12 @@ class AccountState:
             problem = _stamp_problem(name, entry)
             if problem:
                 problems.append(f"{name[:60]!r}: {problem}")
-            else:
-                stamps[name] = entry
+                continue
+            for field, check in _OPTIONAL_PARTS.items():  # a part of its own: dropped, not the entry
+                if field in entry and (why := check(entry[field])):
+                    problems.append(f"{name[:60]!r}: {field} ignored ({why})")
+                    del entry[field]
+            stamps[name] = entry
         if problems:
             warn_shape(self.feeds_path, problems)
         return stamps

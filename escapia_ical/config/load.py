@@ -302,6 +302,12 @@ def _profile_problems(data: dict) -> list[Problem]:
     feeds = data.get("feeds") if isinstance(data.get("feeds"), dict) else {}
     defaults = {"past_days": FeedSettings.past_days, "future_days": FeedSettings.future_days}
     problems = profile_problems(feeds.get("profiles"), feeds, defaults, ("feeds", "profiles"))
+    base_url = feeds.get("base_url")
+    if isinstance(base_url, str) and base_url.startswith(("http://", "https://")):
+        try:
+            urlsplit(base_url).port  # noqa: B018 -- raises ValueError on a malformed port
+        except ValueError:
+            problems.append(Problem(("feeds", "base_url"), "has no usable port"))
     accounts = data.get("accounts")
     for i, account in enumerate(accounts if isinstance(accounts, list) else []):
         if isinstance(account, dict):

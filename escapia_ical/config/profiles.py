@@ -21,8 +21,14 @@ from .positions import KeyPath, Problem
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"  # as schema.NAME_PATTERN (not imported: schema imports this)
 
-_TEXT = {"type": "string", "pattern": r"\S", "maxLength": 200,
-         "x-messages": {"pattern": "must not be empty"}}
+# A SUMMARY: RFC 5545 TEXT may hold no control character but HTAB (no escape can carry
+# one), and a lone surrogate cannot be written as UTF-8 at all.
+TEXT_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": 200, "allOf": [
+    {"pattern": r"\S", "x-messages": {"pattern": "must not be empty"}},
+    {"pattern": "^[^\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]*$",
+     "x-messages": {"pattern": "must not contain control characters (line breaks included)"}},
+]}
+_TEXT = TEXT_SCHEMA
 _HOST = {"type": "string", "pattern": r"^[A-Za-z0-9.-]+$",
          "x-messages": {"pattern": "must be hostname-like (letters, digits, dots, hyphens)"}}
 
@@ -99,11 +105,11 @@ def build_profiles(data: Mapping[str, Any] | None, lines: Mapping[KeyPath, int],
         profiles[name] = Profile(
             name=name,
             include=tuple(k for k in KINDS if k in value.get("include", KINDS)),
-            buffer_before_days=value.get("buffer_before_days", 0),
-            buffer_after_days=value.get("buffer_after_days", 0),
+            buffer_before_days=int(value.get("buffer_before_days", 0)),
+            buffer_after_days=int(value.get("buffer_after_days", 0)),
             summary=tuple(sorted(summary.items())) if isinstance(summary, dict) else summary,
-            past_days=value.get("past_days"),
-            future_days=value.get("future_days"),
+            past_days=None if value.get("past_days") is None else int(value["past_days"]),
+            future_days=None if value.get("future_days") is None else int(value["future_days"]),
             dtend=value.get("dtend", "checkout"),
             uid_domain=value.get("uid_domain"),
             line=lines.get(where + (name,), 0),
@@ -129,10 +135,14 @@ def profile_problems(data: Any, feeds: Mapping[str, Any], defaults: Mapping[str,
             continue
         for key, limit in limits.items():
             days = value.get(key)
-            if isinstance(days, int) and isinstance(limit, int) and days > limit:
+            if _count(days) and _count(limit) and days > limit:
                 problems.append(Problem(where + (name, key), f"{days} is beyond feeds.{key} ({limit}): a "
                                         f"profile shows only what is fetched; raise feeds.{key} too"))
     return problems
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def kind_warnings(profiles: tuple[Profile, ...], account_name: str, api: str) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 
 from .positions import KeyPath, Problem
-from .profiles import ACCOUNT_PROFILES_SCHEMA, PROFILES_SCHEMA
+from .profiles import ACCOUNT_PROFILES_SCHEMA, PROFILES_SCHEMA, TEXT_SCHEMA
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
 # Keys whose values are never shown in messages.
@@ -47,11 +47,7 @@ FEEDS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "summary": {
-            "type": "string",
-            "pattern": r"\S",
-            "x-messages": {"pattern": "must not be empty", "minLength": "must not be empty"},
-        },
+        "summary": TEXT_SCHEMA,
         "past_days": {"type": "integer", "minimum": 0, "maximum": 366},
         "shrink_guard": {"type": "number", "minimum": 0, "maximum": 1},  # deprecated, ignored
         "confirm_minutes": {"type": "number", "minimum": 0, "maximum": 10080},

@@ -8,11 +8,15 @@ fingerprint of the profile's settings), with the nights' kinds under ``kinds``
 (feeds/kinds.py ``encode``), so that a tick can tell without rendering whether a profile
 feed is current: same day, same settings, same kinds, file present.
 
-A profile removed from the configuration keeps its files, marked ``withdrawn``, until
-``prune`` removes them after ``feeds.retire_grace_days`` (a channel polling it is not
-surprised by a vanished URL). A feed whose name changed (``rotate``, a new token secret) is
-written under the new name, and its old name kept up to date for the account's
-``feed_token_grace_days`` before it is deleted (``rotate --revoke-now`` deletes it at once).
+A profile removed from the configuration (or renamed) keeps its files, marked
+``withdrawn``, until ``prune`` removes them after ``feeds.retire_grace_days``: a channel
+still polling its URL is not surprised by a 404, and is never shown a booking as free —
+until then they receive the default feed's content (every blocked night) whenever it
+changes, since the profile's own settings are gone (``rotate --revoke-now`` deletes them).
+
+A feed whose name changed (``rotate``, a new token secret) is written under the new name,
+and its old name kept up to date for the account's ``feed_token_grace_days`` before it is
+deleted (``rotate --revoke-now`` deletes it at once).
 """
 
 from __future__ import annotations
@@ -86,9 +90,10 @@ def profiles_current(config: Config, account: Account, unit_id: str, entry: dict
 def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
                      unknown: Sequence[Span], labels: Labels, entry: dict[str, Any], previous: Any,
                      *, today: dt.date, now: dt.datetime, generation: int, force: bool = False,
-                     dry_run: bool = False, grace_days: int = 7) -> int:
+                     dry_run: bool = False, grace_days: int = 7, default: bytes | None = None) -> int:
     """Render and publish the unit's profile feeds; record them in ``entry`` (its new
-    feeds.json entry; ``previous`` is what the last one recorded). Return how many files
+    feeds.json entry; ``previous`` is what the last one recorded). The files of profiles no
+    longer configured get ``default`` (the default feed's bytes). Return how many files
     were (or, for a dry run, would be) rewritten. Raise PublishError if one cannot be
     written; the profiles published before it are recorded."""
     previous = previous if isinstance(previous, dict) else {}
@@ -96,6 +101,9 @@ def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Seque
                                 for name, p in previous.items()
                                 if isinstance(p, dict) and name not in {q.name for q in account.profiles}}
     entry["profiles"] = recorded
+    if default is not None and not dry_run:  # a profile taken out of the config: see the module docstring
+        for path in profile_files(config, account, {"profiles": recorded}, old=True):
+            publish_feed(path, default, root=config.output_dir)
     if getattr(account, "kinds_wanted", False):
         entry["kinds"] = kinds.encode(labels)
     rewritten = 0
@@ -108,8 +116,7 @@ def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Seque
         before = previous.get(profile.name) if isinstance(previous.get(profile.name), dict) else {}
         dtstamp = now.replace(microsecond=0)
         if before.get("digest") == digest:
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                dtstamp = dt.datetime.fromisoformat(before["dtstamp"])
+            dtstamp = moment(before.get("dtstamp")) or dtstamp
         content = render_events(unit, events, dtstamp)
         path = profile_path(config, account, unit.id, generation, profile.name)
         if dry_run:
@@ -137,16 +144,34 @@ def _old_names(before: dict[str, Any], current: str, content: bytes, folder: Pat
     for name, since in sorted(old.items()):
         if not is_feed_filename(name):  # from state: never a path outside the folder
             continue
-        try:
-            retired = dt.datetime.fromisoformat(since)
-        except (TypeError, ValueError):
-            retired = now
+        retired = moment(since) or now
         if now - retired >= dt.timedelta(days=grace_days):
             remove_feed(folder / name, root=root)
         else:
             publish_feed(folder / name, content, root=root)
             kept[name] = retired.isoformat()
     return kept
+
+
+def profile_folders(config: Config, account: Account) -> list[Path]:
+    """Return the account's profile folders: those configured, and any other folder of a
+    profile's name (one no longer configured) found in the account folder."""
+    folder = config.output_dir / account.name
+    names = {p.name for p in account.profiles}
+    with contextlib.suppress(OSError):
+        names |= {d.name for d in folder.iterdir() if re.fullmatch(NAME_PATTERN, d.name) and d.is_dir()
+                  and not d.is_symlink()}
+    return [folder / name for name in sorted(names)]
+
+
+def moment(value: Any) -> dt.datetime | None:
+    """Return the time a state file wrote (ISO 8601 with its zone), or None for anything
+    else (a time without a zone cannot be compared with now)."""
+    try:
+        found = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return found if found is not None and found.tzinfo is not None else None
 
 
 def profile_files(config: Config, account: Account, entry: Any, *, withdrawn: bool = True,

@@ -41,6 +41,7 @@ from escapia_ical.sync.identity import claim_state
 from escapia_ical.sync.incremental import ChangeTracker
 from escapia_ical.sync.lock import STUCK_MARGIN, account_lock
 from escapia_ical.sync.notices import say_once
+from escapia_ical.sync.profiles import profile_folders
 from escapia_ical.sync.quiet import check_listing, listing_truncated, prefetch_batch, quiet_tracker
 from escapia_ical.sync.stamps import build_feed, previous_entry, stored_ranges
 from escapia_ical.sync.units import fetch_units, roll_unit
@@ -134,8 +135,8 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     state = AccountState(config.state_dir, account.name)
     if not options.dry_run:
         clean_temp_files(folder)
-        for profile in account.profiles:
-            clean_temp_files(folder / profile.name, root=config.output_dir)
+        for profile_folder in profile_folders(config, account):
+            clean_temp_files(profile_folder, root=config.output_dir)
         clean_temp_files(state.folder)  # a crash mid-write may have left a token copy
         claim_state(state, account)
     book = HoldBook.load(state.folder)

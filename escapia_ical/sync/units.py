@@ -131,7 +131,7 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[Fee
     if outcome.generation:  # kept with the name too, should names.json be lost
         stamp["generation"] = outcome.generation
     stamps[outcome.path.name] = stamp
-    _publish_profiles(run, account, unit, blocks, unknown or [], claims, outcome, stamp, previous)
+    _publish_profiles(run, account, unit, blocks, unknown or [], claims, outcome, stamp, previous, content)
     update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, stamp, stamps,
                      run.options.now(), _grace_days(account))
     log.info("%s/%s: %s (%d events)", account.name, unit.id,
@@ -176,13 +176,14 @@ def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcom
 
 def _publish_profiles(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
                       unknown: list[Span], claims: Claims | None, outcome: UnitOutcome,
-                      entry: dict, previous: dict) -> None:
+                      entry: dict, previous: dict, default: bytes | None = None) -> None:
     if not account.profiles and not previous.get("profiles"):
         return
     outcome.profiles_rewritten = publish_profiles(
         run.config, account, unit, blocks, unknown, unit_labels(blocks, claims), entry,
         previous.get("profiles"), today=run.today, now=run.options.now(), generation=outcome.generation,
-        force=run.options.force, dry_run=run.options.dry_run, grace_days=_grace_days(account))
+        force=run.options.force, dry_run=run.options.dry_run, grace_days=_grace_days(account),
+        default=default if default is not None else current_bytes(outcome.path))
 
 
 def _grace_days(account: Account) -> int:

@@ -211,3 +211,72 @@ def test_adding_profiles_fetches_no_calendar_only_the_kind_index(deployment):
         truth = sandbox.blocked_nights_by_kind(unit, *deployment.window)
         path = deployment.output / "sandbox" / "cleaner" / feed_filename(unit)
         assert read_nights(path) == expected(truth, "cleaner"), unit
+
+
+def test_a_profile_taken_out_of_the_config_is_served_with_every_blocked_night_until_prune(deployment):
+    configure(deployment, "hsapi")
+    assert deployment.run("sync").returncode == 0
+    channel = deployment.output / "sandbox" / "channel" / feed_filename("1020-105")
+    assert channel.exists()
+    # The operator takes 'channel' out of the config; the channel still polls its URL.
+    configure(deployment, "hsapi", PROFILES.replace("    channel:\n      buffer_after_days: 1\n"
+                                                    "      summary: Booked\n", ""))
+    assert "channel" not in deployment.config.read_text()
+    assert deployment.run("sync").returncode == 0
+    deployment.sandbox.add_reservation("1020-105", TODAY + 60 * DAY, TODAY + 63 * DAY)  # a new booking
+    result = deployment.run("sync")
+    assert result.returncode == 0, result.stderr
+    assert TODAY + 60 * DAY in read_nights(deployment.feed("1020-105"))  # the default feed blocks it
+    assert channel.exists(), "still served for retire_grace_days"
+    assert read_nights(channel) == read_nights(deployment.feed("1020-105")), "the default feed's nights"
+
+
+def test_rotate_survives_a_damaged_profiles_entry(deployment):
+    write_config(deployment.config, account_yaml(extra="    feed_tokens: true\n    feed_token_secret: "
+                                                       + "t" * 40 + "\n"))
+    text = deployment.config.read_text()
+    deployment.config.write_text(text.replace("feeds:\n", "feeds:\n" + PROFILES))
+    assert deployment.run("sync").returncode == 0
+    feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"
+    stamps = json.loads(feeds_json.read_text())
+    for entry in stamps.values():
+        entry["profiles"]["cleaner"] = "garbage"  # a damaged entry
+    feeds_json.write_text(json.dumps(stamps))
+    result = deployment.run("rotate", "--account", "sandbox", "--unit", "1020-105")
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr.split("\n")[-2], result.stderr
+
+
+def _damage(deployment, change) -> None:
+    feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"
+    stamps = json.loads(feeds_json.read_text())
+    for entry in stamps.values():
+        change(entry)
+    feeds_json.write_text(json.dumps(stamps))
+
+
+def test_prune_survives_a_withdrawn_time_without_a_zone(deployment):
+    configure(deployment, "hsapi")
+    assert deployment.run("sync").returncode == 0
+    _damage(deployment, lambda e: e["profiles"]["cleaner"].update(withdrawn="2020-01-01T00:00:00"))
+    result = deployment.run("prune", "--dry-run")
+    assert "internal error" not in result.stderr, result.stderr
+
+
+def test_sync_survives_an_old_profile_name_time_without_a_zone(deployment):
+    configure(deployment, "hsapi")
+    assert deployment.run("sync").returncode == 0
+    _damage(deployment, lambda e: e["profiles"]["cleaner"].update(old={"x.ics": "2020-01-01T00:00:00"}))
+    result = deployment.run("sync", "--full")
+    assert result.returncode == 0, result.stderr
+
+
+def test_prune_never_removes_the_feeds_of_a_configured_profile(deployment):
+    configure(deployment, "hsapi")
+    assert deployment.run("sync").returncode == 0
+    cleaner = deployment.output / "sandbox" / "cleaner" / feed_filename("1020-105")
+    # withdrawn once (taken out of the config and a sync ran), then put back: no sync since
+    eight_days_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=8)).isoformat()
+    _damage(deployment, lambda e: e["profiles"]["cleaner"].update(withdrawn=eight_days_ago))
+    result = deployment.run("prune")
+    assert result.returncode == 0, result.stderr
+    assert cleaner.exists(), result.stdout

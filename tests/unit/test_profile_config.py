@@ -101,3 +101,23 @@ def test_without_base_url_uid_domain_falls_back_and_that_is_said_once(tmp_path, 
         assert say_once(tmp_path / "state", "uid_domain", "UIDs end in @escapia-ical", now)
         assert not say_once(tmp_path / "state", "uid_domain", "UIDs end in @escapia-ical", now)
     assert [r.getMessage() for r in caplog.records] == ["UIDs end in @escapia-ical (said once)"]
+
+
+@pytest.mark.parametrize("summary", [r'"Owner \x1b[31m stay"', r'"Stay \uD800"', r'"two\nlines"'])
+@pytest.mark.parametrize("where", ["profiles:\n  c: {summary: %s}\n", "summary: %s\n"])
+def test_a_summary_no_text_value_can_carry_is_refused(tmp_path, summary, where):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, where % summary)
+    key = "feeds.profiles.c.summary" if "profiles" in where else "feeds.summary"
+    assert f"{key}: must not contain control characters" in str(caught.value)
+
+
+def test_odd_numbers_and_ports_are_caught_without_a_second_wrong_message(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, "future_days: true\nprofiles:\n  x: {future_days: 31}\n")
+    assert "beyond" not in str(caught.value) and "feeds.future_days: must be an integer" in str(caught.value)
+    with pytest.raises(ConfigError, match="feeds.base_url: has no usable port"):
+        load(tmp_path, "base_url: https://host:99999/feeds\n")
+    profile = load(tmp_path, "profiles:\n  x: {buffer_after_days: 1.0, future_days: 30.0}\n").feeds.profiles[0]
+    assert (profile.buffer_after_days, profile.future_days) == (1, 30)
+    assert type(profile.buffer_after_days) is int and type(profile.future_days) is int
