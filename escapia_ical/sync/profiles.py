@@ -37,7 +37,7 @@ from escapia_ical.feeds import kinds
 from escapia_ical.feeds.kinds import Claims, Labels
 from escapia_ical.feeds.names import account_feed_filename, is_feed_filename
 from escapia_ical.feeds.profiles import profile_blocks, profile_window
-from escapia_ical.feeds.publish import publish_feed, remove_feed
+from escapia_ical.feeds.publish import current_bytes, publish_feed, remove_feed
 from escapia_ical.feeds.ranges import FeedBlock
 from escapia_ical.feeds.render import events_digest, profile_events, render_events
 from escapia_ical.feeds.spans import Span
@@ -120,7 +120,7 @@ def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Seque
         content = render_events(unit, events, dtstamp)
         path = profile_path(config, account, unit.id, generation, profile.name)
         if dry_run:
-            rewritten += force or _read(path) != content
+            rewritten += force or current_bytes(path) != content
             continue
         rewritten += publish_feed(path, content, force=force, root=config.output_dir)
         recorded[profile.name] = {"file": path.name, "digest": digest, "dtstamp": dtstamp.isoformat(),
@@ -192,10 +192,3 @@ def profile_files(config: Config, account: Account, entry: Any, *, withdrawn: bo
         files += [config.output_dir / account.name / name / file for file in [recorded.get("file"), *olds]
                   if is_feed_filename(file)]
     return files
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
