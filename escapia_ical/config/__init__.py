@@ -10,7 +10,8 @@ from escapia_ical.config.accounts import (
     HsapiAccount,
     HttpPolicy,
 )
-from escapia_ical.config.load import ChannelSettings, Config, FeedSettings, load_config
+from escapia_ical.config.feeds import FeedSettings
+from escapia_ical.config.load import ChannelSettings, Config, load_config
 
 __all__ = [
     "ESCAPIANET_DEFAULT_BASE_URL",

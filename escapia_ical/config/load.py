@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from escapia_ical.errors import ConfigError
 
@@ -20,34 +19,12 @@ from .accounts import (
     Account,
     build_account,
     check_accounts,
-    typed,
     url_problem,
 )
+from .feeds import DEPRECATED, FeedSettings, feed_settings, feeds_problems
 from .positions import KeyPath, Problem, format_path, line_of, load_yaml, one_line
-from .profiles import Profile, build_profiles, kind_warnings, profile_problems
+from .profiles import build_profiles, kind_warnings
 from .schema import SECRET_KEYS, kind_of, schema_problems
-
-
-@dataclass(frozen=True)
-class FeedSettings:
-    summary: str = "Reserved"  # not "Not available": importers drop that, Airbnb's wording (README)
-    past_days: int = 7
-    future_days: int = 730
-    uid_domain: str = "escapia-ical"
-    # The public URL output_dir is served at (``feeds`` prints full URLs); its host is the
-    # default uid_domain. ``uid_domain_fallback``: neither was set, so UIDs end in
-    # "@escapia-ical" (said once per state_dir, see sync/runner.py).
-    base_url: str | None = None
-    uid_domain_fallback: bool = True
-    profiles: tuple[Profile, ...] = ()  # the global named profiles (accounts hold the resolved ones)
-    # The publish policy (feeds/policy.py): an unexplained loss of nights is published once
-    # answers this far apart agree; the breaker holds every unexplained loss of an account
-    # when at least breaker_units units and breaker_share of those fetched lose nights at once.
-    confirm_minutes: float = 10.0
-    breaker_units: int = 3
-    breaker_share: float = 0.2
-    # A unit no longer listed or selected keeps its feed this long before `prune` removes it.
-    retire_grace_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -115,7 +92,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     problems += [p for p in check_accounts(data, doc.lines, is_sensitive)
                  if not any(p.path[: len(f)] == f for f in failed)]
     problems += _check_dirs(data, base, is_sensitive)
-    problems += _profile_problems(data)
+    problems += feeds_problems(data)
     problems += _bare_variables(doc.value, ())
     hook = data.get("healthcheck_url")
     if (isinstance(hook, str) and ("healthcheck_url",) not in failed and hook.startswith("http://")
@@ -132,11 +109,6 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     return replace(config, warnings=tuple(warnings)) if warnings else config
 
 
-# Keys still accepted so that an upgrade does not stop cron, but no longer used.
-DEPRECATED: dict[KeyPath, str] = {
-    ("feeds", "shrink_guard"): "no longer used: losses are now judged night by night (see "
-                               "\"The publish policy\" in the README); remove it",
-}
 
 
 _BARE_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -298,41 +270,10 @@ def _render(filename: str, lines: dict[KeyPath, int], problems: list[Problem]) -
     return list(dict.fromkeys(texts))
 
 
-def _profile_problems(data: dict) -> list[Problem]:
-    feeds = data.get("feeds") if isinstance(data.get("feeds"), dict) else {}
-    defaults = {"past_days": FeedSettings.past_days, "future_days": FeedSettings.future_days}
-    problems = profile_problems(feeds.get("profiles"), feeds, defaults, ("feeds", "profiles"))
-    base_url = feeds.get("base_url")
-    if isinstance(base_url, str) and base_url.startswith(("http://", "https://")):
-        try:
-            urlsplit(base_url).port  # noqa: B018 -- raises ValueError on a malformed port
-        except ValueError:
-            problems.append(Problem(("feeds", "base_url"), "has no usable port"))
-    accounts = data.get("accounts")
-    for i, account in enumerate(accounts if isinstance(accounts, list) else []):
-        if isinstance(account, dict):
-            where = ("accounts", i, "profiles")
-            problems += profile_problems(account.get("profiles"), feeds, defaults, where)
-    return problems
-
-
-def _feed_settings(feeds: dict, lines: dict[KeyPath, int]) -> FeedSettings:
-    """Given the validated ``feeds`` mapping, return its settings, with uid_domain defaulting
-    to base_url's host (and today's "escapia-ical" when neither is set)."""
-    plain = {k: v for k, v in feeds.items() if ("feeds", k) not in DEPRECATED and k != "profiles"}
-    settings = FeedSettings(**typed(FeedSettings(), {k: v for k, v in plain.items() if k != "base_url"}))
-    base_url = plain.get("base_url", "").rstrip("/") or None
-    host = urlsplit(base_url).hostname if base_url else None
-    return replace(settings, base_url=base_url,
-                   uid_domain=plain.get("uid_domain") or host or settings.uid_domain,
-                   uid_domain_fallback="uid_domain" not in plain and not host,
-                   profiles=build_profiles(feeds.get("profiles"), lines, ("feeds", "profiles")))
-
-
 def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Config:
     """Given a validated, expanded document, return the Config it describes."""
     top_http = data.get("http", {})
-    feeds = _feed_settings(data.get("feeds", {}), lines)
+    feeds = feed_settings(data.get("feeds", {}), lines)
     accounts = []
     for i, a in enumerate(data["accounts"]):
         profiles = build_profiles(a.get("profiles"), lines, ("accounts", i, "profiles"), feeds.profiles)
