@@ -147,6 +147,57 @@ _OPTIONAL_PARTS = {
 }
 
 
+class FeedStamps(dict):
+    """feeds.json in memory: feed file name -> entry, plus an index of the names each unit
+    is published under, kept as names are set and deleted (an entry's unit never changes).
+
+    Looking up a unit's names (its old names after a rotation, or its entry under an older
+    name) is then O(1) instead of a scan of every entry per unit, which made a tick
+    quadratic in the number of units (11 CPU s at 10,000 units for the old names alone).
+    """
+
+    def __init__(self, entries: Any = ()) -> None:
+        super().__init__()
+        self._by_unit: dict[str, set[str]] = {}
+        for name, entry in dict(entries).items():
+            self[name] = entry
+
+    def __setitem__(self, name: str, entry: Any) -> None:
+        if name in self:
+            self._forget(name)
+        super().__setitem__(name, entry)
+        unit = entry.get("unit") if isinstance(entry, dict) else None
+        if isinstance(unit, str):
+            self._by_unit.setdefault(unit, set()).add(name)
+
+    def __delitem__(self, name: str) -> None:
+        self._forget(name)
+        super().__delitem__(name)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        if name in self:
+            self._forget(name)
+        return super().pop(name, *default)
+
+    def names_of(self, unit: str) -> set[str]:
+        """Return every name the unit's feed is recorded under (a copy)."""
+        return set(self._by_unit.get(unit, ()))
+
+    def _forget(self, name: str) -> None:
+        entry = self.get(name)
+        unit = entry.get("unit") if isinstance(entry, dict) else None
+        if isinstance(unit, str):
+            self._by_unit.get(unit, set()).discard(name)
+
+
+def names_of(stamps: dict[str, Any], unit: str) -> set[str]:
+    """Return the names ``stamps`` records for ``unit``: from the index of a FeedStamps, by a
+    scan of a plain mapping."""
+    if isinstance(stamps, FeedStamps):
+        return stamps.names_of(unit)
+    return {n for n, e in stamps.items() if isinstance(e, dict) and e.get("unit") == unit}
+
+
 class AccountState:
     """The state files of one account."""
 
@@ -162,18 +213,18 @@ class AccountState:
     def feeds_path(self) -> Path:
         return self.folder / "feeds.json"
 
-    def feed_stamps(self) -> dict[str, dict[str, Any]]:
+    def feed_stamps(self) -> FeedStamps:
         """Return ``{feed file name: {"unit": ..., "digest": ..., "dtstamp": ISO, ...}}``
         (empty if none). Entries whose name is not a feed file name of ours (the name is
         written and deleted under: ``../x.ics`` must never be) or whose value is not the
         expected shape are left out, with one warning for the file."""
         data = read_json(self.feeds_path)
         if data is None:
-            return {}
+            return FeedStamps()
         if not isinstance(data, dict):
             warn_shape(self.feeds_path, [f"expected a mapping of feed file names, not {kind_of(data)}"])
-            return {}
-        stamps, problems = {}, []
+            return FeedStamps()
+        stamps, problems = FeedStamps(), []
         for name, entry in data.items():
             problem = _stamp_problem(name, entry)
             if problem:

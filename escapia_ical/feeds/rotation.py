@@ -17,7 +17,7 @@ from typing import Any
 
 from escapia_ical.feeds.names import is_feed_filename
 from escapia_ical.feeds.publish import publish_feed, remove_feed
-from escapia_ical.state import kind_of, read_json, warn_shape, write_json
+from escapia_ical.state import kind_of, names_of, read_json, warn_shape, write_json
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,7 @@ DEFAULT_GRACE_DAYS = 7
 
 def old_names(stamps: dict[str, dict[str, Any]], unit_id: str, current: str) -> list[str]:
     """Return the names this unit's feed was published under before ``current``."""
-    return sorted(name for name, entry in stamps.items()
-                  if name != current and isinstance(entry, dict) and entry.get("unit") == unit_id)
+    return sorted(names_of(stamps, unit_id) - {current})
 
 
 def update_old_names(folder: Path, unit_id: str, current: str, content: bytes, stamp: dict[str, Any],

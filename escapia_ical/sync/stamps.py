@@ -23,6 +23,7 @@ from escapia_ical.feeds import spans
 from escapia_ical.feeds.ranges import FeedBlock
 from escapia_ical.feeds.render import content_digest, render_feed
 from escapia_ical.model import BlockedRange, Unit
+from escapia_ical.state import names_of
 from escapia_ical.sync.context import FeedStamps
 
 
@@ -31,7 +32,7 @@ def previous_entry(stamps: FeedStamps, unit_id: str, path: Path) -> dict[str, An
     name, or an older one (after a feed-token rotation); {} if nothing."""
     entry = stamps.get(path.name)
     if not isinstance(entry, dict):
-        entry = next((e for e in stamps.values() if isinstance(e, dict) and e.get("unit") == unit_id), None)
+        entry = next((stamps[n] for n in sorted(names_of(stamps, unit_id))), None)
     return entry if isinstance(entry, dict) else {}
 
 

@@ -10,6 +10,8 @@ import re
 import stat
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from escapia_ical.errors import PublishError
 from escapia_ical.feeds.names import feed_filename, is_feed_filename
@@ -104,3 +106,21 @@ def test_write_json_to_status_json_in_a_linked_state_dir(tmp_path):
     (tmp_path / "state").symlink_to(real)
     write_json(tmp_path / "state" / "status.json", {"version": 1})
     assert json.loads((real / "status.json").read_text()) == {"version": 1}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["set", "del", "pop"]), st.sampled_from(["a.ics", "b.ics", "c.ics"]),
+                          st.sampled_from(["u1", "u2", None])), max_size=30))
+def test_feed_stamps_index_names_by_unit_exactly_as_a_scan_would(operations):
+    from escapia_ical.state import FeedStamps, names_of
+
+    stamps = FeedStamps({"a.ics": {"unit": "u1"}})
+    for op, name, unit in operations:
+        if op == "set":
+            stamps[name] = {"unit": unit} if unit else {"digest": "x"}
+        elif op == "del" and name in stamps:
+            del stamps[name]
+        else:
+            stamps.pop(name, None)
+        for each in ("u1", "u2"):
+            assert names_of(stamps, each) == names_of(dict(stamps), each)
