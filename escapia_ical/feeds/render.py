@@ -13,14 +13,14 @@ import json
 import re
 from collections.abc import Sequence
 
-from icalendar import Calendar, Event, vDuration
+from icalendar import vDuration
 
 from escapia_ical import __version__
 from escapia_ical.config import FeedSettings
 from escapia_ical.config.profiles import Profile
 from escapia_ical.feeds.profiles import ProfileBlock
 from escapia_ical.feeds.ranges import FeedBlock
-from escapia_ical.feeds.text import TextValue, fold_content_lines
+from escapia_ical.feeds.text import escape_text, fold_content_lines
 from escapia_ical.model import Unit
 
 PRODID = f"-//escapia-ical//escapia-ical {__version__}//EN"
@@ -28,6 +28,7 @@ MAX_NAME = 200
 # Control characters, line separators and lone surrogates (which cannot be encoded).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 REFRESH = dt.timedelta(minutes=5)
+_REFRESH = vDuration(REFRESH).to_ical().decode()  # "PT5M", as the library writes a DURATION
 
 
 def event_uid(account: str, unit_id: str, block: FeedBlock, domain: str) -> str:
@@ -129,27 +130,28 @@ def events_digest(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | Non
 def render_events(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | None, str]],
                   dtstamp: dt.datetime) -> bytes:
     """Return a calendar of the given all-day events — (UID, DTSTART, DTEND or None,
-    SUMMARY) — as iCalendar bytes; ``dtstamp`` (UTC) goes into every event. CRLF line
-    endings come from the icalendar library; TEXT escaping and 75-octet folding from
-    feeds/text.py, the same on every icalendar version."""
-    calendar = Calendar()
-    calendar.add("prodid", TextValue(PRODID))
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    title = display_name(unit)
-    calendar.add("x-wr-calname", TextValue(title))
-    calendar.add("name", TextValue(title))
-    calendar.add("refresh-interval", REFRESH, parameters={"VALUE": "DURATION"})
-    calendar.add("x-published-ttl", vDuration(REFRESH))
-    stamp = dtstamp.astimezone(dt.UTC).replace(microsecond=0)
+    SUMMARY) — as iCalendar bytes; ``dtstamp`` (UTC) goes into every event.
+
+    Written by string formatting, not with icalendar's Calendar: the subset is narrow (one
+    VCALENDAR, all-day VEVENTs, eight properties) and icalendar took 3.8 ms for a 40-event
+    feed against 0.16 ms, which at 10,000 units is the daily roll's whole cost. The bytes
+    are exactly icalendar 7's (its property order, CRLF lines) — tests/unit/test_render_bytes.py
+    compares them byte for byte with the library and parses them with icalendar, vobject
+    and ical. TEXT escaping and folding are feeds/text.py's, as before.
+    """
+    title = escape_text(display_name(unit))
+    stamp = dtstamp.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{escape_text(PRODID)}", "CALSCALE:GREGORIAN",
+             f"NAME:{title}", f"X-WR-CALNAME:{title}", f"REFRESH-INTERVAL;VALUE=DURATION:{_REFRESH}",
+             f"X-PUBLISHED-TTL:{_REFRESH}"]
     for uid, start, end, summary in events:
-        event = Event()
-        event.add("uid", TextValue(uid))
-        event.add("dtstamp", stamp)
-        event.add("dtstart", start)
+        lines += ["BEGIN:VEVENT", f"SUMMARY:{escape_text(summary)}", f"DTSTART;VALUE=DATE:{_date(start)}"]
         if end is not None:
-            event.add("dtend", end)
-        event.add("summary", TextValue(summary))
-        event.add("transp", "OPAQUE")
-        calendar.add_component(event)
-    return fold_content_lines(calendar.to_ical())
+            lines.append(f"DTEND;VALUE=DATE:{_date(end)}")
+        lines += [f"DTSTAMP:{stamp}", f"UID:{escape_text(uid)}", "TRANSP:OPAQUE", "END:VEVENT"]
+    lines += ["END:VCALENDAR", ""]
+    return fold_content_lines("\r\n".join(lines).encode("utf-8"))
+
+
+def _date(day: dt.date) -> str:
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"

@@ -5,9 +5,8 @@ backslash and a line break is written ``\\n``. The icalendar library cannot be l
 it: 6.x escapes every property it writes as text, but 7.2 and later write NAME and the
 properties it does not know (X-WR-CALNAME) verbatim, so ``Cliff, Sea; View \\ Loft`` is
 cut at the comma by vobject and Radicale; and 7.x's own escaping turns a literal
-backslash-N into a line break. So the escaping is ours: a :class:`TextValue` carries the
-plain value and serialises it with :func:`escape_text`, and every icalendar version writes
-what a value's ``to_ical`` returns.
+backslash-N into a line break. So the escaping is ours (:func:`escape_text`), and the feed
+renderer (feeds/render.py) writes the lines itself.
 
 Folding is ours too (:func:`fold_content_lines`): icalendar folds at 75 octets but may
 put the fold inside an escape sequence (after ``\\`` of ``\\\\``), which importers that
@@ -17,8 +16,6 @@ unescape before unfolding read wrongly.
 from __future__ import annotations
 
 import re
-
-from icalendar import vText
 
 # Octets of a content line's text on one physical line (a continuation line adds its
 # leading space): what icalendar's folding keeps to, so a feed without escapes near a fold
@@ -37,19 +34,6 @@ def escape_text(value: str) -> str:
     stays two characters (``\\\\n``). Other characters, multibyte ones included, are kept.
     """
     return _SPECIAL.sub(lambda match: _ESCAPES[match.group()], value)
-
-
-class TextValue(vText):
-    """A TEXT property value: the plain string, serialised by :func:`escape_text`.
-
-    A subclass of icalendar's ``vText``, so ``Component.add`` keeps it as it is (no
-    re-encoding, on known and unknown properties alike) and writes ``to_ical``'s bytes.
-    """
-
-    __slots__ = ()
-
-    def to_ical(self) -> bytes:
-        return escape_text(str(self)).encode("utf-8")
 
 
 def fold_content_lines(ical: bytes) -> bytes:

@@ -12,11 +12,12 @@ import vobject
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from ical.calendar_stream import IcsCalendarStream
+from ical_reference import TextValue
 
 from escapia_ical.config import FeedSettings
 from escapia_ical.feeds.ranges import feed_blocks
 from escapia_ical.feeds.render import display_name, render_feed
-from escapia_ical.feeds.text import TextValue, escape_text, fold_content_lines
+from escapia_ical.feeds.text import escape_text, fold_content_lines
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 
 D = dt.date

@@ -1,0 +1,63 @@
+"""The hand-written renderer (feeds/render.py ``render_events``) against the icalendar
+library: the same bytes, and the same meaning to icalendar, vobject and ical."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import icalendar
+import pytest
+import vobject
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ical.calendar_stream import IcsCalendarStream
+from ical_reference import reference_render
+
+from escapia_ical.feeds.render import display_name, render_events
+from escapia_ical.model import Unit
+
+D = dt.date
+STAMP = dt.datetime(2026, 11, 30, 12, 0, 5, 999, tzinfo=dt.UTC)
+NAMES = ["Ocean View Condo", "Cliff, Sea; View \\ Loft", "Harbor Loft 🌊\\nPier 9", 'Pele\'s "Hideaway" \\\\ Loft; A/C',
+         "é" * 120, "🌊" * 80, "a\\" * 60, "x" * 73 + "\\,", "line\nbreak\rand\u2028more", ""]
+EVENTS = [
+    [],
+    [("0f5c@calendars.example.com", D(2026, 12, 1), D(2026, 12, 4), "Reserved")],
+    [("a@x", D(2027, 12, 31), D(2028, 1, 2), "Owner, stay; \\ 🌊"), ("b@x", D(2028, 2, 29), None, "Booked"),
+     ("c@x", D(2028, 3, 1), D(2028, 3, 2), "é" * 100)],
+    [(f"{i:032x}@escapia-ical", D(2026, 1, 1) + dt.timedelta(days=3 * i), D(2026, 1, 3) + dt.timedelta(days=3 * i),
+      "Reserved") for i in range(40)],
+]
+TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=120)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("events", EVENTS)
+def test_the_same_bytes_as_icalendar(name, events):
+    unit = Unit("7", name)
+    assert render_events(unit, events, STAMP) == reference_render(unit, events, STAMP)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=TEXT, summary=TEXT.filter(lambda s: s.strip()), nights=st.integers(0, 400), length=st.integers(1, 30),
+       one_night_no_end=st.booleans())
+def test_arbitrary_names_and_summaries_read_the_same_in_three_parsers(name, summary, nights, length,
+                                                                      one_night_no_end):
+    unit = Unit("7", name)
+    start = D(2026, 12, 1) + dt.timedelta(days=nights)
+    end = None if one_night_no_end else start + dt.timedelta(days=length)
+    events = [("3f2a@calendars.example.com", start, end, summary)]
+    data = render_events(unit, events, STAMP)
+    assert data == reference_render(unit, events, STAMP)
+    assert all(len(line) <= 75 for line in data.split(b"\r\n"))
+    title = display_name(unit)
+    by_icalendar = icalendar.Calendar.from_ical(data)
+    event = by_icalendar.walk("VEVENT")[0]
+    assert str(event["SUMMARY"]) == summary and event.decoded("dtstart") == start
+    by_vobject = vobject.readOne(data.decode("utf-8"))
+    assert by_vobject.x_wr_calname.value == title and by_vobject.vevent.summary.value == summary
+    assert by_vobject.vevent.dtstart.value == start
+    by_ical = IcsCalendarStream.calendar_from_ics(data.decode("utf-8"))
+    assert by_ical.events[0].summary == summary and by_ical.events[0].dtstart == start
+    if end is not None:
+        assert event.decoded("dtend") == by_vobject.vevent.dtend.value == by_ical.events[0].dtend == end
