@@ -52,6 +52,8 @@ class Config:
     report_html: Path | None = None  # the status page (report/), written after every sync
     healthcheck_url: str | None = field(default=None, repr=False)  # healthchecks.io-style pings
     channels: ChannelSettings | None = None  # channel fetch tracking, when configured
+    # Requests in flight at once across every account (accounts are synced side by side).
+    max_concurrency_total: int = 32
 
     def account(self, name: str) -> Account | None:
         return next((a for a in self.accounts if a.name == name), None)
@@ -272,7 +274,7 @@ def _render(filename: str, lines: dict[KeyPath, int], problems: list[Problem]) -
 
 def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Config:
     """Given a validated, expanded document, return the Config it describes."""
-    top_http = data.get("http", {})
+    top_http = {k: v for k, v in data.get("http", {}).items() if k != "max_concurrency_total"}
     feeds = feed_settings(data.get("feeds", {}), lines)
     accounts = []
     for i, a in enumerate(data["accounts"]):
@@ -286,6 +288,7 @@ def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Con
         output_dir=_resolve_dir(base, data["output_dir"]),
         state_dir=_resolve_dir(base, data["state_dir"]),
         feeds=feeds,
+        max_concurrency_total=int(data.get("http", {}).get("max_concurrency_total", 32)),
         accounts=tuple(accounts),
         deadline_seconds=float(data.get("deadline_seconds", 240.0)),
         metrics_file=_resolve_dir(base, data["metrics_file"]) if data.get("metrics_file") else None,

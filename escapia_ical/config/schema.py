@@ -43,6 +43,13 @@ HTTP_SCHEMA: dict[str, Any] = {
     },
 }
 
+# The top-level http: every account's defaults, plus the bound of the whole run.
+TOP_HTTP_SCHEMA: dict[str, Any] = {
+    **HTTP_SCHEMA,
+    "properties": {**HTTP_SCHEMA["properties"],
+                   "max_concurrency_total": {"type": "integer", "minimum": 1, "maximum": 256}},
+}
+
 FEEDS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -194,7 +201,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
     "properties": {
         "output_dir": _NON_EMPTY,
         "state_dir": _NON_EMPTY,
-        "http": HTTP_SCHEMA,
+        "http": TOP_HTTP_SCHEMA,
         "feeds": FEEDS_SCHEMA,
         "metrics_file": _NON_EMPTY,
         "report_html": _NON_EMPTY,

@@ -74,6 +74,13 @@ class Handler(BaseHTTPRequestHandler):
             status, payload = control.handle(sb, method, path, query, raw)
             self._send(sb, Answer(status, _json(payload), JSON_TYPE, {}, "control"))
             return
+        sb.entered()  # how many API requests are in flight at once (a measure, not a behaviour)
+        try:
+            self._serve_api(sb, method, path, query, raw)
+        finally:
+            sb.left()
+
+    def _serve_api(self, sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> None:
         ctx: dict = {"op": None, "unit": None, "faults": []}
         api = "soap" if path in escapianet.ENDPOINTS else "hsapi"
         if api == "soap":

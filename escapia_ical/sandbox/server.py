@@ -59,6 +59,7 @@ class Sandbox(WorkOrderControls):
         self.today = today or dt.date.today()
         self.token_ttl, self.max_page_size, self.end_date = token_ttl, max_page_size, end_date
         self.guest_data_in_nonavailability, self.latency = guest_data_in_nonavailability, latency
+        self.in_flight = self.max_in_flight = 0  # API requests being served now / the most at once
         self.data = SandboxData(self.today, seed)
         seed_data(self.data, extra_units)
         self._lock = threading.RLock()
@@ -262,6 +263,17 @@ class Sandbox(WorkOrderControls):
         with self._lock:
             self.requests.clear()
             self.soap_requests.clear()
+            self.max_in_flight = self.in_flight
+
+    def entered(self) -> None:
+        """An API request arrived: count it in flight (``max_in_flight``: the most at once)."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def left(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     # -- serving (called from handler threads) -------------------------------------------
     def _take_fault(self, faults: dict, key: Any) -> list | None:

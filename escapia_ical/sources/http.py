@@ -39,6 +39,7 @@ from escapia_ical.sources.http_answers import (  # noqa: F401 - re-exported for 
     status_error,
 )
 from escapia_ical.sources.pacing import Pacer, Sleep
+from escapia_ical.sources.slots import request_slot
 from escapia_ical.sources.stop import Stopped
 from escapia_ical.sources.watchdog import new_session, time_limit
 
@@ -140,7 +141,7 @@ class HttpClient:
         self._count(self.requests_by_operation, operation)
         started = time.monotonic()
         timeout = (self.policy.connect_timeout, self.policy.read_timeout)
-        with time_limit(limit) as scope:
+        with request_slot(self.deadline, operation), time_limit(limit) as scope:
             try:
                 # Never follow a redirect: requests would resend the body (EscapiaNET's
                 # password) and headers to wherever Location points, even plain http.

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 
 from escapia_ical.config import Account, Config
@@ -27,9 +29,11 @@ from escapia_ical.feeds.ranges import feed_blocks
 from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.sources import Source, make_source
+from escapia_ical.sources.slots import set_request_slots
 from escapia_ical.state import AccountState
 from escapia_ical.sync.context import (
     AccountResult,
+    Progress,
     RunContext,
     SyncOptions,
     SyncReport,
@@ -41,6 +45,7 @@ from escapia_ical.sync.identity import claim_state
 from escapia_ical.sync.incremental import ChangeTracker
 from escapia_ical.sync.lock import STUCK_MARGIN, account_lock
 from escapia_ical.sync.notices import say_once
+from escapia_ical.sync.parallel import account_logs, account_thread_name
 from escapia_ical.sync.profiles import profile_folders
 from escapia_ical.sync.quiet import check_listing, listing_truncated, prefetch_batch, quiet_tracker
 from escapia_ical.sync.stamps import build_feed, previous_entry, stored_ranges
@@ -72,25 +77,69 @@ def run_sync(config: Config, options: SyncOptions, report: SyncReport | None = N
     run = RunContext(config, options, today, feed_window(config, today),
                      time.monotonic() + config.deadline_seconds)
     found_units: set[str] = set()
+    selected = [a for a in config.accounts if not options.accounts or a.name in options.accounts]
+    starting = threading.Lock()
     started = False
-    for account in config.accounts:
-        if options.accounts and account.name not in options.accounts:
-            continue
+
+    def sync_one(account: Account) -> None:
+        nonlocal started
         try:
             with _account_lock(config, account, options.dry_run):
-                if not started and on_start is not None:
-                    on_start()
-                if not started and config.feeds.uid_domain_fallback and not options.dry_run:
-                    say_once(config.state_dir, "uid_domain", UID_DOMAIN_NOTICE, options.now())
-                started = True
+                with starting:  # once, when the first account is about to be synced
+                    if not started:
+                        if on_start is not None:
+                            on_start()
+                        if config.feeds.uid_domain_fallback and not options.dry_run:
+                            say_once(config.state_dir, "uid_domain", UID_DOMAIN_NOTICE, options.now())
+                    started = True
                 _run_account(run, account, report, found_units)
         except LockHeld as exc:
             report.skipped[account.name] = exc.holder
             log.info("%s: skipped: %s", account.name, exc)
+
+    # Side by side (sync/parallel.py) unless a progress bar shows one account at a time.
+    workers = min(len(selected), config.max_concurrency_total)
+    set_request_slots(config.max_concurrency_total)
+    try:
+        if workers > 1 and type(options.progress) is Progress:
+            with account_logs([a.name for a in selected]):
+                _side_by_side(selected, sync_one, workers)
+        else:
+            for account in selected:
+                sync_one(account)
+    finally:
+        set_request_slots(None)
+    order = {a.name: i for i, a in enumerate(selected)}  # as configured, however they finished
+    report.accounts = dict(sorted(report.accounts.items(), key=lambda item: order.get(item[0], len(order))))
+    report.skipped = dict(sorted(report.skipped.items(), key=lambda item: order.get(item[0], len(order))))
     report.unknown_units = [u for u in options.units if u not in found_units and not report.skipped]
     for unit_id in report.unknown_units:
         log.error("unit %r is not distributed by any selected account", unit_id)
     return report
+
+
+def _side_by_side(accounts: list[Account], sync_one: Callable[[Account], None], workers: int) -> None:
+    """Sync ``accounts`` in ``workers`` threads. If this thread is interrupted (SIGTERM,
+    Ctrl-C: the running accounts are stopping too), no account still waiting is started."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accounts")
+    try:
+        for future in [pool.submit(_named, account, sync_one) for account in accounts]:
+            future.result()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _named(account: Account, work: Callable[[Account], None]) -> None:
+    """Run ``work(account)`` in a thread named after the account (its log lines are told
+    with the account's, sync/parallel.py)."""
+    thread = threading.current_thread()
+    name, thread.name = thread.name, account_thread_name(account.name)
+    try:
+        work(account)
+    finally:
+        thread.name = name
 
 
 UID_DOMAIN_NOTICE = (

@@ -23,6 +23,7 @@ from escapia_ical.feeds.spans import Span
 from escapia_ical.model import BlockedRange, Unit
 from escapia_ical.sources import Source
 from escapia_ical.sync.context import FeedStamps, RunContext, UnitOutcome, describe, fail
+from escapia_ical.sync.parallel import account_thread_name
 from escapia_ical.sync.profiles import profiles_current, publish_profiles, unit_labels
 from escapia_ical.sync.stamps import asked_through, build_feed, previous_entry, previous_ranges, stored_ranges
 
@@ -60,7 +61,9 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     queue = iter(fetch)
     # A sliding window of futures (not one per unit up front): memory stays flat at 10,000
     # units, and each answer is let go once it is published.
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    # Named after the account: their log lines are told with the account's (sync/parallel.py).
+    prefix = f"{account_thread_name(account.name)}:units"
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix) as pool:
         futures = {pool.submit(fetch_one, u): (u, o) for u, o in itertools.islice(queue, 4 * workers)}
         try:
             while futures:
