@@ -42,6 +42,7 @@ HSAPI_HEADERS = {"x-homeaway-hasp-api-version": "10", "x-homeaway-hasp-api-endsy
                  "x-homeaway-hasp-api-pmcid": PMCID}
 PAST_DAYS, FUTURE_DAYS = 7, 730  # the CLI's default feed window; the baseline asks for the same
 CHANGES = 5  # bookings added before the "changes" tick
+ACCOUNT_CONCURRENCY, TOTAL_CONCURRENCY = 8, 32  # the CLI's http.max_concurrency and max_concurrency_total
 # The extrapolation (issue 4): a 100-unit account, 20 booking changes a day, a tick every 5 minutes.
 X_UNITS, X_CHANGES_PER_DAY, X_TICKS_PER_DAY, BASELINE_PER_UNIT_DAY = 100, 20, 288, 288
 TOKEN_OP, UNITS_OP, NONAVAIL_OP = "auth/token", "SearchUnitSummaries", "GetUnitNonAvailability"
@@ -178,20 +179,40 @@ def baseline_tick(sb: Sandbox, output: Path) -> dict:
     return {"token_ttl_s": int(round(ttl / 60) * 60)}  # the answer's stamp has whole seconds
 
 
-def write_config(root: Path, account_keys: dict[str, str], api: str = "hsapi", top: str = "") -> Path:
+def baselines(sb: Sandbox, output: Path, accounts: int) -> dict:
+    """The naive service for ``accounts`` accounts: one after another, each a baseline tick."""
+    return [baseline_tick(sb, output / f"bench-{i}") for i in range(accounts)][-1]
+
+
+def physical_limit(row: dict, latency: float, keys: dict, accounts: int) -> float | None:
+    """The wall time no client can beat for the requests a tick made: requests x latency /
+    the requests in flight at once (each account's max_concurrency, all of them bounded by
+    max_concurrency_total; the baseline sends one at a time)."""
+    if row["scenario"].startswith("baseline") or not latency:
+        return None
+    in_flight = min(TOTAL_CONCURRENCY, int(keys.get("max_concurrency", ACCOUNT_CONCURRENCY)) * accounts)
+    return round(row["requests"] * latency / max(1, min(in_flight, row["requests"])), 3)
+
+
+def write_config(root: Path, account_keys: dict[str, str], api: str = "hsapi", top: str = "",
+                 accounts: int = 1) -> Path:
+    """The CLI's config: one account "bench", or ``accounts`` accounts bench-0.. reading the
+    same sandbox (a hosted service's many property managers)."""
     keys = "".join(f"    {k}: {v}\n" for k, v in account_keys.items())
     login = (f'    pmcid: "{PMCID}"\n    client_id: ${{BENCH_CLIENT_ID}}\n'
              "    client_secret: ${BENCH_CLIENT_SECRET}\n") if api == "hsapi" else \
         "    username: ${BENCH_SOAP_USER}\n    password: ${BENCH_SOAP_PASSWORD}\n"
+    names = ["bench"] if accounts == 1 else [f"bench-{i}" for i in range(accounts)]
     config = root / "accounts.yaml"
     config.write_text(f"""\
 output_dir: output
 state_dir: state
 {top}accounts:
-  - name: bench
+""" + "".join(f"""\
+  - name: {name}
     api: {api}
     base_url: ${{BENCH_SANDBOX_URL}}
-{login}{keys}""", encoding="utf-8")
+{login}{keys}""" for name in names), encoding="utf-8")
     config.chmod(0o600)
     return config
 
@@ -223,22 +244,25 @@ def run_sync(sb: Sandbox, root: Path, config: Path, timeout: float) -> dict:
 
 def bench(n: int, latency: float, scenarios: tuple[str, ...], args, workdir: Path, keys: dict,
           label: str = "", api: str = "hsapi") -> list[dict]:
-    """One sandbox of ``n`` units; the baseline and/or the CLI's ticks, in order."""
+    """One sandbox of ``n`` units (read by ``args.accounts`` accounts); the baseline and/or
+    the CLI's ticks, in order."""
     log(f"{n} units: starting the sandbox (latency {latency} s)")
     root = Path(tempfile.mkdtemp(prefix=f"{n}-", dir=workdir))
     top = (f"deadline_seconds: {args.deadline}\nhttp:\n  read_timeout: {min(args.deadline, 300)}\n"
            if args.deadline else "")
-    sb, config, rows = Sandbox(n, latency, root), write_config(root, keys, api, top), []
+    sb, rows = Sandbox(n, latency, root), []
+    config = write_config(root, keys, api, top, args.accounts)
     try:
         for scenario in scenarios:
             extra, output = {}, root / ("baseline" if scenario == "baseline" else "output")
-            action = partial(baseline_tick, sb, output) if scenario == "baseline" \
+            action = partial(baselines, sb, output, args.accounts) if scenario == "baseline" \
                 else partial(run_sync, sb, root, config, args.timeout)
             if scenario == "changes":
                 extra["booked"] = [sb.book(sb.unit_ids[i * n // CHANGES]) for i in range(CHANGES)]
             log(f"{n} units: {scenario} tick" + (" (sequential requests)" if scenario == "baseline" else ""))
-            rows.append({"units": n, "scenario": scenario + label, "api": api, **measure(sb, output, action),
-                         **extra})
+            rows.append({"units": n, "accounts": args.accounts, "scenario": scenario + label, "api": api,
+                         **measure(sb, output, action), **extra})
+            rows[-1]["limit_s"] = physical_limit(rows[-1], latency, keys, args.accounts)
             log(f"{n} units: {scenario}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "booked"}))
     finally:
         sb.close()
@@ -291,19 +315,22 @@ def fmt_ratio(value) -> str:
 
 
 def print_report(rows: list[dict], x: dict | None) -> None:
-    print(f"{'N':>6}  {'scenario':<16}{'wall s':>8}{'CPU s':>7}{'requests':>10}{'rewritten':>11}{'RSS MB':>8}"
-          f"{'wall x':>8}{'req x':>8}  exit")
+    print(f"{'N':>9}  {'scenario':<16}{'wall s':>8}{'CPU s':>7}{'requests':>10}{'rewritten':>11}{'RSS MB':>8}"
+          f"{'wall x':>8}{'req x':>8}{'limit x':>9}  exit")
     for r in rows:
         rss = f"{r['rss_mb']:.1f}" if "rss_mb" in r else "-"
         cpu = f"{r['cpu_s']:.2f}" if "cpu_s" in r else "-"
-        print(f"{r['units']:>6}  {r['scenario']:<16}{r['wall_s']:>8.2f}{cpu:>7}{r['requests']:>10}"
+        n = f"{r['accounts']}x{r['units']}" if r.get("accounts", 1) > 1 else str(r["units"])
+        limit = f"{r['wall_s'] / r['limit_s']:.2f}" if r.get("limit_s") else "-"
+        print(f"{n:>9}  {r['scenario']:<16}{r['wall_s']:>8.2f}{cpu:>7}{r['requests']:>10}"
               f"{r['rewritten']:>11}{rss:>8}{fmt_ratio(r.get('wall_ratio')):>8}{fmt_ratio(r.get('request_ratio')):>8}"
-              f"  {r.get('exit', '')}")
+              f"{limit:>9}  {r.get('exit', '')}")
     if any(r.get("api") == "escapianet" for r in rows):
         for r in rows:
             print(f"  {r['units']} {r['scenario']}: {r['by_op']}")
         return
-    print("(wall x = baseline wall / ours, req x = baseline requests / ours, at the same N)")
+    print("(wall x = baseline wall / ours, req x = baseline requests / ours, at the same N;\n"
+          " limit x = our wall / (requests x latency / requests in flight at once); 1.00 = the limit)")
     if x is None:
         print(f"(no requests/unit/day extrapolation: it needs N={X_UNITS} in --units)")
         return
@@ -340,6 +367,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--deadline", type=int, help="the CLI's deadline_seconds (and read_timeout up to 300 s), "
                                                "e.g. 3600 so that a cold sync of 10,000 calendars completes")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a sync is killed")
+    p.add_argument("--accounts", type=int, default=1, help="accounts reading the sandbox, each all its units "
+                                                          "(e.g. --accounts 200 --units 5; default 1)")
     p.add_argument("--json", type=Path, default=ROOT / "bench-results.json", help="results file")
     args = p.parse_args(argv)
     if args.quick:
@@ -369,7 +398,7 @@ def main(argv: list[str]) -> int:
                     wanted = [s.strip() for s in args.scenarios.split(",")]
                     scenarios = ("cold", *(s for s in wanted if s not in ("", "cold")))
                 rows += bench(n, args.latency, scenarios, args, Path(tmp), account_keys, api=args.api)
-            if args.rss_units:  # peak RSS only: latency 0 keeps it short
+            if args.rss_units and args.accounts == 1:  # peak RSS only: latency 0 keeps it short
                 rows += bench(args.rss_units, 0.0, ("cold",), args, Path(tmp), account_keys, ", latency 0")
     finally:
         for proc in list(CHILDREN):
