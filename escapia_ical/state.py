@@ -149,7 +149,8 @@ _OPTIONAL_PARTS = {
 
 class FeedStamps(dict):
     """feeds.json in memory: feed file name -> entry, plus an index of the names each unit
-    is published under, kept as names are set and deleted (an entry's unit never changes).
+    is published under, kept as names are set and deleted (an entry's ``unit`` is never
+    changed in place: set a new entry instead).
 
     Looking up a unit's names (its old names after a rotation, or its entry under an older
     name) is then O(1) instead of a scan of every entry per unit, which made a tick
@@ -178,6 +179,31 @@ class FeedStamps(dict):
         if name in self:
             self._forget(name)
         return super().pop(name, *default)
+
+    # Every other way a dict changes goes through the two methods above.
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for name, entry in dict(*args, **kwargs).items():
+            self[name] = entry
+
+    def __ior__(self, other: Any) -> FeedStamps:
+        self.update(other)
+        return self
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        if name not in self:
+            self[name] = default
+        return self[name]
+
+    def popitem(self) -> tuple[str, Any]:
+        name = next(reversed(self))
+        return name, self.pop(name)
+
+    def clear(self) -> None:
+        super().clear()
+        self._by_unit.clear()
+
+    def __reduce__(self) -> tuple:
+        return FeedStamps, (dict(self),)
 
     def names_of(self, unit: str) -> set[str]:
         """Return every name the unit's feed is recorded under (a copy)."""

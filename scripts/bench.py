@@ -350,6 +350,13 @@ def print_report(rows: list[dict], x: dict | None) -> None:
     print(f"  = {x['per_unit_day']:g} requests/unit/day vs {BASELINE_PER_UNIT_DAY} for the baseline")
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--units", default="10,100,1000", help="unit counts, comma-separated (%(default)s)")
@@ -367,8 +374,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--deadline", type=int, help="the CLI's deadline_seconds (and read_timeout up to 300 s), "
                                                "e.g. 3600 so that a cold sync of 10,000 calendars completes")
     p.add_argument("--timeout", type=float, default=1800, help="seconds before a sync is killed")
-    p.add_argument("--accounts", type=int, default=1, help="accounts reading the sandbox, each all its units "
-                                                          "(e.g. --accounts 200 --units 5; default 1)")
+    p.add_argument("--accounts", type=positive, default=1, help="accounts reading the sandbox, each all "
+                                                               "its units (e.g. --accounts 200 --units 5)")
     p.add_argument("--json", type=Path, default=ROOT / "bench-results.json", help="results file")
     args = p.parse_args(argv)
     if args.quick:

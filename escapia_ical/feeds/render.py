@@ -140,7 +140,8 @@ def render_events(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | Non
     and ical. TEXT escaping and folding are feeds/text.py's, as before.
     """
     title = escape_text(display_name(unit))
-    stamp = dtstamp.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    utc = dtstamp.astimezone(dt.UTC)
+    stamp = f"{_date(utc)}T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}Z"
     lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{escape_text(PRODID)}", "CALSCALE:GREGORIAN",
              f"NAME:{title}", f"X-WR-CALNAME:{title}", f"REFRESH-INTERVAL;VALUE=DURATION:{_REFRESH}",
              f"X-PUBLISHED-TTL:{_REFRESH}"]

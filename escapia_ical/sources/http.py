@@ -135,13 +135,20 @@ class HttpClient:
         return self.policy.total_timeout, f"{_seconds(self.policy.total_timeout)} s"
 
     def _send_once(self, method: str, url: str, operation: str, kwargs: dict) -> HttpResult:
+        # A slot of the run first (sources/slots.py), then the pacer's turn, the time limit
+        # left before the deadline and the latency clock: waiting for a slot never carries a
+        # request past the deadline, nor bursts an account's paced requests.
+        with request_slot(self.deadline, operation):
+            return self._send_in_slot(method, url, operation, kwargs)
+
+    def _send_in_slot(self, method: str, url: str, operation: str, kwargs: dict) -> HttpResult:
         limit, within = self._time_limit(operation)
         if self.observer is not None:
             self.observer.sending(operation)
         self._count(self.requests_by_operation, operation)
         started = time.monotonic()
         timeout = (self.policy.connect_timeout, self.policy.read_timeout)
-        with request_slot(self.deadline, operation), time_limit(limit) as scope:
+        with time_limit(limit) as scope:
             try:
                 # Never follow a redirect: requests would resend the body (EscapiaNET's
                 # password) and headers to wherever Location points, even plain http.

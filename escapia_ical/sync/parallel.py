@@ -38,6 +38,8 @@ class _Buffer(logging.Handler):
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        record.message = record.getMessage()  # as logging.handlers.QueueHandler.prepare does
+        record.msg, record.args = record.message, None
         self.records.append(record)  # (list.append is atomic)
 
 
@@ -48,6 +50,9 @@ def account_logs(order: Sequence[str]) -> Iterator[None]:
     root = logging.getLogger()
     handlers = list(root.handlers)
     buffer = _Buffer()
+    # Only what some handler would write is kept (not every debug record of the run), and
+    # each message is made when logged, as its arguments are then.
+    buffer.setLevel(min((h.level for h in handlers), default=logging.WARNING))
     for handler in handlers:
         root.removeHandler(handler)
     root.addHandler(buffer)
