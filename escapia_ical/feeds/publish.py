@@ -35,7 +35,8 @@ _TEMP_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def publish_feed(path: Path, content: bytes, *, force: bool = False, root: Path | None = None) -> bool:
+def publish_feed(path: Path, content: bytes, *, force: bool = False, root: Path | None = None,
+                 unsynced: set[Path] | None = None) -> bool:
     """Write ``content`` to ``path`` atomically unless the file already holds it.
 
     ``path.parent`` (the account folder, or a profile folder inside it) is created if
@@ -44,6 +45,11 @@ def publish_feed(path: Path, content: bytes, *, force: bool = False, root: Path 
     the file was (re)written, False when it was left untouched (same bytes, same mtime, so
     HTTP validators stay valid). ``force`` rewrites anyway. Raise PublishError if a folder
     is a symbolic link or the folder or file cannot be written; the old file is then intact.
+
+    With ``unsynced`` (a set) the folder is not fsynced here but added to the set, for
+    :func:`sync_folders` to fsync once for every feed of the run: the file itself is always
+    fsynced before its rename, so a power cut before that can only bring back the whole old
+    file, which the next run compares and writes again.
     """
     root = path.parent.parent if root is None else root
     try:
@@ -54,7 +60,9 @@ def publish_feed(path: Path, content: bytes, *, force: bool = False, root: Path 
     try:
         if not force and read_at(folder, path.name) == content:
             return False
-        write_at(folder, path.name, content, FEED_MODE)
+        write_at(folder, path.name, content, FEED_MODE, sync_folder=unsynced is None)
+        if unsynced is not None:
+            unsynced.add(path.parent)
     except OSError as exc:
         raise PublishError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
@@ -94,10 +102,13 @@ def open_folder(folder: Path, root: Path, mode: int) -> int:
     try:
         for part in folder.relative_to(root).parts:
             here = here / part
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, mode, dir_fd=descriptor)
             try:
-                child = os.open(part, _DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+                try:
+                    child = os.open(part, _DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+                except FileNotFoundError:  # (made only when missing: a mkdir per feed costs)
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, mode, dir_fd=descriptor)
+                    child = os.open(part, _DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
             except OSError as exc:
                 raise _refusal(here, exc) or exc from None
             os.close(descriptor)
@@ -108,10 +119,11 @@ def open_folder(folder: Path, root: Path, mode: int) -> int:
     return descriptor
 
 
-def write_at(folder: int, name: str, content: bytes, mode: int) -> None:
+def write_at(folder: int, name: str, content: bytes, mode: int, *, sync_folder: bool = True) -> None:
     """Replace the file ``name`` in the folder open as ``folder`` with ``content``, with
-    ``mode``, atomically and durably (temp file, fsync, rename, fsync of the folder).
-    Raise OSError on failure, having removed the temp file."""
+    ``mode``, atomically and durably (temp file, fsync, rename, fsync of the folder unless
+    ``sync_folder`` is false: then the caller fsyncs it). Raise OSError on failure, having
+    removed the temp file."""
     temp = f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
@@ -121,7 +133,8 @@ def write_at(folder: int, name: str, content: bytes, mode: int) -> None:
             os.fchmod(handle.fileno(), mode)  # whatever the umask
             os.fsync(handle.fileno())
         os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
-        os.fsync(folder)  # the rename survives a power cut
+        if sync_folder:
+            os.fsync(folder)  # the rename survives a power cut
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp, dir_fd=folder)
@@ -140,6 +153,23 @@ def read_at(folder: int, name: str) -> bytes | None:
             return handle.read() if stat.S_ISREG(os.fstat(descriptor).st_mode) else None
         except OSError:
             return None
+
+
+def sync_folders(folders: set[Path], root: Path) -> None:
+    """fsync each folder of ``folders`` (below ``root``, never through a link) once: the
+    renames :func:`publish_feed` made with ``unsynced`` survive a power cut from then on.
+    Raise PublishError if one cannot be opened or synced."""
+    for folder in sorted(folders):
+        descriptor = _open_existing(folder, f"cannot sync {folder}", root)
+        if descriptor is None:
+            continue
+        try:
+            os.fsync(descriptor)
+        except OSError as exc:
+            raise PublishError(f"cannot sync {folder}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(descriptor)
+    folders.clear()
 
 
 def clean_temp_files(folder: Path, root: Path | None = None) -> int:

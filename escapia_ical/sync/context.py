@@ -99,6 +99,8 @@ class RunContext:
     today: dt.date
     window: FeedWindow
     deadline: float = float("inf")  # time.monotonic() after which no unit is fetched
+    # account -> the feed folders written but not yet fsynced (feeds/publish.py sync_folders)
+    unsynced: dict[str, set[Path]] = field(default_factory=dict)
 
 def describe(exc: Exception, account: Account) -> str:
     """Return the one-line message of a failure, with the account's secrets masked (a

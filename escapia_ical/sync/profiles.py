@@ -90,11 +90,13 @@ def profiles_current(config: Config, account: Account, unit_id: str, entry: dict
 def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
                      unknown: Sequence[Span], labels: Labels, entry: dict[str, Any], previous: Any,
                      *, today: dt.date, now: dt.datetime, generation: int, force: bool = False,
-                     dry_run: bool = False, grace_days: int = 7, default: bytes | None = None) -> int:
+                     dry_run: bool = False, grace_days: int = 7, default: bytes | None = None,
+                     unsynced: set[Path] | None = None) -> int:
     """Render and publish the unit's profile feeds; record them in ``entry`` (its new
     feeds.json entry; ``previous`` is what the last one recorded). The files of profiles no
     longer configured get ``default`` (the default feed's bytes). Return how many files
-    were (or, for a dry run, would be) rewritten. Raise PublishError if one cannot be
+    were (or, for a dry run, would be) rewritten. With ``unsynced``, folders are fsynced by
+    the caller (feeds/publish.py ``sync_folders``). Raise PublishError if one cannot be
     written; the profiles published before it are recorded."""
     previous = previous if isinstance(previous, dict) else {}
     recorded: dict[str, Any] = {name: {**p, "withdrawn": p.get("withdrawn", now.isoformat())}
@@ -122,7 +124,7 @@ def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Seque
         if dry_run:
             rewritten += force or current_bytes(path) != content
             continue
-        rewritten += publish_feed(path, content, force=force, root=config.output_dir)
+        rewritten += publish_feed(path, content, force=force, root=config.output_dir, unsynced=unsynced)
         recorded[profile.name] = {"file": path.name, "digest": digest, "dtstamp": dtstamp.isoformat(),
                                   "events": len(events), "config": fingerprint(profile, config)}
         old = _old_names(before, path.name, content, path.parent, config.output_dir, now, grace_days)

@@ -130,7 +130,8 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[Fee
         outcome.rewritten = run.options.force or current_bytes(outcome.path) != content
         _publish_profiles(run, account, unit, blocks, unknown or [], claims, outcome, stamp, previous)
         return
-    outcome.rewritten = publish_feed(outcome.path, content, force=run.options.force)
+    outcome.rewritten = publish_feed(outcome.path, content, force=run.options.force,
+                                     unsynced=run.unsynced.setdefault(account.name, set()))
     if outcome.generation:  # kept with the name too, should names.json be lost
         stamp["generation"] = outcome.generation
     stamps[outcome.path.name] = stamp
@@ -186,6 +187,7 @@ def _publish_profiles(run: RunContext, account: Account, unit: Unit, blocks: lis
         run.config, account, unit, blocks, unknown, unit_labels(blocks, claims), entry,
         previous.get("profiles"), today=run.today, now=run.options.now(), generation=outcome.generation,
         force=run.options.force, dry_run=run.options.dry_run, grace_days=_grace_days(account),
+        unsynced=run.unsynced.setdefault(account.name, set()),
         default=default if default is not None else current_bytes(outcome.path))
 
 

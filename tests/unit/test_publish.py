@@ -192,3 +192,22 @@ def test_old_names_from_state_never_leave_the_folder(tmp_path, caplog, retired):
     assert "../victim.ics" not in stamps and str(victims[1]) not in stamps
     assert len([r for r in caplog.records if "not a feed file name" in r.getMessage()]) == 2
     assert (folder / "old.ics").exists() == (retired is None)
+
+
+def test_a_run_fsyncs_each_feed_and_each_folder_once(tmp_path, monkeypatch):
+    synced: list[str] = []
+    real = os.fsync
+    monkeypatch.setattr(publish.os, "fsync", lambda fd: (synced.append(
+        "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"), real(fd))[1])
+    unsynced: set = set()
+    for i in range(3):
+        assert publish.publish_feed(tmp_path / "acct" / f"{i}.ics", b"x%d" % i, unsynced=unsynced)
+    assert synced == ["file"] * 3 and unsynced == {tmp_path / "acct"}
+    publish.sync_folders(unsynced, tmp_path)
+    assert synced == ["file"] * 3 + ["folder"] and not unsynced
+    assert publish.publish_feed(tmp_path / "acct" / "single.ics", b"y")  # without: synced at once
+    assert synced[-2:] == ["file", "folder"]
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(PublishError, match="symbolic link"):
+        publish.sync_folders({tmp_path / "link"}, tmp_path)
