@@ -20,7 +20,7 @@ from escapia_ical.feeds.lifecycle import plan_prune
 from escapia_ical.feeds.names import account_feed_filename, is_feed_filename
 from escapia_ical.feeds.publish import current_bytes, publish_feed, remove_feed
 from escapia_ical.feeds.rotation import UnitNames
-from escapia_ical.state import SHARED_FILE_MODE, AccountState, write_json
+from escapia_ical.state import SHARED_FILE_MODE, AccountState, moment, write_json
 from escapia_ical.status import (
     ALERTING,
     account_notes,
@@ -33,7 +33,7 @@ from escapia_ical.status import (
     status_path,
 )
 from escapia_ical.sync.lock import account_lock, status_lock
-from escapia_ical.sync.profiles import moment, profile_files
+from escapia_ical.sync.profiles import profile_files
 
 log = logging.getLogger(__name__)
 EXIT_STALE = 2

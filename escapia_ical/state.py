@@ -28,6 +28,7 @@ never as fatal; the next sync rewrites it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -58,6 +59,16 @@ def read_json(path: Path) -> Any | None:
         reason = exc.strerror if isinstance(exc, OSError) else exc.__class__.__name__ + ": " + str(exc)
         log.warning("state file %s is unreadable (%s); treating it as absent", path, reason)
         return None
+
+
+def moment(value: Any) -> dt.datetime | None:
+    """Return the time a state file wrote (ISO 8601 with its zone), or None for anything
+    else (a time without a zone cannot be compared with now)."""
+    try:
+        found = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return found if found is not None and found.tzinfo is not None else None
 
 
 def warn_shape(path: Path, problems: list[str]) -> None:

@@ -28,7 +28,6 @@ TEXT_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": 200, "allOf": [
     {"pattern": "^[^\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]*$",
      "x-messages": {"pattern": "must not contain control characters (line breaks included)"}},
 ]}
-_TEXT = TEXT_SCHEMA
 _HOST = {"type": "string", "pattern": r"^[A-Za-z0-9.-]+$",
          "x-messages": {"pattern": "must be hostname-like (letters, digits, dots, hyphens)"}}
 
@@ -43,9 +42,9 @@ PROFILE_SCHEMA: dict[str, Any] = {
         "summary": {
             "type": ["string", "object"],
             "if": {"type": "string"},
-            "then": _TEXT,
+            "then": TEXT_SCHEMA,
             "else": {"additionalProperties": False, "minProperties": 1,
-                     "properties": {kind: _TEXT for kind in KINDS},
+                     "properties": {kind: TEXT_SCHEMA for kind in KINDS},
                      "x-messages": {"minProperties": "must name at least one kind"}},
         },
         "past_days": {"type": "integer", "minimum": 0, "maximum": 366},

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from escapia_ical.feeds.names import is_feed_filename
+from escapia_ical.state import moment
 
 
 def mark_retired(stamps: dict[str, dict[str, Any]], selected: set[str], now: dt.datetime,
@@ -65,7 +66,7 @@ def plan_prune(folder: Path, stamps: dict[str, dict[str, Any]], now: dt.datetime
     wait and until when, and the feed files in ``folder`` the state does not know."""
     plan = PrunePlan({}, {}, [])
     for name, entry in sorted(stamps.items()):
-        since, unit = _since(entry.get("withdrawn")), entry.get("unit")
+        since, unit = moment(entry.get("withdrawn")), entry.get("unit")
         if since is None or not isinstance(unit, str):  # (what sync never writes: left alone)
             continue
         if at_once or now - since >= grace:
@@ -78,11 +79,3 @@ def plan_prune(folder: Path, stamps: dict[str, dict[str, Any]], now: dt.datetime
         files = []
     plan.unknown = [p for p in files if p.name not in stamps]
     return plan
-
-
-def _since(value: Any) -> dt.datetime | None:
-    try:
-        since = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-    return since if since is not None and since.tzinfo is not None else None

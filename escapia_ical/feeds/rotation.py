@@ -17,7 +17,7 @@ from typing import Any
 
 from escapia_ical.feeds.names import is_feed_filename
 from escapia_ical.feeds.publish import publish_feed, remove_feed
-from escapia_ical.state import kind_of, names_of, read_json, warn_shape, write_json
+from escapia_ical.state import kind_of, moment, names_of, read_json, warn_shape, write_json
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,7 @@ def update_old_names(folder: Path, unit_id: str, current: str, content: bytes, s
 
 
 def _retired_at(entry: dict[str, Any], now: dt.datetime) -> dt.datetime:
-    try:
-        return dt.datetime.fromisoformat(entry["retired"])
-    except (KeyError, TypeError, ValueError):
-        return now  # retired by this run
+    return moment(entry.get("retired")) or now  # none (or unreadable): retired by this run
 
 
 class UnitNames:

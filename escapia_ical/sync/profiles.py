@@ -42,6 +42,7 @@ from escapia_ical.feeds.ranges import FeedBlock
 from escapia_ical.feeds.render import events_digest, profile_events, render_events
 from escapia_ical.feeds.spans import Span
 from escapia_ical.model import Unit
+from escapia_ical.state import moment
 
 
 def unit_labels(blocks: Sequence[FeedBlock], claims: Claims | None) -> Labels:
@@ -164,16 +165,6 @@ def profile_folders(config: Config, account: Account) -> list[Path]:
         names |= {d.name for d in folder.iterdir() if re.fullmatch(NAME_PATTERN, d.name) and d.is_dir()
                   and not d.is_symlink()}
     return [folder / name for name in sorted(names)]
-
-
-def moment(value: Any) -> dt.datetime | None:
-    """Return the time a state file wrote (ISO 8601 with its zone), or None for anything
-    else (a time without a zone cannot be compared with now)."""
-    try:
-        found = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-    return found if found is not None and found.tzinfo is not None else None
 
 
 def profile_files(config: Config, account: Account, entry: Any, *, withdrawn: bool = True,
