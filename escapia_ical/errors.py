@@ -45,6 +45,10 @@ class PublishError(EscapiaIcalError):
     """A feed could not be written to the output directory."""
 
 
+class StateError(PublishError):
+    """The state database cannot be opened, read or written (or is a newer version's)."""
+
+
 class LockHeld(EscapiaIcalError):
     """Another process holds a lock; ``holder`` says who (a sync.lock.LockHolder)."""
 

@@ -20,7 +20,7 @@ from escapia_ical.feeds.lifecycle import plan_prune
 from escapia_ical.feeds.names import account_feed_filename, is_feed_filename
 from escapia_ical.feeds.publish import current_bytes, publish_feed, remove_feed
 from escapia_ical.feeds.rotation import UnitNames
-from escapia_ical.state import SHARED_FILE_MODE, AccountState, moment, write_json
+from escapia_ical.state import AccountState, moment
 from escapia_ical.status import (
     ALERTING,
     account_notes,
@@ -30,6 +30,7 @@ from escapia_ical.status import (
     format_age,
     load_status,
     run_note,
+    save_status,
     status_path,
 )
 from escapia_ical.sync.lock import account_lock, status_lock
@@ -173,7 +174,7 @@ def _forget_in_status(state_dir: Path, account: str, units: set[str]) -> None:
         entries = status.get("accounts", {}).get(account, {}).get("units", {})
         for unit in units:
             entries.pop(unit, None)
-        write_json(status_path(state_dir), status, mode=SHARED_FILE_MODE)
+        save_status(state_dir, status)
 
 
 def rotate(config_path: Path, account_name: str, units: Sequence[str], revoke_now: bool,

@@ -28,16 +28,20 @@ never as fatal; the next sync rewrites it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from escapia_ical.errors import PublishError
 from escapia_ical.feeds.names import is_feed_filename
 from escapia_ical.feeds.publish import open_folder, write_at
+from escapia_ical.store import Split
+from escapia_ical.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +52,31 @@ SHARED_FILE_MODE = 0o640  # status.json
 _SHOWN_PROBLEMS = 3  # per warning: a file can be wrong in thousands of places
 
 
+# Where each state document lives, and where it is split (escapia_ical.store): the entries
+# of these mappings are rows of their own, so a tick rewrites only the ones that changed.
+STATE_DB, STATUS_DB = "state.db", "status.db"
+_SHARED = {"status.json", "channels.json"}  # in status.db (0640): read by the monitoring group
+SPLITS: dict[str, Split] = {
+    "feeds.json": ((),),
+    "changes.json": ((), ("fetched",), ("reservations",)),
+    "escapianet.json": ((), ("stamps",)),
+    "policy.json": ((), ("units",)),
+    "names.json": ((), ("generations",)),
+    "status.json": ((), ("accounts",), ("accounts", "*"), ("accounts", "*", "units")),
+    "channels.json": ((), ("feeds",), ("feeds", "*")),
+}
+# The documents of an account (accounts/<account>/<name>); token.json stays a file of its own.
+ACCOUNT_DOCUMENTS = ("identity.json", "feeds.json", "changes.json", "escapianet.json", "policy.json",
+                     "names.json")
+_IMPORTED = "store/imported"  # written with the import of the JSON state files, in one transaction
+
+_stores: dict[Path, SqliteStore | None] = {}
+_stores_lock = threading.Lock()
+
+
 def read_json(path: Path) -> Any | None:
-    """Return the JSON stored at ``path``, or None if it is missing or unreadable (with a
-    warning naming the file: it is then treated as absent, and rewritten later)."""
+    """Return the JSON stored in the file ``path`` (a token), or None if it is missing or
+    unreadable (with a warning naming the file: it is then treated as absent)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -59,6 +85,119 @@ def read_json(path: Path) -> Any | None:
         reason = exc.strerror if isinstance(exc, OSError) else exc.__class__.__name__ + ": " + str(exc)
         log.warning("state file %s is unreadable (%s); treating it as absent", path, reason)
         return None
+
+
+def read_state(path: Path) -> Any | None:
+    """Return the state document ``path`` names (``state_dir/accounts/<account>/feeds.json``
+    names the document ``accounts/<account>/feeds`` of state.db), or None if there is none.
+    Raise StateError if the database cannot be read."""
+    store, key = _locate(path)
+    return store.read(key) if store is not None else None
+
+
+def write_state(path: Path, data: Any) -> int:
+    """Store the state document ``path`` names; return the bytes written (only the rows
+    that changed). Raise StateError (a PublishError) if it cannot be written."""
+    store, key = _locate(path, create=True)
+    assert store is not None
+    return store.write(key, data, SPLITS.get(path.name, ()))
+
+
+def delete_state(path: Path) -> None:
+    """Forget the state document ``path`` names (a token file: remove it)."""
+    if path.name == "token.json":
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    store, key = _locate(path)
+    if store is not None:
+        store.delete(key)
+
+
+def describe(path: Path) -> str:
+    """Name a state document for a message: ``/var/lib/x/state.db (accounts/a/feeds)``."""
+    if path.name == "token.json":
+        return str(path)
+    state_dir = _state_dir_of(path)
+    return f"{state_dir / _database(path)} ({_key(path, state_dir)})"
+
+
+def state_bytes_written() -> int:
+    """The bytes of state written by this process so far (rows that changed)."""
+    with _stores_lock:
+        return sum(store.bytes_written for store in _stores.values() if store is not None)
+
+
+def close_stores() -> None:
+    """Close every database opened (the next use opens it again)."""
+    with _stores_lock:
+        for store in _stores.values():
+            if store is not None:
+                store.close()
+        _stores.clear()
+
+
+def _database(path: Path) -> str:
+    return STATUS_DB if path.name in _SHARED else STATE_DB
+
+
+def _key(path: Path, state_dir: Path) -> str:
+    relative = path.relative_to(state_dir).as_posix()
+    return relative[:-len(".json")] if relative.endswith(".json") else relative
+
+
+def _locate(path: Path, *, create: bool = False) -> tuple[SqliteStore | None, str]:
+    """Return the store holding ``path``'s document (None: it does not exist, and may not
+    be created by this user) and the document's key."""
+    state_dir = _state_dir_of(path)
+    shared = path.name in _SHARED
+    db = state_dir / _database(path)
+    with _stores_lock:
+        if db not in _stores or (create and _stores[db] is None):
+            _stores[db] = _open(state_dir, db, shared, create)
+        return _stores[db], _key(path, state_dir)
+
+
+def _open(state_dir: Path, db: Path, shared: bool, create: bool) -> SqliteStore | None:
+    """Open ``db``: read-only for a user who may not write it (the monitoring group reading
+    status.db), not at all if it is missing and this user may not create it. A new (or
+    not yet imported) database takes in the JSON state files of earlier versions."""
+    exists = db.exists()
+    if not create and (not exists and not os.access(state_dir, os.W_OK)):
+        return None
+    if exists and not os.access(db, os.W_OK):
+        return SqliteStore(db, readonly=True)
+    try:
+        make_private_dir(state_dir)
+    except OSError as exc:
+        raise PublishError(f"cannot create state_dir {state_dir}: {exc.strerror or exc}") from exc
+    store = SqliteStore(db, SHARED_FILE_MODE if shared else STATE_FILE_MODE)
+    if store.read(_IMPORTED) is None:
+        _import_json(store, state_dir, shared)
+    return store
+
+
+def _import_json(store: SqliteStore, state_dir: Path, shared: bool) -> None:
+    """Take the JSON state files of earlier versions into ``store`` (one transaction), then
+    rename each to ``*.json.imported``: they are not read again (and may be deleted)."""
+    names = sorted(_SHARED) if shared else ["notices.json"]
+    files = [state_dir / name for name in names]
+    if not shared:
+        files += [folder / name for folder in sorted((state_dir / "accounts").glob("*"))
+                  if folder.is_dir() and not folder.is_symlink() for name in ACCOUNT_DOCUMENTS]
+    found = [f for f in files if f.is_file() and not f.is_symlink()]
+    with store.transaction():
+        for file in found:
+            data = read_json(file)
+            if data is not None:
+                store.write(_key(file, state_dir), data, SPLITS.get(file.name, ()))
+        store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "files": len(found)})
+    for file in found:
+        with contextlib.suppress(OSError):
+            file.rename(file.with_name(file.name + ".imported"))
+    if found:
+        log.warning("state: %d JSON state file(s) of an earlier version taken into %s (renamed "
+                    "*.json.imported; they may be deleted)", len(found), store.path)
 
 
 def moment(value: Any) -> dt.datetime | None:
@@ -72,12 +211,12 @@ def moment(value: Any) -> dt.datetime | None:
 
 
 def warn_shape(path: Path, problems: list[str]) -> None:
-    """Log one warning naming the state file ``path`` and (the first few of) ``problems``."""
+    """Log one warning naming the state document ``path`` and (the first few of) ``problems``."""
     shown = "; ".join(problems[:_SHOWN_PROBLEMS])
     if len(problems) > _SHOWN_PROBLEMS:
         shown += f"; and {len(problems) - _SHOWN_PROBLEMS} more"
-    log.warning("state file %s is not as expected (%s); ignoring what is wrong, the next sync "
-                "rewrites it", path, shown)
+    log.warning("state %s is not as expected (%s); ignoring what is wrong, the next sync "
+                "rewrites it", describe(path), shown)
 
 
 def kind_of(value: Any) -> str:
@@ -89,7 +228,7 @@ def kind_of(value: Any) -> str:
 
 def write_json(path: Path, data: Any, *, state_dir: Path | None = None,
                mode: int = STATE_FILE_MODE) -> None:
-    """Write ``data`` to ``path`` atomically with ``mode`` (0600 unless told).
+    """Write ``data`` to the file ``path`` (a token) atomically with ``mode`` (0600 unless told).
 
     ``state_dir`` (by default the one the layout above gives for ``path``) may be a
     symbolic link; the folders below it are made with mode 0700 and never followed.
@@ -255,7 +394,7 @@ class AccountState:
         (empty if none). Entries whose name is not a feed file name of ours (the name is
         written and deleted under: ``../x.ics`` must never be) or whose value is not the
         expected shape are left out, with one warning for the file."""
-        data = read_json(self.feeds_path)
+        data = read_state(self.feeds_path)
         if data is None:
             return FeedStamps()
         if not isinstance(data, dict):
@@ -277,7 +416,7 @@ class AccountState:
         return stamps
 
     def save_feed_stamps(self, stamps: dict[str, dict[str, Any]]) -> None:
-        write_json(self.feeds_path, stamps, state_dir=self.state_dir)
+        write_state(self.feeds_path, stamps)
 
 
 def _stamp_problem(name: str, entry: Any) -> str | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from escapia_ical.feeds import spans
 from escapia_ical.logs import mask_feed_tokens
-from escapia_ical.state import SHARED_FILE_MODE, kind_of, read_json, warn_shape, write_json
+from escapia_ical.state import kind_of, read_state, warn_shape, write_state
 
 if TYPE_CHECKING:
     from escapia_ical.sync import SyncReport
@@ -33,7 +33,7 @@ def load_status(state_dir: Path) -> dict[str, Any]:
     out, with one warning naming the file; what is, is kept. Unknown keys are kept.
     """
     path = status_path(state_dir)
-    data = read_json(path)
+    data = _expanded(read_state(path))
     empty = {"version": STATUS_VERSION, "accounts": {}}
     if data is None:
         return empty
@@ -72,6 +72,46 @@ def load_status(state_dir: Path) -> dict[str, Any]:
     if problems:
         warn_shape(path, problems)
     return status
+
+
+# A unit's last_attempt and last_success are most often its account's: stored as SAME, so
+# that a tick where every unit succeeds rewrites its account's entry, not one row per unit.
+SAME = "=account"
+_SHARED_TIMES = ("last_attempt", "last_success")
+
+
+def save_status(state_dir: Path, status: dict[str, Any]) -> None:
+    """Store ``status`` (the caller holds the status lock); only the units whose entry
+    changed are written (see SAME)."""
+    accounts = {}
+    for name, entry in status.get("accounts", {}).items():
+        units = entry.get("units") if isinstance(entry, dict) else None
+        if not isinstance(units, dict):
+            accounts[name] = entry
+            continue
+        compact = {}
+        for unit_id, unit in units.items():
+            if isinstance(unit, dict):
+                unit = {**unit, **{key: SAME for key in _SHARED_TIMES
+                                   if key in unit and unit[key] == entry.get(key)}}
+            compact[unit_id] = unit
+        accounts[name] = {**entry, "units": compact}
+    write_state(status_path(state_dir), {**status, "accounts": accounts})
+
+
+def _expanded(data: Any) -> Any:
+    """Return the stored status with every SAME replaced by the account's time."""
+    accounts = data.get("accounts") if isinstance(data, dict) else None
+    for entry in accounts.values() if isinstance(accounts, dict) else ():
+        units = entry.get("units") if isinstance(entry, dict) else None
+        for unit in units.values() if isinstance(units, dict) else ():
+            for key in _SHARED_TIMES:
+                if isinstance(unit, dict) and unit.get(key) == SAME:
+                    if entry.get(key) is None:
+                        del unit[key]
+                    else:
+                        unit[key] = entry[key]
+    return data
 
 
 def _checked(entry: dict[str, Any], fields: dict[str, _Check], where: str,
@@ -190,7 +230,7 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
     this_run = {**status["run"], "unit_errors": sum(1 for u in outcomes if u.error),
                 "feeds_rewritten": sum(1 for u in outcomes if u.rewritten and (u.error is None or u.verdict))}
     status["runs"] = _latest_runs([*status.get("runs", []), this_run], finished)
-    write_json(status_path(state_dir), status, state_dir=state_dir, mode=SHARED_FILE_MODE)
+    save_status(state_dir, status)
     return status
 
 
@@ -210,7 +250,7 @@ def record_acceptance(state_dir: Path, account: str, by: str, at: dt.datetime,
     history.append({"by": by, "at": _iso(at), "units": [unit for unit, _ in accepted], "whole_account": whole,
                     "nights": sum(spans.count(hold.lost) for _, hold in accepted)})
     entry["accepted"] = history[-20:]
-    write_json(status_path(state_dir), status, mode=SHARED_FILE_MODE)
+    save_status(state_dir, status)
 
 
 def _public(text: str | None) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any
 from escapia_ical.channels.agents import OTHER
 from escapia_ical.channels.logformat import Tally
 from escapia_ical.channels.logreader import LogPosition
-from escapia_ical.state import SHARED_FILE_MODE, kind_of, read_json, warn_shape, write_json
+from escapia_ical.state import kind_of, read_state, warn_shape, write_state
 
 CHANNELS_VERSION = 1
 
@@ -50,7 +50,7 @@ class ChannelBook:
         another version: with a warning naming the file). Entries of the wrong shape are
         left out, with one warning."""
         book, path = cls(state_dir), channels_path(state_dir)
-        data = read_json(path)
+        data = read_state(path)
         if data is None:
             return book
         if not isinstance(data, dict) or data.get("version") != CHANNELS_VERSION:
@@ -89,7 +89,7 @@ class ChannelBook:
         data = {"version": CHANNELS_VERSION, "read": self.read, "feeds": self.feeds,
                 "log": {"path": self.log_path,
                         "position": self.position.to_json() if self.position else None}}
-        write_json(channels_path(self.state_dir), data, state_dir=self.state_dir, mode=SHARED_FILE_MODE)
+        write_state(channels_path(self.state_dir), data)
 
     def merge(self, tally: Tally) -> None:
         """Add the fetches of ``tally`` (keyed by (account, unit), channel)."""

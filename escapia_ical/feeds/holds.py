@@ -22,7 +22,7 @@ from typing import Any
 
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.spans import Span
-from escapia_ical.state import read_json, write_json
+from escapia_ical.state import read_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class HoldBook:
         are reported once and dropped."""
         path = folder / "policy.json"
         book = cls(path)
-        data = read_json(path)
+        data = read_state(path)
         if data is None:
             return book
         shaped = isinstance(data, dict) and isinstance(data.get("units"), dict)
@@ -139,7 +139,7 @@ class HoldBook:
 
     def save(self) -> None:
         """Write the state atomically. Raise PublishError if it cannot be written."""
-        write_json(self.path, {
+        write_state(self.path, {
             "version": VERSION,
             "breaker": self.breaker.to_json() if self.breaker else None,
             "listing_accepted": self.listing_accepted.to_json() if self.listing_accepted else None,

@@ -17,7 +17,7 @@ from typing import Any
 
 from escapia_ical.feeds.names import is_feed_filename
 from escapia_ical.feeds.publish import publish_feed, remove_feed
-from escapia_ical.state import kind_of, moment, names_of, read_json, warn_shape, write_json
+from escapia_ical.state import kind_of, moment, names_of, read_state, warn_shape, write_state
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class UnitNames:
 
     def __init__(self, folder: Path, stamps: dict[str, dict[str, Any]] | None = None):
         self.path = folder / "names.json"
-        data = read_json(self.path)
+        data = read_state(self.path)
         data = data if isinstance(data, dict) else {}
         generations, revoked = data.get("generations", {}), data.get("revoked", [])
         problems = []
@@ -97,5 +97,4 @@ class UnitNames:
         return self.generations[unit_id]
 
     def save(self, state_dir: Path) -> None:
-        write_json(self.path, {"generations": self.generations, "revoked": sorted(self.revoked)},
-                   state_dir=state_dir)
+        write_state(self.path, {"generations": self.generations, "revoked": sorted(self.revoked)})

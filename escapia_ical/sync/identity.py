@@ -10,12 +10,11 @@ identity (no secret in it), and a mismatch starts the account afresh, with a war
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 
 from escapia_ical.config import Account
-from escapia_ical.state import AccountState, read_json, write_json
+from escapia_ical.state import AccountState, delete_state, read_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def claim_state(state: AccountState, account: Account) -> bool:
     identity cannot be written."""
     path = state.folder / "identity.json"
     mine = source_identity(account)
-    recorded = read_json(path)
+    recorded = read_state(path)
     if isinstance(recorded, dict) and recorded.get("identity") == mine:
         return False
     other = isinstance(recorded, dict) and isinstance(recorded.get("identity"), str)
@@ -47,7 +46,6 @@ def claim_state(state: AccountState, account: Account) -> bool:
                     "username changed, or another config shares this state_dir); starting afresh",
                     account.name, state.folder)
         for name in STATE_FILES:
-            with contextlib.suppress(FileNotFoundError):
-                (state.folder / name).unlink()
-    write_json(path, {"identity": mine})
+            delete_state(state.folder / name)
+    write_state(path, {"identity": mine})
     return other

@@ -72,7 +72,7 @@ from escapia_ical.feeds.spans import Span
 from escapia_ical.model import FeedWindow, Unit
 from escapia_ical.sources.hsapi import CursorRejected, HsapiSource
 from escapia_ical.sources.hsapi_decode import Change, Reservation
-from escapia_ical.state import AccountState, read_json, write_json
+from escapia_ical.state import AccountState, read_state, write_state
 from escapia_ical.sync.change_state import Stay, checked, to_json
 from escapia_ical.sync.kind_index import (
     MAX_REMEMBERED_RESERVATIONS,
@@ -112,7 +112,7 @@ class ChangeTracker:
     def __init__(self, account: HsapiAccount, state: AccountState):
         self.account = account
         self.path = state.folder / "changes.json"
-        self.data = checked(read_json(self.path), self.path)
+        self.data = checked(read_state(self.path), self.path)
         self.period = dt.timedelta(hours=account.reconcile_hours)
         self.fallback = dt.timedelta(hours=min(account.work_orders_fallback_hours, account.reconcile_hours))
         self._pages_of_many = False
@@ -224,7 +224,7 @@ class ChangeTracker:
             "kinds_owed": plan.kinds.owed,
             "kinds_failed_at": plan.kinds.failed_at,
         }
-        write_json(self.path, to_json(self.data))
+        write_state(self.path, to_json(self.data))
 
     # -- the parts of a plan ----------------------------------------------------------
 

@@ -47,7 +47,7 @@ from escapia_ical.config import Account, EscapianetAccount
 from escapia_ical.errors import AuthError, SourceError
 from escapia_ical.model import FeedWindow, Unit
 from escapia_ical.sources.escapianet import EscapianetSource
-from escapia_ical.state import AccountState, read_json, write_json
+from escapia_ical.state import AccountState, read_state, write_state
 from escapia_ical.sync.incremental import add_units
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class QuietTracker:
     def __init__(self, account: EscapianetAccount, state: AccountState):
         self.account = account
         self.path = state.folder / STATE_FILE
-        self.data = checked(read_json(self.path), self.path)
+        self.data = checked(read_state(self.path), self.path)
         self.period = dt.timedelta(hours=account.reconcile_hours)
         self._source: EscapianetSource | None = None
 
@@ -180,7 +180,7 @@ class QuietTracker:
         self.data = {"mark": mark, "reconciled_at": reconciled, "units": plan.units,
                      "listed_at": dt.datetime.fromisoformat(plan.listed_at), "truncated": plan.truncated,
                      "stamps": stamps, "pending": sorted((plan.fetch - succeeded) & ids)}
-        write_json(self.path, to_json(self.data))
+        write_state(self.path, to_json(self.data))
 
     def _tracked(self, units: list[Unit]) -> set[str]:
         wanted = self.account.units

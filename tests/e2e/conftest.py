@@ -27,6 +27,7 @@ from escapia_ical.sandbox import (
     SANDBOX_SOAP_USER,
     Sandbox,
 )
+from escapia_ical.state import close_stores
 
 BIN = Path(sys.executable).parent
 CLI = shutil.which("escapia-ical", path=str(BIN)) or str(BIN / "escapia-ical")
@@ -159,3 +160,10 @@ def healthchecks():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/ping/5e5a7e1d-c0ffee-uuid", received
     server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _close_state_databases():
+    """Each test's state databases are closed after it (a test reads them in this process)."""
+    yield
+    close_stores()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import json
 import re
 import shlex
 import stat
@@ -15,6 +14,8 @@ from pathlib import Path
 import vobject
 from conftest import CLI, Deployment, account_yaml, write_config
 from feeds import ALLOWED_CALENDAR, ALLOWED_EVENT, property_names, read_nights
+
+from escapia_ical.status import load_status
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,7 +122,7 @@ def test_failure_of_one_unit_keeps_its_previous_feed_and_exits_1(deployment):
 def test_status_records_each_unit(deployment):
     deployment.sandbox.fail_unit(deployment.sandbox.unit_ids()[0], status=503)
     deployment.run("sync")
-    status = json.loads((deployment.state / "status.json").read_text())
+    status = load_status(deployment.state)
     account = status["accounts"]["sandbox"]
     first, *rest = deployment.sandbox.unit_ids()
     assert "HTTP 503" in account["units"][first]["last_error"]
@@ -163,7 +164,7 @@ def test_a_stuck_account_is_reported_once_and_does_not_freeze_the_others(deploym
     assert sorted(p.name for p in (deployment.output / "other").iterdir()) == sorted(
         deployment.feed(u, "other").name for u in deployment.sandbox.unit_ids())
     assert not (deployment.output / "stuck").exists()
-    recorded = json.loads((deployment.state / "status.json").read_text())["accounts"]["stuck"]
+    recorded = load_status(deployment.state)["accounts"]["stuck"]
     assert recorded["lock_stuck"] == {"pid": 4242, "since": since.replace(microsecond=0).isoformat()}
     assert status.returncode == 2
 
@@ -316,7 +317,7 @@ def test_accept_with_nothing_held(deployment):
     assert one.returncode == 1
     assert one.stderr == "escapia-ical: sandbox/1020-101: no loss is held for this unit\n"
     assert deployment.run("accept", "--account", "nope").returncode == 2
-    recorded = json.loads((deployment.state / "status.json").read_text())["accounts"]["sandbox"]["accepted"]
+    recorded = load_status(deployment.state)["accounts"]["sandbox"]["accepted"]
     assert [(a["by"], a["units"], a["whole_account"]) for a in recorded] == [("ops", [], True)]
 
 

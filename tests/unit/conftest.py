@@ -4,6 +4,8 @@ import pytest
 import requests
 import responses
 
+from escapia_ical.state import close_stores
+
 
 @pytest.fixture
 def rsps():
@@ -23,3 +25,10 @@ def http():
     """A real requests session, for tests that talk to a started sandbox on loopback."""
     with requests.Session() as session:
         yield session
+
+
+@pytest.fixture(autouse=True)
+def _close_state_databases():
+    """Each test's state databases are closed after it (a test reads them in this process)."""
+    yield
+    close_stores()

@@ -1,0 +1,190 @@
+"""The SQLite store (stdlib ``sqlite3``): the embedded default.
+
+One database file, one table of rows ``(key, part, body)``: ``part`` is the JSON list of
+mapping keys a row sits at (``[]`` for the document itself), ``body`` its JSON. WAL journal
+with ``synchronous=FULL``: a commit is on disk when it returns (a held loss or a published
+feed's record is never lost to a power cut), and readers (``status``, the report) never wait
+for a writer nor hold one up. Every wait for another process's write is bounded
+(``BUSY_SECONDS``). The schema is versioned (``PRAGMA user_version``); ``MIGRATIONS`` brings
+an older file forward when it is opened, in one transaction; a file written by a newer
+version of the program is refused, never rewritten.
+
+One connection per file and process, shared by the accounts synced in parallel (threads)
+under a lock: a write of one document is one short transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from escapia_ical.errors import StateError
+from escapia_ical.store import Split, assemble, flatten
+
+log = logging.getLogger(__name__)
+
+BUSY_SECONDS = 30.0  # the longest wait for another process's write (a sync's is milliseconds)
+
+# MIGRATIONS[n] brings a database of schema version n to n + 1.
+MIGRATIONS: list[tuple[str, ...]] = [
+    (  # 0 -> 1: the first schema
+        "CREATE TABLE documents (key TEXT NOT NULL, part TEXT NOT NULL, body TEXT NOT NULL,"
+        " PRIMARY KEY (key, part)) WITHOUT ROWID",
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+class SqliteStore:
+    """Documents in the SQLite database at ``path`` (created with ``mode`` if missing)."""
+
+    def __init__(self, path: Path, mode: int = 0o600, *, readonly: bool = False):
+        self.path = path
+        self.bytes_written = 0  # bodies written since opened, for the run's figures
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._empty = False  # read-only, and no schema yet: every document is absent
+        self._db = self._connect(mode, readonly)
+
+    # -- the interface (escapia_ical.store) -------------------------------------------
+
+    def read(self, key: str) -> Any | None:
+        if self._empty:
+            return None
+        with self._lock:
+            found = self._query("SELECT part, body FROM documents WHERE key = ?", (key,))
+        rows, bad = [], 0
+        for part, body in found:
+            try:
+                rows.append((json.loads(part), json.loads(body)))
+            except ValueError:
+                bad += 1
+        if bad:
+            log.warning("state %s: %s: %d unreadable row(s) ignored; the next sync rewrites them",
+                        self.path, key, bad)
+        return assemble(rows)
+
+    def write(self, key: str, value: Any, split: Split = ()) -> int:
+        rows = {_encode(list(path)): body for path, body in flatten(value, split, _encode)}
+        with self.transaction():
+            old = dict(self._query("SELECT part, body FROM documents WHERE key = ?", (key,)))
+            gone = [(key, part) for part in old if part not in rows]
+            new = [(key, part, body) for part, body in rows.items() if old.get(part) != body]
+            self._execute("DELETE FROM documents WHERE key = ? AND part = ?", gone, many=True)
+            self._execute("INSERT OR REPLACE INTO documents (key, part, body) VALUES (?, ?, ?)", new,
+                          many=True)
+        written = sum(len(body) for _, _, body in new)
+        self.bytes_written += written
+        return written
+
+    def delete(self, key: str) -> None:
+        with self.transaction():
+            self._execute("DELETE FROM documents WHERE key = ?", (key,))
+
+    def keys(self, prefix: str = "") -> list[str]:
+        if self._empty:
+            return []
+        with self._lock:
+            found = self._query("SELECT DISTINCT key FROM documents WHERE substr(key, 1, ?) = ? ORDER BY key",
+                                (len(prefix), prefix))
+        return [key for (key,) in found]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            outer = self._depth == 0
+            if outer:
+                self._execute("BEGIN IMMEDIATE")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if outer:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.rollback()
+                raise
+            self._depth -= 1
+            if outer:
+                self._execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+    # -- the file ---------------------------------------------------------------------
+
+    def _connect(self, mode: int, readonly: bool) -> sqlite3.Connection:
+        """Open (or create, with ``mode``) the database and bring its schema forward."""
+        for suffix in ("", "-wal", "-shm"):  # sqlite follows links: none is allowed here
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISLNK(os.lstat(f"{self.path}{suffix}").st_mode):
+                    raise StateError(f"state database {self.path}{suffix} is a symbolic link; refusing it")
+        if not readonly:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode))
+        target = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+        try:
+            db = sqlite3.connect(target, uri=readonly, timeout=BUSY_SECONDS, isolation_level=None,
+                                 check_same_thread=False)
+            if not readonly:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot open state database {self.path}: {exc}") from exc
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise StateError(f"state database {self.path} has schema version {version}, written by a "
+                             f"newer escapia-ical (this one knows {SCHEMA_VERSION}); run the newer version, "
+                             "or move the file away to start afresh")
+        if version < SCHEMA_VERSION:
+            if readonly:
+                self._empty = version == 0  # older, not empty: read as it is (a migration only adds)
+            else:
+                self._migrate(db, version)
+        return db
+
+    def _migrate(self, db: sqlite3.Connection, version: int) -> None:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            current = db.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it
+            for statements in MIGRATIONS[current:]:
+                for statement in statements:
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.rollback()
+            raise StateError(f"cannot bring state database {self.path} from schema {version} to "
+                             f"{SCHEMA_VERSION}: {exc}") from exc
+        if version:
+            log.info("state database %s: schema %d -> %d", self.path, version, SCHEMA_VERSION)
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read state database {self.path}: {exc}") from exc
+
+    def _execute(self, sql: str, args: Any = (), *, many: bool = False) -> None:
+        try:
+            if many:
+                self._db.executemany(sql, args)
+            else:
+                self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write state database {self.path}: {exc}") from exc
