@@ -1,29 +1,32 @@
 """What is remembered between runs, in ``state_dir``.
 
-Modes: state_dir itself 0750 when we create it and ``status.json`` (and ``channels.json``) 0640, so that a
-monitoring user in state_dir's group can run ``escapia-ical status`` (see the README,
-"Monitoring"); every folder below is 0700 and every other file 0600 (tokens are secrets).
+Modes: state_dir itself 0750 when we create it and ``status.db`` 0640, so that a monitoring
+user in state_dir's group can run ``escapia-ical status`` (see the README, "Monitoring" and
+"State"); ``state.db`` (it holds the feed names, secret with feed tokens), every folder below
+0700 and every other file 0600 (tokens are secrets).
 
 Layout::
 
-    state_dir/status.json                     the last runs' outcomes (status.py)
-    state_dir/status.lock                     turns at status.json (sync/lock.py)
-    state_dir/channels.json                   channel fetches and the access log position (channels/)
+    state_dir/state.db                        every document but status and channels (escapia_ical.store)
+    state_dir/status.db                       status (status.py) and channels (channels/)
+    state_dir/status.lock                     turns at the status (sync/lock.py)
     state_dir/channels.lock                   one reader of the access log at a time (sync/lock.py)
-    state_dir/notices.json                    what was said once per installation (sync/notices.py)
     state_dir/accounts/<account>/sync.lock    one run at a time per account (sync/lock.py)
-    state_dir/accounts/<account>/identity.json  whose state this is (sync/identity.py)
-    state_dir/accounts/<account>/token.json   a cached bearer token (a secret)
-    state_dir/accounts/<account>/feeds.json   per feed: digest, DTSTAMP, ranges (sync/stamps.py)
-    state_dir/accounts/<account>/changes.json the change-feed cursor (sync/incremental.py)
-    state_dir/accounts/<account>/escapianet.json  EscapiaNET quiet ticks: mark, LastUpdated (sync/quiet.py)
-    state_dir/accounts/<account>/policy.json  held losses, the breaker (feeds/holds.py)
-    state_dir/accounts/<account>/names.json   feed name generations and revoked names (feeds/rotation.py)
+    state_dir/accounts/<account>/token.json   a cached bearer token (a secret; a file of its own)
 
-Every file is written atomically, so a crash leaves the old state or the new one, and never
-through a symbolic link below state_dir. State that cannot be read, or is not the expected
-shape, is a warning naming the file and is treated as absent (it is all re-derivable),
-never as fatal; the next sync rewrites it.
+The documents keep the names of the JSON files earlier versions wrote, and the code names
+them by those paths (``state_dir/accounts/<account>/feeds.json`` is the document
+``accounts/<account>/feeds`` of state.db): notices (sync/notices.py), and per account
+identity (sync/identity.py), feeds (sync/stamps.py), changes (sync/incremental.py),
+escapianet (sync/quiet.py), policy (feeds/holds.py), names (feeds/rotation.py). ``SPLITS``
+says where each is split into rows, so that a write stores only what changed. Those JSON
+files, when a database is first made, are taken in and renamed ``*.json.imported``.
+
+A document is written in one transaction, so a crash leaves the old one or the new one.
+State that cannot be read, or is not the expected shape, is a warning naming the database
+and the document and is treated as absent (it is all re-derivable), never as fatal; the
+next sync rewrites it. Only a database that cannot be opened (or is a newer version's)
+fails the run (StateError).
 """
 
 from __future__ import annotations
