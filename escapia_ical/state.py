@@ -169,12 +169,12 @@ def _open(state_dir: Path, db: Path, shared: bool, create: bool) -> SqliteStore 
     if not create and (not exists and not os.access(state_dir, os.W_OK)):
         return None
     if exists and not os.access(db, os.W_OK):
-        return SqliteStore(db, readonly=True)
+        return SqliteStore(db, readonly=True, wal=not shared)
     try:
         make_private_dir(state_dir)
     except OSError as exc:
         raise PublishError(f"cannot create state_dir {state_dir}: {exc.strerror or exc}") from exc
-    store = SqliteStore(db, SHARED_FILE_MODE if shared else STATE_FILE_MODE)
+    store = SqliteStore(db, SHARED_FILE_MODE if shared else STATE_FILE_MODE, wal=not shared)
     if store.read(_IMPORTED) is None:
         _import_json(store, state_dir, shared)
     return store

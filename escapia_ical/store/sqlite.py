@@ -1,10 +1,13 @@
 """The SQLite store (stdlib ``sqlite3``): the embedded default.
 
 One database file, one table of rows ``(key, part, body)``: ``part`` is the JSON list of
-mapping keys a row sits at (``[]`` for the document itself), ``body`` its JSON. WAL journal
-with ``synchronous=FULL``: a commit is on disk when it returns (a held loss or a published
-feed's record is never lost to a power cut), and readers (``status``, the report) never wait
-for a writer nor hold one up. Every wait for another process's write is bounded
+mapping keys a row sits at (``[]`` for the document itself), ``body`` its JSON. With
+``synchronous=FULL`` a commit is on disk when it returns (a held loss or a published feed's
+record is never lost to a power cut). The WAL journal lets readers (the report) neither wait
+for a writer nor hold one up; a database that users who may not write it read (status.db,
+the monitoring group) keeps the rollback journal instead (``wal=False``): with WAL they could
+not open it while no writer has it open (SQLite must then create its ``-shm`` file). Their
+reads wait at most for a commit (milliseconds). Every wait for another process's write is bounded
 (``BUSY_SECONDS``). The schema is versioned (``PRAGMA user_version``); ``MIGRATIONS`` brings
 an older file forward when it is opened, in one transaction; a file written by a newer
 version of the program is refused, never rewritten.
@@ -50,8 +53,9 @@ def _encode(value: Any) -> str:
 class SqliteStore:
     """Documents in the SQLite database at ``path`` (created with ``mode`` if missing)."""
 
-    def __init__(self, path: Path, mode: int = 0o600, *, readonly: bool = False):
+    def __init__(self, path: Path, mode: int = 0o600, *, readonly: bool = False, wal: bool = True):
         self.path = path
+        self._wal = wal
         self.bytes_written = 0  # bodies written since opened, for the run's figures
         self._lock = threading.RLock()
         self._depth = 0
@@ -128,7 +132,7 @@ class SqliteStore:
 
     def _connect(self, mode: int, readonly: bool) -> sqlite3.Connection:
         """Open (or create, with ``mode``) the database and bring its schema forward."""
-        for suffix in ("", "-wal", "-shm"):  # sqlite follows links: none is allowed here
+        for suffix in ("", "-wal", "-shm", "-journal"):  # sqlite follows links: none is allowed here
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISLNK(os.lstat(f"{self.path}{suffix}").st_mode):
                     raise StateError(f"state database {self.path}{suffix} is a symbolic link; refusing it")
@@ -140,7 +144,7 @@ class SqliteStore:
             db = sqlite3.connect(target, uri=readonly, timeout=BUSY_SECONDS, isolation_level=None,
                                  check_same_thread=False)
             if not readonly:
-                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA journal_mode={'WAL' if self._wal else 'DELETE'}")
                 db.execute("PRAGMA synchronous=FULL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:

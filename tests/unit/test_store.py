@@ -3,18 +3,24 @@ split; writes only what changed; schema versions; the JSON state of earlier vers
 
 from __future__ import annotations
 
+import grp
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from escapia_ical.errors import StateError
-from escapia_ical.state import STATE_DB, STATUS_DB, read_state, state_bytes_written, write_state
+from escapia_ical.state import STATE_DB, STATUS_DB, close_stores, read_state, state_bytes_written, write_state
 from escapia_ical.status import load_status, save_status
 from escapia_ical.store.sqlite import SCHEMA_VERSION, SqliteStore
 
@@ -139,6 +145,8 @@ def test_the_databases_are_private_and_status_is_shared(tmp_path):
     assert stat.S_IMODE(os.stat(state / STATUS_DB).st_mode) == 0o640
     with sqlite3.connect(state / STATE_DB) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with sqlite3.connect(state / STATUS_DB) as con:  # readers who may not write: see below
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
     with sqlite3.connect(state / STATUS_DB) as con:  # no secret feed name in the shared file
         assert con.execute("SELECT COUNT(*) FROM documents WHERE key LIKE 'accounts/%'").fetchone()[0] == 0
 
@@ -184,6 +192,28 @@ def test_json_state_of_an_earlier_version_is_imported_once(tmp_path, caplog):
     assert not (state / "accounts" / "a" / "feeds.json").exists()
     assert "taken into" in caplog.text
     (state / "accounts" / "a" / "feeds.json").write_text(json.dumps({"other.ics": {}}))  # not read again
-    from escapia_ical.state import close_stores
     close_stores()
     assert read_state(state / "accounts" / "a" / "feeds.json") == feeds
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root (to become another user)")
+def test_the_monitoring_group_reads_the_status_while_no_sync_runs():
+    """status.db is read by a user who may not write it or its folder (README, Monitoring)."""
+    root = Path(tempfile.mkdtemp(prefix="monitoring-"))
+    try:
+        root.chmod(0o755)
+        state = root / "state"
+        save_status(state, {"version": 1, "accounts": {"a": {"units": {"u": {"events": 3}}}}})
+        close_stores()  # no writer has it open: no -wal or -shm file
+        group = grp.getgrnam("nogroup").gr_gid
+        for path in (state, *state.iterdir()):
+            os.chown(path, 0, group)
+        state.chmod(0o2750)
+        code = "from pathlib import Path; from escapia_ical.status import load_status; " \
+               f"print(load_status(Path({str(state)!r}))['accounts']['a']['units']['u']['events'])"
+        read = subprocess.run(["setpriv", "--reuid=nobody", f"--regid={group}", "--clear-groups",
+                               sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert (read.returncode, read.stdout.strip()) == (0, "3"), read.stderr
+        assert sorted(p.name for p in state.iterdir()) == ["status.db"]  # the reader left nothing
+    finally:
+        shutil.rmtree(root)
