@@ -48,7 +48,7 @@ from escapia_ical.sync.notices import say_once
 from escapia_ical.sync.parallel import account_logs, account_thread_name
 from escapia_ical.sync.profiles import profile_folders
 from escapia_ical.sync.quiet import check_listing, listing_truncated, prefetch_batch, quiet_tracker
-from escapia_ical.sync.stamps import build_feed, previous_entry, stored_ranges
+from escapia_ical.sync.stamps import build_feed, has_stored_ranges, previous_entry
 from escapia_ical.sync.units import fetch_units, roll_unit
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     # A unit named with --unit is always fetched: that is what a person asking for it expects.
     fetch = [(u, o) for u, o in zip(units, outcomes, strict=True) if o.error is None and (
              plan is None or u.id in plan.fetch or u.id in options.units
-             or stored_ranges(stamps.get(o.path.name)) is None)]
+             or not has_stored_ranges(stamps.get(o.path.name)))]
     if plan and (plan.reasons or options.units):
         asked = {"asked for (--unit)": len({u.id for u, _ in fetch} - plan.fetch)}
         why = ", ".join(f"{n} {REASONS.get(reason, reason)}"

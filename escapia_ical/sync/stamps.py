@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,30 @@ def stored_ranges(entry: object) -> list[BlockedRange] | None:
     if isinstance(ranges, str):  # "first/checkout first/checkout ..."
         ranges = [pair.split("/") for pair in ranges.split()]
     return _pairs(ranges)
+
+
+def has_stored_ranges(entry: object) -> bool:
+    """Whether ``stored_ranges(entry)`` is not None, without building the ranges: a steady
+    tick asks this of every unit (building them took 0.6 CPU s at 10,000 units)."""
+    ranges = entry.get("ranges") if isinstance(entry, dict) else None
+    if not isinstance(ranges, str):
+        return stored_ranges(entry) is not None
+    for pair in ranges.split():
+        parts = pair.split("/")
+        if len(parts) != 2:
+            return False
+        start, end = _day(parts[0]), _day(parts[1])
+        if start is None or end is None or end <= start:
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=4096)  # a few thousand dates cover every unit's ranges
+def _day(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _pairs(ranges: Any) -> list[BlockedRange] | None:
