@@ -93,9 +93,13 @@ def read_json(path: Path) -> Any | None:
 def read_state(path: Path) -> Any | None:
     """Return the state document ``path`` names (``state_dir/accounts/<account>/feeds.json``
     names the document ``accounts/<account>/feeds`` of state.db), or None if there is none.
+    Reading never creates a database (``--dry-run`` writes nothing): before the first write
+    of an upgraded installation, the JSON file of an earlier version is read as it is.
     Raise StateError if the database cannot be read."""
     store, key = _locate(path)
-    return store.read(key) if store is not None else None
+    if store is None:
+        return read_json(path) if path.name != "token.json" else None
+    return store.read(key)
 
 
 def write_state(path: Path, data: Any) -> int:
@@ -156,19 +160,18 @@ def _locate(path: Path, *, create: bool = False) -> tuple[SqliteStore | None, st
     shared = path.name in _SHARED
     db = state_dir / _database(path)
     with _stores_lock:
-        if db not in _stores or (create and _stores[db] is None):
+        if db not in _stores or (_stores[db] is None and (create or db.exists())):
             _stores[db] = _open(state_dir, db, shared, create)
         return _stores[db], _key(path, state_dir)
 
 
 def _open(state_dir: Path, db: Path, shared: bool, create: bool) -> SqliteStore | None:
     """Open ``db``: read-only for a user who may not write it (the monitoring group reading
-    status.db), not at all if it is missing and this user may not create it. A new (or
-    not yet imported) database takes in the JSON state files of earlier versions."""
-    exists = db.exists()
-    if not create and (not exists and not os.access(state_dir, os.W_OK)):
+    status.db); None if it is missing and this is not a write. A new (or not yet imported)
+    database takes in the JSON state files of earlier versions."""
+    if not db.exists() and not create:
         return None
-    if exists and not os.access(db, os.W_OK):
+    if not create and not os.access(db, os.W_OK):
         return SqliteStore(db, readonly=True, wal=not shared)
     try:
         make_private_dir(state_dir)
@@ -190,6 +193,8 @@ def _import_json(store: SqliteStore, state_dir: Path, shared: bool) -> None:
                   if folder.is_dir() and not folder.is_symlink() for name in ACCOUNT_DOCUMENTS]
     found = [f for f in files if f.is_file() and not f.is_symlink()]
     with store.transaction():
+        if store.read(_IMPORTED) is not None:  # another process did it meanwhile (we waited for its turn)
+            return
         for file in found:
             data = read_json(file)
             if data is not None:

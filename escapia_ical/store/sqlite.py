@@ -67,16 +67,16 @@ class SqliteStore:
     def read(self, key: str) -> Any | None:
         if self._empty:
             return None
-        with self._lock:
-            found = self._query("SELECT part, body FROM documents WHERE key = ?", (key,))
+        with self._lock:  # as bytes: a body that is not UTF-8 is one bad row, not a failed read
+            found = self._query("SELECT part, CAST(body AS BLOB) FROM documents WHERE key = ?", (key,))
         rows, bad = [], 0
         for part, body in found:
             try:
-                rows.append((json.loads(part), json.loads(body)))
-            except ValueError:
+                rows.append((json.loads(part), json.loads(body.decode("utf-8"))))
+            except (ValueError, RecursionError):  # ValueError: not UTF-8, or not JSON
                 bad += 1
         if bad:
-            log.warning("state %s: %s: %d unreadable row(s) ignored; the next sync rewrites them",
+            log.warning("state %s (%s): %d unreadable row(s) ignored; the next sync rewrites them",
                         self.path, key, bad)
         return assemble(rows)
 

@@ -100,7 +100,7 @@ def test_an_undecodable_row_is_left_out_with_a_warning(tmp_path, caplog):
         con.execute("UPDATE documents SET body = '{nope' WHERE part = '[\"bad\"]'")
     with caplog.at_level(logging.WARNING):
         assert store.read("doc") == {"good": 1}
-    assert "doc: 1 unreadable row(s) ignored" in caplog.text
+    assert "t.db (doc): 1 unreadable row(s) ignored" in caplog.text
     store.close()
 
 
@@ -183,17 +183,39 @@ def test_json_state_of_an_earlier_version_is_imported_once(tmp_path, caplog):
     (state / "accounts" / "a" / "changes.json").write_text(json.dumps({"cursor": 7, "fetched": {"u1": "t"}}))
     (state / "status.json").write_text(json.dumps({"version": 1, "accounts": {"a": {"units": {}}}}))
     (state / "notices.json").write_text("{broken")
+    assert read_state(state / "accounts" / "a" / "feeds.json") == feeds  # read as it is: a read writes nothing
+    assert "a" in load_status(state)["accounts"]
+    assert sorted(p.name for p in state.iterdir()) == ["accounts", "notices.json", "status.json"]
     with caplog.at_level(logging.WARNING):
-        assert read_state(state / "accounts" / "a" / "feeds.json") == feeds
+        write_state(state / "accounts" / "a" / "identity.json", {"identity": "x"})  # the first write
+    assert read_state(state / "accounts" / "a" / "feeds.json") == feeds
     assert read_state(state / "accounts" / "a" / "changes.json") == {"cursor": 7, "fetched": {"u1": "t"}}
     assert read_state(state / "notices.json") is None  # unreadable: absent, as before
-    assert "accounts" in load_status(state) and "a" in load_status(state)["accounts"]
     assert (state / "accounts" / "a" / "feeds.json.imported").exists()
     assert not (state / "accounts" / "a" / "feeds.json").exists()
-    assert "taken into" in caplog.text
+    assert "3 JSON state file(s) of an earlier version taken into" in caplog.text
+    assert (state / "status.json").exists()  # status.db is made by its own first write
+    save_status(state, load_status(state))
+    assert not (state / "status.json").exists() and "a" in load_status(state)["accounts"]
     (state / "accounts" / "a" / "feeds.json").write_text(json.dumps({"other.ics": {}}))  # not read again
     close_stores()
     assert read_state(state / "accounts" / "a" / "feeds.json") == feeds
+
+
+def test_two_processes_import_once(tmp_path):
+    """The import is decided inside its transaction: a second process finds it done."""
+    state = tmp_path / "state"
+    (state / "accounts" / "a").mkdir(parents=True)
+    (state / "accounts" / "a" / "changes.json").write_text(json.dumps({"cursor": 1}))
+    first = SqliteStore(state / STATE_DB)
+    second = SqliteStore(state / STATE_DB)
+    from escapia_ical.state import _import_json
+    _import_json(first, state, shared=False)
+    first.write("accounts/a/changes", {"cursor": 2})  # the first process goes on syncing
+    (state / "accounts" / "a" / "changes.json.imported").rename(state / "accounts" / "a" / "changes.json")
+    _import_json(second, state, shared=False)
+    assert second.read("accounts/a/changes") == {"cursor": 2}
+    first.close(), second.close()
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root (to become another user)")
