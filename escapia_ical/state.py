@@ -121,12 +121,16 @@ def delete_state(path: Path) -> None:
         store.delete(key)
 
 
-def describe(path: Path) -> str:
+def describe(path: Path | str) -> str:
     """Name a state document for a message: ``/var/lib/x/state.db (accounts/a/feeds)``."""
+    path = Path(path)
     if path.name == "token.json":
         return str(path)
     state_dir = _state_dir_of(path)
-    return f"{state_dir / _database(path)} ({_key(path, state_dir)})"
+    try:
+        return f"{state_dir / _database(path)} ({_key(path, state_dir)})"
+    except ValueError:
+        return str(path)
 
 
 def state_bytes_written() -> int:

@@ -122,10 +122,7 @@ def export_json(state: Path) -> None:
         with sqlite3.connect(state / db) as con:
             keys = [k for (k,) in con.execute("SELECT DISTINCT key FROM documents") if not k.startswith("store/")]
         for key in keys:
-            if key == "status":
-                document = load_status(state)
-            else:
-                document = read_state(state / f"{key}.json")
+            document = load_status(state) if key == "status" else read_state(state / f"{key}.json")
             (state / f"{key}.json").write_text(json.dumps(document), encoding="utf-8")
     from escapia_ical.state import close_stores
     close_stores()

@@ -65,15 +65,12 @@ def test_feed_stamps_drop_bad_names_and_shapes_with_one_warning(tmp_path, caplog
     assert "and 5 more" in message
 
 
-UNREADABLE = "the store catches only ValueError"
 
 
 @pytest.mark.parametrize("content", [
     "[]", '"x"', "5", "null", '{"1.ics": {"un',
-    pytest.param(b"\xff\xfe", marks=pytest.mark.xfail(strict=True, raises=StateError, reason=(
-        "a row that is not UTF-8 fails the whole read (StateError from sqlite3) instead of being ignored"))),
-    pytest.param("[" * 100_000, marks=pytest.mark.xfail(strict=True, raises=RecursionError, reason=(
-        f"a deeply nested row raises RecursionError: {UNREADABLE}"))),
+    b"\xff\xfe",
+    "[" * 100_000,
 ])
 def test_unusable_feeds_document_is_empty_with_one_warning(tmp_path, caplog, content):
     state = AccountState(tmp_path, "acct")
@@ -118,9 +115,9 @@ def test_database_modes_and_a_linked_state_dir(tmp_path):
     assert read_state(real / "accounts" / "acct" / "feeds.json") == {"1.ics": GOOD}
     assert read_state(real / "status.json") == {"version": 1}
     modes = {name: stat.S_IMODE((real / name).stat().st_mode) for name in os.listdir(real)}
-    # the journal files of each database (WAL, shared memory) have its mode: they hold its data
-    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600,
-                     "status.db": 0o640, "status.db-wal": 0o640, "status.db-shm": 0o640}
+    # the journal files of state.db (WAL, shared memory) have its mode: they hold its data;
+    # status.db keeps a rollback journal, gone once a write is committed
+    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600, "status.db": 0o640}
 
 
 def test_a_new_state_dir_is_made_0750_with_its_parents(tmp_path):
@@ -172,8 +169,11 @@ def test_a_linked_database_is_refused_and_its_target_untouched(tmp_path, linked)
     refusal = f"state database {state_dir / linked} is a symbolic link; refusing it"
     with pytest.raises(StateError, match=f"^{re.escape(refusal)}$"):
         write_state(path, {"1.ics": GOOD})
-    with pytest.raises(StateError, match=f"^{re.escape(refusal)}$"):
-        read_state(path)
+    if linked.endswith(".db"):
+        with pytest.raises(StateError, match=f"^{re.escape(refusal)}$"):
+            read_state(path)
+    else:  # no database: a read opens nothing
+        assert read_state(path) is None
     assert victim.read_text() == "precious"
     assert (state_dir / linked).is_symlink()
 
@@ -199,8 +199,12 @@ def test_json_state_of_an_earlier_version_is_imported_once(tmp_path, caplog):
     (folder / "feeds.json").write_text(json.dumps({"1.ics": GOOD}))
     (folder / "changes.json").write_text('{"cursor": ')  # unreadable: a warning, and absent
     (tmp_path / "status.json").write_text(json.dumps({"version": 1, "accounts": {}}))
-    with caplog.at_level(logging.WARNING):
-        assert AccountState(tmp_path, "acct").feed_stamps() == {"1.ics": GOOD}
+    assert AccountState(tmp_path, "acct").feed_stamps() == {"1.ics": GOOD}  # read as it is, not taken in
+    assert not (tmp_path / "state.db").exists()
+    with caplog.at_level(logging.WARNING):  # the first writes take the files in
+        write_state(folder / "identity.json", {"identity": "x"})
+        write_state(tmp_path / "channels.json", {"version": 1})
+    assert AccountState(tmp_path, "acct").feed_stamps() == {"1.ics": GOOD}
     assert read_state(folder / "changes.json") is None
     assert read_state(tmp_path / "status.json") == {"version": 1, "accounts": {}}
     assert f"state file {folder / 'changes.json'} is unreadable" in caplog.text
