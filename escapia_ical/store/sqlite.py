@@ -67,14 +67,13 @@ class SqliteStore:
     def read(self, key: str) -> Any | None:
         if self._empty:
             return None
-        with self._lock:  # as bytes: a body that is not UTF-8 is one bad row, not a failed read
-            found = self._query("SELECT part, CAST(body AS BLOB) FROM documents WHERE key = ?", (key,))
         rows, bad = [], 0
-        for part, body in found:
-            try:
-                rows.append((json.loads(part), json.loads(body.decode("utf-8"))))
-            except (ValueError, RecursionError):  # ValueError: not UTF-8, or not JSON
-                bad += 1
+        with self._lock:
+            for part, body in self._rows(key):  # one at a time: 10,000 bodies are never all held twice
+                try:
+                    rows.append((json.loads(part), json.loads(body.decode("utf-8"))))
+                except (ValueError, RecursionError):  # ValueError: not UTF-8, or not JSON
+                    bad += 1
         if bad:
             log.warning("state %s (%s): %d unreadable row(s) ignored; the next sync rewrites them",
                         self.path, key, bad)
@@ -83,15 +82,28 @@ class SqliteStore:
     def write(self, key: str, value: Any, split: Split = ()) -> int:
         rows = {_encode(list(path)): body for path, body in flatten(value, split, _encode)}
         with self.transaction():
-            old = dict(self._query("SELECT part, body FROM documents WHERE key = ?", (key,)))
-            gone = [(key, part) for part in old if part not in rows]
-            new = [(key, part, body) for part, body in rows.items() if old.get(part) != body]
+            gone = []
+            for part, body in self._rows(key):
+                mine = rows.get(part)
+                if mine is None:
+                    gone.append((key, part))
+                elif mine.encode("utf-8") == body:
+                    del rows[part]  # unchanged: not written
             self._execute("DELETE FROM documents WHERE key = ? AND part = ?", gone, many=True)
-            self._execute("INSERT OR REPLACE INTO documents (key, part, body) VALUES (?, ?, ?)", new,
-                          many=True)
-        written = sum(len(body) for _, _, body in new)
+            self._execute("INSERT OR REPLACE INTO documents (key, part, body) VALUES (?, ?, ?)",
+                          ((key, part, body) for part, body in rows.items()), many=True)
+        written = sum(len(body) for body in rows.values())
         self.bytes_written += written
         return written
+
+    def _rows(self, key: str) -> Iterator[tuple[str, bytes]]:
+        """The (part, body) rows of ``key``, bodies as bytes (one that is not UTF-8 is then one
+        bad row, not a failed read). The caller holds the lock."""
+        try:
+            yield from self._db.execute("SELECT part, CAST(body AS BLOB) FROM documents WHERE key = ?",
+                                        (key,))
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read state database {self.path}: {exc}") from exc
 
     def delete(self, key: str) -> None:
         with self.transaction():
