@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,22 +68,29 @@ def has_stored_ranges(entry: object) -> bool:
     ranges = entry.get("ranges") if isinstance(entry, dict) else None
     if not isinstance(ranges, str):
         return stored_ranges(entry) is not None
+    days = _DAYS
     for pair in ranges.split():
-        parts = pair.split("/")
-        if len(parts) != 2:
+        first, slash, checkout = pair.partition("/")
+        if not slash or "/" in checkout:
             return False
-        start, end = _day(parts[0]), _day(parts[1])
+        start = days[first] if first in days else _day(first)
+        end = days[checkout] if checkout in days else _day(checkout)
         if start is None or end is None or end <= start:
             return False
     return True
 
 
-@functools.lru_cache(maxsize=4096)  # a few thousand dates cover every unit's ranges
+_DAYS: dict[str, dt.date | None] = {}  # the dates read so far (a few thousand cover every unit)
+
+
 def _day(text: str) -> dt.date | None:
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
-        return None
+        day = None
+    if len(_DAYS) < 100_000:
+        _DAYS[text] = day
+    return day
 
 
 def _pairs(ranges: Any) -> list[BlockedRange] | None:
