@@ -96,10 +96,6 @@ def test_a_damaged_state_document_is_reported_and_the_account_syncs_fully(tmp_pa
     assert isinstance(read_state(state)["stamps"], dict)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "product bug: sync/quiet.py checked() still warns 'state file <state_dir>/accounts/sandbox/"
-    "escapianet.json is not as expected', naming a file that no longer exists, instead of "
-    "describe(path) ('state <state_dir>/state.db (accounts/sandbox/escapianet)') as warn_shape does"))
 def test_a_damaged_state_document_is_named_as_the_database_names_it(tmp_path, sandbox):
     state, stderr = damage_the_quiet_state(deploy(tmp_path, sandbox))
     assert f"state {describe(state)} is not as expected" in stderr

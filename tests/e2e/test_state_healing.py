@@ -163,11 +163,6 @@ def test_corrupt_feeds_heals(deployment, caplog, mode):
     assert os.stat(db).st_mode & 0o777 == 0o600
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "product bug: a row whose TEXT is not UTF-8 makes sqlite3 raise OperationalError in "
-    "SqliteStore._query (read, and write's read of the old rows), a StateError: `status` and "
-    "every sync exit 1 ('cannot read state database ...: Could not decode to UTF-8 column') "
-    "and the next sync cannot rewrite the row, so the state never heals"))
 @pytest.mark.parametrize("damage", list(INVALID_UTF8_DAMAGES))
 def test_invalid_utf8_row_heals(deployment, caplog, damage):
     database, key, part = INVALID_UTF8_DAMAGES[damage]
