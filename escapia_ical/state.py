@@ -121,6 +121,14 @@ def delete_state(path: Path) -> None:
         store.delete(key)
 
 
+def state_transaction(state_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """A context in which the writes to state.db commit together (an account's feed
+    records, held losses and change-feed cursor after a run), or not at all."""
+    store, _ = _locate(state_dir / "notices.json", create=True)
+    assert store is not None
+    return store.transaction()
+
+
 def describe(path: Path | str) -> str:
     """Name a state document for a message: ``/var/lib/x/state.db (accounts/a/feeds)``."""
     path = Path(path)

@@ -30,7 +30,7 @@ from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.sources import Source, make_source
 from escapia_ical.sources.slots import set_request_slots
-from escapia_ical.state import AccountState
+from escapia_ical.state import AccountState, state_transaction
 from escapia_ical.sync.context import (
     AccountResult,
     Progress,
@@ -268,10 +268,11 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
             # One fsync per folder for every feed renamed into it this run, before the
             # state records them.
             sync_folders(run.unsynced.pop(account.name, set()), config.output_dir)
-            state.save_feed_stamps(stamps)
-            book.save()
-            if tracker and plan:
-                tracker.commit(plan, succeeded, options.now())
+            with state_transaction(config.state_dir):  # what was published, recorded at once
+                state.save_feed_stamps(stamps)
+                book.save()
+                if tracker and plan:
+                    tracker.commit(plan, succeeded, options.now())
     if account.api == "escapianet":
         check_listing(source, plan)
 

@@ -149,3 +149,18 @@ def test_json_state_of_an_earlier_version_is_taken_in_without_a_fetch(deployment
     assert load_status(deployment.state)["accounts"]["sandbox"]["last_error"] is None
     again = deployment.run("sync")
     assert again.returncode == 0 and "taken into" not in again.stderr
+
+
+def test_an_accounts_records_commit_together(deployment):
+    """Feed records, held losses and the change-feed cursor of a run are one transaction:
+    killed while the cursor is written, none of the run's records is kept."""
+    assert deployment.run("sync").returncode == 0
+    feeds = deployment.state / "accounts" / "sandbox" / "feeds.json"
+    changes = deployment.state / "accounts" / "sandbox" / "changes.json"
+    before = read_state(feeds), read_state(changes)
+    book_two(deployment)
+    result = killed_run(deployment, "accounts/sandbox/changes", "inside")
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert (read_state(feeds), read_state(changes)) == before
+    settled(deployment)
+    assert read_state(feeds) != before[0] and read_state(changes)["cursor"] != before[1]["cursor"]
