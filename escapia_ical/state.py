@@ -40,11 +40,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from escapia_ical.errors import PublishError
+from escapia_ical.errors import PublishError, StateError
 from escapia_ical.feeds.names import is_feed_filename
 from escapia_ical.feeds.publish import open_folder, write_at
 from escapia_ical.store import Split
-from escapia_ical.store.sqlite import SqliteStore
+from escapia_ical.store.sqlite import Corrupt, SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ SPLITS: dict[str, Split] = {
     "escapianet.json": ((), ("stamps",)),
     "policy.json": ((), ("units",)),
     "names.json": ((), ("generations",)),
-    "status.json": ((), ("accounts",), ("accounts", "*"), ("accounts", "*", "units")),
+    "status.json": ((), ("accounts",), ("accounts", "*"), ("accounts", "*", "units"), ("runs",)),
     "channels.json": ((), ("feeds",), ("feeds", "*")),
 }
 # The documents of an account (accounts/<account>/<name>); token.json stays a file of its own.
@@ -97,9 +97,12 @@ def read_state(path: Path) -> Any | None:
     of an upgraded installation, the JSON file of an earlier version is read as it is.
     Raise StateError if the database cannot be read."""
     store, key = _locate(path)
-    if store is None:
-        return read_json(path) if path.name != "token.json" else None
-    return store.read(key)
+    if store is None and path.name != "token.json":
+        found = read_json(path)
+        if found is not None or path.exists():
+            return found
+        store, key = _locate(path)  # another thread may just have taken it in (and renamed it)
+    return store.read(key) if store is not None else None
 
 
 def write_state(path: Path, data: Any) -> int:
@@ -180,7 +183,9 @@ def _locate(path: Path, *, create: bool = False) -> tuple[SqliteStore | None, st
 def _open(state_dir: Path, db: Path, shared: bool, create: bool) -> SqliteStore | None:
     """Open ``db``: read-only for a user who may not write it (the monitoring group reading
     status.db); None if it is missing and this is not a write. A new (or not yet imported)
-    database takes in the JSON state files of earlier versions."""
+    database takes in the JSON state files of earlier versions. A file that is not a
+    database (or a damaged one) is moved aside, with a warning, and the state starts afresh
+    (it is all re-derivable), as an unreadable JSON file was treated as absent."""
     if not db.exists() and not create:
         return None
     if not create and not os.access(db, os.W_OK):
@@ -189,21 +194,56 @@ def _open(state_dir: Path, db: Path, shared: bool, create: bool) -> SqliteStore 
         make_private_dir(state_dir)
     except OSError as exc:
         raise PublishError(f"cannot create state_dir {state_dir}: {exc.strerror or exc}") from exc
-    store = SqliteStore(db, SHARED_FILE_MODE if shared else STATE_FILE_MODE, wal=not shared)
-    if store.read(_IMPORTED) is None:
+    mode = SHARED_FILE_MODE if shared else STATE_FILE_MODE
+    try:
+        store = SqliteStore(db, mode, wal=not shared)
+        imported = store.read(_IMPORTED)
+    except Corrupt as exc:
+        aside = db.with_name(f"{db.name}.corrupt-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}")
+        try:
+            db.rename(aside)
+            for suffix in ("-wal", "-shm", "-journal"):
+                db.with_name(db.name + suffix).unlink(missing_ok=True)
+        except OSError as moved:
+            raise StateError(f"{exc}; it could not be moved aside ({moved.strerror}): move it away to "
+                             "start afresh") from exc
+        log.warning("%s; moved aside to %s, the state starts afresh (the next runs fetch every unit)",
+                    exc, aside.name)
+        store, imported = SqliteStore(db, mode, wal=not shared), None
+    if imported is None:
         _import_json(store, state_dir, shared)
+    else:
+        _warn_left_json(state_dir, shared, imported)
     return store
+
+
+def _legacy_files(state_dir: Path, shared: bool) -> list[Path]:
+    """The JSON state files of earlier versions that would go into this database."""
+    files = [state_dir / name for name in (sorted(_SHARED) if shared else ["notices.json"])]
+    if not shared:
+        files += [folder / name for folder in sorted((state_dir / "accounts").glob("*"))
+                  if folder.is_dir() and not folder.is_symlink() for name in ACCOUNT_DOCUMENTS]
+    return [f for f in files if f.is_file() and not f.is_symlink()]
+
+
+def _warn_left_json(state_dir: Path, shared: bool, imported: Any) -> None:
+    """Say so when JSON state files sit beside a database that took in its JSON already
+    (an earlier version ran after the upgrade): they are not read."""
+    left = _legacy_files(state_dir, shared)
+    if left:
+        when = imported.get("at", "?") if isinstance(imported, dict) else "?"
+        log.warning("state: %d JSON state file(s) of an earlier version (e.g. %s) are not read: %s took in "
+                    "the JSON state at %s and holds the state since; delete them, or move the database "
+                    "away to take them in again", len(left), left[0], state_dir / (STATUS_DB if shared
+                                                                                      else STATE_DB), when)
 
 
 def _import_json(store: SqliteStore, state_dir: Path, shared: bool) -> None:
     """Take the JSON state files of earlier versions into ``store`` (one transaction), then
-    rename each to ``*.json.imported``: they are not read again (and may be deleted)."""
-    names = sorted(_SHARED) if shared else ["notices.json"]
-    files = [state_dir / name for name in names]
-    if not shared:
-        files += [folder / name for folder in sorted((state_dir / "accounts").glob("*"))
-                  if folder.is_dir() and not folder.is_symlink() for name in ACCOUNT_DOCUMENTS]
-    found = [f for f in files if f.is_file() and not f.is_symlink()]
+    rename each one read to ``*.json.imported``: they are not read again (and may be deleted).
+    The import is decided inside its transaction, so that two processes import once."""
+    found = _legacy_files(state_dir, shared)
+    taken = []
     with store.transaction():
         if store.read(_IMPORTED) is not None:  # another process did it meanwhile (we waited for its turn)
             return
@@ -211,13 +251,15 @@ def _import_json(store: SqliteStore, state_dir: Path, shared: bool) -> None:
             data = read_json(file)
             if data is not None:
                 store.write(_key(file, state_dir), data, SPLITS.get(file.name, ()))
-        store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "files": len(found)})
-    for file in found:
+            if data is not None or os.access(file, os.R_OK):  # garbage is absent, as it was before
+                taken.append(file)
+        store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "files": len(taken)})
+    for file in taken:  # one this user may not read stays as it is: nothing of it is lost
         with contextlib.suppress(OSError):
             file.rename(file.with_name(file.name + ".imported"))
-    if found:
+    if taken:
         log.warning("state: %d JSON state file(s) of an earlier version taken into %s (renamed "
-                    "*.json.imported; they may be deleted)", len(found), store.path)
+                    "*.json.imported; they may be deleted)", len(taken), store.path)
 
 
 def moment(value: Any) -> dt.datetime | None:
@@ -280,10 +322,13 @@ def make_private_dir(folder: Path) -> None:
 
 
 def _state_dir_of(path: Path) -> Path:
-    """Return the state_dir of a state file: ``path``'s folder, or for a file of an
-    account (``accounts/<account>/<file>``) the folder two levels up."""
-    folder = path.parent
-    return folder.parent.parent if folder.parent.name == "accounts" else folder
+    """Return the state_dir of a state file, by its name (never by its folders' names: a
+    state_dir may itself sit in a folder called ``accounts``): the folder of status,
+    channels and notices; three levels up for a file of an account
+    (``accounts/<account>/<file>``)."""
+    if path.name in (*ACCOUNT_DOCUMENTS, "token.json"):
+        return path.parent.parent.parent
+    return path.parent
 
 
 # What each field of a feeds.json entry holds, when present; see sync/units.py build_feed.

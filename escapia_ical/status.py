@@ -77,8 +77,8 @@ def load_status(state_dir: Path) -> dict[str, Any]:
 # What most units' entries share with their account's is not stored as such, so that a
 # tick where every unit succeeds rewrites its account's entry, not one row per unit: a
 # last_attempt or last_success equal to the account's is stored as SAME; ``rewritten`` (did
-# the last attempt rewrite the feed) as DERIVED when last_change == last_attempt says it.
-SAME, DERIVED = "=account", "=derived"
+# the last attempt rewrite the feed) of a published unit only when true.
+SAME = "=account"
 _SHARED_TIMES = ("last_attempt", "last_success")
 
 
@@ -95,19 +95,27 @@ def save_status(state_dir: Path, status: dict[str, Any]) -> None:
         for unit_id, unit in units.items():
             if isinstance(unit, dict):
                 same = {key: SAME for key in _SHARED_TIMES if key in unit and unit[key] == entry.get(key)}
-                derived = {"rewritten": DERIVED} if unit.get("rewritten") == _rewritten(unit) else {}
-                unit = {**unit, **same, **derived}
+                unit = {**unit, **same}
+                if "file" in unit and unit.get("rewritten") is False:
+                    del unit["rewritten"]
             compact[unit_id] = unit
         accounts[name] = {**entry, "units": compact}
-    write_state(status_path(state_dir), {**status, "accounts": accounts})
-
-
-def _rewritten(unit: dict[str, Any]) -> bool:
-    return unit.get("last_change") is not None and unit.get("last_change") == unit.get("last_attempt")
+    stored = {**status, "accounts": accounts}
+    if isinstance(status.get("runs"), list):  # a row per run: a tick adds one, not the day's 288 again
+        stored["runs"] = {}
+        for run in status["runs"]:
+            key = str(run.get("finished")) if isinstance(run, dict) else "?"
+            while key in stored["runs"]:
+                key += "+"
+            stored["runs"][key] = run
+    write_state(status_path(state_dir), stored)
 
 
 def _expanded(data: Any) -> Any:
-    """Return the stored status with every SAME and DERIVED replaced by its value."""
+    """Return the stored status with every SAME replaced by its value, a published unit's
+    ``rewritten`` false where absent, and its runs as the list they are."""
+    if isinstance(data, dict) and isinstance(data.get("runs"), dict):
+        data["runs"] = [run for _, run in sorted(data["runs"].items())]
     accounts = data.get("accounts") if isinstance(data, dict) else None
     for entry in accounts.values() if isinstance(accounts, dict) else ():
         units = entry.get("units") if isinstance(entry, dict) else None
@@ -120,8 +128,8 @@ def _expanded(data: Any) -> Any:
                         del unit[key]
                     else:
                         unit[key] = entry[key]
-            if unit.get("rewritten") == DERIVED:
-                unit["rewritten"] = _rewritten(unit)
+            if "file" in unit:
+                unit.setdefault("rewritten", False)
     return data
 
 

@@ -2,7 +2,8 @@
 
 For each N in --units: a sandbox with N units and --latency s per request, then (a) the
 baseline tick (a token, one GetUnitNonAvailability per unit in turn, every .ics rewritten) and
-(b) the escapia-ical CLI: cold sync, steady tick, tick after 5 bookings. Measured: wall time,
+(b) the escapia-ical CLI: cold sync, steady tick (the second after the cold sync: the first one
+records, once, that no feed was rewritten), tick after 5 bookings. Measured: wall time,
 requests (the sandbox's count), .ics rewritten (mtime/inode/size), the CLI's peak RSS (wait4)
 and CPU seconds (rusage), and the state written (the bytes of the database rows the tick added
 or changed). Then at --rss-units (latency 0) a cold sync, a steady tick and the daily roll (the
@@ -83,10 +84,12 @@ def child_env(**extra: str) -> dict[str, str]:
 class Sandbox:
     """``escapia-ical sandbox`` in a subprocess, plus its JSON control API."""
 
-    def __init__(self, units: int, latency: float, workdir: Path) -> None:
+    def __init__(self, units: int, latency: float, workdir: Path, ahead: float = 0) -> None:
         self.log_path = workdir / f"sandbox-{units}.log"
         command = [str(CLI), "sandbox", "--host", "127.0.0.1", "--port", "0",
                    "--extra-units", str(max(units - SEEDED_UNITS, 0)), "--latency", str(latency)]
+        if ahead:  # its clock as the CLI's before a roll: its tokens expire an hour after that
+            command[:1] = [sys.executable, "-c", CLOCK_AHEAD, str(ahead)]
         with self.log_path.open("wb") as out:
             # a fixed argv (our own CLI); its own session: we stop it, not the terminal's Ctrl-C
             self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
@@ -262,8 +265,9 @@ state_dir: state
     return config
 
 
-# The CLI with its clock moved ``seconds`` ahead: datetime's date.today() and datetime.now()
-# run ahead in its process (patched before anything of the CLI is imported), nothing else.
+# The CLI with its clock moved ``seconds`` ahead: datetime's date.today() and datetime.now(),
+# and time.time(), run ahead in its process (patched before anything of the CLI is
+# imported); monotonic clocks, the kernel's and SQLite's times do not.
 CLOCK_AHEAD = """
 import datetime, sys
 ahead = datetime.timedelta(seconds=float(sys.argv.pop(1)))
@@ -280,6 +284,9 @@ class DateTime(real_datetime, metaclass=Real):
     def now(cls, tz=None):
         return real_datetime.now(tz) + ahead
 datetime.date, datetime.datetime = Date, DateTime
+import time
+real_time = time.time
+time.time = lambda: real_time() + ahead.total_seconds()  # the sandbox's token times, the CLI's caches
 from escapia_ical.cli import main
 sys.argv[0] = "escapia-ical"
 sys.exit(main())
@@ -311,7 +318,8 @@ def run_sync(sb: Sandbox, root: Path, config: Path, timeout: float, ahead: float
     if proc.returncode == 2:  # a config error: nothing else will work either
         raise SystemExit("bench: escapia-ical refused the config:\n" + "\n".join(tail))
     result = {"exit": proc.returncode, "rss_mb": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
-              "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
+              "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+              "disk_kb": round(usage.ru_oublock * 512 / 1024, 1)}  # blocks the kernel wrote for it
     return result | ({"output_tail": tail} if proc.returncode else {})
 
 
@@ -323,17 +331,20 @@ def bench(n: int, latency: float, scenarios: tuple[str, ...], args, workdir: Pat
     root = Path(tempfile.mkdtemp(prefix=f"{n}-", dir=workdir))
     top = (f"deadline_seconds: {args.deadline}\nhttp:\n  read_timeout: {min(args.deadline, 300)}\n"
            if args.deadline else "")
-    sb, rows = Sandbox(n, latency, root), []
-    config = write_config(root, keys, api, top, args.accounts)
-    # With a roll: every tick before it runs from ten minutes before midnight, the roll after it.
+    # With a roll: every tick before it runs from ten minutes before midnight, the roll after
+    # it; the sandbox keeps the first clock (its tokens last an hour from then).
     now = dt.datetime.now()
     to_midnight = (dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time()) - now).total_seconds()
     clock = {"before": to_midnight - 600 if "roll" in scenarios else 0, "roll": to_midnight + 300}
+    sb, rows = Sandbox(n, latency, root, clock["before"]), []
+    config = write_config(root, keys, api, top, args.accounts)
     try:
         for scenario in scenarios:
             extra, output = {}, root / ("baseline" if scenario == "baseline" else "output")
             action = partial(baselines, sb, output, args.accounts) if scenario == "baseline" \
                 else partial(run_sync, sb, root, config, args.timeout, clock.get(scenario, clock["before"]))
+            if scenario == "steady":  # the tick after a cold sync records that nothing was rewritten
+                action()
             if scenario == "changes":
                 extra["booked"] = [sb.book(sb.unit_ids[i * n // CHANGES]) for i in range(CHANGES)]
             log(f"{n} units: {scenario} tick" + (" (sequential requests)" if scenario == "baseline" else ""))
@@ -393,15 +404,16 @@ def fmt_ratio(value) -> str:
 
 def print_report(rows: list[dict], x: dict | None) -> None:
     print(f"{'N':>9}  {'scenario':<19}{'wall s':>8}{'CPU s':>7}{'requests':>10}{'rewritten':>11}"
-          f"{'state KB':>10}{'RSS MB':>8}{'wall x':>8}{'req x':>8}{'limit x':>9}  exit")
+          f"{'state KB':>10}{'disk KB':>9}{'RSS MB':>8}{'wall x':>8}{'req x':>8}{'limit x':>9}  exit")
     for r in rows:
         rss = f"{r['rss_mb']:.1f}" if "rss_mb" in r else "-"
         cpu = f"{r['cpu_s']:.2f}" if "cpu_s" in r else "-"
         n = f"{r['accounts']}x{r['units']}" if r.get("accounts", 1) > 1 else str(r["units"])
         limit = f"{r['wall_s'] / r['limit_s']:.2f}" if r.get("limit_s") else "-"
         state = f"{r['state_kb']:.1f}" if "state_kb" in r else "-"
+        disk = f"{r['disk_kb']:.0f}" if "disk_kb" in r else "-"
         print(f"{n:>9}  {r['scenario']:<19}{r['wall_s']:>8.2f}{cpu:>7}{r['requests']:>10}"
-              f"{r['rewritten']:>11}{state:>10}{rss:>8}{fmt_ratio(r.get('wall_ratio')):>8}{fmt_ratio(r.get('request_ratio')):>8}"
+              f"{r['rewritten']:>11}{state:>10}{disk:>9}{rss:>8}{fmt_ratio(r.get('wall_ratio')):>8}{fmt_ratio(r.get('request_ratio')):>8}"
               f"{limit:>9}  {r.get('exit', '')}")
     if any(r.get("api") == "escapianet" for r in rows):
         for r in rows:
@@ -409,7 +421,9 @@ def print_report(rows: list[dict], x: dict | None) -> None:
         return
     print("(wall x = baseline wall / ours, req x = baseline requests / ours, at the same N;\n"
           " limit x = our wall / (requests x latency / requests in flight at once + feeds rewritten x one\n"
-          " fsynced file's cost on this disk); 1.00 = the limit)")
+          " fsynced file's cost on this disk); 1.00 = the limit; state KB = the state rows the tick added\n"
+          " or changed (deleted rows count 0), disk KB = all the CLI wrote to disk (feeds, database pages,\n"
+          " journals), from its rusage)")
     if x is None:
         print(f"(no requests/unit/day extrapolation: it needs N={X_UNITS} in --units)")
         return

@@ -47,7 +47,13 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 # One encoder for every row (json.dumps with options builds a new one per call: 2x slower).
-_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
+# ASCII only, as the JSON files were: a lone surrogate from Escapia (legal JSON) is kept
+# as its escape, where UTF-8 could not encode it.
+_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+class Corrupt(StateError):
+    """The file is not an SQLite database, or a damaged one."""
 
 
 class SqliteStore:
@@ -70,8 +76,11 @@ class SqliteStore:
         rows, bad = [], 0
         with self._lock:
             for part, body in self._rows(key):  # one at a time: 10,000 bodies are never all held twice
+                path = _path(part)
                 try:
-                    rows.append((json.loads(part), json.loads(body.decode("utf-8"))))
+                    if path is None:
+                        raise ValueError(part)
+                    rows.append((path, json.loads(body.decode("utf-8"))))
                 except (ValueError, RecursionError):  # ValueError: not UTF-8, or not JSON
                     bad += 1
         if bad:
@@ -81,27 +90,37 @@ class SqliteStore:
 
     def write(self, key: str, value: Any, split: Split = ()) -> int:
         rows = {_encode(list(path)): body for path, body in flatten(value, split, _encode)}
-        with self.transaction():
-            gone = []
-            for part, body in self._rows(key):
-                mine = rows.get(part)
-                if mine is None:
-                    gone.append((key, part))
-                elif mine.encode("utf-8") == body:
-                    del rows[part]  # unchanged: not written
-            self._execute("DELETE FROM documents WHERE key = ? AND part = ?", gone, many=True)
-            self._execute("INSERT OR REPLACE INTO documents (key, part, body) VALUES (?, ?, ?)",
-                          ((key, part, body) for part, body in rows.items()), many=True)
+        try:
+            with self.transaction():
+                gone, garbled = [], []
+                for raw, body in self._rows(key):
+                    try:
+                        part = raw.decode("utf-8")
+                    except ValueError:
+                        garbled.append((key, raw))
+                        continue
+                    mine = rows.get(part)
+                    if mine is None or _path(raw) is None:
+                        gone.append((key, part))
+                    elif mine.encode("utf-8") == body:
+                        del rows[part]  # unchanged: not written
+                self._execute("DELETE FROM documents WHERE key = ? AND part = ?", gone, many=True)
+                self._execute("DELETE FROM documents WHERE key = ? AND CAST(part AS BLOB) = ?", garbled,
+                              many=True)
+                self._execute("INSERT OR REPLACE INTO documents (key, part, body) VALUES (?, ?, ?)",
+                              ((key, part, body) for part, body in rows.items()), many=True)
+        except StateError as exc:
+            raise StateError(f"{exc} (writing {key})") from exc
         written = sum(len(body) for body in rows.values())
         self.bytes_written += written
         return written
 
-    def _rows(self, key: str) -> Iterator[tuple[str, bytes]]:
-        """The (part, body) rows of ``key``, bodies as bytes (one that is not UTF-8 is then one
-        bad row, not a failed read). The caller holds the lock."""
+    def _rows(self, key: str) -> Iterator[tuple[bytes, bytes]]:
+        """The (part, body) rows of ``key`` as bytes (a row that is not UTF-8 is then one bad
+        row, not a failed read or write). The caller holds the lock."""
         try:
-            yield from self._db.execute("SELECT part, CAST(body AS BLOB) FROM documents WHERE key = ?",
-                                        (key,))
+            yield from self._db.execute("SELECT CAST(part AS BLOB), CAST(body AS BLOB) FROM documents "
+                                        "WHERE key = ?", (key,))
         except sqlite3.Error as exc:
             raise StateError(f"cannot read state database {self.path}: {exc}") from exc
 
@@ -134,7 +153,12 @@ class SqliteStore:
                 raise
             self._depth -= 1
             if outer:
-                self._execute("COMMIT")
+                try:
+                    self._execute("COMMIT")
+                except StateError:  # never leave the connection inside the transaction
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.rollback()
+                    raise
 
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
@@ -150,8 +174,12 @@ class SqliteStore:
                     raise StateError(f"state database {self.path}{suffix} is a symbolic link; refusing it")
         if not readonly:
             with contextlib.suppress(FileExistsError):
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode))
-        target = f"file:{self.path}?mode=ro" if readonly else str(self.path)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+                try:
+                    os.fchmod(fd, mode)  # whatever the umask: the monitoring group reads status.db
+                finally:
+                    os.close(fd)
+        target = f"{Path(self.path).absolute().as_uri()}?mode=ro" if readonly else str(self.path)
         try:
             db = sqlite3.connect(target, uri=readonly, timeout=BUSY_SECONDS, isolation_level=None,
                                  check_same_thread=False)
@@ -159,8 +187,9 @@ class SqliteStore:
                 db.execute(f"PRAGMA journal_mode={'WAL' if self._wal else 'DELETE'}")
                 db.execute("PRAGMA synchronous=FULL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot open state database {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            kind = Corrupt if "not a database" in str(exc) or "malformed" in str(exc) else StateError
+            raise kind(f"cannot open state database {self.path}: {exc}") from exc
         if version > SCHEMA_VERSION:
             db.close()
             raise StateError(f"state database {self.path} has schema version {version}, written by a "
@@ -204,3 +233,12 @@ class SqliteStore:
                 self._db.execute(sql, args)
         except sqlite3.Error as exc:
             raise StateError(f"cannot write state database {self.path}: {exc}") from exc
+
+
+def _path(part: bytes) -> list[str] | None:
+    """A row's part as the list of mapping keys it is, or None if it is not one."""
+    try:
+        path = json.loads(part.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return path if isinstance(path, list) and all(isinstance(name, str) for name in path) else None
