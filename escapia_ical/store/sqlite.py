@@ -99,8 +99,8 @@ class SqliteStore:
                     except ValueError:
                         garbled.append((key, raw))
                         continue
-                    mine = rows.get(part)
-                    if mine is None or _path(raw) is None:
+                    mine = rows.get(part)  # (a part equal to one of ours is a path: ours are)
+                    if mine is None:
                         gone.append((key, part))
                     elif mine.encode("utf-8") == body:
                         del rows[part]  # unchanged: not written
@@ -237,6 +237,13 @@ class SqliteStore:
 
 def _path(part: bytes) -> list[str] | None:
     """A row's part as the list of mapping keys it is, or None if it is not one."""
+    if part.startswith(b'["') and part.endswith(b'"]') and b"\\" not in part:  # most: no escape in it
+        try:
+            names = part[2:-2].decode("utf-8").split('","')
+        except ValueError:
+            return None
+        if not any('"' in name for name in names):
+            return names
     try:
         path = json.loads(part.decode("utf-8"))
     except (ValueError, RecursionError):

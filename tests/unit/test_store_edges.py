@@ -4,6 +4,7 @@ compaction and the bench's measurement, where the main tests do not go."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import sys
 from pathlib import Path
@@ -167,3 +168,23 @@ def test_a_write_that_fails_names_the_database_and_the_document(tmp_path, monkey
     message = str(failed.value)
     assert "\n" not in message and str(state / "state.db") in message
     assert "accounts/a/feeds" in message, message
+
+
+@pytest.mark.parametrize("path", [[], [""], ["a"], ["a", "b"], ['a"b', "c"], ["\u00e9", "x"], ["a,b", "]"],
+                                  ['","'], ["\ud800"], ["\\"], ["a b"], ["a", '"']])
+def test_a_part_reads_back_as_the_path_it_encodes(path):
+    """The quick reading of a row's part (no escape in it) agrees with JSON's."""
+    part = backend._encode(path).encode("utf-8")
+    assert backend._path(part) == path
+
+
+@pytest.mark.parametrize("part", [b'["a" ,"b"]', b'["a"]x', b'["a","b"', b"[1]", b'{"a":1}', b'["\xff"]',
+                                  b'["a"x"b"]', b'["a","b"]', b'[]', b'["\\u00e9"]'])
+def test_a_part_that_is_not_a_path_of_strings_is_refused_or_read_as_json_reads_it(part):
+    try:
+        expected = json.loads(part)
+    except ValueError:
+        expected = None
+    if not (isinstance(expected, list) and all(isinstance(n, str) for n in expected)):
+        expected = None
+    assert backend._path(part) == expected
