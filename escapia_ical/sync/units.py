@@ -1,7 +1,8 @@
-"""One unit's feed: fetch its calendar, let the publish policy judge it, publish the
-verdict; and, for units the change feed says are unchanged, re-render the feed only when
-the date moves. Units of an account are fetched (and their losses explained) by a bounded
-pool of threads; deciding, rendering and publishing stay on the calling thread."""
+"""One unit's feed: fetch its calendar (the feed window and the margin past it,
+sync/margin.py), let the publish policy judge it, publish the verdict; and, for units the
+change feed says are unchanged, re-render the feed only when the date moves. Units of an
+account are fetched (and their losses explained) by a bounded pool of threads; deciding,
+rendering and publishing stay on the calling thread."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import datetime as dt
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from escapia_ical.config import Account
@@ -20,12 +22,20 @@ from escapia_ical.feeds.publish import current_bytes, publish_feed
 from escapia_ical.feeds.ranges import FeedBlock, feed_blocks
 from escapia_ical.feeds.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
 from escapia_ical.feeds.spans import Span
-from escapia_ical.model import BlockedRange, Unit
+from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.sources import Source
 from escapia_ical.sync.context import FeedStamps, RunContext, UnitOutcome, describe, fail
+from escapia_ical.sync.margin import asked_window
 from escapia_ical.sync.parallel import account_thread_name
 from escapia_ical.sync.profiles import profiles_current, publish_profiles, unit_labels
-from escapia_ical.sync.stamps import asked_through, build_feed, previous_entry, previous_ranges, stored_ranges
+from escapia_ical.sync.stamps import (
+    asked_through,
+    build_feed,
+    previous_entry,
+    previous_ranges,
+    shown_until,
+    stored_ranges,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,8 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     # this thread adds to it), read into ranges only in the worker.
     previous = {u.id: (previous_entry(stamps, u.id, o.path), o.path) for u, o in fetch}
     refused: list[AuthError] = []  # set by the first worker whose credentials are refused
+    asked = asked_window(run.window, account)  # the window and the margin past it
+    future_days = run.config.feeds.future_days
 
     def fetch_one(unit: Unit) -> Assessment:
         if refused:
@@ -48,9 +60,11 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
             raise DeadlineReached(f"not fetched: the run deadline ({run.config.deadline_seconds:g} s) "
                                   "passed; left for the next run")
         try:
-            answer = source.calendar(unit, run.window)
-            shown = previous_ranges(*previous.pop(unit.id))
-            return policy.assess(unit.id, shown, answer, lambda nights: source.explain(unit, nights))
+            answer = source.calendar(unit, asked)
+            entry, path = previous.pop(unit.id)
+            return policy.assess(unit.id, previous_ranges(entry, path), answer,
+                                 lambda nights: source.explain(unit, nights),
+                                 shown_end=shown_until(entry, future_days))
         except AuthError as exc:
             refused.append(exc)
             raise
@@ -108,22 +122,27 @@ def publish_verdict(run: RunContext, account: Account, unit: Unit, verdict: Verd
     """Publish what the policy decided for the unit (its default feed and, from the same
     blocks, its profile feeds), and say so where it matters."""
     outcome.verdict, outcome.uncovered = verdict.kind, verdict.uncovered
-    publish_unit(run, account, unit, feed_blocks(verdict.ranges, run.window), outcome, stamps,
-                 unknown=verdict.unknown, through=run.window.end, claims=(claims or {}).get(unit.id))
+    publish_unit(run, account, unit, verdict.ranges, outcome, stamps, unknown=verdict.unknown,
+                 through=verdict.through or run.window.end, claims=(claims or {}).get(unit.id))
     if verdict.kind == "explained":
         log.info("%s/%s: %s", account.name, unit.id, verdict.message)
     elif verdict.kind in ("accepted", "confirmed"):
         log.warning("%s/%s: %s", account.name, unit.id, verdict.message)
 
 
-def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
+def publish_unit(run: RunContext, account: Account, unit: Unit, ranges: Sequence[BlockedRange],
                  outcome: UnitOutcome, stamps: FeedStamps, unknown: list[Span] | None = None,
                  through: dt.date | None = None, claims: Claims | None = None) -> None:
-    """Render the unit's feed and publish it (and its old names, and its profile feeds)
-    unless this is a dry run."""
+    """Render the unit's feed from its whole ``ranges`` (clipped to the window) and publish
+    it (and its old names, and its profile feeds) unless this is a dry run. The state keeps
+    the ranges up to ``through`` (the margin Escapia was asked about past the window's
+    end), which the feed never shows."""
+    blocks = feed_blocks(ranges, run.window)
+    stored = feed_blocks(ranges, FeedWindow(run.window.start, through)) \
+        if through is not None and through > run.window.end else blocks
     previous = previous_entry(stamps, unit.id, outcome.path)  # keeps DTSTAMP across a rename
     content, stamp = build_feed(run.config, account, unit, blocks, previous, run.options.now(), unknown or (),
-                                through)
+                                through, stored)
     stamp["day"] = run.today.isoformat()
     outcome.events = len(blocks)
     if run.options.dry_run:
@@ -174,8 +193,8 @@ def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcom
     through = asked_through(previous, run.config.feeds.future_days) or run.window.end
     gained = spans.subtract([run.window.future(run.today)], [(run.window.start, through)])
     unknown = spans.union(spans.decode(previous.get("unknown", "")) or [], gained)
-    blocks = feed_blocks([*ranges, *(BlockedRange(s, e) for s, e in gained)], run.window)
-    publish_unit(run, account, unit, blocks, outcome, stamps, unknown=unknown, through=through, claims=claims)
+    publish_unit(run, account, unit, [*ranges, *(BlockedRange(s, e) for s, e in gained)], outcome, stamps,
+                 unknown=unknown, through=through, claims=claims)
 
 
 def _publish_profiles(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
