@@ -1,8 +1,9 @@
 """One unit's feed: fetch its calendar (the feed window and the margin past it,
 sync/margin.py), let the publish policy judge it, publish the verdict; and, for units the
-change feed says are unchanged, re-render the feed only when the date moves. Units of an
-account are fetched (and their losses explained) by a bounded pool of threads; deciding,
-rendering and publishing stay on the calling thread."""
+change feed says are unchanged, roll the feed when the date moves — re-rendered only if
+what it shows changes (sync/roll.py). Units of an account are fetched (and their losses
+explained) by a bounded pool of threads; deciding, rendering and publishing stay on the
+calling thread."""
 
 from __future__ import annotations
 
@@ -28,14 +29,8 @@ from escapia_ical.sync.context import FeedStamps, RunContext, UnitOutcome, descr
 from escapia_ical.sync.margin import asked_window
 from escapia_ical.sync.parallel import account_thread_name
 from escapia_ical.sync.profiles import profiles_current, publish_profiles, unit_labels
-from escapia_ical.sync.stamps import (
-    asked_through,
-    build_feed,
-    previous_entry,
-    previous_ranges,
-    shown_until,
-    stored_ranges,
-)
+from escapia_ical.sync.roll import plan_roll
+from escapia_ical.sync.stamps import build_feed, previous_entry, previous_ranges, shown_until, stored_ranges
 
 log = logging.getLogger(__name__)
 
@@ -163,38 +158,47 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, ranges: Sequence
 
 def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcome,
               stamps: FeedStamps, claims: Claims | None = None) -> None:
-    """A unit the change feed says is unchanged: its feed is current. Only when the date
-    has moved since it was rendered (or its file is gone) is it rendered again, from the
-    stored ranges, for the new window: the daily roll needs no API call. Its profile feeds
-    are rendered again, from the same stored ranges, when their settings or the nights'
-    kinds (``claims``) changed, or a file is gone."""
+    """A unit the change feed says is unchanged: its feed is current. When the date has
+    moved since it was rendered, its feeds are rolled to the new window from the stored
+    ranges (sync/roll.py), with no API call: rendered again only if what one of them
+    shows changes (or a file is gone), else only the entry's ``day`` moves. Its profile
+    feeds are rendered again, from the same stored ranges, when their settings or the
+    nights' kinds (``claims``) changed, or a file is gone."""
     previous = stamps[outcome.path.name]
-    same_day = (previous.get("day") == run.today.isoformat() and not run.options.force
-                and outcome.path.exists())
-    if same_day and account.profiles:
-        blocks = feed_blocks(stored_ranges(previous) or [], run.window)
-        labels = unit_labels(blocks, claims)
-        if not profiles_current(run.config, account, unit.id, previous, outcome.generation, labels):
-            outcome.events = previous.get("events", 0)
-            unknown = spans.decode(previous.get("unknown", "")) or []
-            _publish_profiles(run, account, unit, blocks, unknown, claims, outcome, previous,
-                              {"profiles": dict(previous.get("profiles") or {})})
-            return
-    if same_day:
+    present = not run.options.force and outcome.path.exists()
+    if present and previous.get("day") == run.today.isoformat():
+        if account.profiles:
+            blocks = feed_blocks(stored_ranges(previous) or [], run.window)
+            labels = unit_labels(blocks, claims)
+            if not profiles_current(run.config, account, unit.id, previous, outcome.generation, labels):
+                outcome.events = previous.get("events", 0)
+                unknown = spans.decode(previous.get("unknown", "")) or []
+                _publish_profiles(run, account, unit, blocks, unknown, claims, outcome, previous,
+                                  {"profiles": dict(previous.get("profiles") or {})})
+                return
         outcome.events = previous.get("events", len(previous.get("blocks") or []))
-        content = current_bytes(outcome.path) if old_names(stamps, unit.id, outcome.path.name) else None
-        if content is not None and not run.options.dry_run:  # old names age out all the same
-            update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, previous, stamps,
-                             run.options.now(), _grace_days(account))
+        _refresh_old_names(run, account, unit, outcome, stamps, previous)
         return
-    ranges = stored_ranges(previous) or []
-    # Nights the window gained since the unit was last fetched were never asked about:
-    # blocked, as placeholders, until the unit is fetched (by its reconcile at the latest).
-    through = asked_through(previous, run.config.feeds.future_days) or run.window.end
-    gained = spans.subtract([run.window.future(run.today)], [(run.window.start, through)])
-    unknown = spans.union(spans.decode(previous.get("unknown", "")) or [], gained)
-    publish_unit(run, account, unit, [*ranges, *(BlockedRange(s, e) for s, e in gained)], outcome, stamps,
-                 unknown=unknown, through=through, claims=claims)
+    roll = plan_roll(run.config, account, unit, previous, run.today, run.window, claims, outcome.generation)
+    if present and not roll.changed:
+        # Nothing it shows changes: not rendered, not written; it now shows today's window.
+        previous = {**previous, "day": run.today.isoformat()}
+        if not run.options.dry_run:
+            stamps[outcome.path.name] = previous
+        outcome.events = previous.get("events", 0)
+        _refresh_old_names(run, account, unit, outcome, stamps, previous)
+        return
+    publish_unit(run, account, unit, roll.ranges, outcome, stamps, unknown=roll.unknown, through=roll.through,
+                 claims=claims)
+
+
+def _refresh_old_names(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcome,
+                       stamps: FeedStamps, entry: dict) -> None:
+    """Old names of a feed not rendered this run age out all the same (feeds/rotation.py)."""
+    content = current_bytes(outcome.path) if old_names(stamps, unit.id, outcome.path.name) else None
+    if content is not None and not run.options.dry_run:
+        update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, entry, stamps,
+                         run.options.now(), _grace_days(account))
 
 
 def _publish_profiles(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
