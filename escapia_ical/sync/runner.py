@@ -197,9 +197,9 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     tracker = ChangeTracker(account, state) if account.api == "hsapi" else quiet_tracker(account, state)
     full = options.full or (tracker is not None and account.mode == "full")
     # Every calendar is asked for the window and a margin past its end (sync/margin.py).
-    asked = asked_window(run.window, account)
+    requested = asked_window(run.window, account)
     # HSAPI also labels the nights asked for by kind (reservations, holds, work orders).
-    window = {"window": asked} if account.api == "hsapi" else {}
+    window = {"window": requested} if account.api == "hsapi" else {}
     plan = (tracker.plan(source, options.now(), full=full, deadline=run.deadline,
                          held=set(book.holds), **window) if tracker else None)
     listed = plan.units if plan else source.list_units()
@@ -247,7 +247,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     policy = PublishPolicy(account.name, config.feeds, book, run.today, run.window, options.now(),
                            plan.freed if plan else None)
     succeeded: set[str] = set()
-    prefetch_batch(source, account, asked, len(fetch))
+    prefetch_batch(source, account, requested, len(fetch))
     options.progress.begin(account.name, len(units))
     try:
         fetched = {u.id for u, _ in fetch}
