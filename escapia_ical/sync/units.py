@@ -165,7 +165,7 @@ def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcom
     feeds are rendered again, from the same stored ranges, when their settings or the
     nights' kinds (``claims``) changed, or a file is gone."""
     previous = stamps[outcome.path.name]
-    present = not run.options.force and outcome.path.exists()
+    present = not run.options.force and outcome.path.is_file()  # (a folder there is an error to report)
     if present and previous.get("day") == run.today.isoformat():
         if account.profiles:
             blocks = feed_blocks(stored_ranges(previous) or [], run.window)

@@ -348,3 +348,14 @@ def test_a_margin_stay_freed_before_the_feed_showed_it_is_published_not_held(wor
     report = sync(today=TOMORROW, full=True)
     assert report.ok and not report.accounts["a"].holds
     assert shown(config, "end.ics") == []
+
+
+def test_a_folder_in_a_feeds_place_is_an_error_at_the_roll_not_skipped(world):
+    config, source, sync = world
+    assert sync().ok
+    path = config.output_dir / "a" / "calm.ics"
+    path.unlink()
+    path.mkdir()
+    report = sync(today=TOMORROW)
+    errors = {u.unit_id: u.error for u in report.accounts["a"].units if u.error}
+    assert list(errors) == ["calm"] and "cannot write" in errors["calm"]
