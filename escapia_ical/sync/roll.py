@@ -22,7 +22,7 @@ from typing import Any
 from escapia_ical.config import Account, Config
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.kinds import Claims
-from escapia_ical.feeds.ranges import feed_blocks
+from escapia_ical.feeds.ranges import FeedBlock, clip_blocks, feed_blocks
 from escapia_ical.feeds.render import content_digest
 from escapia_ical.feeds.spans import Span
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
@@ -34,11 +34,14 @@ from escapia_ical.sync.stamps import asked_through, stored_ranges
 class Roll:
     """What a unit's feed is made of for the new day."""
 
-    ranges: list[BlockedRange]  # the stored whole ranges, and the placeholders of ``gained``
+    stored: list[FeedBlock]  # the stored ranges (and the placeholders of ``gained``), merged, up to
+    #                          the window's end or ``through``: what the state keeps
+    blocks: list[FeedBlock]  # of them, what the feed shows in the new window
     unknown: list[Span]  # placeholder nights: the stored ones and ``gained``
     through: dt.date  # as stored: the day after the last night Escapia was asked about
     gained: list[Span]  # nights of the window never asked about, published blocked
     changed: bool  # whether the default feed or a profile feed would show something else
+    digest: str | None = None  # the content digest of ``blocks``, if it was needed
 
 
 def plan_roll(config: Config, account: Account, unit: Unit, entry: dict[str, Any], today: dt.date,
@@ -51,17 +54,19 @@ def plan_roll(config: Config, account: Account, unit: Unit, entry: dict[str, Any
     gained = spans.subtract([window.future(today)], [(window.start, through)])
     unknown = spans.union(spans.decode(entry.get("unknown", "")) or [], gained)
     ranges = [*(stored_ranges(entry) or []), *(BlockedRange(s, e) for s, e in gained)]
-    changed = bool(gained) or _changes(config, account, unit, entry, ranges, unknown, today, window, claims,
-                                       generation)
-    return Roll(ranges, unknown, through, gained, changed)
+    stored = feed_blocks(ranges, FeedWindow(window.start, max(through, window.end)))
+    blocks = clip_blocks(stored, window)
+    if gained:
+        return Roll(stored, blocks, unknown, through, gained, True)
+    digest = content_digest(unit, blocks, config.feeds)
+    changed = digest != entry.get("digest") or _profiles_change(config, account, unit, entry, blocks, unknown,
+                                                                today, claims, generation)
+    return Roll(stored, blocks, unknown, through, gained, changed, digest)
 
 
-def _changes(config: Config, account: Account, unit: Unit, entry: dict[str, Any], ranges: list[BlockedRange],
-             unknown: list[Span], today: dt.date, window: FeedWindow, claims: Claims | None,
-             generation: int) -> bool:
-    blocks = feed_blocks(ranges, window)
-    if content_digest(unit, blocks, config.feeds) != entry.get("digest"):
-        return True
+def _profiles_change(config: Config, account: Account, unit: Unit, entry: dict[str, Any],
+                     blocks: list[FeedBlock], unknown: list[Span], today: dt.date, claims: Claims | None,
+                     generation: int) -> bool:
     if not account.profiles and not entry.get("profiles"):
         return False
     labels = unit_labels(blocks, claims)

@@ -74,16 +74,16 @@ def _pairs(ranges: Any) -> list[BlockedRange] | None:
 
 def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
                previous: dict[str, Any], now: dt.datetime, unknown: Sequence[spans.Span] = (),
-               through: dt.date | None = None,
-               stored: Sequence[FeedBlock] | None = None) -> tuple[bytes, dict[str, Any]]:
+               through: dt.date | None = None, stored: Sequence[FeedBlock] | None = None,
+               digest: str | None = None) -> tuple[bytes, dict[str, Any]]:
     """Render one unit's feed; return (bytes, its new stamp entry). The entry keeps the
     whole ranges of ``stored`` (the blocks up to ``through``: the margin's too; default
-    ``blocks``).
+    ``blocks``). ``digest``: the blocks' content digest, if the caller has it already.
 
     DTSTAMP is the time the feed's content last changed: kept from ``previous`` while the
     content digest is the same, so an unchanged calendar renders to the same bytes.
     """
-    digest = content_digest(unit, blocks, config.feeds)
+    digest = digest or content_digest(unit, blocks, config.feeds)
     dtstamp = now.replace(microsecond=0)
     if previous.get("digest") == digest:
         with contextlib.suppress(KeyError, TypeError, ValueError):

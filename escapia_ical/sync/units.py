@@ -20,10 +20,10 @@ from escapia_ical.feeds import spans
 from escapia_ical.feeds.kinds import Claims
 from escapia_ical.feeds.policy import Assessment, PublishPolicy, Verdict
 from escapia_ical.feeds.publish import current_bytes, publish_feed
-from escapia_ical.feeds.ranges import FeedBlock, feed_blocks
+from escapia_ical.feeds.ranges import FeedBlock, clip_blocks, feed_blocks
 from escapia_ical.feeds.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
 from escapia_ical.feeds.spans import Span
-from escapia_ical.model import BlockedRange, FeedWindow, Unit
+from escapia_ical.model import FeedWindow, Unit
 from escapia_ical.sources import Source
 from escapia_ical.sync.context import FeedStamps, RunContext, UnitOutcome, describe, fail
 from escapia_ical.sync.margin import asked_window
@@ -117,27 +117,29 @@ def publish_verdict(run: RunContext, account: Account, unit: Unit, verdict: Verd
     """Publish what the policy decided for the unit (its default feed and, from the same
     blocks, its profile feeds), and say so where it matters."""
     outcome.verdict, outcome.uncovered = verdict.kind, verdict.uncovered
-    publish_unit(run, account, unit, verdict.ranges, outcome, stamps, unknown=verdict.unknown,
-                 through=verdict.through or run.window.end, claims=(claims or {}).get(unit.id))
+    through = max(verdict.through or run.window.end, run.window.end)
+    stored = feed_blocks(verdict.ranges, FeedWindow(run.window.start, through))
+    publish_unit(run, account, unit, stored, outcome, stamps, unknown=verdict.unknown, through=through,
+                 claims=(claims or {}).get(unit.id))
     if verdict.kind == "explained":
         log.info("%s/%s: %s", account.name, unit.id, verdict.message)
     elif verdict.kind in ("accepted", "confirmed"):
         log.warning("%s/%s: %s", account.name, unit.id, verdict.message)
 
 
-def publish_unit(run: RunContext, account: Account, unit: Unit, ranges: Sequence[BlockedRange],
+def publish_unit(run: RunContext, account: Account, unit: Unit, stored: Sequence[FeedBlock],
                  outcome: UnitOutcome, stamps: FeedStamps, unknown: list[Span] | None = None,
-                 through: dt.date | None = None, claims: Claims | None = None) -> None:
-    """Render the unit's feed from its whole ``ranges`` (clipped to the window) and publish
-    it (and its old names, and its profile feeds) unless this is a dry run. The state keeps
-    the ranges up to ``through`` (the margin Escapia was asked about past the window's
-    end), which the feed never shows."""
-    blocks = feed_blocks(ranges, run.window)
-    stored = feed_blocks(ranges, FeedWindow(run.window.start, through)) \
-        if through is not None and through > run.window.end else blocks
+                 through: dt.date | None = None, claims: Claims | None = None,
+                 digest: str | None = None) -> None:
+    """Render the unit's feed from its merged blocks up to ``through`` (``stored``: the
+    margin Escapia was asked about past the window's end too, which the state keeps and
+    the feed never shows) and publish it (and its old names, and its profile feeds)
+    unless this is a dry run. ``digest``: the content digest of the window's blocks, if
+    known already."""
+    blocks = clip_blocks(stored, run.window)
     previous = previous_entry(stamps, unit.id, outcome.path)  # keeps DTSTAMP across a rename
     content, stamp = build_feed(run.config, account, unit, blocks, previous, run.options.now(), unknown or (),
-                                through, stored)
+                                through, stored, digest)
     stamp["day"] = run.today.isoformat()
     outcome.events = len(blocks)
     if run.options.dry_run:
@@ -188,8 +190,8 @@ def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcom
         outcome.events = previous.get("events", 0)
         _refresh_old_names(run, account, unit, outcome, stamps, previous)
         return
-    publish_unit(run, account, unit, roll.ranges, outcome, stamps, unknown=roll.unknown, through=roll.through,
-                 claims=claims)
+    publish_unit(run, account, unit, roll.stored, outcome, stamps, unknown=roll.unknown, through=roll.through,
+                 claims=claims, digest=roll.digest)
 
 
 def _refresh_old_names(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcome,

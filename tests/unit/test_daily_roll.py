@@ -8,8 +8,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+import hypothesis.strategies as st
 import pytest
 import responses
+from hypothesis import given
 
 from escapia_ical.config import Config, EscapianetAccount, FeedSettings, HsapiAccount, HttpPolicy
 from escapia_ical.config.profiles import Profile
@@ -17,7 +19,7 @@ from escapia_ical.errors import SourceError
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.policy import PublishPolicy
-from escapia_ical.feeds.ranges import feed_blocks
+from escapia_ical.feeds.ranges import clip_blocks, feed_blocks
 from escapia_ical.model import BlockedRange, FeedWindow, Unit, UnitCalendar
 from escapia_ical.sources import Notes
 from escapia_ical.sources.escapianet import EscapianetSource
@@ -165,7 +167,8 @@ def test_a_feed_changes_only_if_a_block_touches_an_edge(tmp_path, ranges, change
     config = config_for(tmp_path)
     roll = roll_of(config, entry(config, ranges))
     assert roll.changed is changed and roll.gained == []
-    assert roll.through == ASKED_END and set(roll.ranges) <= set(ranges)
+    assert roll.through == ASKED_END and {b.origin for b in roll.stored} <= set(ranges)
+    assert roll.blocks == feed_blocks(ranges, NEXT)
 
 
 def test_an_unchanged_roll_shows_exactly_what_the_feed_shows(tmp_path):
@@ -175,7 +178,7 @@ def test_an_unchanged_roll_shows_exactly_what_the_feed_shows(tmp_path):
     stamp = entry(config, [r(1, 3), r(31, 33)])
     roll = roll_of(config, stamp)
     assert not roll.changed
-    _, rendered = build_feed(config, config.accounts[0], UNIT, feed_blocks(roll.ranges, NEXT), stamp, T0)
+    _, rendered = build_feed(config, config.accounts[0], UNIT, roll.blocks, stamp, T0)
     assert rendered["digest"] == stamp["digest"] and rendered["dtstamp"] == stamp["dtstamp"]
 
 
@@ -189,7 +192,7 @@ def test_a_night_never_asked_about_is_still_a_placeholder(tmp_path, through):
     assert stamp.get("through") == (through and through.isoformat())
     roll = roll_of(config, stamp)
     assert roll.changed and roll.gained == [(day(30), day(31))]
-    assert BlockedRange(day(30), day(31)) in roll.ranges and (day(30), day(31)) in roll.unknown
+    assert roll.blocks[-1].shown == BlockedRange(day(30), day(31)) and (day(30), day(31)) in roll.unknown
 
 
 def test_a_margin_that_lasts_one_more_day_is_enough(tmp_path):
@@ -359,3 +362,13 @@ def test_a_folder_in_a_feeds_place_is_an_error_at_the_roll_not_skipped(world):
     report = sync(today=TOMORROW)
     errors = {u.unit_id: u.error for u in report.accounts["a"].units if u.error}
     assert list(errors) == ["calm"] and "cannot write" in errors["calm"]
+
+
+@given(st.lists(st.tuples(st.integers(-20, 50), st.integers(1, 15)), max_size=12),
+       st.integers(-10, 10), st.integers(0, 40), st.integers(0, 5))
+def test_clipping_merged_blocks_again_is_the_same_as_merging_for_the_narrower_window(pairs, start, length,
+                                                                                        margin):
+    ranges = [r(a, a + n) for a, n in pairs]
+    narrow = FeedWindow(day(start), day(start + length))
+    wide = FeedWindow(narrow.start, narrow.end + dt.timedelta(days=margin))
+    assert clip_blocks(feed_blocks(ranges, wide), narrow) == feed_blocks(ranges, narrow)
