@@ -1,29 +1,32 @@
 """What is remembered between runs, in ``state_dir``.
 
-Modes: state_dir itself 0750 when we create it and ``status.json`` (and ``channels.json``) 0640, so that a
-monitoring user in state_dir's group can run ``escapia-ical status`` (see the README,
-"Monitoring"); every folder below is 0700 and every other file 0600 (tokens are secrets).
+Modes: state_dir itself 0750 when we create it and ``status.db`` 0640, so that a monitoring
+user in state_dir's group can run ``escapia-ical status`` (see the README, "Monitoring" and
+"State"); ``state.db`` (it holds the feed names, secret with feed tokens), every folder below
+0700 and every other file 0600 (tokens are secrets).
 
 Layout::
 
-    state_dir/status.json                     the last runs' outcomes (status.py)
-    state_dir/status.lock                     turns at status.json (sync/lock.py)
-    state_dir/channels.json                   channel fetches and the access log position (channels/)
+    state_dir/state.db                        every document but status and channels (escapia_ical.store)
+    state_dir/status.db                       status (status.py) and channels (channels/)
+    state_dir/status.lock                     turns at the status (sync/lock.py)
     state_dir/channels.lock                   one reader of the access log at a time (sync/lock.py)
-    state_dir/notices.json                    what was said once per installation (sync/notices.py)
     state_dir/accounts/<account>/sync.lock    one run at a time per account (sync/lock.py)
-    state_dir/accounts/<account>/identity.json  whose state this is (sync/identity.py)
-    state_dir/accounts/<account>/token.json   a cached bearer token (a secret)
-    state_dir/accounts/<account>/feeds.json   per feed: digest, DTSTAMP, ranges (sync/stamps.py)
-    state_dir/accounts/<account>/changes.json the change-feed cursor (sync/incremental.py)
-    state_dir/accounts/<account>/escapianet.json  EscapiaNET quiet ticks: mark, LastUpdated (sync/quiet.py)
-    state_dir/accounts/<account>/policy.json  held losses, the breaker (feeds/holds.py)
-    state_dir/accounts/<account>/names.json   feed name generations and revoked names (feeds/rotation.py)
+    state_dir/accounts/<account>/token.json   a cached bearer token (a secret; a file of its own)
 
-Every file is written atomically, so a crash leaves the old state or the new one, and never
-through a symbolic link below state_dir. State that cannot be read, or is not the expected
-shape, is a warning naming the file and is treated as absent (it is all re-derivable),
-never as fatal; the next sync rewrites it.
+The documents keep the names of the JSON files earlier versions wrote, and the code names
+them by those paths (``state_dir/accounts/<account>/feeds.json`` is the document
+``accounts/<account>/feeds`` of state.db): notices (sync/notices.py), and per account
+identity (sync/identity.py), feeds (sync/stamps.py), changes (sync/incremental.py),
+escapianet (sync/quiet.py), policy (feeds/holds.py), names (feeds/rotation.py). ``SPLITS``
+says where each is split into rows, so that a write stores only what changed. Those JSON
+files, when a database is first made, are taken in and renamed ``*.json.imported``.
+
+A document is written in one transaction, so a crash leaves the old one or the new one.
+State that cannot be read, or is not the expected shape, is a warning naming the database
+and the document and is treated as absent (it is all re-derivable), never as fatal; the
+next sync rewrites it. Only a database that cannot be opened (or is a newer version's)
+fails the run (StateError).
 """
 
 from __future__ import annotations
@@ -90,9 +93,13 @@ def read_json(path: Path) -> Any | None:
 def read_state(path: Path) -> Any | None:
     """Return the state document ``path`` names (``state_dir/accounts/<account>/feeds.json``
     names the document ``accounts/<account>/feeds`` of state.db), or None if there is none.
+    Reading never creates a database (``--dry-run`` writes nothing): before the first write
+    of an upgraded installation, the JSON file of an earlier version is read as it is.
     Raise StateError if the database cannot be read."""
     store, key = _locate(path)
-    return store.read(key) if store is not None else None
+    if store is None:
+        return read_json(path) if path.name != "token.json" else None
+    return store.read(key)
 
 
 def write_state(path: Path, data: Any) -> int:
@@ -114,12 +121,24 @@ def delete_state(path: Path) -> None:
         store.delete(key)
 
 
-def describe(path: Path) -> str:
+def state_transaction(state_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """A context in which the writes to state.db commit together (an account's feed
+    records, held losses and change-feed cursor after a run), or not at all."""
+    store, _ = _locate(state_dir / "notices.json", create=True)
+    assert store is not None
+    return store.transaction()
+
+
+def describe(path: Path | str) -> str:
     """Name a state document for a message: ``/var/lib/x/state.db (accounts/a/feeds)``."""
+    path = Path(path)
     if path.name == "token.json":
         return str(path)
     state_dir = _state_dir_of(path)
-    return f"{state_dir / _database(path)} ({_key(path, state_dir)})"
+    try:
+        return f"{state_dir / _database(path)} ({_key(path, state_dir)})"
+    except ValueError:
+        return str(path)
 
 
 def state_bytes_written() -> int:
@@ -153,25 +172,24 @@ def _locate(path: Path, *, create: bool = False) -> tuple[SqliteStore | None, st
     shared = path.name in _SHARED
     db = state_dir / _database(path)
     with _stores_lock:
-        if db not in _stores or (create and _stores[db] is None):
+        if db not in _stores or (_stores[db] is None and (create or db.exists())):
             _stores[db] = _open(state_dir, db, shared, create)
         return _stores[db], _key(path, state_dir)
 
 
 def _open(state_dir: Path, db: Path, shared: bool, create: bool) -> SqliteStore | None:
     """Open ``db``: read-only for a user who may not write it (the monitoring group reading
-    status.db), not at all if it is missing and this user may not create it. A new (or
-    not yet imported) database takes in the JSON state files of earlier versions."""
-    exists = db.exists()
-    if not create and (not exists and not os.access(state_dir, os.W_OK)):
+    status.db); None if it is missing and this is not a write. A new (or not yet imported)
+    database takes in the JSON state files of earlier versions."""
+    if not db.exists() and not create:
         return None
-    if exists and not os.access(db, os.W_OK):
-        return SqliteStore(db, readonly=True)
+    if not create and not os.access(db, os.W_OK):
+        return SqliteStore(db, readonly=True, wal=not shared)
     try:
         make_private_dir(state_dir)
     except OSError as exc:
         raise PublishError(f"cannot create state_dir {state_dir}: {exc.strerror or exc}") from exc
-    store = SqliteStore(db, SHARED_FILE_MODE if shared else STATE_FILE_MODE)
+    store = SqliteStore(db, SHARED_FILE_MODE if shared else STATE_FILE_MODE, wal=not shared)
     if store.read(_IMPORTED) is None:
         _import_json(store, state_dir, shared)
     return store
@@ -187,6 +205,8 @@ def _import_json(store: SqliteStore, state_dir: Path, shared: bool) -> None:
                   if folder.is_dir() and not folder.is_symlink() for name in ACCOUNT_DOCUMENTS]
     found = [f for f in files if f.is_file() and not f.is_symlink()]
     with store.transaction():
+        if store.read(_IMPORTED) is not None:  # another process did it meanwhile (we waited for its turn)
+            return
         for file in found:
             data = read_json(file)
             if data is not None:

@@ -74,9 +74,11 @@ def load_status(state_dir: Path) -> dict[str, Any]:
     return status
 
 
-# A unit's last_attempt and last_success are most often its account's: stored as SAME, so
-# that a tick where every unit succeeds rewrites its account's entry, not one row per unit.
-SAME = "=account"
+# What most units' entries share with their account's is not stored as such, so that a
+# tick where every unit succeeds rewrites its account's entry, not one row per unit: a
+# last_attempt or last_success equal to the account's is stored as SAME; ``rewritten`` (did
+# the last attempt rewrite the feed) as DERIVED when last_change == last_attempt says it.
+SAME, DERIVED = "=account", "=derived"
 _SHARED_TIMES = ("last_attempt", "last_success")
 
 
@@ -92,25 +94,34 @@ def save_status(state_dir: Path, status: dict[str, Any]) -> None:
         compact = {}
         for unit_id, unit in units.items():
             if isinstance(unit, dict):
-                unit = {**unit, **{key: SAME for key in _SHARED_TIMES
-                                   if key in unit and unit[key] == entry.get(key)}}
+                same = {key: SAME for key in _SHARED_TIMES if key in unit and unit[key] == entry.get(key)}
+                derived = {"rewritten": DERIVED} if unit.get("rewritten") == _rewritten(unit) else {}
+                unit = {**unit, **same, **derived}
             compact[unit_id] = unit
         accounts[name] = {**entry, "units": compact}
     write_state(status_path(state_dir), {**status, "accounts": accounts})
 
 
+def _rewritten(unit: dict[str, Any]) -> bool:
+    return unit.get("last_change") is not None and unit.get("last_change") == unit.get("last_attempt")
+
+
 def _expanded(data: Any) -> Any:
-    """Return the stored status with every SAME replaced by the account's time."""
+    """Return the stored status with every SAME and DERIVED replaced by its value."""
     accounts = data.get("accounts") if isinstance(data, dict) else None
     for entry in accounts.values() if isinstance(accounts, dict) else ():
         units = entry.get("units") if isinstance(entry, dict) else None
         for unit in units.values() if isinstance(units, dict) else ():
+            if not isinstance(unit, dict):
+                continue
             for key in _SHARED_TIMES:
-                if isinstance(unit, dict) and unit.get(key) == SAME:
+                if unit.get(key) == SAME:
                     if entry.get(key) is None:
                         del unit[key]
                     else:
                         unit[key] = entry[key]
+            if unit.get("rewritten") == DERIVED:
+                unit["rewritten"] = _rewritten(unit)
     return data
 
 

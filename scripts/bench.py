@@ -3,8 +3,12 @@
 For each N in --units: a sandbox with N units and --latency s per request, then (a) the
 baseline tick (a token, one GetUnitNonAvailability per unit in turn, every .ics rewritten) and
 (b) the escapia-ical CLI: cold sync, steady tick, tick after 5 bookings. Measured: wall time,
-requests (the sandbox's count), .ics rewritten (mtime/inode/size), the CLI's peak RSS (wait4).
-Then a cold sync at --rss-units (latency 0), and requests/unit/day for a 100-unit account.
+requests (the sandbox's count), .ics rewritten (mtime/inode/size), the CLI's peak RSS (wait4)
+and CPU seconds (rusage), and the state written (the bytes of the database rows the tick added
+or changed). Then at --rss-units (latency 0) a cold sync, a steady tick and the daily roll (the
+first tick after midnight: the CLI's clock is moved in its process, so that the cold sync and the
+steady tick run just before midnight and the roll five minutes after it), and
+requests/unit/day for a 100-unit account.
 
 ``--api escapianet`` measures an EscapiaNET batch account instead (no baseline, no
 extrapolation): cold sync, steady tick, tick after 5 bookings, each with the CLI process's
@@ -14,12 +18,14 @@ CPU seconds (user + system, from rusage): the figure quiet ticks are about.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
 import os
 import platform
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,6 +38,7 @@ from urllib.parse import urlencode
 import requests
 
 from escapia_ical.feeds.names import feed_filename  # unit ids may hold "/": the CLI's safe names
+from escapia_ical.state import STATE_DB, STATUS_DB
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = ROOT / ".venv" / "bin" / "escapia-ical"
@@ -137,17 +144,35 @@ def rewritten(before: dict, after: dict) -> int:
     return sum(1 for path, stamp in after.items() if before.get(path) != stamp)
 
 
+def state_rows(state: Path) -> dict[tuple, int]:
+    """Every row of the state databases: (database, key, part) -> (hash, length) of its body."""
+    rows = {}
+    for db in (STATE_DB, STATUS_DB):
+        if (state / db).exists():
+            with contextlib.closing(sqlite3.connect(state / db)) as con:
+                for key, part, body in con.execute("SELECT key, part, body FROM documents"):
+                    rows[db, key, part] = (hash(body), len(body.encode()))
+    return rows
+
+
+def state_written(before: dict, after: dict) -> int:
+    """The bytes of the rows added or changed between two ``state_rows``."""
+    return sum(size for row, (digest, size) in after.items() if before.get(row, (None,))[0] != digest)
+
+
 def measure(sb: Sandbox, output: Path, action) -> dict:
-    """Run ``action()`` -> extra fields; add wall time, requests counted by the sandbox, rewrites."""
+    """Run ``action()`` -> extra fields; add wall time, requests counted by the sandbox,
+    rewrites, and the state written."""
     sb.control("DELETE", "requests")
-    before = snapshot(output)
+    before, state = snapshot(output), state_rows(output.parent / "state")
     t0 = time.perf_counter()
     extra = action()
     wall = time.perf_counter() - t0
     counts = sb.control("GET", "requests")
     return {"wall_s": round(wall, 3), "requests": counts["total"], "by_op": counts["byOp"],
             "by_status": counts["byStatus"], "files": len(snapshot(output)),
-            "rewritten": rewritten(before, snapshot(output)), **extra}
+            "rewritten": rewritten(before, snapshot(output)),
+            "state_kb": round(state_written(state, state_rows(output.parent / "state")) / 1024, 1), **extra}
 
 
 def baseline_tick(sb: Sandbox, output: Path) -> dict:
@@ -184,14 +209,34 @@ def baselines(sb: Sandbox, output: Path, accounts: int) -> dict:
     return [baseline_tick(sb, output / f"bench-{i}") for i in range(accounts)][-1]
 
 
-def physical_limit(row: dict, latency: float, keys: dict, accounts: int) -> float | None:
-    """The wall time no client can beat for the requests a tick made: requests x latency /
-    the requests in flight at once (each account's max_concurrency, all of them bounded by
-    max_concurrency_total; the baseline sends one at a time)."""
-    if row["scenario"].startswith("baseline") or not latency:
+def file_cost(workdir: Path, files: int = 300) -> float:
+    """Seconds one feed's publication costs this disk at least: a 4 KiB file written,
+    fsynced and renamed into place (the median of ``files``), measured in the bench's run."""
+    folder = workdir / "file-cost"
+    folder.mkdir()
+    costs = []
+    for i in range(files):
+        t0 = time.perf_counter()
+        fd = os.open(folder / f".{i}.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, b"x" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(folder / f".{i}.tmp", folder / f"{i}.ics")
+        costs.append(time.perf_counter() - t0)
+    return sorted(costs)[len(costs) // 2]
+
+
+def physical_limit(row: dict, latency: float, keys: dict, accounts: int, per_file: float) -> float | None:
+    """The wall time no client can beat for what a tick did: requests x latency / the
+    requests in flight at once (each account's max_concurrency, all of them bounded by
+    max_concurrency_total), plus the feeds it rewrote x ``per_file`` (file_cost)."""
+    if row["scenario"].startswith("baseline"):
         return None
     in_flight = min(TOTAL_CONCURRENCY, int(keys.get("max_concurrency", ACCOUNT_CONCURRENCY)) * accounts)
-    return round(row["requests"] * latency / max(1, min(in_flight, row["requests"])), 3)
+    limit = row["requests"] * latency / max(1, min(in_flight, row["requests"])) + row["rewritten"] * per_file
+    return round(limit, 3) if limit > 0 else None
 
 
 def write_config(root: Path, account_keys: dict[str, str], api: str = "hsapi", top: str = "",
@@ -217,12 +262,40 @@ state_dir: state
     return config
 
 
-def run_sync(sb: Sandbox, root: Path, config: Path, timeout: float) -> dict:
-    """``escapia-ical sync`` in a subprocess; its exit code and own peak RSS (wait4)."""
+# The CLI with its clock moved ``seconds`` ahead: datetime's date.today() and datetime.now()
+# run ahead in its process (patched before anything of the CLI is imported), nothing else.
+CLOCK_AHEAD = """
+import datetime, sys
+ahead = datetime.timedelta(seconds=float(sys.argv.pop(1)))
+real_date, real_datetime = datetime.date, datetime.datetime
+class Real(type):  # isinstance(a real date, the patched class) stays true
+    def __instancecheck__(cls, other):
+        return isinstance(other, cls.__mro__[1])
+class Date(real_date, metaclass=Real):
+    @classmethod
+    def today(cls):
+        return (real_datetime.now() + ahead).date()
+class DateTime(real_datetime, metaclass=Real):
+    @classmethod
+    def now(cls, tz=None):
+        return real_datetime.now(tz) + ahead
+datetime.date, datetime.datetime = Date, DateTime
+from escapia_ical.cli import main
+sys.argv[0] = "escapia-ical"
+sys.exit(main())
+"""
+
+
+def run_sync(sb: Sandbox, root: Path, config: Path, timeout: float, ahead: float = 0) -> dict:
+    """``escapia-ical sync`` in a subprocess (its clock ``ahead`` seconds); its exit code,
+    own peak RSS (wait4) and CPU seconds."""
     env = child_env(BENCH_SANDBOX_URL=sb.url, BENCH_CLIENT_ID=CLIENT_ID, BENCH_CLIENT_SECRET=CLIENT_SECRET,
                     BENCH_SOAP_USER=SOAP_USER, BENCH_SOAP_PASSWORD=SOAP_PASSWORD)
+    command = [str(CLI), "sync", "--config", str(config)]
+    if ahead:
+        command[:1] = [sys.executable, "-c", CLOCK_AHEAD, str(ahead)]
     with (root / "sync.log").open("w+b") as out:
-        proc = subprocess.Popen([str(CLI), "sync", "--config", str(config)], stdout=out,  # noqa: S603
+        proc = subprocess.Popen(command, stdout=out,  # noqa: S603
                                 stderr=subprocess.STDOUT, env=env, cwd=root)
         CHILDREN.add(proc)
         timer = threading.Timer(timeout, proc.kill)
@@ -252,17 +325,21 @@ def bench(n: int, latency: float, scenarios: tuple[str, ...], args, workdir: Pat
            if args.deadline else "")
     sb, rows = Sandbox(n, latency, root), []
     config = write_config(root, keys, api, top, args.accounts)
+    # With a roll: every tick before it runs from ten minutes before midnight, the roll after it.
+    now = dt.datetime.now()
+    to_midnight = (dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time()) - now).total_seconds()
+    clock = {"before": to_midnight - 600 if "roll" in scenarios else 0, "roll": to_midnight + 300}
     try:
         for scenario in scenarios:
             extra, output = {}, root / ("baseline" if scenario == "baseline" else "output")
             action = partial(baselines, sb, output, args.accounts) if scenario == "baseline" \
-                else partial(run_sync, sb, root, config, args.timeout)
+                else partial(run_sync, sb, root, config, args.timeout, clock.get(scenario, clock["before"]))
             if scenario == "changes":
                 extra["booked"] = [sb.book(sb.unit_ids[i * n // CHANGES]) for i in range(CHANGES)]
             log(f"{n} units: {scenario} tick" + (" (sequential requests)" if scenario == "baseline" else ""))
             rows.append({"units": n, "accounts": args.accounts, "scenario": scenario + label, "api": api,
                          **measure(sb, output, action), **extra})
-            rows[-1]["limit_s"] = physical_limit(rows[-1], latency, keys, args.accounts)
+            rows[-1]["limit_s"] = physical_limit(rows[-1], latency, keys, args.accounts, args.file_cost)
             log(f"{n} units: {scenario}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "booked"}))
     finally:
         sb.close()
@@ -315,22 +392,24 @@ def fmt_ratio(value) -> str:
 
 
 def print_report(rows: list[dict], x: dict | None) -> None:
-    print(f"{'N':>9}  {'scenario':<16}{'wall s':>8}{'CPU s':>7}{'requests':>10}{'rewritten':>11}{'RSS MB':>8}"
-          f"{'wall x':>8}{'req x':>8}{'limit x':>9}  exit")
+    print(f"{'N':>9}  {'scenario':<19}{'wall s':>8}{'CPU s':>7}{'requests':>10}{'rewritten':>11}"
+          f"{'state KB':>10}{'RSS MB':>8}{'wall x':>8}{'req x':>8}{'limit x':>9}  exit")
     for r in rows:
         rss = f"{r['rss_mb']:.1f}" if "rss_mb" in r else "-"
         cpu = f"{r['cpu_s']:.2f}" if "cpu_s" in r else "-"
         n = f"{r['accounts']}x{r['units']}" if r.get("accounts", 1) > 1 else str(r["units"])
         limit = f"{r['wall_s'] / r['limit_s']:.2f}" if r.get("limit_s") else "-"
-        print(f"{n:>9}  {r['scenario']:<16}{r['wall_s']:>8.2f}{cpu:>7}{r['requests']:>10}"
-              f"{r['rewritten']:>11}{rss:>8}{fmt_ratio(r.get('wall_ratio')):>8}{fmt_ratio(r.get('request_ratio')):>8}"
+        state = f"{r['state_kb']:.1f}" if "state_kb" in r else "-"
+        print(f"{n:>9}  {r['scenario']:<19}{r['wall_s']:>8.2f}{cpu:>7}{r['requests']:>10}"
+              f"{r['rewritten']:>11}{state:>10}{rss:>8}{fmt_ratio(r.get('wall_ratio')):>8}{fmt_ratio(r.get('request_ratio')):>8}"
               f"{limit:>9}  {r.get('exit', '')}")
     if any(r.get("api") == "escapianet" for r in rows):
         for r in rows:
             print(f"  {r['units']} {r['scenario']}: {r['by_op']}")
         return
     print("(wall x = baseline wall / ours, req x = baseline requests / ours, at the same N;\n"
-          " limit x = our wall / (requests x latency / requests in flight at once); 1.00 = the limit)")
+          " limit x = our wall / (requests x latency / requests in flight at once + feeds rewritten x one\n"
+          " fsynced file's cost on this disk); 1.00 = the limit)")
     if x is None:
         print(f"(no requests/unit/day extrapolation: it needs N={X_UNITS} in --units)")
         return
@@ -366,8 +445,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--api", choices=("hsapi", "escapianet"), default="hsapi",
                    help="escapianet: a batch account's cold, steady and changes ticks with CPU seconds, "
                         "N = 1000 unless --units (10000 on request)")
-    p.add_argument("--scenarios", help="with --api escapianet: which ticks, comma-separated "
-                                        "(default cold,steady,changes; cold always runs first)")
+    p.add_argument("--scenarios", help="which ticks, comma-separated, of baseline, cold, steady, changes, "
+                                        "roll (default baseline,cold,steady,changes; escapianet: no "
+                                        "baseline; cold always runs first)")
     p.add_argument("--mode", choices=("incremental", "full"), help="the account's mode (default: the CLI's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="another account key, e.g. max_concurrency=16 (repeatable)")
@@ -398,15 +478,19 @@ def main(argv: list[str]) -> int:
     started, rows = time.perf_counter(), []
     try:
         with tempfile.TemporaryDirectory(prefix="escapia-bench-") as tmp:
+            args.file_cost = file_cost(Path(tmp))
+            log(f"one fsynced feed file costs {args.file_cost * 1000:.2f} ms on this disk (median of 300)")
             for n in args.unit_counts:
                 scenarios = ("cold", "steady", "changes") if args.api == "escapianet" \
                     else ("baseline", "cold", "steady", "changes")
-                if args.api == "escapianet" and args.scenarios:
+                if args.scenarios:
                     wanted = [s.strip() for s in args.scenarios.split(",")]
-                    scenarios = ("cold", *(s for s in wanted if s not in ("", "cold")))
+                    scenarios = (*(["baseline"] if "baseline" in wanted else []), "cold",
+                                 *(s for s in wanted if s not in ("", "cold", "baseline")))
                 rows += bench(n, args.latency, scenarios, args, Path(tmp), account_keys, api=args.api)
             if args.rss_units and args.accounts == 1:  # peak RSS only: latency 0 keeps it short
-                rows += bench(args.rss_units, 0.0, ("cold",), args, Path(tmp), account_keys, ", latency 0")
+                rows += bench(args.rss_units, 0.0, ("cold", "steady", "roll"), args, Path(tmp), account_keys,
+                              ", latency 0")
     finally:
         for proc in list(CHILDREN):
             stop(proc, signal.SIGKILL if proc.args[1] == "sync" else signal.SIGINT)
@@ -415,7 +499,8 @@ def main(argv: list[str]) -> int:
     print_report(rows, x)
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "latency_s": args.latency,
               "account_keys": account_keys, "cpus": os.cpu_count(), "python": platform.python_version(),
-              "bench_wall_s": round(time.perf_counter() - started, 1), "rows": rows, "extrapolation": x}
+              "bench_wall_s": round(time.perf_counter() - started, 1), "file_cost_s": args.file_cost,
+              "rows": rows, "extrapolation": x}
     args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     log(f"results in {args.json} ({result['bench_wall_s']} s in all)")
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.spans import Span
-from escapia_ical.state import read_state, write_state
+from escapia_ical.state import describe, read_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class HoldBook:
             return book
         shaped = isinstance(data, dict) and isinstance(data.get("units"), dict)
         if not shaped or data.get("version") != VERSION:
-            log.warning("ignoring state file %s: not a policy state of version %d", path, VERSION)
+            log.warning("ignoring state %s: not a policy state of version %d", describe(path), VERSION)
             return book
         dropped = 0
         for unit, entry in data["units"].items():
@@ -134,7 +134,7 @@ class HoldBook:
                 except (AttributeError, KeyError, TypeError, ValueError):
                     dropped += 1
         if dropped:
-            log.warning("state file %s: ignored %d wrong-shaped part(s)", path, dropped)
+            log.warning("state %s: ignored %d wrong-shaped part(s)", describe(path), dropped)
         return book
 
     def save(self) -> None:

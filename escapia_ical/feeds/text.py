@@ -43,7 +43,10 @@ def fold_content_lines(ical: bytes) -> bytes:
 
     Unfolding first makes the result independent of how the library folded.
     """
-    lines = _FOLD.sub(b"", ical).split(b"\r\n")
+    unfolded = _FOLD.sub(b"", ical)
+    lines = unfolded.split(b"\r\n")
+    if max(map(len, lines)) <= FOLD_OCTETS:  # most feeds: no line to fold
+        return unfolded
     return b"\r\n".join(_fold(line) for line in lines)
 
 

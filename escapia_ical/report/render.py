@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATE = "report.html.j2"
 
 
 @cache
 def _environment() -> jinja2.Environment:
+    import jinja2  # here: a sync that writes no page does not load it (40 ms a tick)
+
     environment = jinja2.Environment(loader=jinja2.PackageLoader("escapia_ical.report", "templates"),
                                      autoescape=True, undefined=jinja2.StrictUndefined,
                                      keep_trailing_newline=True)

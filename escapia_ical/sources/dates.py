@@ -13,9 +13,14 @@ from escapia_ical.errors import SourceError
 _API_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:T00:00:00(?:\.0+)?)?(?:Z|[+-]\d{2}:\d{2})?")
 
 
+_PARSED: dict[str, dt.date] = {}  # the strings read so far: a cold sync reads the same dates 100,000 times
+
+
 def parse_api_date(value: Any, what: str) -> dt.date:
     """Given an API date string, return the date. Raise SourceError naming ``what`` if
     it is missing, not a string, not a valid date, or has a time of day other than midnight."""
+    if isinstance(value, str) and value in _PARSED:
+        return _PARSED[value]
     if not isinstance(value, str):
         got = "nothing" if value is None else type(value).__name__
         raise SourceError(f"{what}: expected a date, got {got}")
@@ -23,6 +28,9 @@ def parse_api_date(value: Any, what: str) -> dt.date:
     if not match:
         raise SourceError(f"{what}: not a date: {value[:40]!r}")
     try:
-        return dt.date.fromisoformat(match.group(1))
+        day = dt.date.fromisoformat(match.group(1))
     except ValueError:
         raise SourceError(f"{what}: not a date: {value[:40]!r}") from None
+    if len(_PARSED) < 100_000:
+        _PARSED[value] = day
+    return day

@@ -67,14 +67,16 @@ def parse_nonavailability(body: Any, what: str) -> tuple[list[tuple[dt.date, dt.
     """
     if not isinstance(body, list):
         raise SourceError(f"{what}: expected a JSON array, got {_kind(body)}")
-    ids = _json_net_ids(body)
+    ids: dict[str, Any] | None = None  # built at the first reference: most answers have none
     pairs, empty = [], []
     for index, item in enumerate(body):
         if item is None:
             empty.append(f"item {index} is null")
             continue
         referenced = isinstance(item, dict) and "$ref" in item
-        item = _resolved(item, ids, f"{what}: item {index}")
+        if referenced:
+            ids = _json_net_ids(body) if ids is None else ids
+            item = _resolved(item, ids, f"{what}: item {index}")
         if not isinstance(item, dict):
             raise SourceError(f"{what}: item {index} is {_kind(item)}, not an object")
         date_range = item.get("dateRange")
@@ -86,7 +88,9 @@ def parse_nonavailability(body: Any, what: str) -> tuple[list[tuple[dt.date, dt.
         if date_range is None:
             empty.append(f"item {index} has no dateRange")
             continue
-        date_range = _resolved(date_range, ids, f"{what}: item {index} dateRange")
+        if isinstance(date_range, dict) and "$ref" in date_range:
+            ids = _json_net_ids(body) if ids is None else ids
+            date_range = _resolved(date_range, ids, f"{what}: item {index} dateRange")
         if not isinstance(date_range, dict):
             raise SourceError(f"{what}: item {index} dateRange is {_kind(date_range)}, not an object")
         start = parse_date(date_range.get("startDate"), f"{what}: item {index} startDate")

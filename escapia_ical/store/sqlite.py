@@ -1,10 +1,13 @@
 """The SQLite store (stdlib ``sqlite3``): the embedded default.
 
 One database file, one table of rows ``(key, part, body)``: ``part`` is the JSON list of
-mapping keys a row sits at (``[]`` for the document itself), ``body`` its JSON. WAL journal
-with ``synchronous=FULL``: a commit is on disk when it returns (a held loss or a published
-feed's record is never lost to a power cut), and readers (``status``, the report) never wait
-for a writer nor hold one up. Every wait for another process's write is bounded
+mapping keys a row sits at (``[]`` for the document itself), ``body`` its JSON. With
+``synchronous=FULL`` a commit is on disk when it returns (a held loss or a published feed's
+record is never lost to a power cut). The WAL journal lets readers (the report) neither wait
+for a writer nor hold one up; a database that users who may not write it read (status.db,
+the monitoring group) keeps the rollback journal instead (``wal=False``): with WAL they could
+not open it while no writer has it open (SQLite must then create its ``-shm`` file). Their
+reads wait at most for a commit (milliseconds). Every wait for another process's write is bounded
 (``BUSY_SECONDS``). The schema is versioned (``PRAGMA user_version``); ``MIGRATIONS`` brings
 an older file forward when it is opened, in one transaction; a file written by a newer
 version of the program is refused, never rewritten.
@@ -43,15 +46,16 @@ MIGRATIONS: list[tuple[str, ...]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _encode(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+# One encoder for every row (json.dumps with options builds a new one per call: 2x slower).
+_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
 
 
 class SqliteStore:
     """Documents in the SQLite database at ``path`` (created with ``mode`` if missing)."""
 
-    def __init__(self, path: Path, mode: int = 0o600, *, readonly: bool = False):
+    def __init__(self, path: Path, mode: int = 0o600, *, readonly: bool = False, wal: bool = True):
         self.path = path
+        self._wal = wal
         self.bytes_written = 0  # bodies written since opened, for the run's figures
         self._lock = threading.RLock()
         self._depth = 0
@@ -63,31 +67,43 @@ class SqliteStore:
     def read(self, key: str) -> Any | None:
         if self._empty:
             return None
-        with self._lock:
-            found = self._query("SELECT part, body FROM documents WHERE key = ?", (key,))
         rows, bad = [], 0
-        for part, body in found:
-            try:
-                rows.append((json.loads(part), json.loads(body)))
-            except ValueError:
-                bad += 1
+        with self._lock:
+            for part, body in self._rows(key):  # one at a time: 10,000 bodies are never all held twice
+                try:
+                    rows.append((json.loads(part), json.loads(body.decode("utf-8"))))
+                except (ValueError, RecursionError):  # ValueError: not UTF-8, or not JSON
+                    bad += 1
         if bad:
-            log.warning("state %s: %s: %d unreadable row(s) ignored; the next sync rewrites them",
+            log.warning("state %s (%s): %d unreadable row(s) ignored; the next sync rewrites them",
                         self.path, key, bad)
         return assemble(rows)
 
     def write(self, key: str, value: Any, split: Split = ()) -> int:
         rows = {_encode(list(path)): body for path, body in flatten(value, split, _encode)}
         with self.transaction():
-            old = dict(self._query("SELECT part, body FROM documents WHERE key = ?", (key,)))
-            gone = [(key, part) for part in old if part not in rows]
-            new = [(key, part, body) for part, body in rows.items() if old.get(part) != body]
+            gone = []
+            for part, body in self._rows(key):
+                mine = rows.get(part)
+                if mine is None:
+                    gone.append((key, part))
+                elif mine.encode("utf-8") == body:
+                    del rows[part]  # unchanged: not written
             self._execute("DELETE FROM documents WHERE key = ? AND part = ?", gone, many=True)
-            self._execute("INSERT OR REPLACE INTO documents (key, part, body) VALUES (?, ?, ?)", new,
-                          many=True)
-        written = sum(len(body) for _, _, body in new)
+            self._execute("INSERT OR REPLACE INTO documents (key, part, body) VALUES (?, ?, ?)",
+                          ((key, part, body) for part, body in rows.items()), many=True)
+        written = sum(len(body) for body in rows.values())
         self.bytes_written += written
         return written
+
+    def _rows(self, key: str) -> Iterator[tuple[str, bytes]]:
+        """The (part, body) rows of ``key``, bodies as bytes (one that is not UTF-8 is then one
+        bad row, not a failed read). The caller holds the lock."""
+        try:
+            yield from self._db.execute("SELECT part, CAST(body AS BLOB) FROM documents WHERE key = ?",
+                                        (key,))
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read state database {self.path}: {exc}") from exc
 
     def delete(self, key: str) -> None:
         with self.transaction():
@@ -128,7 +144,7 @@ class SqliteStore:
 
     def _connect(self, mode: int, readonly: bool) -> sqlite3.Connection:
         """Open (or create, with ``mode``) the database and bring its schema forward."""
-        for suffix in ("", "-wal", "-shm"):  # sqlite follows links: none is allowed here
+        for suffix in ("", "-wal", "-shm", "-journal"):  # sqlite follows links: none is allowed here
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISLNK(os.lstat(f"{self.path}{suffix}").st_mode):
                     raise StateError(f"state database {self.path}{suffix} is a symbolic link; refusing it")
@@ -140,7 +156,7 @@ class SqliteStore:
             db = sqlite3.connect(target, uri=readonly, timeout=BUSY_SECONDS, isolation_level=None,
                                  check_same_thread=False)
             if not readonly:
-                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA journal_mode={'WAL' if self._wal else 'DELETE'}")
                 db.execute("PRAGMA synchronous=FULL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:

@@ -12,6 +12,7 @@ from escapia_ical.feeds.kinds import KINDS
 from escapia_ical.model import Unit
 from escapia_ical.sources.hsapi_decode import Change
 from escapia_ical.sources.hsapi_work_orders import WorkOrder
+from escapia_ical.state import describe
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def checked(data: Any, path: Any) -> dict[str, Any]:
     if "reservations" in bad:  # the index is gone: refresh it at once, not in reconcile_hours
         checked["kinds_refreshed_at"] = None
     if bad:
-        log.warning("state file %s: ignoring %s (wrong shape); it is rebuilt", path, ", ".join(bad))
+        log.warning("state %s: ignoring %s (wrong shape); it is rebuilt", describe(path), ", ".join(bad))
     return checked
 
 

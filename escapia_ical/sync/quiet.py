@@ -47,7 +47,7 @@ from escapia_ical.config import Account, EscapianetAccount
 from escapia_ical.errors import AuthError, SourceError
 from escapia_ical.model import FeedWindow, Unit
 from escapia_ical.sources.escapianet import EscapianetSource
-from escapia_ical.state import AccountState, read_state, write_state
+from escapia_ical.state import AccountState, describe, read_state, write_state
 from escapia_ical.sync.incremental import add_units
 
 log = logging.getLogger(__name__)
@@ -211,8 +211,8 @@ def checked(data: Any, path: Any) -> dict[str, Any]:
                 "listed_at": _time(data["listed_at"]), "truncated": data["truncated"],
                 "stamps": dict(stamps), "pending": [_text(u) for u in _list(data["pending"])]}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        log.warning("state file %s is not as expected (%s); doing a full sync, which rewrites it",
-                    path, exc.__class__.__name__)
+        log.warning("state %s is not as expected (%s); doing a full sync, which rewrites it",
+                    describe(path), exc.__class__.__name__)
         return dict(EMPTY)
 
 

@@ -30,7 +30,7 @@ from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.sources import Source, make_source
 from escapia_ical.sources.slots import set_request_slots
-from escapia_ical.state import AccountState
+from escapia_ical.state import AccountState, state_transaction
 from escapia_ical.sync.context import (
     AccountResult,
     Progress,
@@ -49,7 +49,7 @@ from escapia_ical.sync.notices import say_once
 from escapia_ical.sync.parallel import account_logs, account_thread_name
 from escapia_ical.sync.profiles import profile_folders
 from escapia_ical.sync.quiet import check_listing, listing_truncated, prefetch_batch, quiet_tracker
-from escapia_ical.sync.stamps import build_feed, previous_entry, stored_ranges
+from escapia_ical.sync.stamps import build_feed, has_stored_ranges, previous_entry
 from escapia_ical.sync.units import fetch_units, roll_unit
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     # A unit named with --unit is always fetched: that is what a person asking for it expects.
     fetch = [(u, o) for u, o in zip(units, outcomes, strict=True) if o.error is None and (
              plan is None or u.id in plan.fetch or u.id in options.units
-             or stored_ranges(stamps.get(o.path.name)) is None)]
+             or not has_stored_ranges(stamps.get(o.path.name)))]
     if plan and (plan.reasons or options.units):
         asked = {"asked for (--unit)": len({u.id for u, _ in fetch} - plan.fetch)}
         why = ", ".join(f"{n} {REASONS.get(reason, reason)}"
@@ -271,10 +271,11 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
             # One fsync per folder for every feed renamed into it this run, before the
             # state records them.
             sync_folders(run.unsynced.pop(account.name, set()), config.output_dir)
-            state.save_feed_stamps(stamps)
-            book.save()
-            if tracker and plan:
-                tracker.commit(plan, succeeded, options.now())
+            with state_transaction(config.state_dir):  # what was published, recorded at once
+                state.save_feed_stamps(stamps)
+                book.save()
+                if tracker and plan:
+                    tracker.commit(plan, succeeded, options.now())
     if account.api == "escapianet":
         check_listing(source, plan)
 

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import icalendar
-
 from escapia_ical.config import Account, Config
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.ranges import FeedBlock
@@ -49,6 +47,8 @@ def previous_ranges(entry: dict[str, Any], path: Path) -> list[BlockedRange] | N
         unknown = spans.decode(entry.get("unknown", "")) or []
         return [BlockedRange(s, e) for r in ranges for s, e in spans.subtract([(r.start, r.end)], unknown)]
     try:
+        import icalendar  # here: only a feed without a record is read back (70 ms of import a tick)
+
         calendar = icalendar.Calendar.from_ical(path.read_bytes())
         return [BlockedRange(e.decoded("dtstart"), e.decoded("dtend")) for e in calendar.walk("VEVENT")]
     except Exception:  # noqa: BLE001 - no file, or not ours to read: nothing to compare with
@@ -61,6 +61,37 @@ def stored_ranges(entry: object) -> list[BlockedRange] | None:
     if isinstance(ranges, str):  # "first/checkout first/checkout ..."
         ranges = [pair.split("/") for pair in ranges.split()]
     return _pairs(ranges)
+
+
+def has_stored_ranges(entry: object) -> bool:
+    """Whether ``stored_ranges(entry)`` is not None, without building the ranges: a steady
+    tick asks this of every unit (building them took 0.6 CPU s at 10,000 units)."""
+    ranges = entry.get("ranges") if isinstance(entry, dict) else None
+    if not isinstance(ranges, str):
+        return stored_ranges(entry) is not None
+    days = _DAYS
+    for pair in ranges.split():
+        first, slash, checkout = pair.partition("/")
+        if not slash or "/" in checkout:
+            return False
+        start = days[first] if first in days else _day(first)
+        end = days[checkout] if checkout in days else _day(checkout)
+        if start is None or end is None or end <= start:
+            return False
+    return True
+
+
+_DAYS: dict[str, dt.date | None] = {}  # the dates read so far (a few thousand cover every unit)
+
+
+def _day(text: str) -> dt.date | None:
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if len(_DAYS) < 100_000:
+        _DAYS[text] = day
+    return day
 
 
 def _pairs(ranges: Any) -> list[BlockedRange] | None:

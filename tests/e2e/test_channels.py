@@ -8,6 +8,8 @@ import json
 import re
 from pathlib import Path
 
+from escapia_ical.state import read_state
+
 SNIPPET = Path(__file__).resolve().parents[2] / "config" / "nginx.conf.example"
 
 
@@ -72,7 +74,9 @@ def test_sync_then_channels_and_status_name_a_silent_channel(deployment):
     assert deployment.run("channels").returncode == 0
     fine = deployment.run("status")
     assert fine.returncode == 0, fine.stdout
-    assert ".ics" not in (deployment.state / "channels.json").read_text()  # unit ids, not feed names
+    recorded = read_state(deployment.state / "channels.json")
+    assert recorded and units[0] in json.dumps(recorded)
+    assert ".ics" not in json.dumps(recorded)  # unit ids, not feed names
     page = deployment.root / "status.html"
     assert deployment.run("report", "--html", str(page)).returncode == 0
     assert "airbnb: " in page.read_text() and "google-calendar: " in page.read_text()  # the status page shows them

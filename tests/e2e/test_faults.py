@@ -33,6 +33,7 @@ from conftest import Deployment, account_yaml, write_config
 from feeds import nights_icalendar, read_nights
 
 from escapia_ical.sandbox import Sandbox
+from escapia_ical.state import delete_state, read_state
 
 # HSAPI rows run in full mode (every call of a full sync happens every run); INCREMENTAL
 # rows cover what only the change-feed mode calls.
@@ -249,7 +250,9 @@ def test_fault(c: Case, tmp_path, sandbox, clean_syncs):
     for folder in ("output", "state"):
         shutil.copytree(clean_syncs(c.mode) / folder, tmp_path / folder)
     # Same account, another sandbox (another port, so another base_url): not another source.
-    (tmp_path / "state" / "accounts" / "sandbox" / "identity.json").unlink()
+    identity = tmp_path / "state" / "accounts" / "sandbox" / "identity.json"
+    assert read_state(identity) is not None
+    delete_state(identity)
     before = feeds(d)
     units = {d.feed(u).relative_to(d.output).as_posix(): u for u in sandbox.unit_ids()}
     assert set(before) == set(units)

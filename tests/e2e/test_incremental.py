@@ -8,7 +8,6 @@ the ticks fetch far less than everything.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 
 import pytest
@@ -16,6 +15,7 @@ from conftest import Deployment, account_yaml, write_config
 from feeds import read_nights
 
 from escapia_ical.sandbox import Sandbox
+from escapia_ical.state import delete_state, describe, read_state, write_state
 
 TODAY = dt.date.today()
 
@@ -89,17 +89,18 @@ def test_a_steady_tick_costs_one_request(deployment):
 def test_lost_or_rejected_cursor_falls_back_to_a_full_sync(deployment):
     sandbox = deployment.sandbox
     assert deployment.run("sync").returncode == 0
-    changes = deployment.state / "accounts" / "sandbox" / "changes.json"
+    changes = deployment.state / "accounts" / "sandbox" / "changes.json"  # names the document
     unit = sandbox.unit_ids()[2]
     sandbox.add_reservation(unit, TODAY + dt.timedelta(days=40), TODAY + dt.timedelta(days=44))
-    changes.unlink()  # state lost
+    assert read_state(changes) is not None
+    delete_state(changes)  # state lost
     sandbox.reset_request_log()
     assert deployment.run("sync").returncode == 0
     assert sandbox.request_count("GetUnitNonAvailability") == len(sandbox.unit_ids())
     assert_all_true(deployment)
-    data = json.loads(changes.read_text())
+    data = read_state(changes)
     data["cursor"] = 10**9  # a version from the future: Escapia answers with an earlier one
-    changes.write_text(json.dumps(data))
+    write_state(changes, data)
     sandbox.add_reservation(unit, TODAY + dt.timedelta(days=60), TODAY + dt.timedelta(days=61))
     result = deployment.run("sync")
     assert result.returncode == 0 and "fetching every unit" in result.stderr
@@ -128,9 +129,9 @@ def hide(sandbox, unit):
 
 def age_listing(deployment, hours: float = 7) -> None:
     path = deployment.state / "accounts" / "sandbox" / "changes.json"
-    data = json.loads(path.read_text())
+    data = read_state(path)
     data["listed_at"] = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)).isoformat()
-    path.write_text(json.dumps(data))
+    write_state(path, data)
 
 
 def test_a_unit_missing_from_one_listing_gets_its_changes_next_run(deployment):
@@ -152,10 +153,10 @@ def test_a_feed_failing_its_daily_roll_does_not_stop_the_account(deployment):
     bad, other = sandbox.unit_ids()[0], sandbox.unit_ids()[-1]
     assert deployment.run("sync").returncode == 0
     stamps = deployment.state / "accounts" / "sandbox" / "feeds.json"
-    data = json.loads(stamps.read_text())
+    data = read_state(stamps)
     for entry in data.values():
         entry["day"] = (TODAY - dt.timedelta(days=1)).isoformat()  # midnight passed
-    stamps.write_text(json.dumps(data))
+    write_state(stamps, data)
     deployment.feed(bad).unlink()
     deployment.feed(bad).mkdir()  # this feed cannot be written
     start = TODAY + dt.timedelta(days=650)
@@ -197,19 +198,19 @@ def test_a_unit_escapia_stops_listing_is_retired_kept_then_pruned_and_can_come_b
     assert "would remove" not in waiting.stdout
     # Grace over (its mark 8 days old): the dry run says exactly what the real run does.
     feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"
-    stamps = json.loads(feeds_json.read_text())
+    stamps = read_state(feeds_json)
     eight_days_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(days=8)).isoformat()
     for entry in stamps.values():
         if entry["unit"] == gone:
             entry["withdrawn"] = eight_days_ago
-    feeds_json.write_text(json.dumps(stamps))
+    write_state(feeds_json, stamps)
     dry = deployment.run("prune", "--dry-run")
     assert dry.stdout.strip() == f"would remove {deployment.feed(gone)}" and deployment.feed(gone).exists()
     real = deployment.run("prune")
     assert real.returncode == 0 and real.stdout.strip() == f"removed {deployment.feed(gone)}", real.stderr
     assert not deployment.feed(gone).exists()
     assert f"sandbox/{gone}" not in deployment.run("status").stdout
-    assert gone not in {e["unit"] for e in json.loads(feeds_json.read_text()).values()}
+    assert gone not in {e["unit"] for e in read_state(feeds_json).values()}
     assert deployment.run("sync", "--full").returncode == 0
     assert not deployment.feed(gone).exists(), "a pruned unit is not brought back while unlisted"
     show_again()
@@ -221,7 +222,9 @@ def test_a_unit_escapia_stops_listing_is_retired_kept_then_pruned_and_can_come_b
 def test_prune_never_removes_files_the_state_does_not_know(deployment):
     sandbox = deployment.sandbox
     assert deployment.run("sync").returncode == 0
-    (deployment.state / "accounts" / "sandbox" / "feeds.json").unlink()  # the state is lost
+    feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"
+    assert read_state(feeds_json)
+    delete_state(feeds_json)  # the state is lost
     units = sandbox.unit_ids()
     for unit in units[:5]:
         hide(sandbox, unit)
@@ -267,7 +270,7 @@ def test_a_cursor_ahead_of_escapia_is_detected_and_recovered(tmp_path, future_ve
         write_config(config)
         d = Deployment(tmp_path, sandbox, config, tmp_path / "output", tmp_path / "state")
         assert d.run("sync").returncode == 0
-        cursor = json.loads((d.state / "accounts" / "sandbox" / "changes.json").read_text())["cursor"]
+        cursor = read_state(d.state / "accounts" / "sandbox" / "changes.json")["cursor"]
         sandbox.restart_change_log()
         unit = "1020-105"
         sandbox.add_reservation(unit, TODAY + dt.timedelta(days=50), TODAY + dt.timedelta(days=53))
@@ -294,13 +297,13 @@ def test_a_steady_tick_reads_the_change_feed_once(deployment):
 def test_a_damaged_changes_json_is_reported_and_rebuilt(deployment):
     assert deployment.run("sync").returncode == 0
     path = deployment.state / "accounts" / "sandbox" / "changes.json"
-    path.write_text(json.dumps({"cursor": "12", "units": 5, "reservations": [], "fetched": {"a": 1},
-                                "pending": {"x": 1}, "at_cursor": "x", "listed_at": 3}))
+    write_state(path, {"cursor": "12", "units": 5, "reservations": [], "fetched": {"a": 1},
+                       "pending": {"x": 1}, "at_cursor": "x", "listed_at": 3})
     result = deployment.run("sync")
     assert result.returncode == 0
-    assert result.stderr == (f"escapia-ical: warning: state file {path}: ignoring cursor, at_cursor, units, "
-                             "listed_at, reservations, fetched, pending (wrong shape); it is rebuilt\n")
-    assert isinstance(json.loads(path.read_text())["cursor"], int)
+    assert result.stderr == (f"escapia-ical: warning: state {describe(path)}: ignoring cursor, at_cursor, "
+                             "units, listed_at, reservations, fetched, pending (wrong shape); it is rebuilt\n")
+    assert isinstance(read_state(path)["cursor"], int)
     assert (again := deployment.run("sync")) and (again.returncode, again.stderr) == (0, "")
     assert_all_true(deployment)
 

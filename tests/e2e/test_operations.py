@@ -12,6 +12,9 @@ import subprocess
 from conftest import CLI, account_yaml, write_config
 from feeds import read_nights
 
+from escapia_ical.state import delete_state, read_state, write_state
+from escapia_ical.status import load_status, save_status
+
 SECRET = "feed-token-secret-one-0123456789"
 NEW_SECRET = "feed-token-secret-two-9876543210"
 
@@ -149,12 +152,11 @@ def test_a_stray_feed_file_is_never_touched(deployment):
 def test_a_unit_no_longer_configured_is_retired_not_stale(deployment):
     first, second = deployment.sandbox.unit_ids()[:2]
     assert deployment.run("sync").returncode == 0
-    status_file = deployment.state / "status.json"
-    recorded = json.loads(status_file.read_text())
+    recorded = load_status(deployment.state)
     an_hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
     for unit in recorded["accounts"]["sandbox"]["units"].values():
         unit["last_success"] = an_hour_ago  # every feed an hour old ...
-    status_file.write_text(json.dumps(recorded))
+    save_status(deployment.state, recorded)
     write_config(deployment.config, account_yaml(units=f'["{first}"]'))
     assert deployment.run("sync").returncode == 0  # ... but the one still configured
     status = deployment.run("status", "--max-age", "15m")
@@ -166,7 +168,7 @@ def test_a_unit_no_longer_configured_is_retired_not_stale(deployment):
     removed = deployment.run("prune", "--now")
     assert removed.returncode == 0 and f"removed {deployment.feed(second)}" in removed.stdout
     assert len(deployment.run("status").stdout.splitlines()) == 2
-    assert stat.S_IMODE((deployment.state / "status.json").stat().st_mode) == 0o640
+    assert stat.S_IMODE((deployment.state / "status.db").stat().st_mode) == 0o640
 
 
 def test_status_names_a_failed_account_and_needs_no_secrets(deployment):
@@ -194,11 +196,10 @@ def test_status_names_a_failed_account_and_needs_no_secrets(deployment):
 
 def test_status_catches_a_dead_cron_and_an_account_never_synced(deployment):
     assert deployment.run("sync").returncode == 0
-    status_file = deployment.state / "status.json"
-    recorded = json.loads(status_file.read_text())
+    recorded = load_status(deployment.state)
     twenty_minutes_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)).isoformat()
     recorded["run"]["finished"] = twenty_minutes_ago
-    status_file.write_text(json.dumps(recorded))
+    save_status(deployment.state, recorded)
     dead = deployment.run("status", "--max-age", "15m")
     assert dead.returncode == 2
     assert dead.stdout.splitlines()[0].startswith("the last sync finished 20m ago"), dead.stdout
@@ -262,15 +263,16 @@ def test_rotate_one_unit_now_and_revoke_a_leaked_name_for_good(deployment):
     listing = deployment.run("feeds").stdout
     assert newest in listing and leaked not in listing and new not in listing
     # names.json lost: each published feed recorded its generation, the newest name stays.
-    names_json = deployment.state / "accounts" / "sandbox" / "names.json"
-    state = json.loads(names_json.read_text())
-    names_json.unlink()
+    names_json = deployment.state / "accounts" / "sandbox" / "names.json"  # names the document
+    state = read_state(names_json)
+    assert state["revoked"], state
+    delete_state(names_json)
     assert deployment.run("sync", "--full").returncode == 0
     assert not (folder / leaked).exists() and not (folder / new).exists()
     assert read_nights(folder / newest) == deployment.truth(unit)
     # Generations lost everywhere but the revocations kept: the unit fails, the name stays gone.
-    names_json.write_text(json.dumps({"revoked": state["revoked"]}))
-    (deployment.state / "accounts" / "sandbox" / "feeds.json").unlink()
+    write_state(names_json, {"revoked": state["revoked"]})
+    delete_state(deployment.state / "accounts" / "sandbox" / "feeds.json")
     refused = deployment.run("sync", "--full")
     assert refused.returncode == 1 and "was revoked" in refused.stderr
     assert not (folder / leaked).exists()
@@ -295,7 +297,7 @@ def test_tables_have_json_and_a_busy_sandbox_port_is_one_clear_line(deployment):
 
 
 def test_no_secret_feed_name_reaches_logs_status_or_the_status_page(deployment):
-    """status.json is readable by a monitoring group and the page may be shared: a feed's
+    """status.db is readable by a monitoring group and the page may be shared: a feed's
     secret name must appear in neither, nor on stderr, even inside an error."""
     configure(deployment, account_extra=f"    feed_tokens: true\n    feed_token_secret: {SECRET}\n")
     assert deployment.run("sync").returncode == 0
@@ -309,7 +311,8 @@ def test_no_secret_feed_name_reaches_logs_status_or_the_status_page(deployment):
     page = deployment.root / "page.html"
     assert deployment.run("report", "--html", str(page)).returncode == 0
     shown = (failed.stderr + deployment.run("status", "--json").stdout + deployment.run("status").stdout
-             + (deployment.state / "status.json").read_text() + page.read_text())
+             + json.dumps(load_status(deployment.state))
+             + (deployment.state / "status.db").read_text(encoding="utf-8", errors="replace") + page.read_text())
     tokens = {name.rsplit("-", 1)[1].removesuffix(".ics") for name in names}
     assert not [t for t in tokens if t in shown]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pty
 import signal
@@ -11,6 +10,8 @@ import time
 
 from conftest import CLI, account_yaml, write_config
 from feeds import read_nights
+
+from escapia_ical.status import load_status
 
 
 def test_progress_bar_only_on_a_terminal(deployment):
@@ -90,7 +91,7 @@ def test_sigterm_ends_the_run_at_once_and_the_next_account_is_not_started(deploy
     assert took < 3, f"SIGTERM took {took:.1f} s to end the run"
     assert stderr.strip().splitlines()[-1] == "escapia-ical: stopped by SIGTERM; what was done is saved"
     assert deployment.sandbox.request_count("UnitSearch") == 0, "the next account was started"
-    status = json.loads((deployment.state / "status.json").read_text())
+    status = load_status(deployment.state)
     assert status["run"]["exit_code"] == 143 and "first" in status["accounts"]
     assert "second" not in status["accounts"]
     deployment.sandbox.clear_faults()

@@ -14,6 +14,7 @@ from conftest import FUTURE_DAYS, PAST_DAYS, Deployment, account_yaml, write_con
 from feeds import read_nights
 
 from escapia_ical.feeds.names import feed_filename
+from escapia_ical.state import describe, read_state, write_state
 
 TODAY = dt.date.today()
 DAY = dt.timedelta(days=1)
@@ -238,20 +239,21 @@ def test_rotate_survives_a_damaged_profiles_entry(deployment):
     deployment.config.write_text(text.replace("feeds:\n", "feeds:\n" + PROFILES))
     assert deployment.run("sync").returncode == 0
     feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"
-    stamps = json.loads(feeds_json.read_text())
+    stamps = read_state(feeds_json)
     for entry in stamps.values():
         entry["profiles"]["cleaner"] = "garbage"  # a damaged entry
-    feeds_json.write_text(json.dumps(stamps))
+    write_state(feeds_json, stamps)
     result = deployment.run("rotate", "--account", "sandbox", "--unit", "1020-105")
     assert "Traceback" not in result.stderr and "Error" not in result.stderr.split("\n")[-2], result.stderr
+    assert f"state {describe(feeds_json)} is not as expected" in result.stderr, "the damage was read"
 
 
 def _damage(deployment, change) -> None:
     feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"
-    stamps = json.loads(feeds_json.read_text())
+    stamps = read_state(feeds_json)
     for entry in stamps.values():
         change(entry)
-    feeds_json.write_text(json.dumps(stamps))
+    write_state(feeds_json, stamps)
 
 
 def test_prune_survives_a_withdrawn_time_without_a_zone(deployment):

@@ -5,13 +5,14 @@ less than the window."""
 from __future__ import annotations
 
 import datetime as dt
-import json
+from pathlib import Path
 
 import pytest
 from conftest import FUTURE_DAYS, PAST_DAYS, Deployment, account_yaml, write_config
 from feeds import read_nights
 
 from escapia_ical.sandbox import Sandbox
+from escapia_ical.state import describe, read_state, write_state
 
 TODAY = dt.date.today()
 UNIT = "1020-101"
@@ -67,25 +68,37 @@ def test_full_and_reconcile_ticks_read_every_calendar(tmp_path, sandbox):
     assert d.run("sync", "--full").returncode == 0
     assert sandbox.request_count("UnitSearch") == 1 and summaries(sandbox) == [False]
     state = d.state / "accounts" / "sandbox" / "escapianet.json"
-    data = json.loads(state.read_text())
+    data = read_state(state)
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=7)).isoformat()
-    state.write_text(json.dumps({**data, "reconciled_at": old}))
+    write_state(state, {**data, "reconciled_at": old})
     sandbox.reset_request_log()
     assert d.run("sync").returncode == 0  # the reconcile is due: a full tick
     assert sandbox.request_count("UnitSearch") == 1 and summaries(sandbox) == [False]
 
 
-def test_a_damaged_state_file_is_reported_and_the_account_syncs_fully(tmp_path, sandbox):
-    d = deploy(tmp_path, sandbox)
+def damage_the_quiet_state(d: Deployment) -> tuple[Path, str]:
+    """Sync, give escapianet's stamps the wrong shape, sync again (-v): (the document, its stderr)."""
     assert d.run("sync").returncode == 0
     state = d.state / "accounts" / "sandbox" / "escapianet.json"
-    state.write_text(json.dumps({**json.loads(state.read_text()), "stamps": ["not", "a", "mapping"]}))
-    sandbox.reset_request_log()
+    write_state(state, {**read_state(state), "stamps": ["not", "a", "mapping"]})
+    d.sandbox.reset_request_log()
     result = d.run("sync", "-v")
     assert result.returncode == 0, result.stderr
-    assert f"state file {state} is not as expected" in result.stderr
+    return state, result.stderr
+
+
+def test_a_damaged_state_document_is_reported_and_the_account_syncs_fully(tmp_path, sandbox):
+    d = deploy(tmp_path, sandbox)
+    state, stderr = damage_the_quiet_state(d)
+    warned = [line for line in stderr.splitlines() if "is not as expected" in line]
+    assert len(warned) == 1 and "accounts/sandbox/escapianet" in warned[0], stderr
     assert summaries(sandbox) == [False] and sandbox.request_count("UnitSearch") == 1
-    assert isinstance(json.loads(state.read_text())["stamps"], dict)
+    assert isinstance(read_state(state)["stamps"], dict)
+
+
+def test_a_damaged_state_document_is_named_as_the_database_names_it(tmp_path, sandbox):
+    state, stderr = damage_the_quiet_state(deploy(tmp_path, sandbox))
+    assert f"state {describe(state)} is not as expected" in stderr
 
 
 def test_a_cached_answer_does_not_lose_a_change(tmp_path, sandbox):

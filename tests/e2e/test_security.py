@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from conftest import CLI, account_yaml, write_config
 
 from escapia_ical.config import HttpPolicy
 from escapia_ical.sources.http import HttpClient
+from escapia_ical.state import read_state, write_state
 
 WRONG_SECRET = "Wr0ng-s3cr3t-€-do-not-print"
 WRONG_PASSWORD = "Wr0ng-passw0rd-<&>-do-not-print"
@@ -79,17 +82,17 @@ def test_names_in_feeds_json_never_address_a_file_outside_the_folder(deployment)
     victims = {"written": deployment.output / "victim.ics", "deleted": deployment.root / "victim-abs.ics"}
     for victim in victims.values():
         victim.write_bytes(b"precious")
-    feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"
-    stamps = json.loads(feeds_json.read_text())
+    feeds_json = deployment.state / "accounts" / "sandbox" / "feeds.json"  # names the document
+    stamps = read_state(feeds_json)
     entry = dict(stamps["1020-101.ics"])
     stamps["../victim.ics"] = entry  # an old name in its grace period: rewritten each run
     stamps[str(victims["deleted"])] = entry | {"retired": "2000-01-01T00:00:00+00:00"}  # grace over
-    feeds_json.write_text(json.dumps(stamps))
+    write_state(feeds_json, stamps)
     for args in (("sync",), ("sync", "--full"), ("prune",)):
         result = deployment.run(*args)
         assert result.returncode == 0, (args, result.stderr)
         assert all(v.read_bytes() == b"precious" for v in victims.values()), args
-    assert not {"../victim.ics", str(victims["deleted"])} & set(json.loads(feeds_json.read_text()))
+    assert not {"../victim.ics", str(victims["deleted"])} & set(read_state(feeds_json))
 
 
 def test_a_linked_account_folder_is_refused_not_followed(deployment):
@@ -119,15 +122,91 @@ def test_a_linked_account_state_folder_is_refused_not_followed(deployment):
     assert os.listdir(victim) == []
 
 
+def expected_state_mode(path) -> int:
+    """The mode of anything in state_dir: folders 0700; status.db and its -wal/-shm 0640 (a
+    monitoring group reads it); everything else (state.db and its -wal/-shm, tokens, locks) 0600."""
+    if path.is_dir():
+        return 0o700
+    return 0o640 if path.name in {"status.db", "status.db-wal", "status.db-shm"} else 0o600
+
+
 def test_file_modes(deployment):
     assert deployment.run("sync").returncode == 0
     for path in (deployment.output / "sandbox").iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    found = {p.name for p in deployment.state.rglob("*")}
+    assert {"state.db", "status.db", "token.json"} <= found, found
     for path in deployment.state.rglob("*"):
-        expected = 0o700 if path.is_dir() else 0o640 if path.name == "status.json" else 0o600
-        assert stat.S_IMODE(path.stat().st_mode) == expected, path
-    # A monitoring user in state_dir's group reads status.json, and nothing else.
+        assert not path.is_symlink(), path
+        assert stat.S_IMODE(path.stat().st_mode) == expected_state_mode(path), path
+    # A monitoring user in state_dir's group reads status.db, and nothing else.
     assert stat.S_IMODE(deployment.state.stat().st_mode) == 0o750
+
+
+class _HeldPing(BaseHTTPRequestHandler):
+    """A healthcheck that holds the run's last ping (``/0``) until the test lets it go: the
+    run has then written both databases and still has them open (their -wal and -shm exist)."""
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        if self.path.endswith("/0"):
+            self.server.held.set()
+            self.server.release.wait(8)  # the ping gives up after 10 s
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_file_modes_of_the_databases_journals_while_a_run_has_them_open(deployment):
+    """SQLite makes state.db's -wal and -shm files while it is open (and removes them when
+    the last connection closes): made by the run, they must have its mode. (status.db keeps
+    a rollback journal: see store/sqlite.py.)"""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HeldPing)
+    server.held, server.release = threading.Event(), threading.Event()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/ping/held"
+    deployment.config.write_text(f"healthcheck_url: {url}\n" + deployment.config.read_text())
+    try:
+        process = subprocess.Popen([CLI, "sync", "--config", str(deployment.config)], env=deployment.env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert server.held.wait(30), "the run never sent its last ping"
+            found = {p.name: p for p in deployment.state.rglob("*")}
+            journals = {"state.db-wal", "state.db-shm"}
+            assert journals <= set(found), sorted(found)
+            for path in found.values():
+                assert not path.is_symlink(), path
+                assert stat.S_IMODE(path.stat().st_mode) == expected_state_mode(path), path
+        finally:
+            server.release.set()
+            _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not {p.name for p in deployment.state.iterdir()} & journals, "removed when the run closed them"
+
+
+@pytest.mark.parametrize("name", ["state.db", "state.db-wal", "status.db", "status.db-shm"])
+def test_a_linked_state_database_is_refused_not_followed(deployment, name):
+    """SQLite follows symbolic links (and writes -wal/-shm beside the link's target): a link
+    planted in state_dir in place of a database or its journal is refused and never written."""
+    assert deployment.run("sync").returncode == 0
+    victim = deployment.root / "victim"
+    victim.write_bytes(b"precious")
+    planted = deployment.state / name
+    planted.unlink(missing_ok=True)  # (a journal is removed when the last connection closes)
+    planted.symlink_to(victim)
+    result = deployment.run("sync", "--force")
+    assert result.returncode == 1, result.stderr
+    refused = f"state database {planted} is a symbolic link; refusing it"
+    first = result.stderr.splitlines()[0]
+    prefix = "escapia-ical: error: sandbox: " if name.startswith("state.db") else "escapia-ical: error: "
+    assert first == prefix + refused, result.stderr
+    assert victim.read_bytes() == b"precious"
+    assert planted.is_symlink()
+    assert sorted(p.name for p in deployment.root.iterdir() if p.name.startswith("victim")) == ["victim"]
 
 
 def test_tls_verification_is_on_and_plain_http_is_loopback_only(deployment):

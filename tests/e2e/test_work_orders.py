@@ -4,9 +4,11 @@ feed, so incremental ticks look at them (one SearchWorkOrders page a tick)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from feeds import read_nights
+
+from escapia_ical.state import read_state, write_state
+from escapia_ical.status import load_status
 
 TODAY = dt.date.today()
 DAY = dt.timedelta(days=1)
@@ -87,7 +89,7 @@ def test_without_the_grant_one_note_a_run_and_the_shorter_reconcile_shows_work_o
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "SearchWorkOrders is not granted to this partner (HTTP 403)" in lines[0]
     assert "every 1 h" in lines[0] and "warning" in lines[0]
-    status = json.loads((deployment.state / "status.json").read_text())
+    status = load_status(deployment.state)
     assert status["accounts"]["sandbox"]["responses"].get("SearchWorkOrders 403") == 1
 
     sandbox.add_work_order(UNIT, TODAY + 10 * DAY, TODAY + 11 * DAY)
@@ -97,10 +99,10 @@ def test_without_the_grant_one_note_a_run_and_the_shorter_reconcile_shows_work_o
     assert sandbox.request_count("GetUnitNonAvailability") == 0
     # An hour on (every unit fetched an hour ago): the fallback reconcile fetches them all.
     changes = deployment.state / "accounts" / "sandbox" / "changes.json"
-    data = json.loads(changes.read_text())
+    data = read_state(changes)
     hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=61)).isoformat()
     data["fetched"] = {unit: hour_ago for unit in data["fetched"]}
-    changes.write_text(json.dumps(data))
+    write_state(changes, data)
     result = deployment.run("sync")
     assert result.returncode == 0, result.stderr
     assert sandbox.request_count("GetUnitNonAvailability") == len(sandbox.unit_ids())
@@ -110,9 +112,9 @@ def test_without_the_grant_one_note_a_run_and_the_shorter_reconcile_shows_work_o
 def test_with_the_grant_an_hour_old_fetch_is_not_due(deployment):
     settle(deployment)
     changes = deployment.state / "accounts" / "sandbox" / "changes.json"
-    data = json.loads(changes.read_text())
+    data = read_state(changes)
     hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=61)).isoformat()
     data["fetched"] = {unit: hour_ago for unit in data["fetched"]}
-    changes.write_text(json.dumps(data))
+    write_state(changes, data)
     assert deployment.run("sync").returncode == 0
     assert deployment.sandbox.request_count("GetUnitNonAvailability") == 0

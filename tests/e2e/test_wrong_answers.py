@@ -15,7 +15,6 @@ exit 0). Finally, with the fault cleared, a sync converges on the truth (exit 0,
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from conftest import FUTURE_DAYS, PAST_DAYS, Deployment, account_yaml, write_con
 from feeds import read_nights
 
 from escapia_ical.sandbox import Sandbox
+from escapia_ical.status import load_status
 
 DAY = dt.timedelta(days=1)
 Truth = dict[str, set[dt.date]]
@@ -128,7 +128,7 @@ def lost_nights(d: Deployment) -> dict[str, int]:
 
 
 def status_of(d: Deployment) -> dict[str, Any]:
-    return json.loads((d.state / "status.json").read_text())["accounts"]["sandbox"]
+    return load_status(d.state)["accounts"]["sandbox"]
 
 
 def held_units(d: Deployment) -> set[str]:

@@ -4,7 +4,6 @@ evidence for the publish policy."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 
@@ -13,7 +12,7 @@ from escapia_ical.model import Unit
 from escapia_ical.sources.hsapi import CursorRejected
 from escapia_ical.sources.hsapi_decode import Change, Reservation
 from escapia_ical.sources.hsapi_work_orders import WorkOrder, WorkOrdersForbidden
-from escapia_ical.state import AccountState
+from escapia_ical.state import AccountState, read_state
 from escapia_ical.sync.incremental import ChangeTracker
 
 D = dt.date
@@ -198,7 +197,7 @@ def test_work_orders_are_remembered_by_unit_dates_and_status_only(tmp_path):
     feed = Feed([Change("r1", "Create", "t1")], {})
     feed.work_orders = {"w1": order()}
     settle(tmp_path, feed)
-    saved = json.loads((tmp_path / "accounts" / "a" / "changes.json").read_text())
+    saved = read_state(tmp_path / "accounts" / "a" / "changes.json")
     assert saved["work_orders"] == {"w1": ["u1", True, "2027-01-05", "2027-01-08", "Scheduled"]}
 
 

@@ -1,9 +1,10 @@
-"""channels.json: fetches merged per feed and channel, the log position kept with them,
+"""Channel fetches (channels in status.db): fetches merged per feed and channel, the log position kept with them,
 damaged state survived, silent channels noted, the metric, and the config block."""
 
+import contextlib
 import datetime as dt
-import json
 import logging
+import sqlite3
 import stat
 
 import pytest
@@ -12,7 +13,7 @@ from escapia_ical.channels import ChannelBook, silence_notes, update_channels
 from escapia_ical.config import load_config
 from escapia_ical.errors import ConfigError
 from escapia_ical.metrics import write_metrics
-from escapia_ical.state import AccountState
+from escapia_ical.state import AccountState, read_state, write_state
 
 NOW = dt.datetime(2026, 5, 2, 12, 0, tzinfo=dt.UTC)
 CONFIG = """\
@@ -78,11 +79,14 @@ def test_fetches_are_counted_per_unit_and_channel_and_never_twice(config):
     assert airbnb == {"first": "2026-05-02T11:00:00+00:00", "last": "2026-05-02T11:10:00+00:00",
                       "status": 200, "count": 3}
     assert book.feeds["acme"]["102"]["google-calendar"]["count"] == 1
-    saved = (config.state_dir / "channels.json")
-    text = saved.read_text()
+    db = config.state_dir / "status.db"
+    with contextlib.closing(sqlite3.connect(db)) as con:  # every row the channels document is kept as
+        rows = con.execute("SELECT key, part, body FROM documents WHERE key = 'channels'").fetchall()
+    text = "\n".join(map(" ".join, rows))
+    assert '"101"' in text  # (the rows were found)
     assert "secret0token" not in text and "127.0.0.1" not in text  # unit ids, never file names or addresses
-    assert stat.S_IMODE(saved.stat().st_mode) == 0o640  # status reads it as the monitoring user
-    assert json.loads(text)["read"]["lines"] == 1
+    assert stat.S_IMODE(db.stat().st_mode) == 0o640  # status reads it as the monitoring user
+    assert read_state(config.state_dir / "channels.json")["read"]["lines"] == 1
 
 
 def test_a_missing_log_is_an_error_recorded_not_raised(config):
@@ -93,15 +97,19 @@ def test_a_missing_log_is_an_error_recorded_not_raised(config):
 
 
 def test_a_damaged_state_file_is_a_warning_and_treated_as_absent(config, caplog):
-    path = config.state_dir / "channels.json"
-    path.write_text("{not json")
+    append(config, entry(NOW))
+    update_channels(config, NOW)
+    assert ChannelBook.load(config.state_dir).feeds
+    with contextlib.closing(sqlite3.connect(config.state_dir / "status.db")) as con, con:
+        con.execute("DELETE FROM documents WHERE key = 'channels'")
+        con.execute("INSERT INTO documents (key, part, body) VALUES ('channels', '[]', '{not json')")
     with caplog.at_level(logging.WARNING):
         assert ChannelBook.load(config.state_dir).feeds == {}
-    assert "treating it as absent" in caplog.text
-    path.write_text(json.dumps({"version": 1, "log": {"path": "x", "position": {"offset": "a"}},
+    assert "unreadable row(s) ignored" in caplog.text and str(config.state_dir / "status.db") in caplog.text
+    write_state(config.state_dir / "channels.json", {"version": 1, "log": {"path": "x", "position": {"offset": "a"}},
                                 "feeds": {"acme": {"101": {"airbnb": {"last": "yesterday"},
                                                            "other": {"first": NOW.isoformat(), "last": NOW.isoformat(),
-                                                                     "status": 200, "count": 1}}}}}))
+                                                                     "status": 200, "count": 1}}}}})
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         book = ChannelBook.load(config.state_dir)

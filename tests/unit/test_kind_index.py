@@ -4,11 +4,13 @@ kinds_wanted), and what a refresh may and may not change."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
 import math
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from escapia_ical.sandbox import hsapi as sandbox_hsapi
 from escapia_ical.sources.hsapi import HsapiSource
 from escapia_ical.sources.hsapi_decode import Reservation, parse_reservation, parse_reservation_page
 from escapia_ical.sources.hsapi_index import INDEX_PAGE_SIZE, search_reservation_index
-from escapia_ical.state import AccountState
+from escapia_ical.state import AccountState, read_state, write_state
 from escapia_ical.sync.change_state import checked
 from escapia_ical.sync.incremental import ChangeTracker, Plan
 
@@ -69,8 +71,15 @@ def tick(sb: Sandbox, state, now: dt.datetime, calls: list | None = None, **sett
     return plan, [r["op"] for r in sb.requests]
 
 
-def saved(state) -> dict:
-    return json.loads((state / "accounts" / "a" / "changes.json").read_text())
+def changes_path(state: Path) -> Path:
+    """Names the change-feed document (accounts/a/changes of state/state.db)."""
+    return state / "accounts" / "a" / "changes.json"
+
+
+def saved(state: Path) -> dict:
+    data = read_state(changes_path(state))
+    assert isinstance(data, dict)
+    return data
 
 
 def stays_in_window(sb: Sandbox) -> dict[str, tuple]:
@@ -185,7 +194,7 @@ def test_a_unit_new_in_the_listing_has_its_stays_indexed_at_once(sb, tmp_path):
     sb.data.search_units = real
     data = saved(tmp_path)
     data["listed_at"] = (NOW - 7 * HOUR).isoformat()  # the listing is due, the refresh is not
-    (tmp_path / "accounts" / "a" / "changes.json").write_text(json.dumps(data))
+    write_state(changes_path(tmp_path), data)
     plan, ops = tick(sb, tmp_path, NOW + HOUR, kinds_wanted=True)
     assert "SearchUnitSummaries" in ops and ops.count(REFRESH) == 1 and "GetReservationById" not in ops
     assert plan.claims["1020-105"] == {"owner": [(day(2), day(4))]}
@@ -257,7 +266,7 @@ def test_a_failed_refresh_owed_for_a_new_unit_is_tried_again(sb, tmp_path, monke
     sb.data.search_units = real
     data = saved(tmp_path)
     data["listed_at"] = (NOW - 7 * HOUR).isoformat()  # the listing is due, the refresh is not
-    (tmp_path / "accounts" / "a" / "changes.json").write_text(json.dumps(data))
+    write_state(changes_path(tmp_path), data)
     real_page = sandbox_hsapi.page
     monkeypatch.setattr(sandbox_hsapi, "page", lambda body, size, items, render: (
         {**real_page(body, size, items, render), "totalCount": 10**6}
@@ -274,7 +283,7 @@ def test_a_damaged_index_is_refreshed_at_once(sb, tmp_path):
     tick(sb, tmp_path, NOW, kinds_wanted=True)
     data = saved(tmp_path)
     data["reservations"]["x"] = ["1020-101", day(1).isoformat(), day(2).isoformat(), "guests"]  # no such kind
-    (tmp_path / "accounts" / "a" / "changes.json").write_text(json.dumps(data))
+    write_state(changes_path(tmp_path), data)
     assert tick(sb, tmp_path, NOW + 5 * HOUR / 60, kinds_wanted=True)[1].count(REFRESH) == 1
 
 
@@ -309,7 +318,7 @@ def test_a_refresh_updates_dates_and_kinds_and_adds_stays_at_once(sb, tmp_path):
     owner = next(r["id"] for r in sb.reservations("1020/7B") if r["holdType"] == "Owner")
     data["reservations"][owner] = ["1020/7B", day(3).isoformat(), day(4).isoformat(), "reservation"]  # wrong
     del data["reservations"][next(iter(data["reservations"]))]
-    (tmp_path / "accounts" / "a" / "changes.json").write_text(json.dumps(data))
+    write_state(changes_path(tmp_path), data)
     plan, _ = tick(sb, tmp_path, NOW + 6 * HOUR, kinds_wanted=True)
     truth = stays_in_window(sb)[owner]
     assert plan.reservations[owner] == ("1020/7B", truth[1], truth[2], "owner")
@@ -326,7 +335,7 @@ def test_stays_that_ended_before_the_window_are_forgotten(sb, tmp_path):
     data = saved(tmp_path)
     data["reservations"]["old"] = ["1020-101", day(-40).isoformat(), WINDOW.start.isoformat(), "reservation"]
     data["reservations"]["edge"] = ["1020-101", day(-40).isoformat(), day(-6).isoformat(), "owner"]
-    (tmp_path / "accounts" / "a" / "changes.json").write_text(json.dumps(data))
+    write_state(changes_path(tmp_path), data)
     plan, _ = tick(sb, tmp_path, NOW + 5 * HOUR / 60)
     assert "old" not in plan.reservations and "edge" in plan.reservations
 
@@ -390,7 +399,9 @@ def test_claims_label_every_blocked_night_as_the_sandbox_knows_it(sb, tmp_path):
 
 def test_state_keeps_no_guest_data(sb, tmp_path):
     tick(sb, tmp_path, NOW, kinds_wanted=True)
-    text = (tmp_path / "accounts" / "a" / "changes.json").read_text()
+    assert saved(tmp_path)["reservations"]
+    with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as con:  # every row of every document
+        text = "\n".join(key + body for key, body in con.execute("SELECT key, body FROM documents"))
     assert "@" not in text and "example.com" not in text and "total" not in text
 
 
@@ -415,6 +426,6 @@ def test_an_old_state_is_refreshed_at_the_next_tick(sb, tmp_path):
     tick(sb, tmp_path, NOW, kinds_wanted=True)
     data = saved(tmp_path)
     data["reservations"] = {r: s[:3] for r, s in data["reservations"].items()}
-    (tmp_path / "accounts" / "a" / "changes.json").write_text(json.dumps(data))
+    write_state(changes_path(tmp_path), data)
     plan, ops = tick(sb, tmp_path, NOW + 5 * HOUR / 60, kinds_wanted=True)
     assert ops.count(REFRESH) == 1 and plan.claims["1020/7B"].get("owner")

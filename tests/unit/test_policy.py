@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+import sqlite3
 
 import pytest
 
@@ -12,6 +15,7 @@ from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.policy import MAX_LOOKUPS, PublishPolicy
 from escapia_ical.model import BlockedRange, Explanation, FeedWindow, UnitCalendar
+from escapia_ical.state import read_state, write_state
 
 D = dt.date
 TODAY = D(2027, 12, 30)  # the year ends in two days; 2028 has a Feb 29
@@ -258,11 +262,20 @@ def test_hold_state_survives_a_round_trip_and_bad_parts_are_dropped(tmp_path, ca
     book.save()
     again = HoldBook.load(tmp_path)
     assert again.holds == book.holds and again.listing_accepted == book.listing_accepted
-    data = (tmp_path / "policy.json").read_text().replace('"booked": true', '"booked": "yes"')
-    (tmp_path / "policy.json").write_text(data)
+    path = tmp_path / "policy.json"  # names the document "policy" of tmp_path/state.db
+    text = json.dumps(read_state(path))
+    assert '"booked": true' in text
+    write_state(path, json.loads(text.replace('"booked": true', '"booked": "yes"')))
     assert HoldBook.load(tmp_path).holds == {} and "ignored 1 wrong-shaped part(s)" in caplog.text
-    for bad in ("[]", '{"version": 2, "units": {}}', "{", '{"version": 1, "units": []}'):
-        (tmp_path / "policy.json").write_text(bad)
+    for bad in ([], {"version": 2, "units": {}}, "{", {"version": 1, "units": []}):
+        book.save()
+        assert HoldBook.load(tmp_path).holds == book.holds != {}
+        if bad == "{":  # a row that is not JSON: the document is absent
+            with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as con, con:
+                con.execute("DELETE FROM documents WHERE key = 'policy'")
+                con.execute("INSERT INTO documents (key, part, body) VALUES ('policy', '[]', '{')")
+        else:
+            write_state(path, bad)
         assert HoldBook.load(tmp_path).holds == {}
 
 

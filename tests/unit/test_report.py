@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import stat
 from collections import Counter
 from pathlib import Path
@@ -16,8 +15,8 @@ from escapia_ical.errors import ConfigError
 from escapia_ical.report import write_report, write_report_after_sync
 from escapia_ical.report.page import gather_page
 from escapia_ical.report.render import render_page
-from escapia_ical.state import AccountState
-from escapia_ical.status import RUNS_KEPT, load_status, record_run
+from escapia_ical.state import AccountState, write_state
+from escapia_ical.status import RUNS_KEPT, load_status, record_run, save_status
 from escapia_ical.sync import AccountResult, SyncReport, UnitOutcome
 
 TODAY = dt.date.today()
@@ -55,8 +54,8 @@ state_dir: state
         f"102-{TOKEN[::-1]}.ics": {"unit": "102", "events": 0, "ranges": ""},
         "evil.ics": {"unit": EVIL, "events": 0, "ranges": ""},
     })
-    (state / "accounts" / "a" / "policy.json").write_text(json.dumps({"version": 1, "units": {
-        "101": _report([]).accounts["a"].holds["101"]}}))
+    write_state(state / "accounts" / "a" / "policy.json", {"version": 1, "units": {
+        "101": _report([]).accounts["a"].holds["101"]}})
     return config
 
 
@@ -147,15 +146,15 @@ def test_runs_of_the_last_day_are_kept_bounded_and_shown(tmp_path):
     assert [r["exit_code"] for r in runs] == [0, 1] and runs[1]["unit_errors"] == 1
     assert runs[0]["feeds_rewritten"] == 3
     old = NOW - dt.timedelta(hours=25)
-    status = json.loads((state / "status.json").read_text())
+    status = load_status(state)
     status["runs"] = [{"finished": old.isoformat(), "exit_code": 0}, "junk", {"exit_code": 0}, *status["runs"]]
-    (state / "status.json").write_text(json.dumps(status))
+    save_status(state, status)
     assert len(load_status(state)["runs"]) == 3  # junk dropped, the old one kept until the next run
     record_run(state, _report(["101"]), NOW, NOW, 0)
     assert len(load_status(state)["runs"]) == 3  # older than 24 h: gone
-    status = json.loads((state / "status.json").read_text())
+    status = load_status(state)
     status["runs"] = [status["runs"][-1]] * (RUNS_KEPT + 5)
-    (state / "status.json").write_text(json.dumps(status))
+    save_status(state, status)
     record_run(state, _report(["101"]), NOW, NOW, 0)
     assert len(load_status(state)["runs"]) == RUNS_KEPT
     page = Page(render_page(gather_page(load_config(config, secrets=False), NOW, TODAY, MAX_AGE)))

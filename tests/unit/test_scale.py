@@ -10,6 +10,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ical_reference import reference_render
 from loopback import RawServer, ok, trickle
 
@@ -21,6 +23,7 @@ from escapia_ical.sources import slots
 from escapia_ical.sources.http import HttpClient
 from escapia_ical.state import FeedStamps, names_of
 from escapia_ical.sync.parallel import account_logs
+from escapia_ical.sync.stamps import has_stored_ranges, stored_ranges
 
 
 # -- 1. FeedStamps index -------------------------------------------------------------------
@@ -98,3 +101,17 @@ def test_buffer_keeps_only_records_some_handler_would_write():
         for other in others:
             root.addHandler(other)
     assert kept == 0, f"{kept} DEBUG records held in memory no handler will write"
+
+
+_TOKENS = st.sampled_from(["2026-11-30", "2026-12-01", "2026-02-29", "2028-02-29", "20261201", "2026-1-01",
+                           "", "x", "2026-12-01T00:00", "2027-01-01", "9999-12-31", "0001-01-01"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(pairs=st.lists(st.tuples(_TOKENS, _TOKENS, st.sampled_from(["/", "//", "", "/x/"])), max_size=4),
+       spaces=st.sampled_from([" ", "  ", "\n", " \t"]))
+def test_has_stored_ranges_agrees_with_stored_ranges(pairs, spaces):
+    """The steady tick's cheap check (no ranges built) says exactly what parsing says."""
+    text = spaces.join(f"{a}{sep}{b}" for a, b, sep in pairs)
+    for entry in ({"ranges": text}, {"ranges": [[a, b] for a, b, _ in pairs]}, {}, None, {"ranges": 3}):
+        assert has_stored_ranges(entry) == (stored_ranges(entry) is not None), entry

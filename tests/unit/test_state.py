@@ -1,21 +1,26 @@
-"""State files: corrupt ones are one warning and treated as absent; names read back from
-them never address a file outside the account folder; nothing is written through a link."""
+"""State: corrupt documents are one warning and treated as absent; names read back from
+them never address a file outside the account folder; nothing is written through a link;
+the databases and the token files keep their modes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import sqlite3
 import stat
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from escapia_ical.errors import PublishError
+from escapia_ical.errors import PublishError, StateError
 from escapia_ical.feeds.names import feed_filename, is_feed_filename
-from escapia_ical.state import AccountState, read_json, write_json
+from escapia_ical.state import AccountState, close_stores, read_json, read_state, write_json, write_state
+from escapia_ical.store.sqlite import SqliteStore
 
 GOOD = {"unit": "1", "digest": "d", "dtstamp": "2026-11-23T22:00:00+00:00", "events": 2,
         "ranges": "2026-12-01/2026-12-04", "day": "2026-11-23"}
@@ -35,33 +40,62 @@ def test_what_is_not_a_feed_filename(name):
     assert not is_feed_filename(name)
 
 
+def plant(db: Path, key: str, body: str | bytes) -> None:
+    """Make ``body`` the only row of document ``key`` in the database ``db``, as a damaged
+    or hand-edited database would hold it (bytes: stored as text that is not UTF-8)."""
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        con.execute("DELETE FROM documents WHERE key = ?", (key,))
+        con.execute("INSERT INTO documents (key, part, body) VALUES (?, '[]', CAST(? AS TEXT))", (key, body))
+
+
 def test_feed_stamps_drop_bad_names_and_shapes_with_one_warning(tmp_path, caplog):
     state = AccountState(tmp_path, "acct")
-    state.folder.mkdir(parents=True)
     stored = {"1.ics": GOOD, "a..ics": GOOD, "x~0123456789abcdef.ics": {"unit": "x/y"},
               "../victim.ics": GOOD, "/etc/passwd": GOOD, ".hidden.ics": GOOD,
               "2.ics": [], "3.ics": {**GOOD, "unit": ["1"]}, "4.ics": {**GOOD, "events": "2"},
               "5.ics": {**GOOD, "events": True}, "6.ics": {**GOOD, "ranges": 5}}
-    (state.folder / "feeds.json").write_text(json.dumps(stored))
+    write_state(state.feeds_path, stored)
     with caplog.at_level(logging.WARNING):
         stamps = state.feed_stamps()
     assert stamps == {"1.ics": GOOD, "a..ics": GOOD, "x~0123456789abcdef.ics": {"unit": "x/y"}}
     [warning] = caplog.records
     message = warning.getMessage()
-    assert str(state.folder / "feeds.json") in message and "'../victim.ics': not a feed file name" in message
+    assert f"{tmp_path / 'state.db'} (accounts/acct/feeds)" in message
+    assert "'../victim.ics': not a feed file name" in message
     assert "and 5 more" in message
 
 
-@pytest.mark.parametrize("content", [b"[]", b'"x"', b"5", b"null", b"\xff\xfe", b'{"1.ics": {"un',
-                                     b"[" * 100_000])
-def test_unusable_feeds_json_is_empty_with_one_warning(tmp_path, caplog, content):
+
+
+@pytest.mark.parametrize("content", [
+    "[]", '"x"', "5", "null", '{"1.ics": {"un',
+    b"\xff\xfe",
+    "[" * 100_000,
+])
+def test_unusable_feeds_document_is_empty_with_one_warning(tmp_path, caplog, content):
     state = AccountState(tmp_path, "acct")
-    state.folder.mkdir(parents=True)
-    (state.folder / "feeds.json").write_bytes(content)
+    state.save_feed_stamps({"1.ics": GOOD})
+    plant(tmp_path / "state.db", "accounts/acct/feeds", content)
     with caplog.at_level(logging.WARNING):
         assert state.feed_stamps() == {}
-    assert len(caplog.records) == (content != b"null")
-    assert all(str(state.folder / "feeds.json") in r.getMessage() for r in caplog.records)
+    assert len(caplog.records) == (content != "null")
+    assert all(str(tmp_path / "state.db") in r.getMessage() and "accounts/acct/feeds" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_an_unreadable_row_of_a_split_document_drops_that_entry_alone(tmp_path, caplog):
+    state = AccountState(tmp_path, "acct")
+    state.save_feed_stamps({"1.ics": GOOD, "2.ics": GOOD})
+    with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as con, con:
+        con.execute("UPDATE documents SET body = '{\"un' WHERE key = ? AND part = ?",
+                    ("accounts/acct/feeds", '["2.ics"]'))
+    with caplog.at_level(logging.WARNING):
+        assert state.feed_stamps() == {"1.ics": GOOD}
+    [warning] = caplog.records
+    assert "1 unreadable row(s) ignored" in warning.getMessage()
+    state.save_feed_stamps({"1.ics": GOOD, "2.ics": GOOD})  # the next sync rewrites it
+    caplog.clear()
+    assert state.feed_stamps() == {"1.ics": GOOD, "2.ics": GOOD} and not caplog.records
 
 
 def test_read_json_of_deep_nesting_is_a_warning(tmp_path, caplog):
@@ -71,23 +105,47 @@ def test_read_json_of_deep_nesting_is_a_warning(tmp_path, caplog):
     assert "unreadable (RecursionError" in caplog.text
 
 
-def test_write_json_modes_and_a_linked_state_dir(tmp_path):
+def test_database_modes_and_a_linked_state_dir(tmp_path):
     real = tmp_path / "real-state"
     real.mkdir()
     (tmp_path / "state").symlink_to(real)  # the operator's state_dir may be a link
     state = AccountState(tmp_path / "state", "acct")
     state.save_feed_stamps({"1.ics": GOOD})
-    assert json.loads((real / "accounts" / "acct" / "feeds.json").read_text()) == {"1.ics": GOOD}
-    assert stat.S_IMODE((real / "accounts" / "acct" / "feeds.json").stat().st_mode) == 0o600
+    write_state(tmp_path / "state" / "status.json", {"version": 1})
+    assert read_state(real / "accounts" / "acct" / "feeds.json") == {"1.ics": GOOD}
+    assert read_state(real / "status.json") == {"version": 1}
+    modes = {name: stat.S_IMODE((real / name).stat().st_mode) for name in os.listdir(real)}
+    # the journal files of state.db (WAL, shared memory) have its mode: they hold its data;
+    # status.db keeps a rollback journal, gone once a write is committed
+    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600, "status.db": 0o640}
+
+
+def test_a_new_state_dir_is_made_0750_with_its_parents(tmp_path):
+    state_dir = tmp_path / "var" / "lib" / "escapia"
+    AccountState(state_dir, "acct").save_feed_stamps({"1.ics": GOOD})
+    for folder in (tmp_path / "var", tmp_path / "var" / "lib", state_dir):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o750
+    assert stat.S_IMODE((state_dir / "state.db").stat().st_mode) == 0o600
+
+
+def test_write_json_token_modes_and_a_linked_state_dir(tmp_path):
+    real = tmp_path / "real-state"
+    real.mkdir()
+    (tmp_path / "state").symlink_to(real)
+    state = AccountState(tmp_path / "state", "acct")
+    write_json(state.token_path, {"token": "secret"})
+    assert json.loads((real / "accounts" / "acct" / "token.json").read_text()) == {"token": "secret"}
+    assert stat.S_IMODE((real / "accounts" / "acct" / "token.json").stat().st_mode) == 0o600
     assert stat.S_IMODE((real / "accounts").stat().st_mode) == 0o700
-    assert os.listdir(real / "accounts" / "acct") == ["feeds.json"]
+    assert stat.S_IMODE((real / "accounts" / "acct").stat().st_mode) == 0o700
+    assert os.listdir(real / "accounts" / "acct") == ["token.json"]
 
 
 @pytest.mark.parametrize("linked", ["accounts", "accounts/acct"])
 def test_write_json_refuses_a_linked_folder_below_state_dir(tmp_path, linked):
     victim = tmp_path / "victim"
     victim.mkdir()
-    (victim / "feeds.json").write_text("precious")
+    (victim / "token.json").write_text("precious")
     state_dir = tmp_path / "state"
     (state_dir / linked).parent.mkdir(parents=True)
     (state_dir / linked).symlink_to(victim if linked.endswith("acct") else tmp_path)
@@ -95,17 +153,66 @@ def test_write_json_refuses_a_linked_folder_below_state_dir(tmp_path, linked):
         (tmp_path / "acct").symlink_to(victim)  # state/accounts/acct -> tmp/acct -> victim
     refusal = f"{state_dir / linked} is a symbolic link; refusing to write through it"
     with pytest.raises(PublishError, match=f"^{re.escape(refusal)}$"):
-        AccountState(state_dir, "acct").save_feed_stamps({"1.ics": GOOD})
-    assert (victim / "feeds.json").read_text() == "precious"
-    assert os.listdir(victim) == ["feeds.json"]
+        write_json(AccountState(state_dir, "acct").token_path, {"token": "t"})
+    assert (victim / "token.json").read_text() == "precious"
+    assert os.listdir(victim) == ["token.json"]
 
 
-def test_write_json_to_status_json_in_a_linked_state_dir(tmp_path):
-    real = tmp_path / "real"
-    real.mkdir()
-    (tmp_path / "state").symlink_to(real)
-    write_json(tmp_path / "state" / "status.json", {"version": 1})
-    assert json.loads((real / "status.json").read_text()) == {"version": 1}
+@pytest.mark.parametrize("linked", ["state.db", "state.db-wal", "state.db-shm", "status.db"])
+def test_a_linked_database_is_refused_and_its_target_untouched(tmp_path, linked):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / linked).symlink_to(victim)
+    path = state_dir / ("status.json" if linked.startswith("status") else "accounts/acct/feeds.json")
+    refusal = f"state database {state_dir / linked} is a symbolic link; refusing it"
+    with pytest.raises(StateError, match=f"^{re.escape(refusal)}$"):
+        write_state(path, {"1.ics": GOOD})
+    if linked.endswith(".db"):
+        with pytest.raises(StateError, match=f"^{re.escape(refusal)}$"):
+            read_state(path)
+    else:  # no database: a read opens nothing
+        assert read_state(path) is None
+    assert victim.read_text() == "precious"
+    assert (state_dir / linked).is_symlink()
+
+
+def test_a_write_that_fails_leaves_the_old_document_whole(tmp_path):
+    """A crash in the middle of a write leaves the old state or the new one, never a mix:
+    the rows of a document are written in one transaction."""
+    store = SqliteStore(tmp_path / "state.db")
+    old = {"1.ics": GOOD, "2.ics": GOOD}
+    store.write("accounts/acct/feeds", old, ((),))
+    with pytest.raises(RuntimeError), store.transaction():
+        store.write("accounts/acct/feeds", {"1.ics": {**GOOD, "digest": "new"}, "3.ics": GOOD}, ((),))
+        raise RuntimeError("power cut")
+    store.close()
+    again = SqliteStore(tmp_path / "state.db")
+    assert again.read("accounts/acct/feeds") == old
+    again.close()
+
+
+def test_json_state_of_an_earlier_version_is_imported_once(tmp_path, caplog):
+    folder = tmp_path / "accounts" / "acct"
+    folder.mkdir(parents=True)
+    (folder / "feeds.json").write_text(json.dumps({"1.ics": GOOD}))
+    (folder / "changes.json").write_text('{"cursor": ')  # unreadable: a warning, and absent
+    (tmp_path / "status.json").write_text(json.dumps({"version": 1, "accounts": {}}))
+    assert AccountState(tmp_path, "acct").feed_stamps() == {"1.ics": GOOD}  # read as it is, not taken in
+    assert not (tmp_path / "state.db").exists()
+    with caplog.at_level(logging.WARNING):  # the first writes take the files in
+        write_state(folder / "identity.json", {"identity": "x"})
+        write_state(tmp_path / "channels.json", {"version": 1})
+    assert AccountState(tmp_path, "acct").feed_stamps() == {"1.ics": GOOD}
+    assert read_state(folder / "changes.json") is None
+    assert read_state(tmp_path / "status.json") == {"version": 1, "accounts": {}}
+    assert f"state file {folder / 'changes.json'} is unreadable" in caplog.text
+    assert sorted(os.listdir(folder)) == ["changes.json.imported", "feeds.json.imported"]
+    assert (tmp_path / "status.json.imported").exists() and not (tmp_path / "status.json").exists()
+    close_stores()
+    (folder / "feeds.json").write_text(json.dumps({"2.ics": GOOD}))  # once: not read again
+    assert AccountState(tmp_path, "acct").feed_stamps() == {"1.ics": GOOD}
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,9 +1,11 @@
-"""status.json: merged across runs, never losing the time of the last success."""
+"""The run status (status.db): merged across runs, never losing the time of the last success."""
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import re
+import sqlite3
 import stat
 from collections import Counter
 from pathlib import Path
@@ -11,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from escapia_ical import operations
-from escapia_ical.status import feed_rows, load_status, record_run
+from escapia_ical.state import write_state
+from escapia_ical.status import feed_rows, load_status, record_run, status_path
 from escapia_ical.sync import AccountResult, SyncReport, UnitOutcome
 
 T1 = dt.datetime(2026, 11, 23, 22, 0, tzinfo=dt.UTC)
@@ -46,7 +49,7 @@ def report(error=None, unit_error=None, account="a", unit_id="1") -> SyncReport:
 def test_failure_keeps_the_last_success(tmp_path):
     record_run(tmp_path, report(), T1, T1, 0)
     record_run(tmp_path, report(error="HTTP 500", unit_error="HTTP 500"), T2, T2, 1)
-    status = json.loads((tmp_path / "status.json").read_text())
+    status = load_status(tmp_path)
     account, unit = status["accounts"]["a"], status["accounts"]["a"]["units"]["1"]
     assert account["last_success"] == "2026-11-23T22:00:00+00:00"
     assert account["last_attempt"] == "2026-11-23T22:05:00+00:00" and account["last_error"] == "HTTP 500"
@@ -55,13 +58,13 @@ def test_failure_keeps_the_last_success(tmp_path):
     assert account["responses"] == {"GetUnitNonAvailability 200": 2, "GetUnitNonAvailability 503": 1}
     assert status["run"]["exit_code"] == 1
     assert account["units_fetched"] == 0 and account["unit_errors"] == 1
-    assert stat.S_IMODE((tmp_path / "status.json").stat().st_mode) == 0o640  # for a monitoring group
+    assert stat.S_IMODE((tmp_path / "status.db").stat().st_mode) == 0o640  # for a monitoring group
 
 
 def test_accounts_not_in_this_run_are_kept(tmp_path):
     record_run(tmp_path, report(account="a"), T1, T1, 0)
     record_run(tmp_path, report(account="b"), T2, T2, 0)
-    status = json.loads((tmp_path / "status.json").read_text())
+    status = load_status(tmp_path)
     assert set(status["accounts"]) == {"a", "b"}
     assert status["accounts"]["a"]["last_attempt"] == "2026-11-23T22:00:00+00:00"
 
@@ -69,7 +72,7 @@ def test_accounts_not_in_this_run_are_kept(tmp_path):
 def test_a_crashed_run_is_recorded(tmp_path):
     record_run(tmp_path, report(), T1, T1, 0)
     record_run(tmp_path, SyncReport(), T2, T2, 70)
-    status = json.loads((tmp_path / "status.json").read_text())
+    status = load_status(tmp_path)
     assert status["run"]["exit_code"] == 70
     assert status["accounts"]["a"]["last_success"] == "2026-11-23T22:00:00+00:00"
 
@@ -107,12 +110,12 @@ GOOD_UNIT = {"last_attempt": "2026-11-23T22:00:00+00:00", "last_success": "2026-
      {"a": {"units": {"1": {k: v for k, v in GOOD_UNIT.items() if k != "last_success"}}}}),  # no zone
 ])
 def test_load_status_keeps_what_is_right_and_warns_once(tmp_path, caplog, stored, expected):
-    (tmp_path / "status.json").write_text(json.dumps(stored))
+    write_state(status_path(tmp_path), stored)  # as a damaged or hand-edited database holds it
     with caplog.at_level(logging.WARNING):
         status = load_status(tmp_path)
     assert status["accounts"] == expected
     [warning] = caplog.records
-    assert str(tmp_path / "status.json") in warning.getMessage()
+    assert f"{tmp_path / 'status.db'} (status) is not as expected" in warning.getMessage()
     feed_rows(status, T2)  # what `escapia-ical status` computes from it
     record_run(tmp_path, report(), T2, T2, 0)  # what a sync does with it
     caplog.clear()
@@ -121,21 +124,35 @@ def test_load_status_keeps_what_is_right_and_warns_once(tmp_path, caplog, stored
     assert not caplog.records
 
 
-@pytest.mark.parametrize("content", [b"\xff\xfe{}", b'{"version": 1, "accounts": {"a', b"[" * 100_000])
+def plant(db: Path, key: str, body: str | bytes) -> None:
+    """Make ``body`` the only row of document ``key`` in the database ``db``, as a damaged
+    database would hold it (bytes: stored as text that is not UTF-8)."""
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        con.execute("DELETE FROM documents WHERE key = ?", (key,))
+        con.execute("INSERT INTO documents (key, part, body) VALUES (?, '[]', CAST(? AS TEXT))", (key, body))
+
+
+@pytest.mark.parametrize("content", [
+    '{"version": 1, "accounts": {"a',
+    b"\xff\xfe{}",
+    "[" * 100_000,
+])
 def test_unreadable_status_is_absent_with_one_warning(tmp_path, caplog, content):
-    (tmp_path / "status.json").write_bytes(content)
+    record_run(tmp_path, report(), T1, T1, 0)
+    plant(tmp_path / "status.db", "status", content)
     with caplog.at_level(logging.WARNING):
         assert load_status(tmp_path) == {"version": 1, "accounts": {}}
-    assert len(caplog.records) == 1 and "status.json is unreadable" in caplog.text
+    [warning] = caplog.records
+    assert str(tmp_path / "status.db") in warning.getMessage() and "unreadable row" in warning.getMessage()
 
 
 def test_the_grafana_dashboard_uses_only_metrics_we_write(tmp_path):
     """config/grafana-dashboard.json must not chart a metric name that does not exist."""
     from escapia_ical.metrics import write_metrics
 
-    record_run(tmp_path, report(), T1, T1, 0)
+    status = record_run(tmp_path, report(), T1, T1, 0)
     written = tmp_path / "m.prom"
-    write_metrics(written, json.loads((tmp_path / "status.json").read_text()), T2)
+    write_metrics(written, status, T2)
     names = set(re.findall(r"^# TYPE (\w+) (\w+)", written.read_text(), re.M))
     exposed = {n for n, kind in names} | {f"{n}_total" for n, kind in names if kind == "counter"}
     dashboard = json.loads((Path(__file__).parents[2] / "config" / "grafana-dashboard.json").read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import re
 from collections import Counter
@@ -16,6 +15,7 @@ from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.model import BlockedRange, Explanation, Unit, UnitCalendar
 from escapia_ical.sources import Notes
+from escapia_ical.state import read_state, write_state
 from escapia_ical.sync import SyncOptions, run_sync
 
 TODAY = dt.date(2026, 11, 23)
@@ -177,7 +177,8 @@ def test_dry_run_writes_nothing(world):
     sources["b"] = ScriptedSource({})
     report = sync(dry_run=True)
     assert report.accounts["a"].units[0].rewritten and not config.output_dir.exists()
-    assert not (config.state_dir / "accounts" / "a" / "feeds.json").exists()
+    assert not (config.state_dir / "state.db").exists()  # (checked first: reading would create it)
+    assert read_state(config.state_dir / "accounts" / "a" / "feeds.json") is None
 
 
 def shown(config, unit="1", account="a") -> list[tuple[int, int]]:
@@ -366,9 +367,9 @@ def test_unreadable_stored_ranges_fall_back_to_the_published_file(world):
     sources["b"] = ScriptedSource({})
     sync()
     path = config.state_dir / "accounts" / "a" / "feeds.json"
-    data = json.loads(path.read_text())
+    data = read_state(path)
     data["1.ics"]["ranges"] += " x"
-    path.write_text(json.dumps(data))
+    write_state(path, data)
     sources["a"].calendars["1"] = []
     unit = sync(now=minutes(5)).accounts["a"].units[0]
     assert unit.held and shown(config) == [(1, 11)]

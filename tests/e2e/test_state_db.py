@@ -1,0 +1,166 @@
+"""The state database under the real CLI: kill -9 between publishing a feed and recording
+it, kill -9 inside a state transaction, and the JSON state of an earlier version taken in
+without a fetch.
+
+The kills are exact: the CLI runs under a wrapper that patches the store to SIGKILL its own
+process at the chosen point (nothing in the product knows about it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from conftest import Deployment
+from feeds import read_nights
+
+from escapia_ical.state import STATE_DB, STATUS_DB, read_state
+from escapia_ical.status import load_status
+
+TODAY = dt.date.today()
+FEEDS = "accounts/sandbox/feeds"
+
+# Runs the CLI; at the first write of KEY (after that write's first statement when INSIDE),
+# the process kills itself with SIGKILL: no handler, no cleanup, no commit.
+WRAPPER = """
+import os, signal, sys
+from escapia_ical.store import sqlite as backend
+key, inside = sys.argv[1], sys.argv[2] == "inside"
+write, execute = backend.SqliteStore.write, backend.SqliteStore._execute
+armed = []
+def killing_write(self, k, value, split=()):
+    if k == key:
+        if not inside:
+            os.kill(os.getpid(), signal.SIGKILL)
+        armed.append(True)
+    return write(self, k, value, split)
+def killing_execute(self, sql, args=(), *, many=False):
+    execute(self, sql, args, many=many)
+    if armed and sql.startswith(("DELETE", "INSERT")) and args:
+        os.kill(os.getpid(), signal.SIGKILL)
+backend.SqliteStore.write, backend.SqliteStore._execute = killing_write, killing_execute
+from escapia_ical.cli import main
+sys.argv = ["escapia-ical", *sys.argv[3:]]
+sys.exit(main())
+"""
+
+
+def killed_run(deployment: Deployment, key: str, where: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WRAPPER, key, where, "sync", "--config", str(deployment.config),
+                           *args], capture_output=True, text=True, timeout=60, env=deployment.env(),
+                          cwd=deployment.root)
+
+
+def book_two(deployment: Deployment) -> list[str]:
+    units = deployment.sandbox.unit_ids()[:2]
+    for i, unit in enumerate(units):
+        start = TODAY + dt.timedelta(days=40 + i)
+        deployment.sandbox.add_reservation(unit, start, start + dt.timedelta(days=3))
+    return units
+
+
+def settled(deployment: Deployment) -> None:
+    """A sync heals everything, and the one after it rewrites nothing: the records match the files."""
+    result = deployment.run("sync")
+    assert result.returncode == 0, result.stderr
+    for unit in deployment.sandbox.unit_ids():
+        assert read_nights(deployment.feed(unit)) == deployment.truth(unit)
+    before = {p: p.stat().st_mtime_ns for p in deployment.output.rglob("*.ics")}
+    again = deployment.run("sync")
+    assert again.returncode == 0, again.stderr
+    assert {p: p.stat().st_mtime_ns for p in deployment.output.rglob("*.ics")} == before
+    assert "unreadable" not in result.stderr + again.stderr
+
+
+def test_kill_9_after_publishing_before_recording_converges(deployment):
+    assert deployment.run("sync").returncode == 0
+    recorded = read_state(deployment.state / "accounts" / "sandbox" / "feeds.json")
+    units = book_two(deployment)
+    result = killed_run(deployment, FEEDS, "before")
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    for unit in units:  # published, and not recorded
+        assert read_nights(deployment.feed(unit)) == deployment.truth(unit)
+    assert read_state(deployment.state / "accounts" / "sandbox" / "feeds.json") == recorded
+    settled(deployment)
+    assert read_state(deployment.state / "accounts" / "sandbox" / "feeds.json") != recorded
+
+
+def test_kill_9_inside_a_state_transaction_keeps_the_old_state(deployment):
+    assert deployment.run("sync").returncode == 0
+    path = deployment.state / "accounts" / "sandbox" / "feeds.json"
+    recorded = read_state(path)
+    book_two(deployment)
+    result = killed_run(deployment, FEEDS, "inside")
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert (deployment.state / f"{STATE_DB}-wal").exists()  # the half-written transaction is in it
+    with sqlite3.connect(deployment.state / STATE_DB) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert read_state(path) == recorded  # all of the old records, none of the new
+    settled(deployment)
+
+
+def test_kill_9_while_recording_the_status_keeps_the_last_status(deployment):
+    assert deployment.run("sync").returncode == 0
+    before = load_status(deployment.state)
+    result = killed_run(deployment, "status", "inside")
+    assert result.returncode == -signal.SIGKILL
+    assert load_status(deployment.state) == before
+    assert deployment.run("status").returncode == 0
+    settled(deployment)
+    assert load_status(deployment.state)["run"]["finished"] > before["run"]["finished"]
+
+
+def export_json(state: Path) -> None:
+    """Write the state as an earlier version kept it (one JSON file per document), and
+    remove the databases: what an upgrade finds."""
+    for db in (STATE_DB, STATUS_DB):
+        with sqlite3.connect(state / db) as con:
+            keys = [k for (k,) in con.execute("SELECT DISTINCT key FROM documents") if not k.startswith("store/")]
+        for key in keys:
+            document = load_status(state) if key == "status" else read_state(state / f"{key}.json")
+            (state / f"{key}.json").write_text(json.dumps(document), encoding="utf-8")
+    from escapia_ical.state import close_stores
+    close_stores()
+    for db in (STATE_DB, STATUS_DB):
+        for suffix in ("", "-wal", "-shm"):
+            (state / f"{db}{suffix}").unlink(missing_ok=True)
+
+
+def test_json_state_of_an_earlier_version_is_taken_in_without_a_fetch(deployment):
+    sandbox = deployment.sandbox
+    assert deployment.run("sync").returncode == 0
+    assert deployment.run("sync").returncode == 0
+    files = {p: p.read_bytes() for p in deployment.output.rglob("*.ics")}
+    export_json(deployment.state)
+    assert (deployment.state / "accounts" / "sandbox" / "changes.json").exists()
+    sandbox.reset_request_log()
+    result = deployment.run("sync")
+    assert result.returncode == 0, result.stderr
+    assert "JSON state file(s) of an earlier version taken into" in result.stderr
+    assert Counter(r["op"] for r in sandbox.requests) == {"GetReservationChanges": 1, "SearchWorkOrders": 1}
+    assert {p: p.read_bytes() for p in deployment.output.rglob("*.ics")} == files  # nothing rewritten
+    assert (deployment.state / "accounts" / "sandbox" / "changes.json.imported").exists()
+    assert {p.name for p in deployment.state.rglob("*.json")} <= {"token.json"}
+    assert load_status(deployment.state)["accounts"]["sandbox"]["last_error"] is None
+    again = deployment.run("sync")
+    assert again.returncode == 0 and "taken into" not in again.stderr
+
+
+def test_an_accounts_records_commit_together(deployment):
+    """Feed records, held losses and the change-feed cursor of a run are one transaction:
+    killed while the cursor is written, none of the run's records is kept."""
+    assert deployment.run("sync").returncode == 0
+    feeds = deployment.state / "accounts" / "sandbox" / "feeds.json"
+    changes = deployment.state / "accounts" / "sandbox" / "changes.json"
+    before = read_state(feeds), read_state(changes)
+    book_two(deployment)
+    result = killed_run(deployment, "accounts/sandbox/changes", "inside")
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert (read_state(feeds), read_state(changes)) == before
+    settled(deployment)
+    assert read_state(feeds) != before[0] and read_state(changes)["cursor"] != before[1]["cursor"]

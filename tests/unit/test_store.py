@@ -1,0 +1,241 @@
+"""The state store (escapia_ical.store): documents read back as written, whatever the
+split; writes only what changed; schema versions; the JSON state of earlier versions."""
+
+from __future__ import annotations
+
+import grp
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from escapia_ical.errors import StateError
+from escapia_ical.state import STATE_DB, STATUS_DB, close_stores, read_state, state_bytes_written, write_state
+from escapia_ical.status import load_status, save_status
+from escapia_ical.store.sqlite import SCHEMA_VERSION, SqliteStore
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+                    max_leaves=12)
+SPLITS = [(), ((),), ((), ("a",)), ((), ("*",)), ((), ("*", "*"))]
+
+
+@pytest.fixture
+def store(tmp_path):
+    found = SqliteStore(tmp_path / "t.db")
+    yield found
+    found.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=JSON, split=st.sampled_from(SPLITS), later=JSON)
+def test_a_document_reads_back_as_written_whatever_its_split(tmp_path_factory, value, split, later):
+    store = SqliteStore(tmp_path_factory.mktemp("s") / "t.db")
+    try:
+        store.write("doc", value, split)
+        assert store.read("doc") == value
+        store.write("doc", later, split)  # rows of the first value that the second lacks are gone
+        assert store.read("doc") == later
+    finally:
+        store.close()
+
+
+def test_only_the_rows_that_changed_are_written(store):
+    feeds = {f"unit-{i}.ics": {"digest": "d" * 64, "ranges": "2026-01-01/2026-01-05"} for i in range(1000)}
+    first = store.write("accounts/a/feeds", feeds, ((),))
+    assert first > 60_000
+    assert store.write("accounts/a/feeds", feeds, ((),)) == 0  # a steady tick: nothing
+    feeds["unit-7.ics"] = {**feeds["unit-7.ics"], "digest": "e" * 64}
+    one = store.write("accounts/a/feeds", feeds, ((),))
+    assert 0 < one < 200
+    del feeds["unit-8.ics"]
+    assert store.write("accounts/a/feeds", feeds, ((),)) == 0  # a deletion writes no body
+    assert set(store.read("accounts/a/feeds")) == set(feeds)
+    assert store.bytes_written == first + one
+
+
+def test_an_unsplit_document_is_rewritten_whole(store):
+    store.write("doc", {"a": list(range(100)), "b": 1})
+    assert store.write("doc", {"a": list(range(100)), "b": 2}) > 200
+
+
+def test_keys_delete_and_a_missing_document(store):
+    store.write("accounts/a/feeds", {"x": 1}, ((),))
+    store.write("accounts/b/feeds", {})
+    store.write("status", 1)
+    assert store.keys("accounts/") == ["accounts/a/feeds", "accounts/b/feeds"]
+    store.delete("accounts/a/feeds")
+    assert store.read("accounts/a/feeds") is None and store.read("nothing") is None
+    assert store.read("accounts/b/feeds") == {}  # an empty split document is kept
+
+
+def test_a_transaction_commits_together_or_not_at_all(store):
+    store.write("a", 1)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.write("a", 2)
+        store.write("b", 3)
+        raise RuntimeError
+    assert store.read("a") == 1 and store.read("b") is None
+    with store.transaction():
+        store.write("a", 4)
+        with store.transaction():
+            store.write("b", 5)
+    assert (store.read("a"), store.read("b")) == (4, 5)
+
+
+def test_an_undecodable_row_is_left_out_with_a_warning(tmp_path, caplog):
+    store = SqliteStore(tmp_path / "t.db")
+    store.write("doc", {"good": 1, "bad": 2}, ((),))
+    with sqlite3.connect(tmp_path / "t.db") as con:
+        con.execute("UPDATE documents SET body = '{nope' WHERE part = '[\"bad\"]'")
+    with caplog.at_level(logging.WARNING):
+        assert store.read("doc") == {"good": 1}
+    assert "t.db (doc): 1 unreadable row(s) ignored" in caplog.text
+    store.close()
+
+
+def test_a_newer_schema_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "t.db"
+    SqliteStore(path).close()
+    with sqlite3.connect(path) as con:
+        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StateError, match=r"schema version 2, written by a newer escapia-ical \(this one knows 1\)"):
+        SqliteStore(path)
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+
+def test_an_older_schema_is_brought_forward(tmp_path, monkeypatch):
+    from escapia_ical.store import sqlite as backend
+    path = tmp_path / "t.db"
+    SqliteStore(path).write("doc", {"kept": True})
+    added = ("ALTER TABLE documents ADD COLUMN note TEXT",)
+    monkeypatch.setattr(backend, "MIGRATIONS", [*backend.MIGRATIONS, added])
+    monkeypatch.setattr(backend, "SCHEMA_VERSION", len(backend.MIGRATIONS))
+    store = backend.SqliteStore(path)
+    assert store.read("doc") == {"kept": True}
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert "note" in [row[1] for row in con.execute("PRAGMA table_info(documents)")]
+    store.close()
+
+
+def test_a_database_reached_through_a_link_is_refused(tmp_path):
+    (tmp_path / "elsewhere.db").write_bytes(b"")
+    (tmp_path / "t.db").symlink_to(tmp_path / "elsewhere.db")
+    with pytest.raises(StateError, match="is a symbolic link"):
+        SqliteStore(tmp_path / "t.db")
+
+
+def test_the_databases_are_private_and_status_is_shared(tmp_path):
+    state = tmp_path / "state"
+    write_state(state / "accounts" / "a" / "feeds.json", {})
+    save_status(state, {"version": 1, "accounts": {}})
+    assert stat.S_IMODE(os.stat(state / STATE_DB).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(state / STATUS_DB).st_mode) == 0o640
+    with sqlite3.connect(state / STATE_DB) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with sqlite3.connect(state / STATUS_DB) as con:  # readers who may not write: see below
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    with sqlite3.connect(state / STATUS_DB) as con:  # no secret feed name in the shared file
+        assert con.execute("SELECT COUNT(*) FROM documents WHERE key LIKE 'accounts/%'").fetchone()[0] == 0
+
+
+def test_unit_times_equal_to_the_accounts_are_not_rewritten_each_tick(tmp_path):
+    state = tmp_path / "state"
+
+    def tick(when: str, failing: str | None = None) -> int:
+        status = load_status(state)
+        entry = status["accounts"].setdefault("a", {"units": {}})
+        entry.update(last_attempt=when, last_success=when)
+        for i in range(500):
+            unit = entry["units"].setdefault(f"u{i}", {})
+            unit["last_attempt"] = when
+            if f"u{i}" != failing:
+                unit["last_success"] = when
+        before = state_bytes_written()
+        save_status(state, status)
+        return state_bytes_written() - before
+
+    assert tick("2026-11-30T10:00:00+00:00") > 10_000
+    assert tick("2026-11-30T10:05:00+00:00") < 500  # the account's entry, not 500 units
+    assert tick("2026-11-30T10:10:00+00:00", failing="u3") < 600  # and the one unit that differs
+    units = load_status(state)["accounts"]["a"]["units"]
+    assert units["u3"] == {"last_attempt": "2026-11-30T10:10:00+00:00", "last_success": "2026-11-30T10:05:00+00:00"}
+    assert units["u4"]["last_success"] == "2026-11-30T10:10:00+00:00"
+
+
+def test_json_state_of_an_earlier_version_is_imported_once(tmp_path, caplog):
+    state = tmp_path / "state"
+    (state / "accounts" / "a").mkdir(parents=True)
+    feeds = {"u1.ics": {"unit": "u1", "digest": "d"}}
+    (state / "accounts" / "a" / "feeds.json").write_text(json.dumps(feeds))
+    (state / "accounts" / "a" / "changes.json").write_text(json.dumps({"cursor": 7, "fetched": {"u1": "t"}}))
+    (state / "status.json").write_text(json.dumps({"version": 1, "accounts": {"a": {"units": {}}}}))
+    (state / "notices.json").write_text("{broken")
+    assert read_state(state / "accounts" / "a" / "feeds.json") == feeds  # read as it is: a read writes nothing
+    assert "a" in load_status(state)["accounts"]
+    assert sorted(p.name for p in state.iterdir()) == ["accounts", "notices.json", "status.json"]
+    with caplog.at_level(logging.WARNING):
+        write_state(state / "accounts" / "a" / "identity.json", {"identity": "x"})  # the first write
+    assert read_state(state / "accounts" / "a" / "feeds.json") == feeds
+    assert read_state(state / "accounts" / "a" / "changes.json") == {"cursor": 7, "fetched": {"u1": "t"}}
+    assert read_state(state / "notices.json") is None  # unreadable: absent, as before
+    assert (state / "accounts" / "a" / "feeds.json.imported").exists()
+    assert not (state / "accounts" / "a" / "feeds.json").exists()
+    assert "3 JSON state file(s) of an earlier version taken into" in caplog.text
+    assert (state / "status.json").exists()  # status.db is made by its own first write
+    save_status(state, load_status(state))
+    assert not (state / "status.json").exists() and "a" in load_status(state)["accounts"]
+    (state / "accounts" / "a" / "feeds.json").write_text(json.dumps({"other.ics": {}}))  # not read again
+    close_stores()
+    assert read_state(state / "accounts" / "a" / "feeds.json") == feeds
+
+
+def test_two_processes_import_once(tmp_path):
+    """The import is decided inside its transaction: a second process finds it done."""
+    state = tmp_path / "state"
+    (state / "accounts" / "a").mkdir(parents=True)
+    (state / "accounts" / "a" / "changes.json").write_text(json.dumps({"cursor": 1}))
+    first = SqliteStore(state / STATE_DB)
+    second = SqliteStore(state / STATE_DB)
+    from escapia_ical.state import _import_json
+    _import_json(first, state, shared=False)
+    first.write("accounts/a/changes", {"cursor": 2})  # the first process goes on syncing
+    (state / "accounts" / "a" / "changes.json.imported").rename(state / "accounts" / "a" / "changes.json")
+    _import_json(second, state, shared=False)
+    assert second.read("accounts/a/changes") == {"cursor": 2}
+    first.close(), second.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root (to become another user)")
+def test_the_monitoring_group_reads_the_status_while_no_sync_runs():
+    """status.db is read by a user who may not write it or its folder (README, Monitoring)."""
+    root = Path(tempfile.mkdtemp(prefix="monitoring-"))
+    try:
+        root.chmod(0o755)
+        state = root / "state"
+        save_status(state, {"version": 1, "accounts": {"a": {"units": {"u": {"events": 3}}}}})
+        close_stores()  # no writer has it open: no -wal or -shm file
+        group = grp.getgrnam("nogroup").gr_gid
+        for path in (state, *state.iterdir()):
+            os.chown(path, 0, group)
+        state.chmod(0o2750)
+        code = "from pathlib import Path; from escapia_ical.status import load_status; " \
+               f"print(load_status(Path({str(state)!r}))['accounts']['a']['units']['u']['events'])"
+        read = subprocess.run(["setpriv", "--reuid=nobody", f"--regid={group}", "--clear-groups",
+                               sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert (read.returncode, read.stdout.strip()) == (0, "3"), read.stderr
+        assert sorted(p.name for p in state.iterdir()) == ["status.db"]  # the reader left nothing
+    finally:
+        shutil.rmtree(root)
