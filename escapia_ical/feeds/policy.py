@@ -7,7 +7,9 @@ double booking, while a night blocked too many only costs a booking. Per unit an
 1. **Nights, not counts.** A unit's *loss* is the set of future nights its feed blocked that
    the answer frees. Nights the answer adds elsewhere do not offset it.
 2. **Coverage.** A future night of the feed window that the answer did not cover is
-   published as blocked, never as free.
+   published as blocked, never as free. Fetches ask for a margin of nights past the
+   window's end (sync/margin.py): those nights are never judged here — not lost, not
+   uncovered — only remembered (``Verdict.through``) for the daily roll.
 3. **Explained losses publish at once**: the change feed shows the stay cancelled, moved or
    shortened, or an independent view (Escapia's reservations for HSAPI; the other calendar
    operation for EscapiaNET) shows the nights free.
@@ -60,6 +62,7 @@ class Assessment:
     booked: list[Span] = field(default_factory=list)  # of `lost`: the independent view shows them booked
     view: str = ""  # the independent view asked
     note: str = ""  # why the independent view could not be asked
+    shown_end: dt.date | None = None  # the end of the window the feed showed (None: this one's)
 
 
 @dataclass
@@ -77,6 +80,9 @@ class Verdict:
     # Of `uncovered`: the nights no earlier answer knew as blocked. Only these are
     # placeholders for the next run; a booking the feed knew stays known through a gap.
     unknown: list[Span] = field(default_factory=list)
+    # The day after the last night the answer covers without a gap from the window's end on
+    # (the margin asked past it, sync/margin.py); the window's end if it covers none.
+    through: dt.date | None = None
 
     @property
     def held(self) -> bool:
@@ -113,23 +119,32 @@ class PublishPolicy:
     # -- worker threads ---------------------------------------------------------------
 
     def assess(self, unit_id: str, previous: Sequence[BlockedRange] | None, answer: UnitCalendar,
-               explain: Callable[[list[Span]], Explanation] | None = None) -> Assessment:
+               explain: Callable[[list[Span]], Explanation] | None = None,
+               shown_end: dt.date | None = None) -> Assessment:
         """Return what ``answer`` would free of ``previous`` (the ranges the feed showed, None
         if it showed nothing we can read) and what explains it. ``explain`` asks the
-        source's independent view about the nights the change feed does not explain."""
+        source's independent view about the nights the change feed does not explain.
+        ``shown_end`` is the end of the window the feed was last rendered for (None: this
+        run's): stored nights past it (the margin, sync/margin.py) were never shown, so
+        freeing them is no loss."""
         uncovered = spans.subtract([self.future], answer.covered)
         shown = spans.union(((r.start, r.end) for r in answer.ranges), uncovered)
-        before = spans.clip(((r.start, r.end) for r in previous or ()), *self.future)
+        before = self._before(previous or (), shown_end)
         lost = spans.subtract(before, shown)
         if not lost:
-            return Assessment(unit_id, answer, tuple(previous or ()), uncovered, lost)
+            return Assessment(unit_id, answer, tuple(previous or ()), uncovered, lost, shown_end=shown_end)
         by_feed = spans.intersect(lost, self.evidence.get(unit_id, ()))
         rest = spans.subtract(lost, spans.union(by_feed, self._accepted.get(unit_id, ())))
         free, booked, view, note = [], [], "", ""
         if rest and explain is not None:
             free, booked, view, note = self._ask(explain, rest)
         return Assessment(unit_id, answer, tuple(previous or ()), uncovered, lost, by_feed, free,
-                          booked, view, note)
+                          booked, view, note, shown_end)
+
+    def _before(self, previous: Sequence[BlockedRange], shown_end: dt.date | None) -> list[Span]:
+        """The future nights of ``previous`` the feed showed (up to ``shown_end``, if given)."""
+        end = self.future[1] if shown_end is None else min(self.future[1], shown_end)
+        return spans.clip(((r.start, r.end) for r in previous), self.future[0], end)
 
     def _ask(self, explain: Callable[[list[Span]], Explanation],
              nights: list[Span]) -> tuple[list[Span], list[Span], str, str]:
@@ -150,15 +165,16 @@ class PublishPolicy:
         """Return the verdict for one assessed unit, and record its hold."""
         verdict = self._decide(a)
         unknown = spans.subtract(a.uncovered, ((r.start, r.end) for r in a.previous))
+        through = spans.covered_from(a.answer.covered, self.window.end)
         for each in (verdict, *self._pending.get(a.unit_id, ())):
-            each.unknown = unknown
+            each.unknown, each.through = unknown, through
         return verdict
 
     def _decide(self, a: Assessment) -> Verdict:
         base = list(a.answer.ranges) + [BlockedRange(s, e) for s, e in a.uncovered]
         hold = self.book.holds.get(a.unit_id)
         accepted = hold.accepted.nights if hold and hold.accepted else []
-        before = spans.clip(((r.start, r.end) for r in a.previous), *self.future)
+        before = self._before(a.previous, a.shown_end)
         # While held, the feed took in what the (untrusted) answers added: once a view shows
         # those nights free they may go again, breaker or not (a shifted calendar's nights).
         gained = spans.subtract(before, hold.known) if hold and hold.known is not None else []

@@ -51,13 +51,17 @@ def merge_ranges(ranges: Iterable[BlockedRange]) -> list[BlockedRange]:
     separate: turnover and cleaning tools read those boundaries.
     """
     merged: list[BlockedRange] = []
-    for current in sorted(ranges):
+    for current in sorted(ranges, key=_dates):  # (the dataclass's own __lt__ is 10 times slower)
         if merged and current.start < merged[-1].end:
             last = merged[-1]
             merged[-1] = BlockedRange(last.start, max(last.end, current.end))
         else:
             merged.append(current)
     return merged
+
+
+def _dates(blocked: BlockedRange) -> tuple[dt.date, dt.date]:
+    return blocked.start, blocked.end
 
 
 def feed_blocks(ranges: Iterable[BlockedRange], window: FeedWindow) -> list[FeedBlock]:
@@ -69,8 +73,26 @@ def feed_blocks(ranges: Iterable[BlockedRange], window: FeedWindow) -> list[Feed
     """
     blocks = []
     for block in merge_ranges(ranges):
+        if block.start >= window.start and block.end <= window.end:  # (most: no new range to make)
+            blocks.append(FeedBlock(block, block))
+            continue
         start, end = max(block.start, window.start), min(block.end, window.end)
         if end > start:
             blocks.append(FeedBlock(BlockedRange(start, end), block))
     return blocks
 
+
+
+def clip_blocks(blocks: Iterable[FeedBlock], window: FeedWindow) -> list[FeedBlock]:
+    """Given blocks already merged (:func:`feed_blocks` for a wider window), return those
+    ``window`` shows, clipped to it: the same as :func:`feed_blocks` for ``window``, without
+    merging again."""
+    clipped = []
+    for block in blocks:
+        if block.shown.start >= window.start and block.shown.end <= window.end:
+            clipped.append(block)  # (most: within the narrower window already, so shown as it is)
+            continue
+        start, end = max(block.origin.start, window.start), min(block.origin.end, window.end)
+        if end > start:
+            clipped.append(FeedBlock(BlockedRange(start, end), block.origin))
+    return clipped

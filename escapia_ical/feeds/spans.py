@@ -60,6 +60,15 @@ def clip(spans: Iterable[Span], start: dt.date, end: dt.date) -> list[Span]:
     return intersect(spans, [(start, end)])
 
 
+def covered_from(spans: Iterable[Span], day: dt.date) -> dt.date:
+    """Return the day after the last of the nights from ``day`` on that ``spans`` hold
+    without a gap; ``day`` itself if they do not hold it."""
+    for start, end in normalize(spans):
+        if start <= day < end:
+            return end
+    return day
+
+
 def count(spans: Iterable[Span]) -> int:
     """Return how many nights the spans hold."""
     return sum((end - start).days for start, end in normalize(spans))

@@ -35,7 +35,8 @@ class Source(Protocol):
 
     def calendar(self, unit: Unit, window: FeedWindow) -> UnitCalendar:
         """Return the unit's blocked ranges overlapping ``window`` (half-open, unmerged) and
-        the nights the answer covers. Raise SourceError if it cannot be fetched or the
+        the nights of ``window`` the answer covers (the feed window and the margin past it,
+        sync/margin.py: never more than was asked). Raise SourceError if it cannot be fetched or the
         answer is not usable (malformed, contradictory, or a unit's calendar twice)."""
         ...
 

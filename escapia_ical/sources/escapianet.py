@@ -97,9 +97,11 @@ class EscapianetSource:
             segments = self._batch_segments(unit, window)
         answer = self._decode(segments, unit)
         # A calendar dump may reach past the window (the batch spans 3 years): expected,
-        # so what lies wholly outside is dropped here.
+        # so what lies wholly outside is dropped here, and the nights covered are those
+        # asked for at most (what lies past them was dropped: the caller must not count
+        # on it, sync/margin.py).
         return UnitCalendar(tuple(r for r in answer.ranges if r.end > window.start and r.start < window.end),
-                            answer.covered)
+                            tuple(spans.clip(answer.covered, window.start, window.end)))
 
     def explain(self, unit: Unit, nights: list[Span]) -> Explanation:
         """Return which of ``nights`` the calendar operation this account does not read

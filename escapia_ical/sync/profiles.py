@@ -41,7 +41,7 @@ from escapia_ical.feeds.publish import current_bytes, publish_feed, remove_feed
 from escapia_ical.feeds.ranges import FeedBlock
 from escapia_ical.feeds.render import events_digest, profile_events, render_events
 from escapia_ical.feeds.spans import Span
-from escapia_ical.model import Unit
+from escapia_ical.model import BlockedRange, Unit
 from escapia_ical.state import moment
 
 
@@ -88,6 +88,28 @@ def profiles_current(config: Config, account: Account, unit_id: str, entry: dict
     return True
 
 
+def profile_feed(config: Config, account: Account, unit: Unit, origins: Sequence[BlockedRange],
+                 labels: Labels, unknown: Sequence[Span], profile: Profile,
+                 today: dt.date) -> tuple[list[tuple[str, dt.date, dt.date | None, str]], str]:
+    """Return the events of the unit's feed of ``profile`` for ``today``'s window, from the
+    whole ranges of the default feed's blocks (``origins``), and their digest."""
+    window = profile_window(profile, today, config.feeds.past_days, config.feeds.future_days)
+    events = profile_events(account.name, unit, profile_blocks(origins, labels, unknown, profile, window),
+                            profile, config.feeds)
+    return events, events_digest(unit, events)
+
+
+def profiles_unchanged(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
+                       unknown: Sequence[Span], labels: Labels, entry: dict[str, Any],
+                       today: dt.date) -> bool:
+    """Return whether every profile feed the entry records (current: see profiles_current)
+    would show for ``today`` exactly what it shows: the same digest, so the same bytes."""
+    published = entry.get("profiles") or {}
+    origins = [b.origin for b in blocks]
+    return all(profile_feed(config, account, unit, origins, labels, unknown, profile, today)[1]
+               == published[profile.name].get("digest") for profile in account.profiles)
+
+
 def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
                      unknown: Sequence[Span], labels: Labels, entry: dict[str, Any], previous: Any,
                      *, today: dt.date, now: dt.datetime, generation: int, force: bool = False,
@@ -112,10 +134,7 @@ def publish_profiles(config: Config, account: Account, unit: Unit, blocks: Seque
     rewritten = 0
     origins = [b.origin for b in blocks]
     for profile in account.profiles:
-        window = profile_window(profile, today, config.feeds.past_days, config.feeds.future_days)
-        events = profile_events(account.name, unit, profile_blocks(origins, labels, unknown, profile, window),
-                                profile, config.feeds)
-        digest = events_digest(unit, events)
+        events, digest = profile_feed(config, account, unit, origins, labels, unknown, profile, today)
         before = previous.get(profile.name) if isinstance(previous.get(profile.name), dict) else {}
         dtstamp = now.replace(microsecond=0)
         if before.get("digest") == digest:

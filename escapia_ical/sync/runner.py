@@ -44,6 +44,7 @@ from escapia_ical.sync.context import (
 from escapia_ical.sync.identity import claim_state
 from escapia_ical.sync.incremental import ChangeTracker
 from escapia_ical.sync.lock import STUCK_MARGIN, account_lock
+from escapia_ical.sync.margin import asked_window
 from escapia_ical.sync.notices import say_once
 from escapia_ical.sync.parallel import account_logs, account_thread_name
 from escapia_ical.sync.profiles import profile_folders
@@ -195,8 +196,10 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     # EscapiaNET in incremental mode: quiet ticks (sync/quiet.py), planned the same way.
     tracker = ChangeTracker(account, state) if account.api == "hsapi" else quiet_tracker(account, state)
     full = options.full or (tracker is not None and account.mode == "full")
-    # HSAPI also labels the window's nights by kind (reservations, holds, work orders).
-    window = {"window": run.window} if account.api == "hsapi" else {}
+    # Every calendar is asked for the window and a margin past its end (sync/margin.py).
+    requested = asked_window(run.window, account)
+    # HSAPI also labels the nights asked for by kind (reservations, holds, work orders).
+    window = {"window": requested} if account.api == "hsapi" else {}
     plan = (tracker.plan(source, options.now(), full=full, deadline=run.deadline,
                          held=set(book.holds), **window) if tracker else None)
     listed = plan.units if plan else source.list_units()
@@ -244,7 +247,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
     policy = PublishPolicy(account.name, config.feeds, book, run.today, run.window, options.now(),
                            plan.freed if plan else None)
     succeeded: set[str] = set()
-    prefetch_batch(source, account, run.window, len(fetch))
+    prefetch_batch(source, account, requested, len(fetch))
     options.progress.begin(account.name, len(units))
     try:
         fetched = {u.id for u, _ in fetch}

@@ -2,10 +2,11 @@
 how a feed is rendered so that an unchanged calendar keeps its bytes.
 
 An entry holds the unit, the content digest, DTSTAMP, the number of events, the whole
-ranges the feed shows (``"first/checkout ..."``), the day it was rendered for, the end of
-the window Escapia was last asked about (``through``) and, when Escapia's answer did not
-cover the whole window, the placeholder nights published as blocked although nothing said
-they were booked (``unknown``).
+ranges the feed shows and those of the margin asked past the window's end
+(``"first/checkout ..."``, sync/margin.py), the day it shows the window of (``day``), the
+day after the last night Escapia's answer covered from the window's end on (``through``)
+and, when Escapia's answer did not cover the whole window, the placeholder nights published
+as blocked although nothing said they were booked (``unknown``).
 """
 
 from __future__ import annotations
@@ -104,13 +105,16 @@ def _pairs(ranges: Any) -> list[BlockedRange] | None:
 
 def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],
                previous: dict[str, Any], now: dt.datetime, unknown: Sequence[spans.Span] = (),
-               through: dt.date | None = None) -> tuple[bytes, dict[str, Any]]:
-    """Render one unit's feed; return (bytes, its new stamp entry).
+               through: dt.date | None = None, stored: Sequence[FeedBlock] | None = None,
+               digest: str | None = None) -> tuple[bytes, dict[str, Any]]:
+    """Render one unit's feed; return (bytes, its new stamp entry). The entry keeps the
+    whole ranges of ``stored`` (the blocks up to ``through``: the margin's too; default
+    ``blocks``). ``digest``: the blocks' content digest, if the caller has it already.
 
     DTSTAMP is the time the feed's content last changed: kept from ``previous`` while the
     content digest is the same, so an unchanged calendar renders to the same bytes.
     """
-    digest = content_digest(unit, blocks, config.feeds)
+    digest = digest or content_digest(unit, blocks, config.feeds)
     dtstamp = now.replace(microsecond=0)
     if previous.get("digest") == digest:
         with contextlib.suppress(KeyError, TypeError, ValueError):
@@ -118,7 +122,7 @@ def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[Fe
     content = render_feed(account.name, unit, blocks, config.feeds, dtstamp)
     # The whole ranges, compactly ("first/checkout ..."): the policy and the daily roll
     # derive what they need from them, and 10,000 units keep state small.
-    origins = sorted({(b.origin.start, b.origin.end) for b in blocks})
+    origins = sorted({(b.origin.start, b.origin.end) for b in (blocks if stored is None else stored)})
     entry = {"unit": unit.id, "digest": digest, "dtstamp": dtstamp.isoformat(), "events": len(blocks),
              "ranges": " ".join(f"{s}/{e}" for s, e in origins)}
     if unknown:
@@ -128,9 +132,21 @@ def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[Fe
     return content, entry
 
 
+def shown_until(entry: dict[str, Any], future_days: int) -> dt.date | None:
+    """Return the end of the window the feed shows: its ``day`` plus ``future_days``; None
+    if the entry has no readable day. Stored nights from there on (the margin) were never
+    in the feed."""
+    try:
+        return dt.date.fromisoformat(entry.get("day")) + dt.timedelta(days=future_days)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def asked_through(entry: dict[str, Any], future_days: int) -> dt.date | None:
-    """Return the end of the window the unit's calendar was last fetched for: recorded, or
-    (state of 0.1.0) the day it was rendered plus ``future_days``; None if unknown."""
+    """Return the day after the last night Escapia was asked about, from the unit's last
+    fetch: recorded (``through``: the window's end, or past it by the margin the answer
+    covered), or (state of 0.1.0) the day it was rendered plus ``future_days``; None if
+    unknown."""
     for value, days in ((entry.get("through"), 0), (entry.get("day"), future_days)):
         try:
             return dt.date.fromisoformat(value) + dt.timedelta(days=days)

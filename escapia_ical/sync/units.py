@@ -1,7 +1,9 @@
-"""One unit's feed: fetch its calendar, let the publish policy judge it, publish the
-verdict; and, for units the change feed says are unchanged, re-render the feed only when
-the date moves. Units of an account are fetched (and their losses explained) by a bounded
-pool of threads; deciding, rendering and publishing stay on the calling thread."""
+"""One unit's feed: fetch its calendar (the feed window and the margin past it,
+sync/margin.py), let the publish policy judge it, publish the verdict; and, for units the
+change feed says are unchanged, roll the feed when the date moves — re-rendered only if
+what it shows changes (sync/roll.py). Units of an account are fetched (and their losses
+explained) by a bounded pool of threads; deciding, rendering and publishing stay on the
+calling thread."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import datetime as dt
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from escapia_ical.config import Account
@@ -17,15 +20,17 @@ from escapia_ical.feeds import spans
 from escapia_ical.feeds.kinds import Claims
 from escapia_ical.feeds.policy import Assessment, PublishPolicy, Verdict
 from escapia_ical.feeds.publish import current_bytes, publish_feed
-from escapia_ical.feeds.ranges import FeedBlock, feed_blocks
+from escapia_ical.feeds.ranges import FeedBlock, clip_blocks, feed_blocks
 from escapia_ical.feeds.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
 from escapia_ical.feeds.spans import Span
-from escapia_ical.model import BlockedRange, Unit
+from escapia_ical.model import FeedWindow, Unit
 from escapia_ical.sources import Source
 from escapia_ical.sync.context import FeedStamps, RunContext, UnitOutcome, describe, fail
+from escapia_ical.sync.margin import asked_window
 from escapia_ical.sync.parallel import account_thread_name
 from escapia_ical.sync.profiles import profiles_current, publish_profiles, unit_labels
-from escapia_ical.sync.stamps import asked_through, build_feed, previous_entry, previous_ranges, stored_ranges
+from escapia_ical.sync.roll import plan_roll
+from escapia_ical.sync.stamps import build_feed, previous_entry, previous_ranges, shown_until, stored_ranges
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     # this thread adds to it), read into ranges only in the worker.
     previous = {u.id: (previous_entry(stamps, u.id, o.path), o.path) for u, o in fetch}
     refused: list[AuthError] = []  # set by the first worker whose credentials are refused
+    asked = asked_window(run.window, account)  # the window and the margin past it
+    future_days = run.config.feeds.future_days
 
     def fetch_one(unit: Unit) -> Assessment:
         if refused:
@@ -48,9 +55,11 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
             raise DeadlineReached(f"not fetched: the run deadline ({run.config.deadline_seconds:g} s) "
                                   "passed; left for the next run")
         try:
-            answer = source.calendar(unit, run.window)
-            shown = previous_ranges(*previous.pop(unit.id))
-            return policy.assess(unit.id, shown, answer, lambda nights: source.explain(unit, nights))
+            answer = source.calendar(unit, asked)
+            entry, path = previous.pop(unit.id)
+            return policy.assess(unit.id, previous_ranges(entry, path), answer,
+                                 lambda nights: source.explain(unit, nights),
+                                 shown_end=shown_until(entry, future_days))
         except AuthError as exc:
             refused.append(exc)
             raise
@@ -108,22 +117,29 @@ def publish_verdict(run: RunContext, account: Account, unit: Unit, verdict: Verd
     """Publish what the policy decided for the unit (its default feed and, from the same
     blocks, its profile feeds), and say so where it matters."""
     outcome.verdict, outcome.uncovered = verdict.kind, verdict.uncovered
-    publish_unit(run, account, unit, feed_blocks(verdict.ranges, run.window), outcome, stamps,
-                 unknown=verdict.unknown, through=run.window.end, claims=(claims or {}).get(unit.id))
+    through = max(verdict.through or run.window.end, run.window.end)
+    stored = feed_blocks(verdict.ranges, FeedWindow(run.window.start, through))
+    publish_unit(run, account, unit, stored, outcome, stamps, unknown=verdict.unknown, through=through,
+                 claims=(claims or {}).get(unit.id))
     if verdict.kind == "explained":
         log.info("%s/%s: %s", account.name, unit.id, verdict.message)
     elif verdict.kind in ("accepted", "confirmed"):
         log.warning("%s/%s: %s", account.name, unit.id, verdict.message)
 
 
-def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
+def publish_unit(run: RunContext, account: Account, unit: Unit, stored: Sequence[FeedBlock],
                  outcome: UnitOutcome, stamps: FeedStamps, unknown: list[Span] | None = None,
-                 through: dt.date | None = None, claims: Claims | None = None) -> None:
-    """Render the unit's feed and publish it (and its old names, and its profile feeds)
-    unless this is a dry run."""
+                 through: dt.date | None = None, claims: Claims | None = None,
+                 digest: str | None = None) -> None:
+    """Render the unit's feed from its merged blocks up to ``through`` (``stored``: the
+    margin Escapia was asked about past the window's end too, which the state keeps and
+    the feed never shows) and publish it (and its old names, and its profile feeds)
+    unless this is a dry run. ``digest``: the content digest of the window's blocks, if
+    known already."""
+    blocks = clip_blocks(stored, run.window)
     previous = previous_entry(stamps, unit.id, outcome.path)  # keeps DTSTAMP across a rename
     content, stamp = build_feed(run.config, account, unit, blocks, previous, run.options.now(), unknown or (),
-                                through)
+                                through, stored, digest)
     stamp["day"] = run.today.isoformat()
     outcome.events = len(blocks)
     if run.options.dry_run:
@@ -144,38 +160,47 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, blocks: list[Fee
 
 def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcome,
               stamps: FeedStamps, claims: Claims | None = None) -> None:
-    """A unit the change feed says is unchanged: its feed is current. Only when the date
-    has moved since it was rendered (or its file is gone) is it rendered again, from the
-    stored ranges, for the new window: the daily roll needs no API call. Its profile feeds
-    are rendered again, from the same stored ranges, when their settings or the nights'
-    kinds (``claims``) changed, or a file is gone."""
+    """A unit the change feed says is unchanged: its feed is current. When the date has
+    moved since it was rendered, its feeds are rolled to the new window from the stored
+    ranges (sync/roll.py), with no API call: rendered again only if what one of them
+    shows changes (or a file is gone), else only the entry's ``day`` moves. Its profile
+    feeds are rendered again, from the same stored ranges, when their settings or the
+    nights' kinds (``claims``) changed, or a file is gone."""
     previous = stamps[outcome.path.name]
-    same_day = (previous.get("day") == run.today.isoformat() and not run.options.force
-                and outcome.path.exists())
-    if same_day and account.profiles:
-        blocks = feed_blocks(stored_ranges(previous) or [], run.window)
-        labels = unit_labels(blocks, claims)
-        if not profiles_current(run.config, account, unit.id, previous, outcome.generation, labels):
-            outcome.events = previous.get("events", 0)
-            unknown = spans.decode(previous.get("unknown", "")) or []
-            _publish_profiles(run, account, unit, blocks, unknown, claims, outcome, previous,
-                              {"profiles": dict(previous.get("profiles") or {})})
-            return
-    if same_day:
+    present = not run.options.force and outcome.path.is_file()  # (a folder there is an error to report)
+    if present and previous.get("day") == run.today.isoformat():
+        if account.profiles:
+            blocks = feed_blocks(stored_ranges(previous) or [], run.window)
+            labels = unit_labels(blocks, claims)
+            if not profiles_current(run.config, account, unit.id, previous, outcome.generation, labels):
+                outcome.events = previous.get("events", 0)
+                unknown = spans.decode(previous.get("unknown", "")) or []
+                _publish_profiles(run, account, unit, blocks, unknown, claims, outcome, previous,
+                                  {"profiles": dict(previous.get("profiles") or {})})
+                return
         outcome.events = previous.get("events", len(previous.get("blocks") or []))
-        content = current_bytes(outcome.path) if old_names(stamps, unit.id, outcome.path.name) else None
-        if content is not None and not run.options.dry_run:  # old names age out all the same
-            update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, previous, stamps,
-                             run.options.now(), _grace_days(account))
+        _refresh_old_names(run, account, unit, outcome, stamps, previous)
         return
-    ranges = stored_ranges(previous) or []
-    # Nights the window gained since the unit was last fetched were never asked about:
-    # blocked, as placeholders, until the unit is fetched (by its reconcile at the latest).
-    through = asked_through(previous, run.config.feeds.future_days) or run.window.end
-    gained = spans.subtract([run.window.future(run.today)], [(run.window.start, through)])
-    unknown = spans.union(spans.decode(previous.get("unknown", "")) or [], gained)
-    blocks = feed_blocks([*ranges, *(BlockedRange(s, e) for s, e in gained)], run.window)
-    publish_unit(run, account, unit, blocks, outcome, stamps, unknown=unknown, through=through, claims=claims)
+    roll = plan_roll(run.config, account, unit, previous, run.today, run.window, claims, outcome.generation)
+    if present and not roll.changed:
+        # Nothing it shows changes: not rendered, not written; it now shows today's window.
+        previous = {**previous, "day": run.today.isoformat()}
+        if not run.options.dry_run:
+            stamps[outcome.path.name] = previous
+        outcome.events = previous.get("events", 0)
+        _refresh_old_names(run, account, unit, outcome, stamps, previous)
+        return
+    publish_unit(run, account, unit, roll.stored, outcome, stamps, unknown=roll.unknown, through=roll.through,
+                 claims=claims, digest=roll.digest)
+
+
+def _refresh_old_names(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcome,
+                       stamps: FeedStamps, entry: dict) -> None:
+    """Old names of a feed not rendered this run age out all the same (feeds/rotation.py)."""
+    content = current_bytes(outcome.path) if old_names(stamps, unit.id, outcome.path.name) else None
+    if content is not None and not run.options.dry_run:
+        update_old_names(outcome.path.parent, unit.id, outcome.path.name, content, entry, stamps,
+                         run.options.now(), _grace_days(account))
 
 
 def _publish_profiles(run: RunContext, account: Account, unit: Unit, blocks: list[FeedBlock],
