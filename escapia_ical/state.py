@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,45 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+# In the stored feed records, the day most of them were rendered for is kept once, under a
+# key no feed file has ("" -> {"day": ...}), and "=" in the records that share it: the daily
+# roll moves every record's day, and written per record that was 15 MB a day at 10,000 units.
+_SHARED_KEY, _SAME_DAY = "", "="
+
+
+def _compact_feeds(stamps: Any) -> Any:
+    if not isinstance(stamps, dict):
+        return stamps
+    days = Counter(entry["day"] for entry in stamps.values()
+                   if isinstance(entry, dict) and isinstance(entry.get("day"), str))
+    if not days:
+        return stamps
+    day = days.most_common(1)[0][0]
+    stored = {name: {**entry, "day": _SAME_DAY} if isinstance(entry, dict) and entry.get("day") == day
+              else entry for name, entry in stamps.items() if name != _SHARED_KEY}
+    stored[_SHARED_KEY] = {"day": day}
+    return stored
+
+
+def _expand_feeds(stored: Any) -> Any:
+    if not isinstance(stored, dict):
+        return stored
+    shared = stored.pop(_SHARED_KEY, None)
+    day = shared.get("day") if isinstance(shared, dict) else None
+    for entry in stored.values():
+        if isinstance(entry, dict) and entry.get("day") == _SAME_DAY:
+            if isinstance(day, str):
+                entry["day"] = day
+            else:
+                del entry["day"]  # unknown: rendered again at the next run
+    return stored
+
+
+# How a document is stored when that differs from what the program holds (see above).
+_CODECS = {"feeds.json": (_compact_feeds, _expand_feeds)}
+_PLAIN = (lambda value: value, lambda value: value)
+
+
 def read_state(path: Path) -> Any | None:
     """Return the state document ``path`` names (``state_dir/accounts/<account>/feeds.json``
     names the document ``accounts/<account>/feeds`` of state.db), or None if there is none.
@@ -102,7 +142,7 @@ def read_state(path: Path) -> Any | None:
         if found is not None or path.exists():
             return found
         store, key = _locate(path)  # another thread may just have taken it in (and renamed it)
-    return store.read(key) if store is not None else None
+    return _CODECS.get(path.name, _PLAIN)[1](store.read(key)) if store is not None else None
 
 
 def write_state(path: Path, data: Any) -> int:
@@ -110,7 +150,7 @@ def write_state(path: Path, data: Any) -> int:
     that changed). Raise StateError (a PublishError) if it cannot be written."""
     store, key = _locate(path, create=True)
     assert store is not None
-    return store.write(key, data, SPLITS.get(path.name, ()))
+    return store.write(key, _CODECS.get(path.name, _PLAIN)[0](data), SPLITS.get(path.name, ()))
 
 
 def delete_state(path: Path) -> None:
@@ -250,7 +290,8 @@ def _import_json(store: SqliteStore, state_dir: Path, shared: bool) -> None:
         for file in found:
             data = read_json(file)
             if data is not None:
-                store.write(_key(file, state_dir), data, SPLITS.get(file.name, ()))
+                encode = _CODECS.get(file.name, _PLAIN)[0]
+                store.write(_key(file, state_dir), encode(data), SPLITS.get(file.name, ()))
             if data is not None or os.access(file, os.R_OK):  # garbage is absent, as it was before
                 taken.append(file)
         store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "files": len(taken)})

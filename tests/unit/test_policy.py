@@ -45,7 +45,7 @@ def no_view(nights):
 @pytest.fixture
 def policy(tmp_path):
     def make(now=T0, today=TODAY, evidence=None, book=None, **settings):
-        return PublishPolicy("acct", FeedSettings(**settings), book or HoldBook(tmp_path / "policy.json"),
+        return PublishPolicy("acct", FeedSettings(**settings), book or HoldBook(tmp_path / "accounts" / "acct" / "policy.json"),
                              today, WINDOW, now, evidence)
     return make
 
@@ -131,7 +131,7 @@ def test_lookups_stop_after_the_cap_and_a_failure_is_the_units_alone(policy):
 
 
 def test_confirmation_needs_agreeing_answers_confirm_minutes_apart(policy, tmp_path):
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old, new = [r(D(2028, 1, 1), D(2028, 1, 5))], answer(r(D(2028, 1, 1), D(2028, 1, 2)))
     for minutes, kind in ((0, "held"), (9, "held"), (10, "pending")):
         p = policy(now=T0 + dt.timedelta(minutes=minutes), book=book, confirm_minutes=10)
@@ -140,14 +140,14 @@ def test_confirmation_needs_agreeing_answers_confirm_minutes_apart(policy, tmp_p
 
 
 def test_confirm_minutes_zero_still_needs_a_second_run(policy, tmp_path):
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5))]
     assert verdict(policy(book=book, confirm_minutes=0), old, answer()).kind == "held"
     assert verdict(policy(book=book, confirm_minutes=0), old, answer()).kind == "pending"
 
 
 def test_agreement_survives_midnight(policy, tmp_path):
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old = [r(TODAY, TODAY + dt.timedelta(days=4))]  # tonight's night passes into the past
     verdict(policy(book=book), old, answer())
     later = policy(now=T0 + dt.timedelta(hours=15), today=TODAY + dt.timedelta(days=1), book=book)
@@ -166,7 +166,7 @@ def test_the_breaker_needs_enough_units_and_a_large_enough_share(policy, losing,
 
 
 def test_the_breaker_releases_itself_once_no_loss_is_held(policy, tmp_path):
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5))]
     tripped(policy, book, old)
     p = policy(book=book, now=T0 + dt.timedelta(minutes=5))
@@ -177,7 +177,7 @@ def test_the_breaker_releases_itself_once_no_loss_is_held(policy, tmp_path):
 
 
 def test_an_acceptance_frees_the_nights_accepted_once_and_no_more(policy, tmp_path):
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5)), r(D(2028, 1, 20), D(2028, 1, 22))]
     verdict(policy(book=book), old, answer(r(D(2028, 1, 20), D(2028, 1, 22))))
     book.accept(["u"], "ops", T0)
@@ -192,7 +192,7 @@ def test_an_acceptance_frees_the_nights_accepted_once_and_no_more(policy, tmp_pa
 
 
 def test_an_accepted_loss_is_published_as_accepted(policy, tmp_path):
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5))]
     verdict(policy(book=book), old, answer())
     book.accept(None, "ops", T0)
@@ -201,7 +201,7 @@ def test_an_accepted_loss_is_published_as_accepted(policy, tmp_path):
 
 
 def test_a_booked_hold_is_never_confirmed_by_time_even_when_the_view_fails_later(policy, tmp_path):
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5))]
     verdict(policy(book=book), old, answer(), view(booked=old))
     later = policy(book=book, now=T0 + dt.timedelta(minutes=30))
@@ -211,7 +211,7 @@ def test_a_booked_hold_is_never_confirmed_by_time_even_when_the_view_fails_later
 def test_a_view_that_shows_everything_free_counts_towards_the_breaker(policy, tmp_path):
     """A permission glitch can empty the reservations as well as the calendar: losses the
     view merely shows free are held by the breaker when many units have them at once."""
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5))]
     p = policy(book=book)
     for unit in "abcd":
@@ -223,7 +223,7 @@ def test_a_view_that_shows_everything_free_counts_towards_the_breaker(policy, tm
 
 
 def test_the_change_feed_frees_nights_even_under_the_breaker(policy, tmp_path):
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5))]
     tripped(policy, book, old)
     p = policy(book=book, evidence={"a": [(D(2028, 1, 1), D(2028, 1, 5))]}, now=T0 + dt.timedelta(minutes=5))
@@ -231,7 +231,7 @@ def test_the_change_feed_frees_nights_even_under_the_breaker(policy, tmp_path):
 
 
 def test_continuing_holds_do_not_trip_the_breaker_again(policy, tmp_path):
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5))]
     p = policy(book=book)
     for unit in "ab":
@@ -255,35 +255,36 @@ def test_uncovered_future_nights_are_blocked_and_never_count_as_lost(policy):
 
 
 def test_hold_state_survives_a_round_trip_and_bad_parts_are_dropped(tmp_path, caplog):
-    book = HoldBook(tmp_path / "policy.json")
+    folder = tmp_path / "accounts" / "acct"  # state_dir/accounts/<account>/policy.json
+    book = HoldBook(folder / "policy.json")
     p = PublishPolicy("acct", FeedSettings(), book, TODAY, WINDOW, T0)
     verdict(p, [r(D(2028, 1, 1), D(2028, 1, 5))], answer(), view(booked=[r(D(2028, 1, 1), D(2028, 1, 2))]))
     book.accept(None, "ops", T0)
     book.save()
-    again = HoldBook.load(tmp_path)
+    again = HoldBook.load(folder)
     assert again.holds == book.holds and again.listing_accepted == book.listing_accepted
-    path = tmp_path / "policy.json"  # names the document "policy" of tmp_path/state.db
+    path = folder / "policy.json"  # names the document "accounts/acct/policy" of tmp_path/state.db
     text = json.dumps(read_state(path))
     assert '"booked": true' in text
     write_state(path, json.loads(text.replace('"booked": true', '"booked": "yes"')))
-    assert HoldBook.load(tmp_path).holds == {} and "ignored 1 wrong-shaped part(s)" in caplog.text
+    assert HoldBook.load(folder).holds == {} and "ignored 1 wrong-shaped part(s)" in caplog.text
     for bad in ([], {"version": 2, "units": {}}, "{", {"version": 1, "units": []}):
         book.save()
-        assert HoldBook.load(tmp_path).holds == book.holds != {}
+        assert HoldBook.load(folder).holds == book.holds != {}
         if bad == "{":  # a row that is not JSON: the document is absent
             with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as con, con:
-                con.execute("DELETE FROM documents WHERE key = 'policy'")
-                con.execute("INSERT INTO documents (key, part, body) VALUES ('policy', '[]', '{')")
+                con.execute("DELETE FROM documents WHERE key = 'accounts/acct/policy'")
+                con.execute("INSERT INTO documents (key, part, body) VALUES ('accounts/acct/policy', '[]', '{')")
         else:
             write_state(path, bad)
-        assert HoldBook.load(tmp_path).holds == {}
+        assert HoldBook.load(folder).holds == {}
 
 
 def test_what_a_held_feed_gained_from_a_wrong_answer_goes_again_when_the_view_shows_it_free(policy, tmp_path):
     """A shifted calendar for every unit: the breaker holds the old nights and the feeds
     gain the shifted ones. When Escapia is right again, the shifted nights (which the view
     shows free) go, the old ones stay, and the breaker releases itself: no accept needed."""
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old, moved = [r(D(2028, 1, 1), D(2028, 1, 5))], [r(D(2028, 1, 31), D(2028, 2, 4))]
     p = policy(book=book)
     published = {}
@@ -301,7 +302,7 @@ def test_what_a_held_feed_gained_from_a_wrong_answer_goes_again_when_the_view_sh
 
 
 def test_a_booking_known_before_the_hold_still_needs_more_than_a_view(policy, tmp_path):
-    book = HoldBook(tmp_path / "policy.json")
+    book = HoldBook(tmp_path / "accounts" / "acct" / "policy.json")
     old = [r(D(2028, 1, 1), D(2028, 1, 5))]
     p = policy(book=book)
     for unit in "abc":

@@ -29,7 +29,7 @@ def test_round_trip():
 def test_a_damaged_part_means_a_full_tick(damage, caplog):
     with caplog.at_level(logging.WARNING):
         assert checked({**to_json(STATE), **damage}, "x.json") == EMPTY
-    assert "state file x.json is not as expected" in caplog.text
+    assert "state state.db (x) is not as expected" in caplog.text
 
 
 def test_not_a_mapping(caplog):

@@ -239,3 +239,20 @@ def test_the_monitoring_group_reads_the_status_while_no_sync_runs():
         assert sorted(p.name for p in state.iterdir()) == ["status.db"]  # the reader left nothing
     finally:
         shutil.rmtree(root)
+
+
+def test_the_day_every_feed_record_moves_to_is_written_once(tmp_path):
+    """The daily roll moves each record's day: stored once, it costs a row, not 10,000."""
+    path = tmp_path / "state" / "accounts" / "a" / "feeds.json"
+    feeds = {f"u{i}.ics": {"unit": f"u{i}", "day": "2026-11-30", "digest": "d" * 64} for i in range(1000)}
+    feeds["odd.ics"] = {"unit": "odd", "day": "2026-11-29"}
+    feeds["none.ics"] = {"unit": "none"}
+    write_state(path, feeds)
+    assert read_state(path) == feeds
+    for entry in feeds.values():
+        if entry.get("day") == "2026-11-30":
+            entry["day"] = "2026-12-01"
+    before = state_bytes_written()
+    write_state(path, feeds)
+    assert state_bytes_written() - before < 100
+    assert read_state(path) == feeds

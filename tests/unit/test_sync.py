@@ -352,6 +352,12 @@ def test_the_night_the_window_gains_is_blocked_until_the_unit_is_fetched(tmp_pat
     config = Config(tmp_path / "c.yaml", tmp_path / "out", tmp_path / "state", FeedSettings(future_days=30),
                     (account,))
     run_sync(config, SyncOptions(today=TODAY, now=lambda: T0))
+    # A fetch asks for a margin past the window (sync/margin.py): the roll needs no placeholder.
+    # A unit fetched without it (state of an earlier version) was asked through the window's end:
+    path = config.state_dir / "accounts" / "a" / "feeds.json"
+    stamps = read_state(path)
+    stamps["1.ics"]["through"] = (TODAY + dt.timedelta(days=30)).isoformat()
+    write_state(path, stamps)
     later = T0 + dt.timedelta(hours=2)  # past midnight: a new day, no change, no reconcile due yet
     report = run_sync(config, SyncOptions(today=TODAY + dt.timedelta(days=1), now=lambda: later))
     assert report.ok and source.requests_by_operation["fetch"] == 1, "rolled, not fetched"
