@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 
 import hypothesis.strategies as st
 import pytest
 import responses
 from hypothesis import given
+from test_sync import ScriptedSource
 
 from escapia_ical.config import Config, EscapianetAccount, FeedSettings, HsapiAccount, HttpPolicy
 from escapia_ical.config.profiles import Profile
@@ -21,7 +21,6 @@ from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.policy import PublishPolicy
 from escapia_ical.feeds.ranges import clip_blocks, feed_blocks
 from escapia_ical.model import BlockedRange, FeedWindow, Unit, UnitCalendar
-from escapia_ical.sources import Notes
 from escapia_ical.sources.escapianet import EscapianetSource
 from escapia_ical.state import AccountState
 from escapia_ical.sync import SyncOptions, run_sync
@@ -215,36 +214,19 @@ def test_a_renamed_unit_is_rendered_again(tmp_path):
 # -- the roll in a sync --------------------------------------------------------------------
 
 
-class Calendars:
-    """An HSAPI-like source whose change feed never changes: unit id -> its ranges.
-    Records the windows calendars were asked for."""
-
-    largest_change_page = 0
+class Calendars(ScriptedSource):
+    """test_sync's HSAPI-like source whose change feed never changes (unit id -> its
+    ranges), answering only what the window asks for; records the windows asked for."""
 
     def __init__(self, calendars: dict[str, list[BlockedRange]]):
-        self.calendars = calendars
+        super().__init__(calendars)
         self.asked: list[FeedWindow] = []
-        self.requests_by_operation: Counter[str] = Counter()
-        self.responses_by_status: Counter[tuple[str, str]] = Counter()
-        self.notes = Notes()
-
-    def list_units(self):
-        return [Unit(u, f"Unit {u}") for u in self.calendars]
 
     def calendar(self, unit, window):
         self.requests_by_operation["fetch"] += 1
         self.asked.append(window)
         ranges = [x for x in self.calendars[unit.id] if x.end > window.start and x.start < window.end]
         return UnitCalendar(tuple(ranges), ((window.start, window.end),))
-
-    def recent_version(self, deadline=None):
-        return 0
-
-    def changes_since(self, version, deadline=None, *, known_end=None):
-        return [], version
-
-    def open_work_orders(self, today, deadline=None):
-        return {}
 
     def explain(self, unit, nights):
         raise SourceError("SearchReservationSummaries: HTTP 403")
