@@ -209,7 +209,7 @@ def test_two_processes_import_once(tmp_path):
     (state / "accounts" / "a" / "changes.json").write_text(json.dumps({"cursor": 1}))
     first = SqliteStore(state / STATE_DB)
     second = SqliteStore(state / STATE_DB)
-    from escapia_ical.state import _import_json
+    from escapia_ical.store.documents import _import_json
     _import_json(first, state, shared=False)
     first.write("accounts/a/changes", {"cursor": 2})  # the first process goes on syncing
     (state / "accounts" / "a" / "changes.json.imported").rename(state / "accounts" / "a" / "changes.json")
