@@ -90,7 +90,7 @@ def parts(db: Path, key: str) -> list[tuple[str, ...]]:
         found = [tuple(json.loads(p)) for (p,) in con.execute("SELECT part FROM documents WHERE key = ?",
                                                               (key,))]
     con.close()
-    return sorted(p for p in found if p)
+    return sorted(p for p in found if p and p != ("",))  # ("",): the day the records share
 
 
 def warnings_of(stderr: str) -> list[str]:

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import escapia_ical
 from escapia_ical.errors import StateError
 from escapia_ical.state import STATE_DB, STATUS_DB, close_stores, read_state, state_bytes_written, write_state
 from escapia_ical.status import load_status, save_status
@@ -231,10 +232,20 @@ def test_the_monitoring_group_reads_the_status_while_no_sync_runs():
         for path in (state, *state.iterdir()):
             os.chown(path, 0, group)
         state.chmod(0o2750)
-        code = "from pathlib import Path; from escapia_ical.status import load_status; " \
-               f"print(load_status(Path({str(state)!r}))['accounts']['a']['units']['u']['events'])"
+        # The reader runs the product's code from a copy it may read (this checkout and its
+        # virtualenv may sit in a folder only root enters), on the base interpreter.
+        package = root / "pkg" / "escapia_ical"
+        shutil.copytree(Path(escapia_ical.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+        for folder, _, files in os.walk(root / "pkg"):
+            os.chmod(folder, 0o755)  # noqa: S103 - the other user must read the copy
+            for name in files:
+                os.chmod(Path(folder) / name, 0o644)
+        code = "from pathlib import Path; from escapia_ical.store.documents import read_state; " \
+               f"print(read_state(Path({str(state / 'status.json')!r}))['accounts']['a']['units']['u']['events'])"
         read = subprocess.run(["setpriv", "--reuid=nobody", f"--regid={group}", "--clear-groups",
-                               sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+                               os.path.realpath(sys.executable), "-I", "-c",
+                               f"import sys; sys.path.insert(0, {str(root / 'pkg')!r}); {code}"],
+                              capture_output=True, text=True, timeout=60)
         assert (read.returncode, read.stdout.strip()) == (0, "3"), read.stderr
         assert sorted(p.name for p in state.iterdir()) == ["status.db"]  # the reader left nothing
     finally:
