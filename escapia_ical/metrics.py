@@ -1,4 +1,4 @@
-"""Prometheus metrics for node_exporter's textfile collector, derived from status.json.
+"""Prometheus metrics for node_exporter's textfile collector, derived from the status (status.db).
 
 Written after every run (``metrics_file`` in the config) with prometheus_client, which
 writes a temp file beside the target and renames it: the collector never reads half a file.

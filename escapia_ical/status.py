@@ -1,4 +1,5 @@
-"""The run status: what happened to every account and feed, kept in state_dir/status.json.
+"""The run status: what happened to every account and feed, kept in state_dir/status.db
+(the document the path ``state_dir/status.json`` names; see escapia_ical/store/documents.py).
 
 Entries of accounts and units this run did not touch (``--account``/``--unit``) are kept
 from the previous status, and a failure never erases the time of the last success, so the
@@ -188,7 +189,7 @@ _UNIT_FIELDS = {
 
 def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finished: dt.datetime,
                exit_code: int, stuck: list[str] | None = None) -> dict[str, Any]:
-    """Merge ``report`` into status.json, write it atomically, and return it. A lock found
+    """Merge ``report`` into the status, store it (one transaction), and return it. A lock found
     held by a run that may be stuck is recorded, and described in ``stuck`` (the caller
     prints it) only the first time. The caller holds the status lock."""
     status = load_status(state_dir)
@@ -261,7 +262,7 @@ def _latest_runs(runs: list[dict[str, Any]], now: dt.datetime) -> list[dict[str,
 
 def record_acceptance(state_dir: Path, account: str, by: str, at: dt.datetime,
                       accepted: list[tuple[str, Any]], *, whole: bool) -> None:
-    """Record an operator's ``accept`` in status.json (the latest 20 per account). The
+    """Record an operator's ``accept`` in the status (the latest 20 per account). The
     caller holds the status lock."""
     status = load_status(state_dir)
     entry = status["accounts"].setdefault(account, {"units": {}})
@@ -273,7 +274,7 @@ def record_acceptance(state_dir: Path, account: str, by: str, at: dt.datetime,
 
 
 def _public(text: str | None) -> str | None:
-    """status.json is readable by a monitoring group: no secret feed name goes into it."""
+    """status.db is readable by a monitoring group: no secret feed name goes into it."""
     return mask_feed_tokens(text) if text else text
 
 

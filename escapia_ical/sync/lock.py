@@ -58,7 +58,7 @@ def account_lock(state_dir: Path, account: str, *, wait: float = 0.0,
 
 @contextmanager
 def status_lock(state_dir: Path, wait: float = 30.0) -> Iterator[None]:
-    """Hold the lock of ``status.json`` (a read-merge-write takes milliseconds; runs of
+    """Hold the lock of the status (a read-merge-write takes milliseconds; runs of
     different accounts may finish together). Raise LockHeld after ``wait`` seconds."""
     with _locked(state_dir, state_dir / "status.lock", wait, float("inf"), "the status file"):
         yield
