@@ -156,6 +156,7 @@ def _schedule(scope: Scope, when: float) -> None:
 
 
 def _watch() -> None:
+    stop.leave_signals_to_main()
     with _lock:
         while True:
             now = time.monotonic()

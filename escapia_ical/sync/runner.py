@@ -30,6 +30,7 @@ from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.sources import Source, make_source
 from escapia_ical.sources.slots import set_request_slots
+from escapia_ical.sources.stop import leave_signals_to_main
 from escapia_ical.state import AccountState, state_transaction
 from escapia_ical.sync.context import (
     AccountResult,
@@ -122,7 +123,8 @@ def run_sync(config: Config, options: SyncOptions, report: SyncReport | None = N
 def _side_by_side(accounts: list[Account], sync_one: Callable[[Account], None], workers: int) -> None:
     """Sync ``accounts`` in ``workers`` threads. If this thread is interrupted (SIGTERM,
     Ctrl-C: the running accounts are stopping too), no account still waiting is started."""
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accounts")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accounts",
+                              initializer=leave_signals_to_main)
     try:
         for future in [pool.submit(_named, account, sync_one) for account in accounts]:
             future.result()

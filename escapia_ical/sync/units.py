@@ -25,6 +25,7 @@ from escapia_ical.feeds.rotation import DEFAULT_GRACE_DAYS, old_names, update_ol
 from escapia_ical.feeds.spans import Span
 from escapia_ical.model import FeedWindow, Unit
 from escapia_ical.sources import Source
+from escapia_ical.sources.stop import leave_signals_to_main
 from escapia_ical.sync.context import FeedStamps, RunContext, UnitOutcome, describe, fail
 from escapia_ical.sync.margin import asked_window
 from escapia_ical.sync.parallel import account_thread_name
@@ -72,7 +73,8 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     # units, and each answer is let go once it is published.
     # Named after the account: their log lines are told with the account's (sync/parallel.py).
     prefix = f"{account_thread_name(account.name)}:units"
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix) as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix,
+                            initializer=leave_signals_to_main) as pool:
         futures = {pool.submit(fetch_one, u): (u, o) for u, o in itertools.islice(queue, 4 * workers)}
         try:
             while futures:

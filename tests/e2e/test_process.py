@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 from conftest import CLI, account_yaml, write_config
 from feeds import read_nights
 
@@ -78,14 +79,20 @@ def test_sigterm_ends_the_run_at_once_and_the_next_account_is_not_started(deploy
     text = deployment.config.read_text().replace("http:\n", "http:\n  max_concurrency_total: 2\n", 1)
     deployment.config.write_text(text)  # two accounts at a time: "second" waits for a turn
     deployment.sandbox.inject("latency", op="GetUnitNonAvailability", seconds=5)
-    process = subprocess.Popen([CLI, "sync", "--config", str(deployment.config)], env=deployment.env(),
+    env = dict(deployment.env(), PYTHONFAULTHANDLER="1")  # a hang shows where every thread waits
+    process = subprocess.Popen([CLI, "sync", "--config", str(deployment.config)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while deployment.sandbox.request_count("GetUnitNonAvailability") < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
+    try:
+        _, stderr = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        _, stderr = process.communicate(timeout=10)
+        pytest.fail(f"SIGTERM did not end the run in 15 s; the threads were at:\n{stderr[-6000:]}")
     took = time.monotonic() - sent
     assert process.returncode == 143, stderr
     assert took < 3, f"SIGTERM took {took:.1f} s to end the run"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import signal
+import threading
 from collections import Counter
 
 import pytest
@@ -393,3 +395,28 @@ def test_the_status_keeps_the_holds_when_the_account_then_fails(world):
     result = sync(now=minutes(10)).accounts["a"]
     assert result.error == "SearchUnitSummaries: HTTP 502"
     assert result.breaker is not None and set(result.holds) == {"1", "2", "3"}
+
+
+def test_only_the_main_thread_takes_sigterm_and_sigint(world):
+    """The threads of a sync block SIGTERM and SIGINT, so that the kernel gives them to the
+    main thread: Python runs a handler only there, and a signal a worker took would not wake
+    the main thread's wait for the workers (a SIGTERM went unheeded for seconds)."""
+    config, sources, sync = world
+    seen: dict = {}
+
+    class Watching(ScriptedSource):
+        def list_units(self):
+            seen[("list", threading.current_thread().name)] = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            return super().list_units()
+
+        def calendar(self, unit, window):
+            seen[("calendar", threading.current_thread().name)] = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            return super().calendar(unit, window)
+
+    sources["a"], sources["b"] = Watching({"1": [nights(1, 2)]}), Watching({"2": [nights(1, 2)]})
+    assert sync().ok
+    assert {kind for kind, _ in seen} == {"list", "calendar"}
+    assert all(name != "MainThread" for _, name in seen), seen  # the accounts ran side by side
+    for where, mask in seen.items():
+        assert {signal.SIGTERM, signal.SIGINT} <= mask, where
+    assert not {signal.SIGTERM, signal.SIGINT} & signal.pthread_sigmask(signal.SIG_BLOCK, [])
