@@ -18,11 +18,12 @@ ESCAPED_ID = r"1020\nescapia-ical: error: forged\rline\x1b[31mred\u2028sep"
 @pytest.fixture(autouse=True)
 def fresh_logging():
     """Each test starts without registered secrets and leaves no handler behind."""
-    saved = logs._secrets
+    saved, level = logs._secrets, logging.getLogger().level
     logs._secrets = ()
     yield
     logs._secrets = saved
     root = logging.getLogger()
+    root.setLevel(level)
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
@@ -113,3 +114,23 @@ def test_a_log_line_never_shares_the_terminal_line_of_a_progress_bar(capsys):
     logging.getLogger("escapia_ical.test").warning("after")
     assert capsys.readouterr().err == ("[bar 2/8]\r\x1b[Kescapia-ical: warning: unit 7 failed\n[bar 3/8]"
                                        "escapia-ical: warning: after\n")
+
+
+@pytest.mark.parametrize(("verbosity", "log_file", "level"), [
+    (-1, False, logging.ERROR), (0, False, logging.WARNING), (0, True, logging.INFO),
+    (1, False, logging.INFO), (2, False, logging.DEBUG), (0, "unwritable", logging.WARNING)])
+def test_the_root_logger_lets_through_only_what_a_handler_writes(tmp_path, verbosity, log_file, level):
+    """No LogRecord is made for a line no handler would write (at 10,000 units the records
+    of per-unit info lines cost 3 % of a daily roll that shows warnings only)."""
+    path = {False: None, True: tmp_path / "sync.log", "unwritable": tmp_path / "missing" / "sync.log"}[log_file]
+    logs.setup_logging(verbosity, path)
+    root = logging.getLogger()
+    assert root.level == level
+    made: list[logging.LogRecord] = []
+    spy = logging.Handler(logging.NOTSET)
+    spy.emit = made.append  # every record made reaches it, whatever its level
+    root.addHandler(spy)
+    for line_level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        logging.getLogger("escapia_ical.sync").log(line_level, "acct/1: a line")
+    root.removeHandler(spy)
+    assert [r.levelno for r in made] == [n for n in (10, 20, 30, 40) if n >= level]
