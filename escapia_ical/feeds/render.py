@@ -59,15 +59,13 @@ def content_digest(unit: Unit, blocks: Sequence[FeedBlock], settings: FeedSettin
     the data last changed, which RFC 5545 allows without METHOD) can be kept and the file
     stays byte-identical.
     """
-    material = {
-        "version": __version__,
-        "name": display_name(unit),
-        "summary": settings.summary,
-        "domain": settings.uid_domain,
-        "blocks": [[b.shown.start.isoformat(), b.shown.end.isoformat(),
-                    b.origin.start.isoformat(), b.origin.end.isoformat()] for b in blocks],
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    # Joined by hand, not json.dumps'd: the daily roll digests every unit's blocks (a third
+    # of its CPU). The head is JSON (names may hold any character); a block is "s/e" when
+    # shown whole, "s/e:origin-s/origin-e" when cut by the window: dates hold no "/", ":" or " ".
+    head = json.dumps([__version__, display_name(unit), settings.summary, settings.uid_domain])
+    body = " ".join(f"{b.shown.start}/{b.shown.end}" if b.shown is b.origin or b.shown == b.origin
+                    else f"{b.shown.start}/{b.shown.end}:{b.origin.start}/{b.origin.end}" for b in blocks)
+    return hashlib.sha256(f"{head}\n{body}".encode()).hexdigest()
 
 
 def render_feed(

@@ -97,10 +97,17 @@ def _day(text: str) -> dt.date | None:
 def _pairs(ranges: Any) -> list[BlockedRange] | None:
     if not isinstance(ranges, list):
         return None
+    days, pairs = _DAYS, []
     try:
-        return [BlockedRange(dt.date.fromisoformat(s), dt.date.fromisoformat(e)) for s, e in ranges]
-    except (TypeError, ValueError):
+        for first, checkout in ranges:  # the day cache: the roll reads every unit's ranges
+            start = days[first] if first in days else _day(first)
+            end = days[checkout] if checkout in days else _day(checkout)
+            if start is None or end is None:
+                return None
+            pairs.append(BlockedRange(start, end))
+    except (TypeError, ValueError):  # not pairs, or not strings
         return None
+    return pairs
 
 
 def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[FeedBlock],

@@ -7,7 +7,7 @@ import icalendar
 import vobject
 
 from escapia_ical.config import FeedSettings
-from escapia_ical.feeds.ranges import feed_blocks
+from escapia_ical.feeds.ranges import FeedBlock, feed_blocks
 from escapia_ical.feeds.render import content_digest, event_uid, render_feed
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 
@@ -119,3 +119,15 @@ def test_digest_changes_with_content_only():
     assert base != content_digest(UNIT, blocks(("2026-12-01", "2026-12-04")), FeedSettings(summary="x"))
     renamed = Unit("1020-101", "Renamed")
     assert base != content_digest(renamed, blocks(("2026-12-01", "2026-12-04")), FeedSettings())
+
+
+def test_digest_tells_a_cut_block_from_a_whole_one_and_fields_apart():
+    """A block cut by the window has the UID of the whole stay: the digest sees the origin
+    too. Fields cannot run into each other (names may hold any character)."""
+    whole = [FeedBlock(BlockedRange(D(2026, 12, 1), D(2026, 12, 4)), BlockedRange(D(2026, 12, 1), D(2026, 12, 4)))]
+    cut = [FeedBlock(BlockedRange(D(2026, 12, 1), D(2026, 12, 4)), BlockedRange(D(2026, 11, 28), D(2026, 12, 4)))]
+    assert content_digest(UNIT, whole, FeedSettings()) != content_digest(UNIT, cut, FeedSettings())
+    unit = Unit("1", 'a", "b')
+    assert content_digest(unit, whole, FeedSettings(summary="c")) != \
+        content_digest(Unit("1", "a"), whole, FeedSettings(summary='b", "c'))
+    assert content_digest(UNIT, [], FeedSettings()) != content_digest(UNIT, whole, FeedSettings())
