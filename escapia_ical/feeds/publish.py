@@ -53,8 +53,11 @@ def publish_feed(path: Path, content: bytes, *, force: bool = False, root: Path 
     """
     root = path.parent.parent if root is None else root
     try:
-        os.makedirs(root, DIR_MODE, exist_ok=True)
-        folder = open_folder(path.parent, root, DIR_MODE)
+        try:
+            folder = open_folder(path.parent, root, DIR_MODE)
+        except FileNotFoundError:  # root is missing (made only then: a makedirs per feed costs 3 syscalls)
+            os.makedirs(root, DIR_MODE, exist_ok=True)
+            folder = open_folder(path.parent, root, DIR_MODE)
     except OSError as exc:
         raise PublishError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:

@@ -211,3 +211,11 @@ def test_a_run_fsyncs_each_feed_and_each_folder_once(tmp_path, monkeypatch):
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(PublishError, match="symbolic link"):
         publish.sync_folders({tmp_path / "link"}, tmp_path)
+
+
+def test_a_missing_output_dir_and_account_folder_are_made(tmp_path):
+    root = tmp_path / "srv" / "feeds"  # output_dir and its parent do not exist yet
+    path = root / "acme" / "1.ics"
+    assert publish_feed(path, b"BEGIN:VCALENDAR\r\n", root=root)
+    assert path.read_bytes() == b"BEGIN:VCALENDAR\r\n"
+    assert not publish_feed(path, b"BEGIN:VCALENDAR\r\n", root=root)  # the same bytes: untouched
