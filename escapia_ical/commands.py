@@ -38,7 +38,6 @@ from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.healthcheck import ping
 from escapia_ical.logs import PROGRAM, redact, register_secret, status_line
-from escapia_ical.metrics import write_metrics
 from escapia_ical.report import write_report_after_sync
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState
@@ -140,6 +139,8 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
                 with status_lock(config.state_dir):
                     status = record_run(config.state_dir, report, started, finished, code, stuck)
                 if config.metrics_file:
+                    from escapia_ical.metrics import write_metrics  # here: prometheus_client costs 25 ms
+
                     channels = ChannelBook.load(config.state_dir).feeds if config.channels else None
                     write_metrics(config.metrics_file, status, finished, channels,
                                   accounts={a.name for a in config.accounts})

@@ -59,7 +59,7 @@ def content_digest(unit: Unit, blocks: Sequence[FeedBlock], settings: FeedSettin
     the data last changed, which RFC 5545 allows without METHOD) can be kept and the file
     stays byte-identical.
     """
-    # Joined by hand, not json.dumps'd: the daily roll digests every unit's blocks (a third
+    # Joined by hand, not json.dumps'd: the daily roll digests every unit's blocks (an eighth
     # of its CPU). The head is JSON (names may hold any character); a block is "s/e" when
     # shown whole, "s/e:origin-s/origin-e" when cut by the window: dates hold no "/", ":" or " ".
     head = json.dumps([__version__, display_name(unit), settings.summary, settings.uid_domain])
