@@ -19,6 +19,7 @@ under a lock: a write of one document is one short transaction.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from escapia_ical.store import Split, assemble, flatten
 
 log = logging.getLogger(__name__)
 
+_BATCH = 500  # rows written per executemany
 BUSY_SECONDS = 30.0  # the longest wait for another process's write (a sync's is milliseconds)
 
 # MIGRATIONS[n] brings a database of schema version n to n + 1.
@@ -89,31 +91,40 @@ class SqliteStore:
         return assemble(rows)
 
     def write(self, key: str, value: Any, split: Split = ()) -> int:
-        rows = {_encode(list(path)): body for path, body in flatten(value, split, _encode)}
+        # Streamed: each row is encoded, compared with the stored one by fingerprint and let go
+        # (in batches), so that the rows of 10,000 feed records are never all held at once
+        # next to the records themselves (that was the peak of a cold sync's memory).
+        written = 0
         try:
             with self.transaction():
-                gone, garbled = [], []
+                stored, garbled = {}, []
                 for raw, body in self._rows(key):
                     try:
-                        part = raw.decode("utf-8")
+                        stored[raw.decode("utf-8")] = _fingerprint(body)
                     except ValueError:
                         garbled.append((key, raw))
-                        continue
-                    mine = rows.get(part)  # (a part equal to one of ours is a path: ours are)
-                    if mine is None:
-                        gone.append((key, part))
-                    elif mine.encode("utf-8") == body:
-                        del rows[part]  # unchanged: not written
-                self._execute("DELETE FROM documents WHERE key = ? AND part = ?", gone, many=True)
+                batch: list[tuple[str, str, str]] = []
+                for path, body in flatten(value, split, _encode):
+                    part = _encode(list(path))
+                    if stored.pop(part, None) != _fingerprint(body.encode("utf-8")):
+                        batch.append((key, part, body))  # new or changed (an unchanged row is not written)
+                        written += len(body)
+                        if len(batch) >= _BATCH:
+                            self._replace(batch)
+                self._replace(batch)
+                self._execute("DELETE FROM documents WHERE key = ? AND part = ?",
+                              [(key, part) for part in stored], many=True)  # rows no longer there
                 self._execute("DELETE FROM documents WHERE key = ? AND CAST(part AS BLOB) = ?", garbled,
                               many=True)
-                self._execute("INSERT OR REPLACE INTO documents (key, part, body) VALUES (?, ?, ?)",
-                              ((key, part, body) for part, body in rows.items()), many=True)
         except StateError as exc:
             raise StateError(f"{exc} (writing {key})") from exc
-        written = sum(len(body) for body in rows.values())
         self.bytes_written += written
         return written
+
+    def _replace(self, batch: list[tuple[str, str, str]]) -> None:
+        """Write the rows of ``batch`` and empty it."""
+        self._execute("INSERT OR REPLACE INTO documents (key, part, body) VALUES (?, ?, ?)", batch, many=True)
+        batch.clear()
 
     def _rows(self, key: str) -> Iterator[tuple[bytes, bytes]]:
         """The (part, body) rows of ``key`` as bytes (a row that is not UTF-8 is then one bad
@@ -233,6 +244,11 @@ class SqliteStore:
                 self._db.execute(sql, args)
         except sqlite3.Error as exc:
             raise StateError(f"cannot write state database {self.path}: {exc}") from exc
+
+
+def _fingerprint(body: bytes) -> bytes:
+    """A row's body, told apart from any other with certainty for our purpose (16 bytes)."""
+    return hashlib.blake2b(body, digest_size=16).digest()
 
 
 def _path(part: bytes) -> list[str] | None:
