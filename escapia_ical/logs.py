@@ -101,16 +101,11 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
         except OSError as exc:
             logging.getLogger(__name__).warning(
                 "cannot open log file %s (%s); logging to stderr only", log_file, exc.strerror or exc)
-            _level_of_handlers(root)
-            return
-        file_handler.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
-        file_handler.setFormatter(_FileFormatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
-        file_handler.addFilter(RedactSecrets())
-        root.addHandler(file_handler)
-    _level_of_handlers(root)
-
-
-def _level_of_handlers(root: logging.Logger) -> None:
+        else:
+            file_handler.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
+            file_handler.setFormatter(_FileFormatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+            file_handler.addFilter(RedactSecrets())
+            root.addHandler(file_handler)
     # The root logger lets through only what a handler writes: a debug or info line that
     # none would write then costs one comparison, not a LogRecord (at 10,000 units, 3 % of
     # the daily roll's CPU went to records no handler wanted).

@@ -63,7 +63,7 @@ def content_digest(unit: Unit, blocks: Sequence[FeedBlock], settings: FeedSettin
     # of its CPU). The head is JSON (names may hold any character); a block is "s/e" when
     # shown whole, "s/e:origin-s/origin-e" when cut by the window: dates hold no "/", ":" or " ".
     head = json.dumps([__version__, display_name(unit), settings.summary, settings.uid_domain])
-    body = " ".join(f"{b.shown.start}/{b.shown.end}" if b.shown is b.origin or b.shown == b.origin
+    body = " ".join(f"{b.shown.start}/{b.shown.end}" if b.shown == b.origin
                     else f"{b.shown.start}/{b.shown.end}:{b.origin.start}/{b.origin.end}" for b in blocks)
     return hashlib.sha256(f"{head}\n{body}".encode()).hexdigest()
 
