@@ -308,7 +308,13 @@ def _log_summary(report: SyncReport, seconds: float) -> None:
             parts.append(f"{len(report.failed_accounts)} of {len(report.accounts)} accounts failed")
         if report.unknown_units:
             parts.append(f"{len(report.unknown_units)} requested units not found")
-        log.error("sync incomplete: %s; the other feeds were published", ", ".join(parts))
+        if parts:
+            log.error("sync incomplete: %s; the other feeds were published", ", ".join(parts))
+        watched = [a.imports for a in report.accounts.values() if a.imports is not None and a.imports.failing]
+        if watched:
+            new, blind = sum(len(w.new) for w in watched), sum(len(w.blind) for w in watched)
+            log.error("channel imports: %d new conflict(s), %d export(s) failing too long to watch their "
+                      "unit (`escapia-ical status` lists what is open)", new, blind)
 
 
 class _TerminalProgress(Progress):

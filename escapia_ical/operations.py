@@ -67,6 +67,7 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
         click.echo(json.dumps({"max_age_seconds": max_age.total_seconds(), "stale": len(stale),
                                "ok": not (stale or notes or not rows), "run": recorded.get("run"),
                                "problems": notes, "accounts": [n for n in notes if n["account"]],
+                               "conflicts": [n for n in notes if n.get("kind") == "conflict"],
                                "feeds": rows}, indent=1, ensure_ascii=False))
     else:
         for note in notes:

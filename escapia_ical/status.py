@@ -179,6 +179,7 @@ _ACCOUNT_FIELDS = {
     "last_attempt": _TIME, "last_success": _TIME, "last_error": _ERROR, "units": _MAPPING,
     "requests": _COUNTS, "responses": _COUNTS, "responses_total": _COUNTS, "feeds_rewritten": _COUNT,
     "feeds_rewritten_total": _COUNT, "unit_errors": _COUNT, "units_fetched": _COUNT,
+    "conflicts": _MAPPING, "imports_failing": _MAPPING, "imports_blind": _LIST,
 }
 _UNIT_FIELDS = {
     "last_attempt": _TIME, "last_success": _TIME, "last_change": _TIME, "last_error": _ERROR,
@@ -219,6 +220,14 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
         entry["unit_errors"] = sum(1 for u in result.units if u.error)
         entry["units_fetched"] = result.fetched
         entry["breaker"] = result.breaker
+        if result.imports is not None:  # the double-booking watch (imports/watch.py)
+            entry["conflicts"] = result.imports.conflicts
+            entry["imports_failing"] = {name: _public(error)
+                                        for name, error in sorted(result.imports.failed.items())}
+            entry["imports_blind"] = list(result.imports.blind)
+        elif result.error is None:  # no imports (any more): nothing is watched, nothing open
+            for key in ("conflicts", "imports_failing", "imports_blind"):
+                entry.pop(key, None)
         for outcome in result.units:
             unit = entry["units"].setdefault(outcome.unit_id, {})
             unit["last_attempt"] = when
@@ -361,6 +370,27 @@ def account_notes(status: dict[str, Any], accounts: set[str]) -> list[dict[str, 
             notes.append({"account": account, "problem": f"breaker: {breaker.get('units')} of "
                           f"{breaker.get('fetched')} units lost nights at once at {breaker.get('since')}; "
                           f"every unexplained loss is held until `escapia-ical accept --account {account}`"})
+        notes += _watch_notes(account, entry)
+    return notes
+
+
+def _watch_notes(account: str, entry: dict[str, Any]) -> list[dict[str, str]]:
+    """The double-booking watch's open conflicts, and the exports failing for so long that
+    their units are not watched (imports/watch.py)."""
+    notes = []
+    conflicts = entry.get("conflicts")
+    for conflict in conflicts.values() if isinstance(conflicts, dict) else ():
+        if isinstance(conflict, dict):
+            notes.append({"account": account, "unit": str(conflict.get("unit")), "kind": "conflict",
+                          "problem": f"{conflict.get('unit')}: {conflict.get('text')} (open since "
+                                     f"{conflict.get('since')})"})
+    blind = entry.get("imports_blind")
+    failing = entry.get("imports_failing") if isinstance(entry.get("imports_failing"), dict) else {}
+    for name in blind if isinstance(blind, list) else ():
+        unit, _, channel = str(name).rpartition(" ")
+        notes.append({"account": account, "unit": unit, "kind": "import",
+                      "problem": f"{unit}: not watched for double bookings: its {channel} export keeps "
+                                 f"failing ({failing.get(name) or 'see the sync log'})"})
     return notes
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from .imports import ImportSettings, build_imports, import_problems
 from .positions import KeyPath, Problem, line_of
 from .profiles import Profile
 from .schema import ACCOUNT_SCHEMAS
@@ -72,10 +73,12 @@ class HsapiAccount:
     line: int = 0  # where the account is declared, for messages
     feed_tokens: FeedTokens | None = None
     profiles: tuple[Profile, ...] = ()  # its named feed profiles (config/profiles.py)
+    imports: ImportSettings | None = None  # channel calendars watched (config/imports.py)
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return (self.client_secret, *((self.feed_tokens.secret,) if self.feed_tokens else ()))
+        return (self.client_secret, *((self.feed_tokens.secret,) if self.feed_tokens else ()),
+                *(self.imports.urls if self.imports else ()))
 
 
 @dataclass(frozen=True)
@@ -103,10 +106,12 @@ class EscapianetAccount:
     line: int = 0
     feed_tokens: FeedTokens | None = None
     profiles: tuple[Profile, ...] = ()  # its named feed profiles (config/profiles.py)
+    imports: ImportSettings | None = None  # channel calendars watched (config/imports.py)
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return (self.password, *((self.feed_tokens.secret,) if self.feed_tokens else ()))
+        return (self.password, *((self.feed_tokens.secret,) if self.feed_tokens else ()),
+                *(self.imports.urls if self.imports else ()))
 
 
 Account = HsapiAccount | EscapianetAccount
@@ -142,6 +147,7 @@ def check_accounts(data: dict, lines: dict[KeyPath, int],
         if isinstance(url, str) and url and (message := url_problem(url, DEFAULT_BASE_URLS[api])):
             problems.append(Problem(where + ("base_url",), message))
         problems += _unit_problems(account.get("units"), where, lines, is_sensitive)
+        problems += import_problems(account.get("imports"), where + ("imports",))
     return problems
 
 
@@ -209,6 +215,7 @@ def build_account(a: dict, line: int, top_http: Mapping[str, Any]) -> Account:
         "line": line,
         "feed_tokens": FeedTokens(a["feed_token_secret"], a.get("feed_token_grace_days", 7))
         if a.get("feed_tokens") else None,
+        "imports": build_imports(a.get("imports")),
     }
     if a["api"] == "escapianet":
         code = a.get("property_manager_code")

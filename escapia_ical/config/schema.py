@@ -14,13 +14,14 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
+from .imports import IMPORTS_SCHEMA
 from .positions import KeyPath, Problem
 from .profiles import ACCOUNT_PROFILES_SCHEMA, PROFILES_SCHEMA, TEXT_SCHEMA
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
 # Keys whose values are never shown in messages.
 SECRET_KEYS = frozenset({"client_id", "client_secret", "username", "password", "feed_token_secret",
-                         "healthcheck_url"})
+                         "healthcheck_url", "url"})  # url: a channel's calendar export link (imports)
 
 _TIMEOUT = {"type": "number", "exclusiveMinimum": 0}
 _WAIT = {"type": "number", "minimum": 0}
@@ -135,6 +136,7 @@ HSAPI_ACCOUNT_SCHEMA: dict[str, Any] = {
         "work_orders_fallback_hours": {"type": "number", "minimum": 0.25, "maximum": 168},
         "http": HTTP_SCHEMA,
         "profiles": ACCOUNT_PROFILES_SCHEMA,
+        "imports": IMPORTS_SCHEMA,
         **_FEED_TOKEN_KEYS,
     },
     **_FEED_TOKENS_NEED_A_SECRET,
@@ -168,6 +170,7 @@ ESCAPIANET_ACCOUNT_SCHEMA: dict[str, Any] = {
         },
         "http": HTTP_SCHEMA,
         "profiles": ACCOUNT_PROFILES_SCHEMA,
+        "imports": IMPORTS_SCHEMA,
         **_FEED_TOKEN_KEYS,
     },
     **_FEED_TOKENS_NEED_A_SECRET,

@@ -30,6 +30,9 @@ DELETE   /_sandbox/faults                 clear all faults (and the soap mode)
 DELETE   /_sandbox/tokens                 expire every issued token
 GET      /_sandbox/requests               ``{"total": N, "byOp": {op: N}, "byStatus": {...}}``
 DELETE   /_sandbox/requests               reset the request log
+PUT      /_sandbox/channels/NAME          a channel export at /_channels/NAME.ics (see
+DELETE   /_sandbox/channels/NAME          sandbox/channels.py); GET /_sandbox/channels: the
+GET      /_sandbox/channels               requests each export had
 =======  ===============================  ==================================================
 """
 
@@ -95,6 +98,7 @@ def _route(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tupl
         "/_sandbox/work_orders": {"GET": lambda: {"workOrders": sb.work_orders(query.get("unit") or None)},
                                   "POST": lambda: _add_work_order(sb, _body(raw)),
                                   "PUT": lambda: _grant(sb, _body(raw))},
+        "/_sandbox/channels": {"GET": lambda: sb.channels.summary()},
         "/_sandbox/tokens": {"DELETE": lambda: (sb.expire_tokens(), {"ok": True})[1]},
         "/_sandbox/requests": {"GET": lambda: _counts(sb),
                                "DELETE": lambda: (sb.reset_request_log(), {"ok": True})[1]},
@@ -105,6 +109,10 @@ def _route(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tupl
     if path.startswith("/_sandbox/contract_blocks/"):
         block = unquote(path[len("/_sandbox/contract_blocks/"):])
         routes[path] = {"DELETE": lambda: _unblock_contract(sb, block)}
+    if path.startswith("/_sandbox/channels/"):
+        name = unquote(path[len("/_sandbox/channels/"):])
+        routes[path] = {"PUT": lambda: _put_channel(sb, name, _body(raw)),
+                        "DELETE": lambda: sb.channels.delete(name)}
     if path.startswith("/_sandbox/work_orders/"):
         order = unquote(path[len("/_sandbox/work_orders/"):])
         routes[path] = {"DELETE": lambda: _change_work_order(sb, order, {"status": "Completed"}),
@@ -118,6 +126,13 @@ def _route(sb: Sandbox, method: str, path: str, query: dict, raw: bytes) -> tupl
     created = method == "POST" and path in ("/_sandbox/reservations", "/_sandbox/work_orders",
                                             "/_sandbox/contract_blocks")
     return (201, result) if created else (200, result)
+
+
+def _put_channel(sb: Sandbox, name: str, body: dict) -> dict:
+    try:
+        return sb.channels.put(name, body)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ControlError(400, f"bad channel export: {exc}") from None
 
 
 def _truth(sb: Sandbox, query: dict) -> dict:

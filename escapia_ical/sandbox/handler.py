@@ -1,5 +1,6 @@
 """The sandbox's HTTP plumbing: one request handler routing to the control API (``/_sandbox/``),
-EscapiaNET (``/EVRNService.svc``, ``/EVRNContentService.svc``) or HSAPI (everything else).
+channel calendar exports (``/_channels/``, sandbox/channels.py), EscapiaNET
+(``/EVRNService.svc``, ``/EVRNContentService.svc``) or HSAPI (everything else).
 
 Every API request (not the control API) is appended to ``Sandbox.requests`` before it is
 answered: ``{"method", "path", "op", "unit", "status", "faults", "headers"}`` with Authorization
@@ -73,6 +74,11 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_sandbox" or path.startswith("/_sandbox/"):
             status, payload = control.handle(sb, method, path, query, raw)
             self._send(sb, Answer(status, _json(payload), JSON_TYPE, {}, "control"))
+            return
+        if path.startswith("/_channels/") and path.endswith(".ics") and method == "GET":
+            # A channel's calendar export (sandbox/channels.py): not Escapia, not logged as it.
+            status, body, extra = sb.channels.serve(path[len("/_channels/"):-len(".ics")], self.headers)
+            self._send(sb, Answer(status, body, "text/calendar; charset=utf-8", extra, "channel"))
             return
         sb.entered()  # how many API requests are in flight at once (a measure, not a behaviour)
         try:

@@ -22,6 +22,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from escapia_ical.sandbox import hsapi
+from escapia_ical.sandbox.channels import ChannelExports
 from escapia_ical.sandbox.data import SandboxData, utc_now
 from escapia_ical.sandbox.escapianet import CALENDAR_MAX_DAYS, SOAP_FAULT_MODES, SOAP_OPERATIONS
 from escapia_ical.sandbox.faults import FaultSet, make_fault
@@ -69,6 +70,7 @@ class Sandbox(WorkOrderControls):
         self._soap_fault_mode: str | None = None
         self.started_at = utc_now()  # EscapiaNET LastUpdated of a unit without changes
         self.requests: list[dict] = []
+        self.channels = ChannelExports()  # channel calendar exports (sandbox/channels.py): not Escapia
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self._httpd.sandbox = self  # type: ignore[attr-defined]

@@ -42,10 +42,11 @@ SPLITS: dict[str, Split] = {
     "names.json": ((), ("generations",)),
     "status.json": ((), ("accounts",), ("accounts", "*"), ("accounts", "*", "units"), ("runs",)),
     "channels.json": ((), ("feeds",), ("feeds", "*")),
+    "imports.json": ((), ("feeds",), ("published",), ("conflicts",)),
 }
 # The documents of an account (accounts/<account>/<name>); token.json stays a file of its own.
 ACCOUNT_DOCUMENTS = ("identity.json", "feeds.json", "changes.json", "escapianet.json", "policy.json",
-                     "names.json")
+                     "names.json", "imports.json")
 _IMPORTED = "store/imported"  # written with the import of the JSON state files, in one transaction
 
 _stores: dict[Path, SqliteStore | None] = {}

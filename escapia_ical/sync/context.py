@@ -47,6 +47,7 @@ class AccountResult:
     fetched: int = 0  # units whose calendar was fetched this run
     responses: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operation, status)
     retired: dict[str, str] = field(default_factory=dict)  # unit -> since when (feeds/lifecycle.py)
+    imports: Any = None  # what its channel imports did (imports/watch.py ImportsResult), if any
 
 @dataclass
 class SyncReport:
@@ -69,7 +70,8 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.failed_units or self.failed_accounts or self.unknown_units)
+        return not (self.failed_units or self.failed_accounts or self.unknown_units
+                    or any(a.imports is not None and a.imports.failing for a in self.accounts.values()))
 
 class Progress:
     """Told about each unit as it is done; the CLI shows a bar only on a terminal."""

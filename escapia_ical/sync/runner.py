@@ -30,7 +30,7 @@ from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
 from escapia_ical.sources import Source, make_source
 from escapia_ical.sources.slots import set_request_slots
-from escapia_ical.sources.stop import leave_signals_to_main
+from escapia_ical.sources.stop import leave_signals_to_main, stop_requested
 from escapia_ical.state import AccountState, state_transaction
 from escapia_ical.sync.context import (
     AccountResult,
@@ -178,6 +178,18 @@ def _run_account(run: RunContext, account: Account, report: SyncReport, found_un
         result.responses = Counter(source.responses_by_status)
         for line in source.notes.lines():
             log.warning("%s: %s", account.name, line)
+    if account.imports is not None and not stop_requested():
+        # After the feeds: conflicts are judged against what this run published (or, if the
+        # account failed, what the last run did: a double booking is still worth seeing).
+        from escapia_ical.imports.watch import watch_imports  # here: only accounts with imports pay
+
+        try:
+            result.imports = watch_imports(run, account)
+        except Exception as exc:  # noqa: BLE001 - the feeds are published; this is the watch only
+            text = describe(exc, account)
+            log.error("%s: channel imports not checked: %s", account.name, text)
+            log.debug("%s: details", account.name, exc_info=not isinstance(exc, EscapiaIcalError))
+            result.error = result.error or f"channel imports not checked: {text}"
 
 
 def _sync_account(run: RunContext, account: Account, source: Source, result: AccountResult,

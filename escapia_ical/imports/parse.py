@@ -1,0 +1,101 @@
+"""A channel's calendar export (.ics) read as the nights it books: pure, no I/O.
+
+Parsed with icalendar; recurring events are expanded within the window by
+recurring-ical-events (RRULE, RDATE, EXDATE and moved occurrences alike). All-day (DATE)
+events are nights already: DTSTART is the first night, DTEND the checkout day. DATE-TIME
+events are read in the unit's time zone (a floating time is taken to be in it): the first
+night is the local date of DTSTART, the checkout day the local date of DTEND, and an event
+that ends on the day it starts still books that night (more is blocked, never less).
+Cancelled events (``STATUS:CANCELLED``) book nothing.
+
+Only dates leave this module, and an opaque key per event (a hash of its UID, for matching
+the same booking across fetches): a channel's SUMMARY, DESCRIPTION or UID may carry a
+guest's name or a reservation code, and none of them is ever kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from escapia_ical.errors import SourceError
+
+MAX_EVENTS = 20_000  # occurrences in the window: far above any real unit's calendar
+ONE_DAY = dt.timedelta(days=1)
+
+
+class ChannelFeedError(SourceError):
+    """A channel's answer is not a calendar we can read."""
+
+
+@dataclass(frozen=True, order=True)
+class ChannelEvent:
+    """Nights a channel event books: ``start`` is the first night, ``end`` the checkout day.
+    ``ours``: its UID is in one of our UID domains (our own feed, echoed back). ``key``:
+    16 hex digits of a hash of its UID, never the UID itself."""
+
+    start: dt.date
+    end: dt.date
+    ours: bool = False
+    key: str = ""
+
+
+def channel_events(body: bytes, start: dt.date, end: dt.date, zone: ZoneInfo | None,
+                   our_domains: Iterable[str]) -> list[ChannelEvent]:
+    """Given a channel's .ics bytes, return the events booking nights in ``[start, end)``,
+    sorted, duplicates dropped. ``zone``: the unit's time zone for DATE-TIME events (None:
+    the host's). ``our_domains``: the UID domains our feeds use (echo detection).
+
+    Raise ChannelFeedError if the body is not an iCalendar VCALENDAR, or books more than
+    MAX_EVENTS occurrences in the window.
+    """
+    import icalendar  # here: only a run with imports due pays for the import
+    import recurring_ical_events
+
+    try:
+        calendar = icalendar.Calendar.from_ical(body)
+    except Exception as exc:  # noqa: BLE001 - the parser raises many kinds for bad input
+        raise ChannelFeedError(f"not an iCalendar file ({exc.__class__.__name__})") from None
+    if getattr(calendar, "name", None) != "VCALENDAR":
+        raise ChannelFeedError("not an iCalendar file (no VCALENDAR)")
+    suffixes = tuple(f"@{domain.lower()}" for domain in our_domains)
+    found: set[ChannelEvent] = set()
+    try:
+        for occurrence in recurring_ical_events.of(calendar, components=["VEVENT"]).between(start, end):
+            if str(occurrence.get("STATUS", "")).strip().upper() == "CANCELLED":
+                continue
+            nights = _nights(occurrence, zone)
+            if nights is None or nights[1] <= start or nights[0] >= end:
+                continue
+            uid = str(occurrence.get("UID", ""))
+            key = hashlib.blake2b(uid.encode("utf-8", "replace"), digest_size=8).hexdigest() if uid else ""
+            found.add(ChannelEvent(nights[0], nights[1], uid.lower().endswith(suffixes), key))
+            if len(found) > MAX_EVENTS:
+                raise ChannelFeedError(f"more than {MAX_EVENTS} events in the window")
+    except ChannelFeedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bad RRULE or date raises from deep inside
+        raise ChannelFeedError(f"cannot read its events ({exc.__class__.__name__})") from None
+    return sorted(found)
+
+
+def _nights(event, zone: ZoneInfo | None) -> tuple[dt.date, dt.date] | None:
+    """Return (first night, checkout day) of an expanded event, or None without a DTSTART."""
+    begin = event.get("DTSTART")
+    if begin is None:
+        return None
+    first = _local_date(begin.dt, zone)
+    finish = event.get("DTEND")
+    checkout = _local_date(finish.dt, zone) if finish is not None else first + ONE_DAY
+    return first, max(checkout, first + ONE_DAY)
+
+
+def _local_date(value: dt.date | dt.datetime, zone: ZoneInfo | None) -> dt.date:
+    if not isinstance(value, dt.datetime):
+        return value
+    if value.tzinfo is None:  # floating: the unit's own local time
+        return value.date()
+    return value.astimezone(zone).date()  # (zone None: the host's time zone)

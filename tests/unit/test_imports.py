@@ -1,0 +1,193 @@
+"""Channel imports: reading exports, telling echoes from bookings, the conflicts, the book,
+the config, and when an export is due (imports/, config/imports.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from escapia_ical.config.imports import ChannelImport, ImportSettings, build_imports, import_problems
+from escapia_ical.imports.book import ECHO_HOURS, FeedRecord, ImportBook
+from escapia_ical.imports.conflicts import DOUBLE_BOOKING, UNSYNCED, find_conflicts
+from escapia_ical.imports.parse import ChannelEvent, ChannelFeedError, channel_events
+from escapia_ical.imports.watch import _due
+
+D = dt.date
+START, END = D(2026, 12, 1), D(2028, 12, 1)
+UTC = ZoneInfo("UTC")
+
+
+def ics(*events: str) -> bytes:
+    body = "".join(f"BEGIN:VEVENT\r\n{e.strip()}\r\nEND:VEVENT\r\n" for e in events)
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n{body}END:VCALENDAR\r\n".encode()
+
+
+def nights(body: bytes, zone=UTC, domains=("calendars.example.com",)) -> list[tuple]:
+    return [(e.start, e.end, e.ours) for e in channel_events(body, START, END, zone, domains)]
+
+
+def test_all_day_events_are_nights_as_they_are():
+    body = ics("UID:a\r\nDTSTART;VALUE=DATE:20261203\r\nDTEND;VALUE=DATE:20261206",
+               "UID:b\r\nDTSTART;VALUE=DATE:20261231\r\nDTEND;VALUE=DATE:20270101",  # year end, one night
+               "UID:c\r\nDTSTART;VALUE=DATE:20280228\r\nDTEND;VALUE=DATE:20280301",  # over a leap day
+               "UID:d\r\nDTSTART;VALUE=DATE:20261210")  # no DTEND: one day
+    assert nights(body) == [(D(2026, 12, 3), D(2026, 12, 6), False), (D(2026, 12, 10), D(2026, 12, 11), False),
+                            (D(2026, 12, 31), D(2027, 1, 1), False), (D(2028, 2, 28), D(2028, 3, 1), False)]
+
+
+def test_timed_events_are_read_in_the_units_zone():
+    body = ics("UID:a\r\nDTSTART:20261210T150000Z\r\nDTEND:20261212T110000Z",
+               "UID:b\r\nDTSTART;TZID=Europe/Paris:20261220T000000\r\nDURATION:PT2H",  # same day: one night
+               "UID:c\r\nDTSTART:20261224T160000\r\nDTEND:20261226T100000")  # floating: the unit's own time
+    assert nights(body, ZoneInfo("Pacific/Kiritimati")) == [
+        (D(2026, 12, 11), D(2026, 12, 13), False), (D(2026, 12, 20), D(2026, 12, 21), False),
+        (D(2026, 12, 24), D(2026, 12, 26), False)]
+    assert nights(body, ZoneInfo("America/Los_Angeles"))[0] == (D(2026, 12, 10), D(2026, 12, 12), False)
+
+
+def test_recurrences_are_expanded_and_cancelled_events_book_nothing():
+    body = ics("UID:r\r\nDTSTART;VALUE=DATE:20261207\r\nDTEND;VALUE=DATE:20261208\r\n"
+               "RRULE:FREQ=WEEKLY;COUNT=3\r\nEXDATE;VALUE=DATE:20261214",
+               "UID:x\r\nSTATUS:CANCELLED\r\nDTSTART;VALUE=DATE:20261203\r\nDTEND;VALUE=DATE:20261206")
+    assert nights(body) == [(D(2026, 12, 7), D(2026, 12, 8), False), (D(2026, 12, 21), D(2026, 12, 22), False)]
+
+
+def test_our_uids_are_echoes_and_no_uid_is_kept():
+    body = ics("UID:0af3@Calendars.Example.com\r\nDTSTART;VALUE=DATE:20261203\r\nDTEND;VALUE=DATE:20261206",
+               "UID:HM12345-guest@airbnb.com\r\nDTSTART;VALUE=DATE:20261203\r\nDTEND;VALUE=DATE:20261206")
+    events = channel_events(body, START, END, UTC, ["calendars.example.com"])
+    assert sorted(e.ours for e in events) == [False, True]
+    assert all(len(e.key) == 16 and "HM12345" not in e.key for e in events)
+
+
+def test_events_outside_the_window_are_left_out():
+    body = ics("UID:a\r\nDTSTART;VALUE=DATE:20261120\r\nDTEND;VALUE=DATE:20261125",
+               "UID:b\r\nDTSTART;VALUE=DATE:20261130\r\nDTEND;VALUE=DATE:20261202",  # over the start: kept whole
+               "UID:c\r\nDTSTART;VALUE=DATE:20301203\r\nDTEND;VALUE=DATE:20301206")
+    assert nights(body) == [(D(2026, 11, 30), D(2026, 12, 2), False)]
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>maintenance</html>", b"BEGIN:VCARD\r\nEND:VCARD\r\n",
+                                  ics("UID:a\r\nDTSTART;VALUE=DATE:2026-13-45")])
+def test_what_is_not_a_calendar_is_refused_in_one_line(body):
+    with pytest.raises(ChannelFeedError) as raised:
+        channel_events(body, START, END, UTC, [])
+    assert "\n" not in str(raised.value)
+
+
+def span(a: int, b: int) -> tuple[D, D]:
+    return START + dt.timedelta(days=a), START + dt.timedelta(days=b)
+
+
+def event(a: int, b: int, ours: bool = False) -> ChannelEvent:
+    return ChannelEvent(*span(a, b), ours)
+
+
+def found(events, escapia=(), echoes=(), today=0):
+    return [(c.kind, c.nights) for c in find_conflicts("u", "airbnb", events, list(escapia), set(echoes),
+                                                        START + dt.timedelta(days=today), END)]
+
+
+def test_a_booking_on_free_nights_is_unsynced_and_the_same_dates_are_the_same_booking():
+    assert found([event(3, 6)]) == [(UNSYNCED, (span(3, 6),))]
+    assert found([event(3, 6)], escapia=[span(3, 6)]) == []
+    assert found([event(3, 6)], escapia=[span(3, 5)]) == [(DOUBLE_BOOKING, (span(3, 5),)), (UNSYNCED, (span(5, 6),))]
+
+
+def test_a_booking_over_another_stay_is_a_double_booking():
+    assert found([event(3, 6)], escapia=[span(1, 4)]) == [(DOUBLE_BOOKING, (span(3, 4),)), (UNSYNCED, (span(4, 6),))]
+    assert found([event(3, 6)], escapia=[span(1, 10)]) == [(DOUBLE_BOOKING, (span(3, 6),))]
+
+
+def test_echoes_raise_nothing_however_the_channel_words_them():
+    escapia = [span(3, 5), span(5, 7)]  # back to back
+    assert found([event(3, 7)], escapia=escapia) == []  # merged by the channel
+    assert found([event(20, 22, ours=True)], escapia=escapia) == []  # our UID
+    assert found([event(10, 12)], escapia=escapia, echoes=[span(10, 12)]) == []  # published lately
+
+
+def test_past_nights_are_not_conflicts():
+    assert found([event(3, 6)], today=5) == [(UNSYNCED, (span(5, 6),))]
+    assert found([event(3, 6)], today=6) == []
+
+
+def test_the_book_keeps_released_blocks_for_echoes_only_for_a_while(tmp_path):
+    book = ImportBook(tmp_path / "imports.json")
+    now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+    assert book.note_published("u", [span(3, 6)], now) == {span(3, 6)}
+    assert book.note_published("u", [], now + dt.timedelta(hours=1)) == {span(3, 6)}
+    assert book.note_published("u", [], now + dt.timedelta(hours=ECHO_HOURS + 2)) == set()
+
+
+def test_the_book_round_trips_and_drops_what_is_wrong_shaped(tmp_path, caplog):
+    from escapia_ical.state import read_state, write_state
+
+    tmp_path = tmp_path / "state" / "accounts" / "a"
+    tmp_path.mkdir(parents=True)
+    book = ImportBook(tmp_path / "imports.json")
+    now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+    book.feeds["u airbnb"] = FeedRecord(now, '"e"', None, [event(3, 6), event(8, 9, ours=True)])
+    book.conflicts["u|airbnb|unsynced|x"] = {"unit": "u", "since": now.isoformat()}
+    book.save()
+    again = ImportBook.load(tmp_path)
+    assert again.feeds == book.feeds and again.conflicts == book.conflicts
+    data = read_state(tmp_path / "imports.json")
+    data["feeds"]["v vrbo"] = {"events": [["2026-12-05", "2026-12-01", "", 0]]}  # inverted
+    data["conflicts"]["y"] = {"since": "yesterday"}
+    write_state(tmp_path / "imports.json", data)
+    again = ImportBook.load(tmp_path)
+    assert set(again.feeds) == {"u airbnb"} and set(again.conflicts) == {"u|airbnb|unsynced|x"}
+    assert "feeds['v vrbo'] ignored; conflicts['y'] ignored" in caplog.text
+
+
+def settings(every=15.0) -> ImportSettings:
+    return ImportSettings((ChannelImport("u", "airbnb", "https://x.example/a.ics"),), every)
+
+
+def test_an_export_is_due_once_per_period_at_its_own_point_of_it():
+    feed = settings().feeds[0]
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    assert _due(None, feed, start, settings())
+    ticks = [start + dt.timedelta(minutes=5 * i) for i in range(1, 37)]  # 3 hours of 5-minute ticks
+    fetched, fetches = start, 0
+    for tick in ticks:
+        if _due(FeedRecord(fetched), feed, tick, settings()):
+            fetched, fetches = tick, fetches + 1
+    assert fetches == 12  # every 15 minutes, never twice in a period
+    assert _due(FeedRecord(start, error="HTTP 500"), feed, start + dt.timedelta(minutes=5), settings())
+
+
+def test_exports_spread_over_the_ticks():
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    feeds = [ChannelImport(f"u{i}", "airbnb", "https://x.example/a.ics") for i in range(300)]
+    per_tick = [sum(_due(FeedRecord(start), f, start + dt.timedelta(minutes=m), settings()) for f in feeds)
+                for m in (5, 10, 15)]
+    assert all(n >= 60 for n in per_tick[:1]) and per_tick[-1] == 300  # not all at the first tick
+
+
+def test_config_problems_are_named_where_they_are():
+    problems = import_problems({"time_zone": "europe/lisbon", "units": {"u": [
+        {"channel": "airbnb", "url": "https://a.example/x.ics"},
+        {"channel": "airbnb", "url": "http://b.example/x.ics"},
+        {"channel": "vrbo", "url": "https://user:pw@c.example/x.ics"},
+        {"channel": "bk", "url": "http://127.0.0.1:8080/x.ics", "time_zone": "Mars/Olympus"}]}}, ("imports",))
+    text = {(p.path, p.message) for p in problems}
+    assert (("imports", "time_zone"), "unknown time zone 'europe/lisbon' (did you mean Europe/Lisbon?)") in text
+    assert any(p.path == ("imports", "units", "u", 1, "channel") and "twice" in p.message for p in problems)
+    assert any(p.path == ("imports", "units", "u", 1, "url") and "https" in p.message for p in problems)
+    assert any(p.path == ("imports", "units", "u", 2, "url") and "password" in p.message for p in problems)
+    assert any(p.path == ("imports", "units", "u", 3, "time_zone") for p in problems)
+    assert len(problems) == 5
+
+
+def test_the_settings_and_their_secrets():
+    built = build_imports({"every_minutes": 10, "time_zone": "Europe/Lisbon", "units": {
+        1020: [{"channel": "airbnb", "url": "https://a.example/x.ics?s=secret"},
+               {"channel": "vrbo", "url": "https://b.example/y.ics", "time_zone": "UTC"}]}})
+    assert built is not None and built.every_minutes == 10.0
+    assert [(f.unit, f.channel, f.time_zone, f.host) for f in built.feeds] == [
+        ("1020", "airbnb", "Europe/Lisbon", "a.example"), ("1020", "vrbo", "UTC", "b.example")]
+    assert "secret" not in repr(built) and built.urls[0].endswith("s=secret")
+    assert build_imports(None) is None
