@@ -21,6 +21,7 @@ import click
 from escapia_ical.channels import ChannelBook, update_channels
 from escapia_ical.config import Account, Config, load_config
 from escapia_ical.config.deep import deep_problems
+from escapia_ical.config.positions import one_line
 from escapia_ical.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -153,12 +154,35 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
             log.error("%s", line)
         code = 1 if report.stuck and code == 0 else code  # an account is not being synced
         if pinged:
-            ping(config.healthcheck_url, str(code))
+            ping(config.healthcheck_url, str(code), body=failure_body(report) if code else None)
     if not report.accounts and not report.stuck:
         holders = "; ".join(f"{name}: {holder.describe()}" for name, holder in report.skipped.items())
         raise LockHeld(f"every account is being synced by another run ({holders})")
     _log_summary(report, time.monotonic() - clock)
     return code
+
+
+def failure_body(report: SyncReport) -> str:
+    """What failed in the run, for the failure ping's body (healthchecks.io shows it): the
+    accounts and units that failed (the first 20) and every open conflict of the
+    double-booking watch, new ones first. Dates, ids and errors only: no secret."""
+    lines = [f"{a.name}: {a.error}" for a in report.failed_accounts]
+    failed = report.failed_units
+    lines += [f"{u.account}/{u.unit_id}: {u.error}" for u in failed[:20]]
+    if len(failed) > 20:
+        lines.append(f"... and {len(failed) - 20} more failed units (escapia-ical status lists them)")
+    for name, result in report.accounts.items():
+        watch = result.imports
+        if watch is None:
+            continue
+        for key in [*watch.new, *sorted(set(watch.conflicts) - set(watch.new))]:
+            conflict = watch.conflicts.get(key, {})
+            fresh = "NEW " if key in watch.new else ""
+            lines.append(f"{fresh}conflict {name}/{conflict.get('unit')}: {conflict.get('text')}")
+        for blind in watch.blind:
+            unit, _, channel = blind.rpartition(" ")
+            lines.append(f"{name}/{unit}: not watched: its {channel} export keeps failing")
+    return "".join(f"{one_line(redact(line))}\n" for line in lines)
 
 
 def _track_channels(config: Config) -> None:

@@ -20,6 +20,7 @@ from escapia_ical.sources.watchdog import new_session, time_limit
 
 log = logging.getLogger(__name__)
 TIMEOUT = 10.0  # seconds for the whole ping, redirects included
+MAX_BODY = 10_000  # bytes of a failure ping's body (healthchecks.io keeps 100 kB)
 _LIBRARIES = ("urllib3", "requests")  # their loggers print hosts and request paths
 _pinging = threading.local()
 
@@ -34,11 +35,12 @@ class _HideWhilePinging(logging.Filter):
 _HIDE = _HideWhilePinging()
 
 
-def ping(url: str | None, suffix: str, deadline: float | None = None) -> None:
+def ping(url: str | None, suffix: str, deadline: float | None = None, body: str | None = None) -> None:
     """Send one ping to ``url`` + ``/suffix`` (nothing if no URL is configured), taking at
-    most TIMEOUT seconds, and ending by ``deadline`` (time.monotonic()) if one is given.
-    Never raise for a failed ping: warn, without the URL. Not cut short by request_stop(),
-    so that a stopped run still reports its exit code."""
+    most TIMEOUT seconds, and ending by ``deadline`` (time.monotonic()) if one is given;
+    ``body`` (what failed: shown by healthchecks.io with the ping) is sent as plain text,
+    cut at MAX_BODY bytes. Never raise for a failed ping: warn, without the URL. Not cut
+    short by request_stop(), so that a stopped run still reports its exit code."""
     if not url:
         return
     limit = TIMEOUT if deadline is None else min(TIMEOUT, deadline - time.monotonic())
@@ -51,8 +53,12 @@ def ping(url: str | None, suffix: str, deadline: float | None = None) -> None:
         with new_session() as session, time_limit(limit, stoppable=False) as scope:
             try:
                 # stream: the status is the answer; the body is never read.
+                data = body.encode("utf-8")[:MAX_BODY] if body else None
+                headers = {"User-Agent": USER_AGENT}
+                if data:
+                    headers["Content-Type"] = "text/plain; charset=utf-8"
                 with session.post(f"{url}/{suffix}", timeout=(limit, limit), allow_redirects=True,
-                                  headers={"User-Agent": USER_AGENT}, stream=True) as response:
+                                  headers=headers, data=data, stream=True) as response:
                     status = response.status_code
                 failure = f"HTTP {status}" if status >= 400 else None
             except requests.RequestException as exc:

@@ -7,6 +7,7 @@ writes a temp file beside the target and renames it: the collector never reads h
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,17 @@ class StatusCollector(Collector):
                        ["account", "operation", "status"],
                        [([a, *key.rsplit(" ", 1)], n) for a, e in accounts.items()
                         for key, n in e.get("responses_total", {}).items()])
+        # The double-booking watch (imports/): open conflicts, and exports failing too long.
+        conflicts = Counter((a, str(c.get("unit")), str(c.get("channel")), str(c.get("kind")))
+                            for a, e in accounts.items() for c in (e.get("conflicts") or {}).values()
+                            if isinstance(c, dict))
+        yield _gauge("escapia_ical_conflicts", "Open conflicts between a channel's bookings and Escapia "
+                     "(kind: unsynced, double_booking).", ["account", "unit", "channel", "kind"],
+                     [(list(key), n) for key, n in sorted(conflicts.items())])
+        yield _gauge("escapia_ical_import_failing", "1 while a channel export fails to be read (its last "
+                     "events are kept).", ["account", "unit", "channel"],
+                     [([a, *name.rsplit(" ", 1)], 1) for a, e in accounts.items()
+                      for name in (e.get("imports_failing") or {})])
         if self.channels is not None:
             yield _gauge("escapia_ical_channel_last_fetch_timestamp_seconds",
                          "When each channel last fetched each feed (from the nginx access log).",

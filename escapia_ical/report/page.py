@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from escapia_ical.config import Config
+from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
+from escapia_ical.feeds.spans import Span
 from escapia_ical.report.channels import ChannelFetch, channel_fetches
 from escapia_ical.report.strip import NIGHT_KINDS, STRIP_NIGHTS, night_strip
 from escapia_ical.state import AccountState
@@ -50,6 +52,7 @@ def gather_page(config: Config, now: dt.datetime, today: dt.date, max_age: dt.ti
                    if "retired" not in e and isinstance(e.get("unit"), str)}  # not an old name in grace
         holds = HoldBook.load(state.folder).holds
         channels = fetches(config.state_dir, account.name)
+        conflicts = _conflict_nights(entry.get("conflicts"))
         units = []
         for row in (r for r in rows if r["account"] == account.name):
             unit, (file_name, stamp) = row["unit"], current.get(row["unit"], (None, None))
@@ -60,7 +63,8 @@ def gather_page(config: Config, now: dt.datetime, today: dt.date, max_age: dt.ti
                 "age": format_age(row["age_seconds"]), "last_success": stored.get("last_success"),
                 "last_change": stored.get("last_change"), "last_error": row["last_error"],
                 "retired": row["retired"], "channels": sorted(channels.get(unit, {}).items()),
-                "strip": night_strip(stamp, hold.lost if hold else [], today),
+                "strip": night_strip(stamp, hold.lost if hold else [], today,
+                                     conflicts=conflicts.get(unit, [])),
                 "url": f"{base_url.rstrip('/')}/{account.name}/{file_name}"
                 if base_url and file_name else None,
             })
@@ -79,6 +83,16 @@ def gather_page(config: Config, now: dt.datetime, today: dt.date, max_age: dt.ti
         "failed": sum(1 for a in accounts for u in a["units"] if u["health"] == "failed"),
         "ok": not runs_note and not any(a["alerting"] or a["notes"] for a in accounts),
     }
+
+
+def _conflict_nights(conflicts: Any) -> dict[str, list[Span]]:
+    """The nights of each unit's open conflicts (status, imports/watch.py)."""
+    nights: dict[str, list[Span]] = {}
+    for conflict in conflicts.values() if isinstance(conflicts, dict) else ():
+        if isinstance(conflict, dict):
+            found = spans.decode(conflict.get("nights")) or []
+            nights.setdefault(str(conflict.get("unit")), []).extend(found)
+    return nights
 
 
 def _runs_since(runs: list[dict[str, Any]], since: dt.datetime) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Kinds come from what the state stores (sync/stamps.py): the ranges a feed shows, the
 placeholder nights published blocked because Escapia's answer did not cover them
-(``unknown``), and the losses the publish policy holds back (feeds/holds.py). Escapia's
+(``unknown``), the losses the publish policy holds back (feeds/holds.py) and the nights
+of open conflicts with channel bookings (imports/, from the status). Escapia's
 reason for a block (a stay, an owner hold, maintenance) is not stored today, so every
 stored range is "blocked"; :func:`range_kind` is where a stored kind would be read.
 """
@@ -26,6 +27,8 @@ NIGHT_KINDS = {
                "so they look alike)",
     "unknown": "blocked as a precaution: Escapia's answer did not cover this night",
     "held": "blocked although Escapia freed it: a loss the publish policy holds (see accept)",
+    "conflict": "a channel booking disagrees with Escapia on this night (unsynced or a double booking: "
+                "see the account's notes)",
 }
 
 
@@ -41,9 +44,10 @@ def range_kind(entry: dict[str, Any], start: dt.date, end: dt.date) -> str:
 
 
 def night_strip(entry: dict[str, Any] | None, held: Iterable[Span], today: dt.date,
-                nights: int = STRIP_NIGHTS) -> list[Night] | None:
-    """Return ``nights`` Nights from ``today`` for a unit's feeds.json ``entry`` and the
-    nights its publish policy holds (``held``); None if the entry stores no ranges (never
+                nights: int = STRIP_NIGHTS, conflicts: Iterable[Span] = ()) -> list[Night] | None:
+    """Return ``nights`` Nights from ``today`` for a unit's feeds.json ``entry``, the
+    nights its publish policy holds (``held``) and the nights of its open conflicts with
+    channel bookings (``conflicts``, imports/); None if the entry stores no ranges (never
     published, or its state is unreadable: an all-free strip would be a lie)."""
     ranges = stored_ranges(entry)
     if entry is None or ranges is None:
@@ -53,6 +57,7 @@ def night_strip(entry: dict[str, Any] | None, held: Iterable[Span], today: dt.da
     layers = [([(r.start, r.end)], range_kind(entry, r.start, r.end)) for r in ranges]
     layers.append((spans.decode(entry.get("unknown", "")) or [], "unknown"))
     layers.append((list(held), "held"))
+    layers.append((list(conflicts), "conflict"))
     for layer, kind in layers:  # later layers say more about a night than earlier ones
         for start, stop in spans.normalize(layer):
             day = max(start, today)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conftest import account_yaml, write_config
 
@@ -181,3 +183,45 @@ def _age_fetches(path) -> None:
         fetched = dt.datetime.fromisoformat(record["fetched"]) - dt.timedelta(hours=1)
         record["fetched"] = fetched.isoformat(timespec="seconds")
     write_state(path, data)
+
+
+def test_conflicts_reach_metrics_and_the_failure_pings_body(deployment):
+    bodies: list[tuple[str, str]] = []
+
+    class Pings(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("Content-Length") or 0)
+            bodies.append((self.path, self.rfile.read(length).decode()))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _configure(deployment)
+        text = deployment.config.read_text()
+        deployment.config.write_text(f"metrics_file: metrics.prom\nhealthcheck_url: "
+                                     f"http://127.0.0.1:{server.server_address[1]}/ping/uuid\n{text}")
+        _export(deployment, "airbnb-105", [_stay(10, 13)])
+        _export(deployment, "vrbo-105", [_stay(20, 22)])
+        assert _sync(deployment).returncode == 1
+    finally:
+        server.shutdown()
+    metrics = (deployment.root / "metrics.prom").read_text()
+    for channel in ("airbnb", "vrbo"):
+        assert (f'escapia_ical_conflicts{{account="sandbox",channel="{channel}",kind="unsynced",unit="{UNIT}"}} 1.0'
+                in metrics), metrics
+    [(path, body)] = [(p, b) for p, b in bodies if not p.endswith("/start")]
+    assert path.endswith("/1")
+    assert body.count("NEW conflict sandbox/1020-105: ") == 2 and "airbnb booking" in body, body
+    assert SECRET not in body and "Jane Doe" not in body
+    # The status page marks the nights on the unit's strip, and lists the conflicts.
+    report = deployment.run("report", "--html", str(deployment.root / "status.html"))
+    assert report.returncode in (0, 2), report.stderr
+    page = (deployment.root / "status.html").read_text()
+    marked = {(TODAY + d * DAY).isoformat() for d in (10, 11, 12, 20, 21)}
+    assert {n for n in marked if f'data-night="{n}" data-kind="conflict"' in page} == marked
+    assert page.count('data-kind="conflict"') == 5 and "airbnb booking" in page
