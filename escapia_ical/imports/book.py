@@ -36,7 +36,8 @@ class FeedRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {"fetched": _iso(self.fetched), "etag": self.etag, "modified": self.modified,
-                "events": [[e.start.isoformat(), e.end.isoformat(), e.key, int(e.ours)] for e in self.events],
+                "events": [[e.start.isoformat(), e.end.isoformat(), e.key, int(e.ours), int(e.block)]
+                           for e in self.events],
                 "error": self.error, "failing_since": _iso(self.failing_since)}
 
     @classmethod
@@ -44,8 +45,8 @@ class FeedRecord:
         if not isinstance(data, dict) or not isinstance(data.get("events"), list):
             return None
         try:
-            events = [ChannelEvent(dt.date.fromisoformat(s), dt.date.fromisoformat(e), bool(o), str(k))
-                      for s, e, k, o in data["events"]]
+            events = [ChannelEvent(dt.date.fromisoformat(s), dt.date.fromisoformat(e), bool(o), str(k),
+                                   bool(b)) for s, e, k, o, b in data["events"]]
         except (TypeError, ValueError):
             return None
         if any(e.end <= e.start for e in events):

@@ -7,18 +7,22 @@ blocks because Escapia's answer did not cover them included. So a night Escapia 
 speak for is never reported as free.
 
 An **echo** is our own feed coming back: a channel imports our feed and exports those blocks
-again ("Not available"), often under UIDs of its own. An event is an echo if its UID is in
-one of our UID domains, or if its dates are exactly those of a block we publish or
-published lately (a channel polls our feed only every 1-12 hours, so a block Escapia
-released this morning may still come back this afternoon): such an event says nothing
-Escapia does not already say. Its SUMMARY is not used: ours ("Reserved" by default) is
-Airbnb's own word for a real booking.
+again ("Not available"), often under UIDs of its own, merged or cut around its own
+bookings. An event is an echo if its UID is in one of our UID domains; if its dates are
+exactly those of a block we publish or published lately (a channel polls our feed only
+every 1-12 hours, so a block Escapia released this morning may still come back this
+afternoon); or if the channel words it as a block (parse.py) and every night of it is one
+we block or blocked lately. Such an event says nothing Escapia does not already say. A
+*booking* inside a stay of other dates stays a double booking, however it is worded. Our
+SUMMARY is not used to tell echoes: ours ("Reserved" by default) is Airbnb's own word for
+a real booking.
 
 Of the other events, from today on:
 
 ``unsynced``        nights of the booking Escapia shows free: Escapia can sell them again.
 ``double_booking``  nights of the booking Escapia also blocks for a stay of other dates
-                    (the same dates are the same booking, entered in both).
+                    (the same dates are the same booking, entered in both). Not for a
+                    block: a channel's block over a stay books nothing.
 """
 
 from __future__ import annotations
@@ -68,14 +72,16 @@ def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], esca
     """Return the conflicts of one channel's ``events`` for ``unit`` against ``escapia``
     (the whole blocked ranges our feed shows), on the nights from ``today`` up to
     ``until``. ``echoes``: ranges we publish or published lately (an event with exactly
-    those dates is our own block come back)."""
+    those dates, or a block within their nights, is our own block come back)."""
     ranges = sorted(set(escapia))
     blocked = spans.normalize(ranges)
-    same = set(ranges) | set(blocked) | set(echoes)
+    echoed = set(echoes)
+    same = set(ranges) | set(blocked) | echoed
+    ours = spans.union(blocked, echoed)
     found = []
     for event in events:
         whole = (event.start, event.end)
-        if event.ours or whole in same:
+        if event.ours or whole in same or (event.block and not spans.subtract([whole], ours)):
             continue
         ahead = spans.clip([whole], today, until)
         if not ahead:
@@ -83,7 +89,7 @@ def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], esca
         free = spans.subtract(ahead, blocked)
         if free:
             found.append(Conflict(unit, channel, UNSYNCED, event.start, event.end, tuple(free)))
-        taken = spans.intersect(ahead, blocked)
+        taken = [] if event.block else spans.intersect(ahead, blocked)  # a block over a stay books nothing
         if taken:
             found.append(Conflict(unit, channel, DOUBLE_BOOKING, event.start, event.end, tuple(taken)))
     return sorted(set(found))

@@ -8,9 +8,11 @@ night is the local date of DTSTART, the checkout day the local date of DTEND, an
 that ends on the day it starts still books that night (more is blocked, never less).
 Cancelled events (``STATUS:CANCELLED``) book nothing.
 
-Only dates leave this module, and an opaque key per event (a hash of its UID, for matching
-the same booking across fetches): a channel's SUMMARY, DESCRIPTION or UID may carry a
-guest's name or a reservation code, and none of them is ever kept.
+Only dates leave this module, an opaque key per event (a hash of its UID, for matching the
+same booking across fetches) and whether the channel words it as a block rather than a
+booking (its SUMMARY says "not available", "blocked", "closed" or "unavailable": Airbnb's
+imported and manual blocks, Booking.com's closed dates): a channel's SUMMARY, DESCRIPTION
+or UID may carry a guest's name or a reservation code, and none of them is ever kept.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from escapia_ical.errors import SourceError
 
 MAX_EVENTS = 20_000  # occurrences in the window: far above any real unit's calendar
 ONE_DAY = dt.timedelta(days=1)
+BLOCK_WORDS = ("not available", "unavailable", "blocked", "closed")
 
 
 class ChannelFeedError(SourceError):
@@ -35,12 +38,14 @@ class ChannelFeedError(SourceError):
 class ChannelEvent:
     """Nights a channel event books: ``start`` is the first night, ``end`` the checkout day.
     ``ours``: its UID is in one of our UID domains (our own feed, echoed back). ``key``:
-    16 hex digits of a hash of its UID, never the UID itself."""
+    16 hex digits of a hash of its UID, never the UID itself. ``block``: worded as a block,
+    not a booking (see the module)."""
 
     start: dt.date
     end: dt.date
     ours: bool = False
     key: str = ""
+    block: bool = False
 
 
 def channel_events(body: bytes, start: dt.date, end: dt.date, zone: ZoneInfo | None,
@@ -72,7 +77,9 @@ def channel_events(body: bytes, start: dt.date, end: dt.date, zone: ZoneInfo | N
                 continue
             uid = str(occurrence.get("UID", ""))
             key = hashlib.blake2b(uid.encode("utf-8", "replace"), digest_size=8).hexdigest() if uid else ""
-            found.add(ChannelEvent(nights[0], nights[1], uid.lower().endswith(suffixes), key))
+            summary = str(occurrence.get("SUMMARY", "")).lower()
+            block = any(word in summary for word in BLOCK_WORDS)
+            found.add(ChannelEvent(nights[0], nights[1], uid.lower().endswith(suffixes), key, block))
             if len(found) > MAX_EVENTS:
                 raise ChannelFeedError(f"more than {MAX_EVENTS} events in the window")
     except ChannelFeedError:

@@ -81,8 +81,8 @@ def span(a: int, b: int) -> tuple[D, D]:
     return START + dt.timedelta(days=a), START + dt.timedelta(days=b)
 
 
-def event(a: int, b: int, ours: bool = False) -> ChannelEvent:
-    return ChannelEvent(*span(a, b), ours)
+def event(a: int, b: int, ours: bool = False, block: bool = False) -> ChannelEvent:
+    return ChannelEvent(*span(a, b), ours, block=block)
 
 
 def found(events, escapia=(), echoes=(), today=0):
@@ -106,6 +106,19 @@ def test_echoes_raise_nothing_however_the_channel_words_them():
     assert found([event(3, 7)], escapia=escapia) == []  # merged by the channel
     assert found([event(20, 22, ours=True)], escapia=escapia) == []  # our UID
     assert found([event(10, 12)], escapia=escapia, echoes=[span(10, 12)]) == []  # published lately
+    # A block within our nights (cut around the channel's own booking) is an echo; a booking is not.
+    assert found([event(4, 6, block=True)], escapia=escapia) == []
+    assert found([event(4, 6)], escapia=escapia) == [(DOUBLE_BOOKING, (span(4, 6),))]
+    assert found([event(4, 9, block=True)], escapia=escapia) == [(UNSYNCED, (span(7, 9),))]
+
+
+def test_blocks_are_told_from_bookings_by_their_wording_which_is_not_kept():
+    body = ics("UID:a\r\nSUMMARY:Airbnb (Not available)\r\nDTSTART;VALUE=DATE:20261203\r\nDTEND;VALUE=DATE:20261206",
+               "UID:b\r\nSUMMARY:CLOSED - Not available\r\nDTSTART;VALUE=DATE:20261210\r\nDTEND;VALUE=DATE:20261211",
+               "UID:c\r\nSUMMARY:Reserved - Jane Doe\r\nDTSTART;VALUE=DATE:20261220\r\nDTEND;VALUE=DATE:20261221")
+    events = channel_events(body, START, END, UTC, [])
+    assert [e.block for e in events] == [True, True, False]
+    assert "Jane" not in repr(events)
 
 
 def test_past_nights_are_not_conflicts():
@@ -134,7 +147,7 @@ def test_the_book_round_trips_and_drops_what_is_wrong_shaped(tmp_path, caplog):
     again = ImportBook.load(tmp_path)
     assert again.feeds == book.feeds and again.conflicts == book.conflicts
     data = read_state(tmp_path / "imports.json")
-    data["feeds"]["v vrbo"] = {"events": [["2026-12-05", "2026-12-01", "", 0]]}  # inverted
+    data["feeds"]["v vrbo"] = {"events": [["2026-12-05", "2026-12-01", "", 0, 0]]}  # inverted
     data["conflicts"]["y"] = {"since": "yesterday"}
     write_state(tmp_path / "imports.json", data)
     again = ImportBook.load(tmp_path)
