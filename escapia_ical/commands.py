@@ -182,6 +182,9 @@ def failure_body(report: SyncReport) -> str:
         for blind in watch.blind:
             unit, _, channel = blind.rpartition(" ")
             lines.append(f"{name}/{unit}: not watched: its {channel} export keeps failing")
+        lines += [f"{name}/{failed} (write-back)" for failed in watch.writes.failed]
+        if watch.writes.forbidden_now:
+            lines.append(f"{name}: {watch.writes.off}")
     return "".join(f"{one_line(redact(line))}\n" for line in lines)
 
 

@@ -179,7 +179,7 @@ _ACCOUNT_FIELDS = {
     "last_attempt": _TIME, "last_success": _TIME, "last_error": _ERROR, "units": _MAPPING,
     "requests": _COUNTS, "responses": _COUNTS, "responses_total": _COUNTS, "feeds_rewritten": _COUNT,
     "feeds_rewritten_total": _COUNT, "unit_errors": _COUNT, "units_fetched": _COUNT,
-    "conflicts": _MAPPING, "imports_failing": _MAPPING, "imports_blind": _LIST,
+    "conflicts": _MAPPING, "imports_failing": _MAPPING, "imports_blind": _LIST, "write_back_off": _ERROR,
 }
 _UNIT_FIELDS = {
     "last_attempt": _TIME, "last_success": _TIME, "last_change": _TIME, "last_error": _ERROR,
@@ -225,8 +225,9 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
             entry["imports_failing"] = {name: _public(error)
                                         for name, error in sorted(result.imports.failed.items())}
             entry["imports_blind"] = list(result.imports.blind)
+            entry["write_back_off"] = result.imports.writes.off
         elif result.error is None:  # no imports (any more): nothing is watched, nothing open
-            for key in ("conflicts", "imports_failing", "imports_blind"):
+            for key in ("conflicts", "imports_failing", "imports_blind", "write_back_off"):
                 entry.pop(key, None)
         for outcome in result.units:
             unit = entry["units"].setdefault(outcome.unit_id, {})
@@ -391,6 +392,8 @@ def _watch_notes(account: str, entry: dict[str, Any]) -> list[dict[str, str]]:
         notes.append({"account": account, "unit": unit, "kind": "import",
                       "problem": f"{unit}: not watched for double bookings: its {channel} export keeps "
                                  f"failing ({failing.get(name) or 'see the sync log'})"})
+    if isinstance(entry.get("write_back_off"), str):
+        notes.append({"account": account, "kind": "write_back", "problem": entry["write_back_off"]})
     return notes
 
 

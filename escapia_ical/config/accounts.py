@@ -147,7 +147,7 @@ def check_accounts(data: dict, lines: dict[KeyPath, int],
         if isinstance(url, str) and url and (message := url_problem(url, DEFAULT_BASE_URLS[api])):
             problems.append(Problem(where + ("base_url",), message))
         problems += _unit_problems(account.get("units"), where, lines, is_sensitive)
-        problems += import_problems(account.get("imports"), where + ("imports",))
+        problems += import_problems(account.get("imports"), where + ("imports",), api)
     return problems
 
 

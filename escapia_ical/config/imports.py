@@ -3,6 +3,8 @@ bookings Escapia does not know (escapia_ical/imports).
 
     imports:
       every_minutes: 15            # how often each export is fetched (spread over ticks)
+      block_in_escapia: false      # HSAPI: a work order blocks each unsynced booking (opt-in)
+      max_writes_per_run: 20       # work orders created, moved or closed per run at most
       time_zone: Europe/Lisbon     # DATE-TIME events are read in it (default: the host's)
       units:
         "1020-10001":
@@ -44,6 +46,8 @@ IMPORTS_SCHEMA: dict[str, Any] = {
         "every_minutes": {"type": "number", "minimum": 1, "maximum": 1440},
         "time_zone": _ZONE,
         "max_bytes": {"type": "integer", "minimum": 65536, "maximum": 32 * 1024 * 1024},
+        "block_in_escapia": {"type": "boolean"},
+        "max_writes_per_run": {"type": "integer", "minimum": 1, "maximum": 1000},
         "units": {"type": "object", "minProperties": 1,
                   "additionalProperties": {"type": "array", "minItems": 1, "items": IMPORT_SCHEMA}},
     },
@@ -76,6 +80,9 @@ class ImportSettings:
     feeds: tuple[ChannelImport, ...]
     every_minutes: float = 15.0
     max_bytes: int = 4 * 1024 * 1024
+    # Write-back (imports/writeback.py): an HSAPI work order blocks each unsynced booking.
+    block_in_escapia: bool = False
+    max_writes_per_run: int = 20
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -89,16 +96,20 @@ def build_imports(data: Mapping[str, Any] | None) -> ImportSettings | None:
     zone = data.get("time_zone")
     feeds = tuple(ChannelImport(str(unit), entry["channel"], entry["url"], entry.get("time_zone", zone))
                   for unit, entries in data["units"].items() for entry in entries)
-    return ImportSettings(feeds, float(data.get("every_minutes", 15)), int(data.get("max_bytes", 4 << 20)))
+    return ImportSettings(feeds, float(data.get("every_minutes", 15)), int(data.get("max_bytes", 4 << 20)),
+                          bool(data.get("block_in_escapia", False)), int(data.get("max_writes_per_run", 20)))
 
 
-def import_problems(data: Any, where: KeyPath) -> list[Problem]:
-    """Given an ``imports`` mapping (checked against the schema separately), return what the
-    schema cannot say: URLs that are not https (loopback aside), unknown time zones, a
-    channel named twice for one unit."""
+def import_problems(data: Any, where: KeyPath, api: str = "hsapi") -> list[Problem]:
+    """Given an ``imports`` mapping (checked against the schema separately) of an account of
+    ``api``, return what the schema cannot say: URLs that are not https (loopback aside),
+    unknown time zones, a channel named twice for one unit, write-back without work orders."""
     if not isinstance(data, dict):
         return []
     problems = _zone_problems(data.get("time_zone"), where + ("time_zone",))
+    if data.get("block_in_escapia") is True and api != "hsapi":
+        problems.append(Problem(where + ("block_in_escapia",), "EscapiaNET has no work orders to block "
+                                "dates with: imports on an escapianet account detect conflicts only"))
     units = data.get("units")
     for unit, entries in units.items() if isinstance(units, dict) else ():
         seen: set[str] = set()

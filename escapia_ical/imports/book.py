@@ -64,6 +64,10 @@ class ImportBook:
     feeds: dict[str, FeedRecord] = field(default_factory=dict)  # "<unit> <channel>" -> record
     published: dict[str, dict[str, str]] = field(default_factory=dict)  # unit -> "s/e" -> "" or gone at
     conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # conflict id -> what it is
+    # Write-back (imports/writeback.py): "<unit> <channel> <event identity>" -> the work order
+    # of ours that blocks it; and the account's write-back state (a 403's time).
+    writes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    write_back: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, folder: Path) -> ImportBook:
@@ -93,6 +97,14 @@ class ImportBook:
                 book.conflicts[key] = value
             else:
                 problems.append(f"conflicts[{key[:60]!r}]")
+        for key, value in _mapping(data, "writes", problems).items():
+            if isinstance(value, dict) and isinstance(value.get("order"), str) and \
+                    all(isinstance(value.get(k), str) for k in ("start", "end")):
+                book.writes[key] = value
+            else:  # (its work order stays in Escapia: said, so that someone closes it)
+                order = value.get("order") if isinstance(value, dict) else "?"
+                problems.append(f"writes[{key[:60]!r}] (work order {str(order)[:20]}: close it by hand)")
+        book.write_back = _mapping(data, "write_back", problems)
         if problems:
             warn_shape(path, [f"{p} ignored" for p in problems])
         return book
@@ -103,6 +115,8 @@ class ImportBook:
             "feeds": {name: record.to_json() for name, record in sorted(self.feeds.items())},
             "published": dict(sorted(self.published.items())),
             "conflicts": dict(sorted(self.conflicts.items())),
+            "writes": dict(sorted(self.writes.items())),
+            "write_back": self.write_back,
         })
 
     def note_published(self, unit: str, ranges: list[Span], now: dt.datetime) -> set[Span]:

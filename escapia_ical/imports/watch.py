@@ -36,6 +36,7 @@ from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.imports.book import FeedRecord, ImportBook, feed_name
 from escapia_ical.imports.conflicts import Conflict, find_conflicts
 from escapia_ical.imports.parse import channel_events
+from escapia_ical.imports.writeback import WriteResult, covered, write_back
 from escapia_ical.sources.http import HttpClient, HttpStatusError
 from escapia_ical.sources.stop import Stopped, leave_signals_to_main
 from escapia_ical.state import AccountState, FeedStamps, moment
@@ -61,14 +62,17 @@ class ImportsResult:
     conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # open now: id -> what
     new: list[str] = field(default_factory=list)  # conflict ids that appeared this run
     closed: list[str] = field(default_factory=list)  # conflict ids that closed this run
+    read: set[str] = field(default_factory=set)  # exports read this run (200 or 304)
+    writes: WriteResult = field(default_factory=WriteResult)  # write-back (writeback.py)
 
     @property
     def failing(self) -> bool:
-        return bool(self.new or self.blind)
+        return bool(self.new or self.blind or self.writes.failed or self.writes.forbidden_now)
 
 
-def watch_imports(run: RunContext, account: Account) -> ImportsResult | None:
-    """Fetch the account's due channel exports and report its conflicts; None if the account
+def watch_imports(run: RunContext, account: Account, source: Any = None) -> ImportsResult | None:
+    """Fetch the account's due channel exports and report its conflicts, and with
+    write-back on (HSAPI ``source``) block unsynced bookings in Escapia; None if the account
     has no imports. Raise StateError if the state cannot be read or written."""
     settings = account.imports
     if settings is None:
@@ -85,6 +89,9 @@ def watch_imports(run: RunContext, account: Account) -> ImportsResult | None:
     stamps = state.feed_stamps()
     found = _conflicts(run, account, settings, book, stamps, now)
     _report(account, book, found, result, now, options.dry_run)
+    if settings.block_in_escapia and source is not None:
+        confirm = dt.timedelta(minutes=max(run.config.feeds.confirm_minutes, settings.every_minutes))
+        result.writes = write_back(account, source, book, found, result.read, now, confirm, options.dry_run)
     limit = dt.timedelta(minutes=max(60.0, 4 * settings.every_minutes))
     for name, record in sorted(book.feeds.items()):
         if record.error and record.failing_since and now - record.failing_since >= limit:
@@ -133,6 +140,7 @@ def _fetch_all(run: RunContext, account: Account, settings: ImportSettings, due:
                         account.name, feed.unit, feed.channel, feed.host, exc, read)
         else:
             with counting:
+                result.read.add(name)
                 if changed:
                     result.fetched += 1
                 else:
@@ -199,13 +207,16 @@ def _conflicts(run: RunContext, account: Account, settings: ImportSettings, book
         ranges = escapia[feed.unit]
         if ranges is None:
             continue
+        # A booking one of our work orders blocks with its dates is settled (writeback.py).
+        settled = covered(book, feed_name(feed.unit, feed.channel), record.events)
+        events = [e for e in record.events if e not in settled]
         # What the feed shows: whole ranges, runs of back-to-back ones (a channel may merge
         # them) and both as cut by the window (the events of the file itself).
         shown = {*ranges, *spans.normalize(ranges)}
         shown |= {(max(s, run.window.start), min(e, run.window.end)) for s, e in shown
                   if min(e, run.window.end) > max(s, run.window.start)}
         echoes = book.note_published(feed.unit, sorted(shown), now)
-        for conflict in find_conflicts(feed.unit, feed.channel, record.events, ranges, echoes, start, until):
+        for conflict in find_conflicts(feed.unit, feed.channel, events, ranges, echoes, start, until):
             found[conflict.id] = conflict
     return found
 

@@ -38,6 +38,7 @@ from escapia_ical.sources.hsapi_work_orders import (
     WorkOrder,
     WorkOrdersForbidden,
     get_work_order,
+    save_work_order,
     search_open_work_orders,
 )
 from escapia_ical.sources.http import HttpClient, HttpStatusError, Sleep
@@ -214,6 +215,11 @@ class HsapiSource:
     def work_order(self, order_id: str) -> WorkOrder | None:
         """Return one work order (GetWorkOrder); None if Escapia does not know it."""
         return get_work_order(self._call, order_id)
+
+    def save_work_order(self, unit: str, start: dt.date, end: dt.date, description: str, *,
+                        order_id: str | None = None, status: str = "Scheduled") -> WorkOrder:
+        """Create or update a work order blocking ``unit`` (sources/hsapi_work_orders.py)."""
+        return save_work_order(self._call, unit, start, end, description, order_id=order_id, status=status)
 
     def _work_orders_of(self, unit_id: str) -> list[WorkOrder] | None:
         """The unit's open work orders: from this run's search, else asked now; None if

@@ -144,6 +144,29 @@ def get_work_order(call: Call, order_id: str) -> WorkOrder | None:
     return parse_work_order(body, f"GetWorkOrder {order_id!r}")
 
 
+def save_work_order(call: Call, unit: str, start: dt.date, end: dt.date, description: str, *,
+                    order_id: str | None = None, status: str = "Scheduled") -> WorkOrder:
+    """Create (no ``order_id``) or update a work order that removes ``unit`` from
+    availability from ``start`` to ``end`` (SaveWorkOrder); return it as Escapia saved it.
+    ``end`` is sent as it is: whether Escapia reads it as the last night removed or the day
+    after is not published, so callers send the checkout day (the reading that cannot
+    leave a booked night open). Raise WorkOrdersForbidden on a 403, SourceError if the
+    answer is not a work order of that unit."""
+    body: dict[str, Any] = {
+        "unit": {"nativePMSID": unit}, "description": description, "status": status,
+        "workOrderRemovesUnitFromAvailability": True,
+        "startDateWhenUnitIsRemovedFromAvailability": start.isoformat(),
+        "endDateWhenUnitIsRemovedFromAvailability": end.isoformat(),
+    }
+    if order_id is not None:
+        body["nativePMSID"] = order_id
+    saved = parse_work_order(_forbidden_as_such(call, "PUT", "SaveWorkOrder", json=body), "SaveWorkOrder")
+    if saved.unit != unit or (order_id is not None and saved.id != order_id):
+        raise SourceError(f"SaveWorkOrder: answered work order {saved.id} of unit {saved.unit}, "
+                          f"not {order_id or 'a new one'} of {unit}")
+    return saved
+
+
 def _forbidden_as_such(call: Call, method: str, operation: str, **kwargs: Any) -> Any:
     try:
         return call(method, operation, **kwargs)

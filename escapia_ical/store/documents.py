@@ -42,7 +42,7 @@ SPLITS: dict[str, Split] = {
     "names.json": ((), ("generations",)),
     "status.json": ((), ("accounts",), ("accounts", "*"), ("accounts", "*", "units"), ("runs",)),
     "channels.json": ((), ("feeds",), ("feeds", "*")),
-    "imports.json": ((), ("feeds",), ("published",), ("conflicts",)),
+    "imports.json": ((), ("feeds",), ("published",), ("conflicts",), ("writes",)),
 }
 # The documents of an account (accounts/<account>/<name>); token.json stays a file of its own.
 ACCOUNT_DOCUMENTS = ("identity.json", "feeds.json", "changes.json", "escapianet.json", "policy.json",

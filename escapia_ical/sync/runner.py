@@ -184,7 +184,7 @@ def _run_account(run: RunContext, account: Account, report: SyncReport, found_un
         from escapia_ical.imports.watch import watch_imports  # here: only accounts with imports pay
 
         try:
-            result.imports = watch_imports(run, account)
+            result.imports = watch_imports(run, account, source if account.api == "hsapi" else None)
         except Exception as exc:  # noqa: BLE001 - the feeds are published; this is the watch only
             text = describe(exc, account)
             log.error("%s: channel imports not checked: %s", account.name, text)

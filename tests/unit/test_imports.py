@@ -204,3 +204,39 @@ def test_the_settings_and_their_secrets():
         ("1020", "airbnb", "Europe/Lisbon", "a.example"), ("1020", "vrbo", "UTC", "b.example")]
     assert "secret" not in repr(built) and built.urls[0].endswith("s=secret")
     assert build_imports(None) is None
+
+
+def test_recurring_occurrences_each_have_an_identity_of_their_own():
+    from escapia_ical.imports.writeback import identities
+
+    one, two = ChannelEvent(*span(1, 2), key="k"), ChannelEvent(*span(8, 9), key="k")
+    alone = ChannelEvent(*span(3, 5), key="j")
+    assert identities([one, two, alone]) == {f"k@{one.start}": one, f"k@{two.start}": two, "j": alone}
+
+
+def test_save_work_order_sends_the_checkout_day_and_refuses_an_answer_for_another_unit():
+    from escapia_ical.errors import SourceError
+    from escapia_ical.sources.hsapi_work_orders import WorkOrdersForbidden, save_work_order
+    from escapia_ical.sources.http import HttpStatusError
+
+    sent = []
+
+    def call(method, operation, json=None, **_):
+        sent.append((method, operation, json))
+        return {"nativePMSID": "77", "unit": {"nativePMSID": json["unit"]["nativePMSID"]},
+                "workOrderRemovesUnitFromAvailability": True, "status": "Scheduled",
+                "startDateWhenUnitIsRemovedFromAvailability": "2026-12-03T00:00:00",
+                "endDateWhenUnitIsRemovedFromAvailability": "2026-12-06T00:00:00"}
+
+    saved = save_work_order(call, "u1", D(2026, 12, 3), D(2026, 12, 6), "escapia-ical: x")
+    assert saved.id == "77" and sent[0][:2] == ("PUT", "SaveWorkOrder")
+    assert sent[0][2]["endDateWhenUnitIsRemovedFromAvailability"] == "2026-12-06"  # the checkout day
+    assert "nativePMSID" not in sent[0][2]  # created, not updated
+    with pytest.raises(SourceError, match="not 5 of u1"):
+        save_work_order(call, "u1", D(2026, 12, 3), D(2026, 12, 6), "x", order_id="5")
+
+    def forbidden(*args, **kwargs):
+        raise HttpStatusError("SaveWorkOrder: HTTP 403", 403)
+
+    with pytest.raises(WorkOrdersForbidden):
+        save_work_order(forbidden, "u1", D(2026, 12, 3), D(2026, 12, 6), "x")
