@@ -68,11 +68,16 @@ class Conflict:
 
 
 def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], escapia: Iterable[Span],
-                   echoes: Iterable[Span], today: dt.date, until: dt.date) -> list[Conflict]:
+                   echoes: Iterable[Span], today: dt.date, until: dt.date,
+                   settled: Iterable[ChannelEvent] = ()) -> list[Conflict]:
     """Return the conflicts of one channel's ``events`` for ``unit`` against ``escapia``
     (the whole blocked ranges our feed shows), on the nights from ``today`` up to
     ``until``. ``echoes``: ranges we publish or published lately (an event with exactly
-    those dates, or a block within their nights, is our own block come back)."""
+    those dates, or a block within their nights, is our own block come back).
+    ``settled``: events a work order of ours blocks (imports/writeback.py): the stay Escapia
+    shows on their nights is that work order, never a double booking; nights it leaves
+    free are still unsynced (the work order is gone, or not in force)."""
+    settled = set(settled)
     ranges = sorted(set(escapia))
     blocked = spans.normalize(ranges)
     echoed = set(echoes)
@@ -89,7 +94,8 @@ def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], esca
         free = spans.subtract(ahead, blocked)
         if free:
             found.append(Conflict(unit, channel, UNSYNCED, event.start, event.end, tuple(free)))
-        taken = [] if event.block else spans.intersect(ahead, blocked)  # a block over a stay books nothing
+        # A block over a stay books nothing; our own work order is no other stay.
+        taken = [] if event.block or event in settled else spans.intersect(ahead, blocked)
         if taken:
             found.append(Conflict(unit, channel, DOUBLE_BOOKING, event.start, event.end, tuple(taken)))
     return sorted(set(found))

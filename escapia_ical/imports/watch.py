@@ -209,14 +209,14 @@ def _conflicts(run: RunContext, account: Account, settings: ImportSettings, book
             continue
         # A booking one of our work orders blocks with its dates is settled (writeback.py).
         settled = covered(book, feed_name(feed.unit, feed.channel), record.events)
-        events = [e for e in record.events if e not in settled]
         # What the feed shows: whole ranges, runs of back-to-back ones (a channel may merge
         # them) and both as cut by the window (the events of the file itself).
         shown = {*ranges, *spans.normalize(ranges)}
         shown |= {(max(s, run.window.start), min(e, run.window.end)) for s, e in shown
                   if min(e, run.window.end) > max(s, run.window.start)}
         echoes = book.note_published(feed.unit, sorted(shown), now)
-        for conflict in find_conflicts(feed.unit, feed.channel, events, ranges, echoes, start, until):
+        for conflict in find_conflicts(feed.unit, feed.channel, record.events, ranges, echoes, start, until,
+                                       settled):
             found[conflict.id] = conflict
     return found
 

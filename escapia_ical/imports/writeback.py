@@ -8,6 +8,10 @@ Escapia's own channels stop selling those nights.
   that work order known to be ours (watch.py leaves them out).
 * **Moves follow.** When the booking's dates change, its work order is saved with the new
   ones (same id).
+* **Repairs.** A booking our work order should block but Escapia still shows free
+  ``REPAIR_HOURS`` after the last save (someone completed or deleted the work order in
+  Escapia, or it is not in force) has its work order saved again; one Escapia no longer
+  knows (404) is created anew, and one gone from Escapia is forgotten when its booking goes.
 * **Closing needs confirmation**, as the publish policy's losses do: the booking must be
   missing from at least two reads of the export, ``max(feeds.confirm_minutes,
   every_minutes)`` apart or more; from an export that lists nothing at all, for
@@ -37,12 +41,14 @@ from escapia_ical.imports.book import ImportBook, feed_name
 from escapia_ical.imports.conflicts import UNSYNCED, Conflict
 from escapia_ical.imports.parse import ChannelEvent
 from escapia_ical.sources.hsapi_work_orders import WorkOrdersForbidden
+from escapia_ical.sources.http import HttpStatusError
 from escapia_ical.state import moment
 
 log = logging.getLogger(__name__)
 
 WORK_ORDER_PREFIX = "escapia-ical:"
 EMPTY_HOURS = 24
+REPAIR_HOURS = 2  # a new work order shows at the next tick; the SearchWorkOrders fallback within the hour
 FORBIDDEN_RETRY_HOURS = 24
 
 
@@ -124,7 +130,7 @@ def write_back(account: Account, source: Any, book: ImportBook, found: dict[str,
 
 @dataclass
 class _Action:
-    kind: str  # create, move, close
+    kind: str  # create, move, repair, close
     key: str  # "<unit> <channel> <identity>"
     unit: str
     channel: str
@@ -139,6 +145,8 @@ class _Action:
             return f"block the {what} in Escapia with a new work order"
         if self.kind == "move":
             return f"move work order {self.order} to the {what}"
+        if self.kind == "repair":
+            return f"save work order {self.order} again: Escapia still shows the {what} free"
         return f"close work order {self.order} (the {what} is gone from the export)"
 
     @property
@@ -148,22 +156,34 @@ class _Action:
     def done(self) -> str:
         if self.kind == "create":
             return f"{self.booking} blocked in Escapia by work order {self.saved}"
+        if self.kind == "repair":
+            return f"work order {self.saved} saved again for the {self.booking} (Escapia showed it free)"
         return self.describe().replace("move", "moved", 1).replace("close", "closed", 1)
 
     def apply(self, source: Any, book: ImportBook, now: dt.datetime) -> None:
         description = (f"{WORK_ORDER_PREFIX} {self.booking} (blocked by escapia-ical from the channel's "
                        "calendar; closed by it when the booking goes)")
         if self.kind == "close":
-            source.save_work_order(self.unit, self.start, self.end, description, order_id=self.order,
-                                   status="Completed")
+            try:
+                source.save_work_order(self.unit, self.start, self.end, description, order_id=self.order,
+                                       status="Completed")
+            except HttpStatusError as exc:
+                if exc.status != 404:  # (404: Escapia no longer knows it; nothing left to close)
+                    raise
             del book.writes[self.key]
             return
-        saved = source.save_work_order(self.unit, self.start, self.end, description, order_id=self.order)
+        try:
+            saved = source.save_work_order(self.unit, self.start, self.end, description, order_id=self.order)
+        except HttpStatusError as exc:
+            if exc.status != 404 or self.order is None:
+                raise
+            saved = source.save_work_order(self.unit, self.start, self.end, description)  # gone: anew
         self.saved = saved.id
         previous = book.writes.get(self.key, {})
+        stamp = now.isoformat(timespec="seconds")
         book.writes[self.key] = {"unit": self.unit, "channel": self.channel, "order": saved.id,
                                  "start": self.start.isoformat(), "end": self.end.isoformat(),
-                                 "created": previous.get("created") or now.isoformat(timespec="seconds")}
+                                 "created": previous.get("created") or stamp, "saved": stamp}
 
 
 def _plan(account: Account, book: ImportBook, found: dict[str, Conflict], read_now: set[str],
@@ -192,6 +212,11 @@ def _plan(account: Account, book: ImportBook, found: dict[str, Conflict], read_n
             if not _same_dates(write, event):
                 corrections.append(_Action("move", key, feed.unit, feed.channel, event.start, event.end,
                                            write.get("order")))
+            elif (feed.unit, feed.channel, event.start, event.end) in unsynced:
+                saved = moment(write.get("saved") or write.get("created"))
+                if saved is None or now - saved >= dt.timedelta(hours=REPAIR_HOURS):
+                    corrections.append(_Action("repair", key, feed.unit, feed.channel, event.start, event.end,
+                                               write.get("order")))
         for key, write in sorted(book.writes.items()):
             if not key.startswith(f"{name} ") or key[len(name) + 1:] in current:
                 continue

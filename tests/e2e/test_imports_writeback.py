@@ -151,3 +151,24 @@ def test_write_back_is_off_by_default(deployment):
     _export(deployment, (10, 13, "a@x"))
     assert deployment.run("sync").returncode == 1
     assert _orders(deployment) == [] and deployment.sandbox.request_count("SaveWorkOrder") == 0
+
+
+def test_a_work_order_closed_in_escapia_behind_our_back_is_saved_again(deployment):
+    _configure(deployment)
+    _export(deployment, (10, 13, "a@x"))
+    deployment.run("sync")
+    [order] = _orders(deployment)
+    assert deployment.run("sync").returncode == 0  # in force: no conflict
+    deployment.sandbox.complete_work_order(order["id"])  # someone closes it in Escapia
+    again = deployment.run("sync")
+    assert again.returncode == 1 and "Escapia shows 3 of its nights free" in again.stderr, again.stderr
+    assert _orders(deployment) == []  # not at once: a new work order takes a tick to show
+    path = deployment.state / "accounts" / "sandbox" / "imports.json"
+    data = read_state(path)
+    for write in data["writes"].values():
+        write["saved"] = (dt.datetime.fromisoformat(write["saved"]) - dt.timedelta(hours=3)).isoformat()
+    write_state(path, data)
+    repaired = deployment.run("sync")
+    assert [o["id"] for o in _orders(deployment)] == [order["id"]], repaired.stderr
+    assert "saved again" in repaired.stderr
+    assert deployment.run("sync").returncode == 0 and _book(deployment)["conflicts"] == {}
