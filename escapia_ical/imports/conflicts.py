@@ -60,11 +60,10 @@ class Conflict:
         """One line for an operator (dates only: nothing of the guest is known or shown)."""
         nights = spans.describe(list(self.nights))
         count = spans.count(list(self.nights))
+        booking = f"{self.channel} booking {spans.describe([(self.start, self.end)])}"  # first..last night
         if self.kind == UNSYNCED:
-            return (f"{self.channel} booking {self.start}..{self.end} (checkout): Escapia shows "
-                    f"{count} of its nights free ({nights}) and can sell them again")
-        return (f"{self.channel} booking {self.start}..{self.end} (checkout) overlaps another "
-                f"stay in Escapia on {count} nights ({nights}): a double booking")
+            return f"{booking}: Escapia shows {count} of its nights free ({nights}) and can sell them again"
+        return f"{booking} overlaps another stay in Escapia on {count} nights ({nights}): a double booking"
 
 
 def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], escapia: Iterable[Span],

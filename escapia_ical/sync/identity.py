@@ -18,7 +18,7 @@ from escapia_ical.state import AccountState, delete_state, read_state, write_sta
 
 log = logging.getLogger(__name__)
 
-STATE_FILES = ("feeds.json", "changes.json", "policy.json", "token.json", "escapianet.json")
+STATE_FILES = ("feeds.json", "changes.json", "policy.json", "token.json", "escapianet.json", "imports.json")
 
 
 def source_identity(account: Account) -> str:
@@ -45,6 +45,13 @@ def claim_state(state: AccountState, account: Account) -> bool:
         log.warning("%s: the state in %s belongs to another Escapia account (base_url, pmcid or "
                     "username changed, or another config shares this state_dir); starting afresh",
                     account.name, state.folder)
+        writes = (read_state(state.folder / "imports.json") or {}).get("writes")
+        orders = sorted({str(w.get("order")) for w in writes.values() if isinstance(w, dict)}) \
+            if isinstance(writes, dict) else []
+        if orders:  # (they are the other account's: this one cannot close them)
+            log.warning("%s: the work orders escapia-ical created there to block channel bookings are "
+                        "forgotten, not closed: %s; close them in that account if they are no longer needed",
+                        account.name, ", ".join(orders[:20]) + (" ..." if len(orders) > 20 else ""))
         for name in STATE_FILES:
             delete_state(state.folder / name)
     write_state(path, {"identity": mine})
