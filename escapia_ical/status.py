@@ -180,7 +180,9 @@ _ACCOUNT_FIELDS = {
     "requests": _COUNTS, "responses": _COUNTS, "responses_total": _COUNTS, "feeds_rewritten": _COUNT,
     "feeds_rewritten_total": _COUNT, "unit_errors": _COUNT, "units_fetched": _COUNT,
     "conflicts": _MAPPING, "imports_failing": _MAPPING, "imports_blind": _LIST, "write_back_off": _ERROR,
+    "work_orders_left": _LIST,
 }
+_WATCH_FIELDS = ("conflicts", "imports_failing", "imports_blind", "write_back_off", "work_orders_left")
 _UNIT_FIELDS = {
     "last_attempt": _TIME, "last_success": _TIME, "last_change": _TIME, "last_error": _ERROR,
     "events": _COUNT, "file": _Check(lambda v: isinstance(v, str), "a string"),
@@ -226,8 +228,9 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
                                         for name, error in sorted(result.imports.failed.items())}
             entry["imports_blind"] = list(result.imports.blind)
             entry["write_back_off"] = result.imports.writes.off
-        elif result.error is None:  # no imports (any more): nothing is watched, nothing open
-            for key in ("conflicts", "imports_failing", "imports_blind", "write_back_off"):
+            entry["work_orders_left"] = result.imports.writes.left
+        elif not result.watching:  # no imports (any more): nothing is watched, nothing open
+            for key in _WATCH_FIELDS:
                 entry.pop(key, None)
         for outcome in result.units:
             unit = entry["units"].setdefault(outcome.unit_id, {})
@@ -394,6 +397,12 @@ def _watch_notes(account: str, entry: dict[str, Any]) -> list[dict[str, str]]:
                                  f"failing ({failing.get(name) or 'see the sync log'})"})
     if isinstance(entry.get("write_back_off"), str):
         notes.append({"account": account, "kind": "write_back", "problem": entry["write_back_off"]})
+    left = entry.get("work_orders_left")
+    if isinstance(left, list) and left:
+        notes.append({"account": account, "kind": "write_back",
+                      "problem": "work orders escapia-ical created and no longer manages (their export or "
+                                 "block_in_escapia left the config): " + ", ".join(map(str, left[:20]))
+                                 + "; close them in Escapia if they are not needed"})
     return notes
 
 

@@ -10,7 +10,7 @@ bookings Escapia does not know (escapia_ical/imports).
         "1020-10001":
           - {channel: airbnb, url: "https://www.airbnb.com/calendar/ical/1.ics?s=${AIRBNB_1}"}
           - {channel: booking, url: "https://ical.booking.com/v1/export?t=${BOOKING_1}",
-             time_zone: Europe/Lisbon}
+             time_zone: Europe/Lisbon, blocks_are_bookings: true}   # "CLOSED - Not available"
 
 An export URL is a secret (whoever holds it reads the calendar): it is never logged or
 stored, only its channel name and host are shown; https only, plain http for loopback.
@@ -36,7 +36,8 @@ IMPORT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["channel", "url"],
-    "properties": {"channel": _CHANNEL, "url": {"type": "string", "minLength": 1}, "time_zone": _ZONE},
+    "properties": {"channel": _CHANNEL, "url": {"type": "string", "minLength": 1}, "time_zone": _ZONE,
+                   "blocks_are_bookings": {"type": "boolean"}},
 }
 IMPORTS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -62,6 +63,9 @@ class ChannelImport:
     channel: str
     url: str = field(repr=False)
     time_zone: str | None = None  # None: the host's
+    # Whether the channel words its bookings as blocks ("CLOSED - Not available": Booking.com),
+    # so that write-back blocks them too (imports/writeback.py).
+    blocks_are_bookings: bool = False
 
     @property
     def host(self) -> str:
@@ -94,7 +98,8 @@ def build_imports(data: Mapping[str, Any] | None) -> ImportSettings | None:
     if not data:
         return None
     zone = data.get("time_zone")
-    feeds = tuple(ChannelImport(str(unit), entry["channel"], entry["url"], entry.get("time_zone", zone))
+    feeds = tuple(ChannelImport(str(unit), entry["channel"], entry["url"], entry.get("time_zone", zone),
+                                bool(entry.get("blocks_are_bookings", False)))
                   for unit, entries in data["units"].items() for entry in entries)
     return ImportSettings(feeds, float(data.get("every_minutes", 15)), int(data.get("max_bytes", 4 << 20)),
                           bool(data.get("block_in_escapia", False)), int(data.get("max_writes_per_run", 20)))

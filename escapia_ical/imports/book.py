@@ -33,12 +33,14 @@ class FeedRecord:
     events: list[ChannelEvent] = field(default_factory=list)
     error: str | None = None  # the last attempt's failure, if it failed
     failing_since: dt.datetime | None = None
+    until: dt.date | None = None  # the end of the window the events were read for
 
     def to_json(self) -> dict[str, Any]:
         return {"fetched": _iso(self.fetched), "etag": self.etag, "modified": self.modified,
                 "events": [[e.start.isoformat(), e.end.isoformat(), e.key, int(e.ours), int(e.block)]
                            for e in self.events],
-                "error": self.error, "failing_since": _iso(self.failing_since)}
+                "error": self.error, "failing_since": _iso(self.failing_since),
+                "until": self.until.isoformat() if self.until else None}
 
     @classmethod
     def from_json(cls, data: Any) -> FeedRecord | None:
@@ -52,8 +54,12 @@ class FeedRecord:
         if any(e.end <= e.start for e in events):
             return None
         text = {k: v if isinstance(v, str) else None for k, v in data.items()}
+        try:
+            until = dt.date.fromisoformat(text["until"]) if text.get("until") else None
+        except ValueError:
+            until = None
         return cls(moment(data.get("fetched")), text.get("etag"), text.get("modified"), events,
-                   text.get("error"), moment(data.get("failing_since")))
+                   text.get("error"), moment(data.get("failing_since")), until)
 
 
 @dataclass
@@ -120,8 +126,8 @@ class ImportBook:
         })
 
     def note_published(self, unit: str, ranges: list[Span], now: dt.datetime) -> set[Span]:
-        """Record the whole ranges our feed for ``unit`` shows now; return them with those it
-        stopped showing in the last ECHO_HOURS (a channel may still echo those back)."""
+        """Record the whole ranges our feed for ``unit`` shows now; return those it stopped
+        showing in the last ECHO_HOURS (a channel may still echo them back)."""
         known = self.published.setdefault(unit, {})
         current = {f"{s.isoformat()}/{e.isoformat()}" for s, e in ranges}
         for text in current:
@@ -134,7 +140,7 @@ class ImportBook:
                 known[text] = _iso(now) or ""
             elif now - when > dt.timedelta(hours=ECHO_HOURS):
                 del known[text]
-        return {span for text in known for span in spans.decode(text) or []} | set(ranges)
+        return {span for text, gone in known.items() if gone for span in spans.decode(text) or []}
 
     def forget_units(self, keep: set[str], feeds: set[str]) -> None:
         """Drop what belongs to imports no longer configured (units in ``keep``, feed names in

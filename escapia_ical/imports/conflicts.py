@@ -21,14 +21,16 @@ Of the other events, from today on:
 
 ``unsynced``        nights of the booking Escapia shows free: Escapia can sell them again.
 ``double_booking``  nights of the booking Escapia also blocks for a stay of other dates
-                    (the same dates are the same booking, entered in both). Not for a
-                    block: a channel's block over a stay books nothing.
+                    (the same dates are the same booking, entered in both; a work order
+                    of ours for the booking is no other stay). A block counts as a
+                    booking here: Booking.com words its reservations "CLOSED - Not
+                    available".
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from escapia_ical.feeds import spans
@@ -68,15 +70,16 @@ class Conflict:
 
 def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], escapia: Iterable[Span],
                    echoes: Iterable[Span], today: dt.date, until: dt.date,
-                   settled: Iterable[ChannelEvent] = ()) -> list[Conflict]:
+                   own: Mapping[ChannelEvent, Span] | None = None) -> list[Conflict]:
     """Return the conflicts of one channel's ``events`` for ``unit`` against ``escapia``
     (the whole blocked ranges our feed shows), on the nights from ``today`` up to
-    ``until``. ``echoes``: ranges we publish or published lately (an event with exactly
-    those dates, or a block within their nights, is our own block come back).
-    ``settled``: events a work order of ours blocks (imports/writeback.py): the stay Escapia
-    shows on their nights is that work order, never a double booking; nights it leaves
-    free are still unsynced (the work order is gone, or not in force)."""
-    settled = set(settled)
+    ``until``. ``echoes``: ranges we published lately, and ours as the window cuts them (an
+    event with exactly those dates, or a block within their nights, is our own block come
+    back). ``own``: the
+    nights Escapia blocks with a work order of ours for an event, in force now
+    (imports/writeback.py): that work order is not another stay of that event, and the
+    nights around it are judged without it."""
+    own = own or {}
     ranges = sorted(set(escapia))
     blocked = spans.normalize(ranges)
     echoed = set(echoes)
@@ -85,7 +88,9 @@ def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], esca
     found = []
     for event in events:
         whole = (event.start, event.end)
-        if event.ours or whole in same or (event.block and not spans.subtract([whole], ours)):
+        # (With a work order of ours for it, Escapia's block of the same dates is that work order.)
+        if event.ours or whole in (echoed if event in own else same) \
+                or (event.block and not spans.subtract([whole], ours)):
             continue
         ahead = spans.clip([whole], today, until)
         if not ahead:
@@ -93,8 +98,9 @@ def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], esca
         free = spans.subtract(ahead, blocked)
         if free:
             found.append(Conflict(unit, channel, UNSYNCED, event.start, event.end, tuple(free)))
-        # A block over a stay books nothing; our own work order is no other stay.
-        taken = [] if event.block or event in settled else spans.intersect(ahead, blocked)
+        # (A stay on the very nights of our work order cannot be told from it: not reported.)
+        others = spans.subtract(blocked, [own[event]]) if event in own else blocked
+        taken = spans.intersect(ahead, others)
         if taken:
             found.append(Conflict(unit, channel, DOUBLE_BOOKING, event.start, event.end, tuple(taken)))
     return sorted(set(found))

@@ -36,7 +36,7 @@ from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.imports.book import FeedRecord, ImportBook, feed_name
 from escapia_ical.imports.conflicts import Conflict, find_conflicts
 from escapia_ical.imports.parse import channel_events
-from escapia_ical.imports.writeback import WriteResult, covered, write_back
+from escapia_ical.imports.writeback import WriteResult, adopt, own_nights, write_back
 from escapia_ical.sources.http import HttpClient, HttpStatusError
 from escapia_ical.sources.stop import Stopped, leave_signals_to_main
 from escapia_ical.state import AccountState, FeedStamps, moment
@@ -75,21 +75,26 @@ def watch_imports(run: RunContext, account: Account, source: Any = None) -> Impo
     write-back on (HSAPI ``source``) block unsynced bookings in Escapia; None if the account
     has no imports. Raise StateError if the state cannot be read or written."""
     settings = account.imports
-    if settings is None:
-        return None
     options, now = run.options, run.options.now()
     state = AccountState(run.config.state_dir, account.name)
     book = ImportBook.load(state.folder)
     result = ImportsResult()
+    if settings is None:  # no imports, but maybe work orders of ours from when there were
+        result.writes.left = sorted({str(w.get("order")) for w in book.writes.values()})
+        return result if result.writes.left else None
     names = {feed_name(f.unit, f.channel) for f in settings.feeds}
     book.forget_units({f.unit for f in settings.feeds}, names)
     due = [f for f in settings.feeds if _due(book.feeds.get(feed_name(f.unit, f.channel)), f, now, settings)]
     if due:
         _fetch_all(run, account, settings, due, book, result, now)
     stamps = state.feed_stamps()
-    found = _conflicts(run, account, settings, book, stamps, now)
+    open_orders = getattr(source, "open_orders", None)  # HSAPI: this run's SearchWorkOrders, if read
+    if settings.block_in_escapia:  # (before judging: a lost mapping is found again first)
+        for order in adopt(account, book, open_orders):
+            log.info("%s: work order %s is ours (its description says so): taken back", account.name, order)
+    found = _conflicts(run, account, settings, book, stamps, now, open_orders)
     _report(account, book, found, result, now, options.dry_run)
-    if settings.block_in_escapia and source is not None:
+    if source is not None:
         confirm = dt.timedelta(minutes=max(run.config.feeds.confirm_minutes, settings.every_minutes))
         result.writes = write_back(account, source, book, found, result.read, now, confirm, options.dry_run)
     limit = dt.timedelta(minutes=max(60.0, 4 * settings.every_minutes))
@@ -122,6 +127,8 @@ def _fetch_all(run: RunContext, account: Account, settings: ImportSettings, due:
                      total_timeout=min(account.http.total_timeout, MAX_FETCH_SECONDS))
     client = HttpClient(policy, sleep=run.options.sleep, deadline=run.deadline)
     domains = _our_domains(run, account)
+    # The key of the events' UID hashes: the account's secret (stable, never stored).
+    secret = account.secrets[0].encode("utf-8", "surrogatepass")
     nights = run.window.future(run.today)
     counting = threading.Lock()
 
@@ -129,7 +136,7 @@ def _fetch_all(run: RunContext, account: Account, settings: ImportSettings, due:
         name = feed_name(feed.unit, feed.channel)
         record = book.feeds.get(name) or FeedRecord()
         try:
-            record, changed = _fetch_one(client, feed, record, settings, nights, domains, now)
+            record, changed = _fetch_one(client, feed, record, settings, nights, domains, now, secret)
         except Stopped:
             raise
         except SourceError as exc:
@@ -155,13 +162,16 @@ def _fetch_all(run: RunContext, account: Account, settings: ImportSettings, due:
 
 
 def _fetch_one(client: HttpClient, feed: ChannelImport, record: FeedRecord, settings: ImportSettings,
-               nights: tuple[dt.date, dt.date], domains: set[str],
-               now: dt.datetime) -> tuple[FeedRecord, bool]:
+               nights: tuple[dt.date, dt.date], domains: set[str], now: dt.datetime,
+               secret: bytes) -> tuple[FeedRecord, bool]:
     """Return the export's record after one conditional GET, and whether it answered anew
     (False: 304, not modified). Raise SourceError (one line, no URL) if it fails, is too
     large or is not a calendar."""
     headers = {"User-Agent": USER_AGENT, "Accept": "text/calendar, */*;q=0.5"}
-    if record.fetched is not None and record.error is None:
+    # Conditional only while the events kept cover today's window: as the window moves, the
+    # nights past the last full read's end must be read (an unchanged export says 304).
+    if record.fetched is not None and record.error is None and record.until is not None \
+            and record.until >= nights[1]:
         if record.etag:
             headers["If-None-Match"] = record.etag
         if record.modified:
@@ -179,8 +189,11 @@ def _fetch_one(client: HttpClient, feed: ChannelImport, record: FeedRecord, sett
     if len(answer.body) > settings.max_bytes:
         raise SourceError(f"answer of {len(answer.body)} bytes, above imports.max_bytes "
                           f"({settings.max_bytes})")
-    events = channel_events(answer.body, nights[0] - dt.timedelta(days=1), nights[1], feed.zone, domains)
-    return FeedRecord(now, answer.headers.get("ETag"), answer.headers.get("Last-Modified"), events), True
+    events = channel_events(answer.body, nights[0] - dt.timedelta(days=1), nights[1], feed.zone, domains,
+                            secret)
+    validators = {name.lower(): value for name, value in answer.headers.items()}  # (any case)
+    record = FeedRecord(now, validators.get("etag"), validators.get("last-modified"), events, until=nights[1])
+    return record, True
 
 
 def _our_domains(run: RunContext, account: Account) -> set[str]:
@@ -189,7 +202,8 @@ def _our_domains(run: RunContext, account: Account) -> set[str]:
 
 
 def _conflicts(run: RunContext, account: Account, settings: ImportSettings, book: ImportBook,
-               stamps: FeedStamps, now: dt.datetime) -> dict[str, Conflict] | None:
+               stamps: FeedStamps, now: dt.datetime,
+               open_orders: dict[str, Any] | None) -> dict[str, Conflict]:
     """Return the conflicts found now, by id; units without a published feed yet, or exports
     never read, are not compared."""
     names = UnitNames(AccountState(run.config.state_dir, account.name).folder, stamps)
@@ -207,16 +221,16 @@ def _conflicts(run: RunContext, account: Account, settings: ImportSettings, book
         ranges = escapia[feed.unit]
         if ranges is None:
             continue
-        # A booking one of our work orders blocks with its dates is settled (writeback.py).
-        settled = covered(book, feed_name(feed.unit, feed.channel), record.events)
+        # A booking one of our work orders blocks, in force in Escapia (writeback.py).
+        own = own_nights(book, feed_name(feed.unit, feed.channel), record.events, open_orders)
         # What the feed shows: whole ranges, runs of back-to-back ones (a channel may merge
         # them) and both as cut by the window (the events of the file itself).
         shown = {*ranges, *spans.normalize(ranges)}
-        shown |= {(max(s, run.window.start), min(e, run.window.end)) for s, e in shown
-                  if min(e, run.window.end) > max(s, run.window.start)}
-        echoes = book.note_published(feed.unit, sorted(shown), now)
+        cut = {(max(s, run.window.start), min(e, run.window.end)) for s, e in shown
+               if min(e, run.window.end) > max(s, run.window.start)}
+        echoes = book.note_published(feed.unit, sorted(shown | cut), now) | (cut - shown)
         for conflict in find_conflicts(feed.unit, feed.channel, record.events, ranges, echoes, start, until,
-                                       settled):
+                                       own):
             found[conflict.id] = conflict
     return found
 

@@ -3,29 +3,41 @@ shows free is blocked in Escapia by a maintenance work order (SaveWorkOrder), so
 Escapia's own channels stop selling those nights.
 
 * **One per booking.** Each work order is mapped to the channel event it blocks (unit,
-  channel and the event's opaque key) in the account's imports state: a run never creates
-  a second one for the same booking, and the booking's later conflicts are judged with
-  that work order known to be ours (watch.py leaves them out).
+  channel and the event's keyed hash) in the account's imports state, and carries the same
+  in a tag of its description (``work_order_tag``): a run never creates a second one for a
+  booking, nor for the same nights of a unit twice (a booking in two exports), and a work
+  order of ours whose mapping was lost (a create whose answer never came, state lost) is
+  found again among the open work orders and taken back. A create is sent once, never
+  retried. Only bookings are written back: an event the channel words as a block
+  ("Not available": manual blocks, prep time) is reported, not written, unless the
+  export's ``blocks_are_bookings`` says its blocks are bookings (Booking.com).
+* **In force, or not ours.** A work order counts as blocking its booking only while
+  Escapia lists it open (this run's SearchWorkOrders; the mapping alone when that is not
+  granted): watch.py then judges the booking's other nights without it.
 * **Moves follow.** When the booking's dates change, its work order is saved with the new
   ones (same id).
-* **Repairs.** A booking our work order should block but Escapia still shows free
-  ``REPAIR_HOURS`` after the last save (someone completed or deleted the work order in
-  Escapia, or it is not in force) has its work order saved again; one Escapia no longer
-  knows (404) is created anew, and one gone from Escapia is forgotten when its booking goes.
+* **Repairs, twice.** A booking our work order should block but Escapia still shows free
+  ``REPAIR_HOURS`` after our last save (completed or deleted in Escapia, or not in force)
+  has its work order saved again, anew if Escapia no longer knows it (404); after
+  ``MAX_REPAIRS`` a person is undoing it on purpose: it is left alone, the conflict stays.
 * **Closing needs confirmation**, as the publish policy's losses do: the booking must be
   missing from at least two reads of the export, ``max(feeds.confirm_minutes,
-  every_minutes)`` apart or more; from an export that lists nothing at all, for
-  ``EMPTY_HOURS`` (an export that suddenly empties is more likely broken than every booking
-  cancelled). A failing export closes nothing. Closing saves the work order as Completed.
-* **Bounded.** At most ``max_writes_per_run`` saves a run; the rest wait for the next run,
-  said in one line. A 403 (SaveWorkOrder not granted) turns write-back off for the account
-  with one line, retried once every FORBIDDEN_RETRY_HOURS; conflicts are still reported.
-* **Recognisable.** Every work order we create says so in its description
-  (``WORK_ORDER_PREFIX``). Its end date is the booking's checkout day: whether Escapia
-  reads that date as the last night removed or the day after is not published, and this
-  is the reading that cannot leave a booked night open (at worst the checkout night is
-  blocked too).
-* ``--dry-run`` says what it would do and saves nothing.
+  every_minutes)`` apart or more. When the export lists no booking at all, or more than
+  half of the bookings we block (two at least) vanish from it at once, ``EMPTY_HOURS``:
+  an export that suddenly empties is more likely broken than every booking cancelled. A
+  failing export closes nothing. Closing saves the work order as Completed.
+* **Bounded.** At most ``max_writes_per_run`` saves a run, in this order: moves, new
+  blocks, repairs, closings; the rest wait for the next run, said in one line. A 403
+  (SaveWorkOrder not granted) turns write-back off for the account with one line, retried
+  once every FORBIDDEN_RETRY_HOURS; conflicts are still reported.
+* **Recognisable.** The description starts with ``WORK_ORDER_PREFIX`` and names the channel
+  and the nights, nothing of the guest. The end date sent is the booking's checkout day:
+  whether Escapia reads it as the last night removed or the day after is not published,
+  and this is the reading that cannot leave a booked night open (at worst the checkout
+  night is blocked too).
+* ``--dry-run`` says what it would do, within the same cap, and saves nothing.
+* Work orders left behind (an export or ``block_in_escapia`` removed from the config) are
+  never closed blindly: they are named in the status until someone closes them.
 """
 
 from __future__ import annotations
@@ -37,10 +49,11 @@ from typing import Any
 
 from escapia_ical.config import Account
 from escapia_ical.errors import SourceError
+from escapia_ical.feeds.spans import Span
 from escapia_ical.imports.book import ImportBook, feed_name
 from escapia_ical.imports.conflicts import UNSYNCED, Conflict
 from escapia_ical.imports.parse import ChannelEvent
-from escapia_ical.sources.hsapi_work_orders import WorkOrdersForbidden
+from escapia_ical.sources.hsapi_work_orders import WorkOrder, WorkOrdersForbidden, work_order_tag
 from escapia_ical.sources.http import HttpStatusError
 from escapia_ical.state import moment
 
@@ -48,8 +61,10 @@ log = logging.getLogger(__name__)
 
 WORK_ORDER_PREFIX = "escapia-ical:"
 EMPTY_HOURS = 24
-REPAIR_HOURS = 2  # a new work order shows at the next tick; the SearchWorkOrders fallback within the hour
 FORBIDDEN_RETRY_HOURS = 24
+REPAIR_HOURS = 2  # a new work order shows at the next tick; the SearchWorkOrders fallback within the hour
+MAX_REPAIRS = 2
+ONE_DAY = dt.timedelta(days=1)
 
 
 @dataclass
@@ -59,6 +74,7 @@ class WriteResult:
     off: str | None = None  # why write-back is off for the account now, if it is
     failed: list[str] = field(default_factory=list)  # saves that failed this run (retried next run)
     forbidden_now: bool = False  # this run found SaveWorkOrder not granted (an error, once)
+    left: list[str] = field(default_factory=list)  # work orders of ours nothing manages any more
 
 
 def identities(events: list[ChannelEvent]) -> dict[str, ChannelEvent]:
@@ -70,24 +86,59 @@ def identities(events: list[ChannelEvent]) -> dict[str, ChannelEvent]:
     return {(e.key if e.key and counts[e.key] == 1 else f"{e.key}@{e.start}"): e for e in events}
 
 
-def covered(book: ImportBook, name: str, events: list[ChannelEvent]) -> set[ChannelEvent]:
-    """The events of export ``name`` that a work order of ours blocks with their dates."""
-    found = set()
+def own_nights(book: ImportBook, name: str, events: list[ChannelEvent],
+               open_orders: dict[str, WorkOrder] | None) -> dict[ChannelEvent, Span]:
+    """The events of export ``name`` that a work order of ours blocks with their dates and
+    that is in force (open in ``open_orders``, when Escapia's list was read this run), with
+    the nights Escapia blocks for it."""
+    found = {}
     for identity, event in identities(events).items():
         write = book.writes.get(f"{name} {identity}")
-        if write and _same_dates(write, event):
-            found.add(event)
+        if not write or not _same_dates(write, event):
+            continue
+        order = open_orders.get(str(write.get("order"))) if open_orders is not None else None
+        if open_orders is not None and (order is None or order.blocks() is None):
+            continue  # completed or gone in Escapia: not ours to discount
+        found[event] = order.blocks() if order is not None else (event.start, event.end + ONE_DAY)
     return found
+
+
+def adopt(account: Account, book: ImportBook, open_orders: dict[str, WorkOrder] | None) -> list[str]:
+    """Take back the open work orders of ours that no mapping names (a create whose answer
+    was lost, or state lost), by the tag in their description; return their ids."""
+    if open_orders is None or account.imports is None:
+        return []
+    mapped = {str(w.get("order")) for w in book.writes.values()}
+    exports = {feed_name(f.unit, f.channel) for f in account.imports.feeds}
+    taken = []
+    for order in sorted(open_orders.values(), key=lambda o: o.id):
+        if not order.tag or order.id in mapped or not (order.start and order.end):
+            continue
+        channel, key = order.tag.split(" ", 1)
+        name = feed_name(order.unit, channel)
+        if name not in exports:
+            continue
+        record = book.feeds.get(name)
+        current = identities(record.events) if record else {}
+        identity = next((i for i, e in current.items() if e.key == key and e.start == order.start), key)
+        book.writes[f"{name} {identity}"] = {"unit": order.unit, "channel": channel, "order": order.id,
+                                             "start": order.start.isoformat(), "end": order.end.isoformat(),
+                                             "adopted": True}
+        taken.append(order.id)
+    return taken
 
 
 def write_back(account: Account, source: Any, book: ImportBook, found: dict[str, Conflict],
                read_now: set[str], now: dt.datetime, confirm: dt.timedelta, dry_run: bool) -> WriteResult:
-    """Create, move and close the account's work orders (see the module); return what was
-    done. ``found``: this run's conflicts; ``read_now``: the exports read this run (200 or
-    304). Never raises for a failed save: it is reported and retried at the next run."""
+    """Create, move, repair and close the account's work orders (see the module); return
+    what was done. ``found``: this run's conflicts; ``read_now``: the exports read this run
+    (200 or 304). Never raises for a failed save: it is reported and retried next run."""
     settings = account.imports
     result = WriteResult()
-    if settings is None or not settings.block_in_escapia:
+    if settings is None:
+        return result
+    result.left = _left_behind(account, book)
+    if not settings.block_in_escapia:
         return result
     forbidden = moment(book.write_back.get("forbidden_since"))
     if forbidden is not None and now - forbidden < dt.timedelta(hours=FORBIDDEN_RETRY_HOURS):
@@ -95,10 +146,9 @@ def write_back(account: Account, source: Any, book: ImportBook, found: dict[str,
                       "UTC): write-back is off; conflicts are still reported")
         return result
     plan = _plan(account, book, found, read_now, now, confirm)
-    budget = settings.max_writes_per_run
-    for action in plan:
-        if budget == 0:
-            result.waiting = len(plan) - plan.index(action)
+    for done, action in enumerate(plan):
+        if done == settings.max_writes_per_run:
+            result.waiting = len(plan) - done
             log.warning("%s: write-back: %d work order change(s) this run, the most "
                         "imports.max_writes_per_run allows; %d more wait for the next run", account.name,
                         settings.max_writes_per_run, result.waiting)
@@ -107,7 +157,6 @@ def write_back(account: Account, source: Any, book: ImportBook, found: dict[str,
             result.done.append(f"would {action.describe()}")
             log.warning("%s/%s: dry run: would %s", account.name, action.unit, action.describe())
             continue
-        budget -= 1
         try:
             action.apply(source, book, now)
         except WorkOrdersForbidden as exc:
@@ -130,28 +179,28 @@ def write_back(account: Account, source: Any, book: ImportBook, found: dict[str,
 
 @dataclass
 class _Action:
-    kind: str  # create, move, repair, close
+    kind: str  # move, create, repair, close
     key: str  # "<unit> <channel> <identity>"
     unit: str
     channel: str
     start: dt.date
     end: dt.date
+    event_key: str = ""
     order: str | None = None
     saved: str | None = None  # the work order id once saved
 
-    def describe(self) -> str:
-        what = self.booking
-        if self.kind == "create":
-            return f"block the {what} in Escapia with a new work order"
-        if self.kind == "move":
-            return f"move work order {self.order} to the {what}"
-        if self.kind == "repair":
-            return f"save work order {self.order} again: Escapia still shows the {what} free"
-        return f"close work order {self.order} (the {what} is gone from the export)"
-
     @property
     def booking(self) -> str:
-        return f"{self.channel} booking {self.start}..{self.end - dt.timedelta(days=1)}"
+        return f"{self.channel} booking {self.start}..{self.end - ONE_DAY}"
+
+    def describe(self) -> str:
+        if self.kind == "create":
+            return f"block the {self.booking} in Escapia with a new work order"
+        if self.kind == "move":
+            return f"move work order {self.order} to the {self.booking}"
+        if self.kind == "repair":
+            return f"save work order {self.order} again: Escapia still shows the {self.booking} free"
+        return f"close work order {self.order} (the {self.booking} is gone from the export)"
 
     def done(self) -> str:
         if self.kind == "create":
@@ -161,8 +210,8 @@ class _Action:
         return self.describe().replace("move", "moved", 1).replace("close", "closed", 1)
 
     def apply(self, source: Any, book: ImportBook, now: dt.datetime) -> None:
-        description = (f"{WORK_ORDER_PREFIX} {self.booking} (blocked by escapia-ical from the channel's "
-                       "calendar; closed by it when the booking goes)")
+        description = (f"{WORK_ORDER_PREFIX} {self.booking}, blocked from the channel's calendar; closed by "
+                       f"escapia-ical when the booking goes {work_order_tag(self.channel, self.event_key)}")
         if self.kind == "close":
             try:
                 source.save_work_order(self.unit, self.start, self.end, description, order_id=self.order,
@@ -183,54 +232,78 @@ class _Action:
         stamp = now.isoformat(timespec="seconds")
         book.writes[self.key] = {"unit": self.unit, "channel": self.channel, "order": saved.id,
                                  "start": self.start.isoformat(), "end": self.end.isoformat(),
-                                 "created": previous.get("created") or stamp, "saved": stamp}
+                                 "created": previous.get("created") or stamp, "saved": stamp,
+                                 "repairs": int(previous.get("repairs") or 0) + (self.kind == "repair")}
 
 
 def _plan(account: Account, book: ImportBook, found: dict[str, Conflict], read_now: set[str],
           now: dt.datetime, confirm: dt.timedelta) -> list[_Action]:
-    """Return the saves this run needs: moves and closings first (they correct what we
-    did), then the new blocks, in date order."""
+    """Return the saves this run needs: moves, new blocks, repairs, then closings (what
+    protects nights before what frees them)."""
     settings = account.imports
     assert settings is not None
     unsynced = {(c.unit, c.channel, c.start, c.end) for c in found.values() if c.kind == UNSYNCED}
-    corrections, creations = [], []
+    blocked = {(w.get("unit"), w.get("start"), w.get("end")) for w in book.writes.values()}
+    moves, creations, repairs, closings = [], [], [], []
     for feed in settings.feeds:
         name = feed_name(feed.unit, feed.channel)
         record = book.feeds.get(name)
         if record is None or record.fetched is None or record.error is not None:
             continue  # never read, or failing: nothing is judged from it
         current = identities(record.events)
+        bookings = {i for i, e in current.items() if not e.ours and (not e.block or feed.blocks_are_bookings)}
         for identity, event in sorted(current.items(), key=lambda item: item[1]):
             key = f"{name} {identity}"
             write = book.writes.get(key)
             if write is None:
-                if (feed.unit, feed.channel, event.start, event.end) in unsynced:
-                    creations.append(_Action("create", key, feed.unit, feed.channel, event.start, event.end))
+                nights = (feed.unit, event.start.isoformat(), event.end.isoformat())
+                if identity in bookings and (feed.unit, feed.channel, event.start, event.end) in unsynced \
+                        and nights not in blocked:
+                    blocked.add(nights)
+                    creations.append(_Action("create", key, feed.unit, feed.channel, event.start, event.end,
+                                             event.key))
                 continue
             write.pop("missing_since", None)
             write.pop("missing_reads", None)
             if not _same_dates(write, event):
-                corrections.append(_Action("move", key, feed.unit, feed.channel, event.start, event.end,
-                                           write.get("order")))
+                moves.append(_Action("move", key, feed.unit, feed.channel, event.start, event.end, event.key,
+                                     write.get("order")))
             elif (feed.unit, feed.channel, event.start, event.end) in unsynced:
                 saved = moment(write.get("saved") or write.get("created"))
-                if saved is None or now - saved >= dt.timedelta(hours=REPAIR_HOURS):
-                    corrections.append(_Action("repair", key, feed.unit, feed.channel, event.start, event.end,
-                                               write.get("order")))
-        for key, write in sorted(book.writes.items()):
-            if not key.startswith(f"{name} ") or key[len(name) + 1:] in current:
-                continue
+                if int(write.get("repairs") or 0) >= MAX_REPAIRS:
+                    if not write.get("given_up"):
+                        write["given_up"] = now.isoformat(timespec="seconds")
+                        log.error("%s/%s: work order %s was undone in Escapia %d times: not saved again; "
+                                  "the %s booking stays a conflict until someone decides", account.name,
+                                  feed.unit, write.get("order"), MAX_REPAIRS, feed.channel)
+                elif saved is None or now - saved >= dt.timedelta(hours=REPAIR_HOURS):
+                    repairs.append(_Action("repair", key, feed.unit, feed.channel, event.start, event.end,
+                                           event.key, write.get("order")))
+        gone = [(key, write) for key, write in sorted(book.writes.items())
+                if key.startswith(f"{name} ") and key[len(name) + 1:] not in current]
+        mapped = sum(1 for key in book.writes if key.startswith(f"{name} "))
+        suspicious = not bookings or (len(gone) >= 2 and len(gone) * 2 > mapped)
+        for key, write in gone:
             if name in read_now:  # a read that does not list it: one more confirmation
                 write.setdefault("missing_since", now.isoformat(timespec="seconds"))
                 write["missing_reads"] = int(write.get("missing_reads") or 0) + 1
             since = moment(write.get("missing_since"))
-            wait = dt.timedelta(hours=EMPTY_HOURS) if not record.events else confirm
+            wait = dt.timedelta(hours=EMPTY_HOURS) if suspicious else confirm
             if since is not None and int(write.get("missing_reads") or 0) >= 2 and now - since >= wait:
                 start, end = _dates(write)
                 if start and end:
-                    corrections.append(_Action("close", key, feed.unit, feed.channel, start, end,
-                                               write.get("order")))
-    return corrections + creations
+                    closings.append(_Action("close", key, feed.unit, feed.channel, start, end,
+                                            order=write.get("order")))
+    return moves + creations + repairs + closings
+
+
+def _left_behind(account: Account, book: ImportBook) -> list[str]:
+    """The work orders of ours no export or setting manages any more (said in the status)."""
+    settings = account.imports
+    exports = {feed_name(f.unit, f.channel) for f in settings.feeds} if settings else set()
+    managing = settings is not None and settings.block_in_escapia
+    return sorted({str(w.get("order")) for key, w in book.writes.items()
+                   if not managing or key.rsplit(" ", 1)[0] not in exports})
 
 
 def _same_dates(write: dict[str, Any], event: ChannelEvent) -> bool:

@@ -308,7 +308,7 @@ class HsapiSource:
     # -- calls and tokens -------------------------------------------------------------
 
     def _call(self, method: str, operation: str, *, json: Any = None,
-              params: dict[str, Any] | None = None) -> Any:
+              params: dict[str, Any] | None = None, retry: bool = True) -> Any:
         url = f"{self.account.base_url}/hsapi/{operation}"
         headers = {**API_HEADERS, "x-homeaway-hasp-api-pmcid": self.account.pmcid}
         for refreshed in (False, True):
@@ -316,7 +316,7 @@ class HsapiSource:
                                                           failed=headers.get("Authorization"))
             try:
                 result = self.http.request(method, url, operation=operation, headers=headers, json=json,
-                                           params=params)
+                                           params=params, attempts=None if retry else 1)
             except HttpStatusError as exc:
                 if exc.status != 401:
                     raise

@@ -12,6 +12,7 @@ the flag, the dates and the status are kept: no description, vendor, cost or res
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,9 @@ class WorkOrder:
     start: dt.date | None
     end: dt.date | None  # as sent: the last night removed, or the day after (unknown)
     status: str
+    # Ours (imports/writeback.py): "<channel> <event key>" from the tag in its description;
+    # nothing else of a description is kept (people write guests' names there).
+    tag: str = ""
 
     @property
     def open(self) -> bool:
@@ -93,7 +97,18 @@ def parse_work_order(body: Any, what: str) -> WorkOrder:
         day = None if value in (None, "") else parse_api_date(value, f"{what} {order_id} {key}")
         dates.append(None if day == NET_EMPTY_DATE else day)
     status = body.get("status") if isinstance(body.get("status"), str) else ""
-    return WorkOrder(order_id, unit, body.get("workOrderRemovesUnitFromAvailability") is True, *dates, status)
+    found = _TAG.search(body["description"]) if isinstance(body.get("description"), str) else None
+    return WorkOrder(order_id, unit, body.get("workOrderRemovesUnitFromAvailability") is True, *dates, status,
+                     f"{found[1]} {found[2]}" if found else "")
+
+
+def work_order_tag(channel: str, key: str) -> str:
+    """The tag a work order blocking a channel booking carries in its description: how a
+    later run recognises it as ours, whatever became of the state."""
+    return f"[escapia-ical {channel} {key}]"
+
+
+_TAG = re.compile(r"\[escapia-ical ([a-z0-9][a-z0-9_.-]{0,39}) ([0-9a-f]{16})\]")
 
 
 Call = Callable[..., Any]  # HsapiSource._call
@@ -150,8 +165,10 @@ def save_work_order(call: Call, unit: str, start: dt.date, end: dt.date, descrip
     availability from ``start`` to ``end`` (SaveWorkOrder); return it as Escapia saved it.
     ``end`` is sent as it is: whether Escapia reads it as the last night removed or the day
     after is not published, so callers send the checkout day (the reading that cannot
-    leave a booked night open). Raise WorkOrdersForbidden on a 403, SourceError if the
-    answer is not a work order of that unit."""
+    leave a booked night open). Sent once, never retried: a create is not idempotent (a
+    lost answer is found again by its description's tag, :func:`work_order_tag`). Raise
+    WorkOrdersForbidden on a 403, SourceError if the answer is not that work order saved
+    as asked."""
     body: dict[str, Any] = {
         "unit": {"nativePMSID": unit}, "description": description, "status": status,
         "workOrderRemovesUnitFromAvailability": True,
@@ -160,10 +177,14 @@ def save_work_order(call: Call, unit: str, start: dt.date, end: dt.date, descrip
     }
     if order_id is not None:
         body["nativePMSID"] = order_id
-    saved = parse_work_order(_forbidden_as_such(call, "PUT", "SaveWorkOrder", json=body), "SaveWorkOrder")
+    saved = parse_work_order(_forbidden_as_such(call, "PUT", "SaveWorkOrder", json=body, retry=False),
+                             "SaveWorkOrder")
     if saved.unit != unit or (order_id is not None and saved.id != order_id):
         raise SourceError(f"SaveWorkOrder: answered work order {saved.id} of unit {saved.unit}, "
                           f"not {order_id or 'a new one'} of {unit}")
+    if status != "Completed" and not (saved.removes and saved.start == start and saved.end == end):
+        raise SourceError(f"SaveWorkOrder: work order {saved.id} was saved, but does not remove the unit "
+                          f"from {start} to {end} as asked")
     return saved
 
 

@@ -81,18 +81,21 @@ class HttpClient:
         self.observer: RequestObserver | None = None
 
     def request(self, method: str, url: str, *, operation: str,
-                decode: Callable[[HttpResult], Any] | None = None, **kwargs) -> Any:
+                decode: Callable[[HttpResult], Any] | None = None, attempts: int | None = None,
+                **kwargs) -> Any:
         """Send the request, retrying transient failures; return the 2xx result.
 
         With ``decode``, return ``decode(result)`` instead; a TransientAnswer it raises is
-        retried like a 5xx. Redirects are never followed. Raise HttpStatusError for a final
-        non-2xx answer (3xx included), TransportError when no complete answer came (in
-        ``total_timeout`` or before the deadline), DeadlineReached when the run's deadline
-        leaves no time to send it, Stopped after request_stop(); all name the operation and
-        never carry credentials. A retry whose wait would end after the deadline is not made.
+        retried like a 5xx. ``attempts``: at most this many (default: the policy's; 1 for a
+        request that must not be sent twice, such as a create). Redirects are never
+        followed. Raise HttpStatusError for a final non-2xx answer (3xx included),
+        TransportError when no complete answer came (in ``total_timeout`` or before the
+        deadline), DeadlineReached when the run's deadline leaves no time to send it, Stopped
+        after request_stop(); all name the operation and never carry credentials. A retry
+        whose wait would end after the deadline is not made.
         """
         retrying = Retrying(
-            stop=stop_after_attempt(self.policy.retry_attempts),
+            stop=stop_after_attempt(attempts or self.policy.retry_attempts),
             wait=self._wait,
             retry=self._retry,
             sleep=lambda seconds: self._pause(operation, seconds),

@@ -48,6 +48,7 @@ class AccountResult:
     responses: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operation, status)
     retired: dict[str, str] = field(default_factory=dict)  # unit -> since when (feeds/lifecycle.py)
     imports: Any = None  # what its channel imports did (imports/watch.py ImportsResult), if any
+    watching: bool = False  # whether it has imports configured (they may not have run)
 
 @dataclass
 class SyncReport:

@@ -178,13 +178,16 @@ def _run_account(run: RunContext, account: Account, report: SyncReport, found_un
         result.responses = Counter(source.responses_by_status)
         for line in source.notes.lines():
             log.warning("%s: %s", account.name, line)
-    if account.imports is not None and not stop_requested():
+    result.watching = account.imports is not None
+    if not stop_requested():  # (an account without imports may still have work orders of ours)
         # After the feeds: conflicts are judged against what this run published (or, if the
         # account failed, what the last run did: a double booking is still worth seeing).
         from escapia_ical.imports.watch import watch_imports  # here: only accounts with imports pay
 
         try:
             result.imports = watch_imports(run, account, source if account.api == "hsapi" else None)
+            result.requests = Counter(source.requests_by_operation)  # (and its SaveWorkOrders)
+            result.responses = Counter(source.responses_by_status)
         except Exception as exc:  # noqa: BLE001 - the feeds are published; this is the watch only
             text = describe(exc, account)
             log.error("%s: channel imports not checked: %s", account.name, text)

@@ -122,7 +122,9 @@ def test_the_write_cap_and_dry_run(deployment):
     assert deployment.run("sync").returncode == 1  # reported, not written
     _configure(deployment, writes=1)
     dry = deployment.run("sync", "--dry-run")
-    assert _orders(deployment) == [] and dry.stderr.count("dry run: would block the airbnb booking") == 3, dry.stderr
+    # What a real run would do, within the same cap.
+    assert _orders(deployment) == [] and dry.stderr.count("dry run: would block the airbnb booking") == 1, dry.stderr
+    assert "2 more wait for the next run" in dry.stderr
     first = deployment.run("sync")
     assert len(_orders(deployment)) == 1
     assert "1 work order change(s) this run, the most imports.max_writes_per_run allows; 2 more wait" in first.stderr
@@ -172,3 +174,28 @@ def test_a_work_order_closed_in_escapia_behind_our_back_is_saved_again(deploymen
     assert [o["id"] for o in _orders(deployment)] == [order["id"]], repaired.stderr
     assert "saved again" in repaired.stderr
     assert deployment.run("sync").returncode == 0 and _book(deployment)["conflicts"] == {}
+
+
+def test_a_lost_answer_to_a_create_is_found_again_not_created_twice(deployment):
+    _configure(deployment)
+    _export(deployment, (10, 13, "a@x"))
+    deployment.sandbox.inject("reset", op="SaveWorkOrder", times=1)  # saved, but the answer is lost
+    first = deployment.run("sync")
+    assert "could not block the airbnb booking" in first.stderr, first.stderr
+    assert len(_orders(deployment)) == 1 and deployment.sandbox.request_count("SaveWorkOrder") == 1  # never retried
+    second = deployment.run("sync", "-v")
+    assert "is ours (its description says so): taken back" in second.stderr, second.stderr
+    assert len(_orders(deployment)) == 1 and deployment.sandbox.request_count("SaveWorkOrder") == 1
+    assert second.returncode == 0 and _book(deployment)["conflicts"] == {}
+
+
+def test_work_orders_left_behind_are_named_in_the_status(deployment):
+    _configure(deployment)
+    _export(deployment, (10, 13, "a@x"))
+    deployment.run("sync")
+    [order] = _orders(deployment)
+    write_config(deployment.config, account_yaml())  # imports removed from the config
+    deployment.run("sync")
+    status = deployment.run("status")
+    assert f"no longer manages (their export or block_in_escapia left the config): {order['id']}" in status.stdout
+    assert len(_orders(deployment)) == 1  # never closed blindly

@@ -109,7 +109,22 @@ def test_echoes_raise_nothing_however_the_channel_words_them():
     # A block within our nights (cut around the channel's own booking) is an echo; a booking is not.
     assert found([event(4, 6, block=True)], escapia=escapia) == []
     assert found([event(4, 6)], escapia=escapia) == [(DOUBLE_BOOKING, (span(4, 6),))]
-    assert found([event(4, 9, block=True)], escapia=escapia) == [(UNSYNCED, (span(7, 9),))]
+    # A block reaching past our nights is judged as a booking (Booking.com words its
+    # reservations "CLOSED - Not available"): a missed double booking costs more than a look.
+    assert found([event(4, 9, block=True)], escapia=escapia) == [(DOUBLE_BOOKING, (span(4, 7),)),
+                                                                 (UNSYNCED, (span(7, 9),))]
+
+
+def test_a_work_order_of_ours_is_not_another_stay_of_its_booking_but_other_stays_still_are():
+    mine = event(3, 6)
+    own = {mine: span(3, 7)}  # Escapia read our checkout-day end inclusively: one night more
+    escapia = [span(3, 9)]  # our work order merged with a stay arriving on day 7
+    assert [(c.kind, c.nights) for c in find_conflicts("u", "a", [mine], escapia, set(), START, END, own)] == []
+    assert found([mine], escapia=escapia) == [(DOUBLE_BOOKING, (span(3, 6),))]  # without it: a false alarm
+    overlapping = [span(3, 7), span(5, 8)]  # a stay sold over our booking's nights
+    assert [(c.kind, c.nights) for c in find_conflicts("u", "a", [event(3, 8)], overlapping, set(), START, END,
+                                                       {event(3, 8): span(3, 7)})] == [
+        (DOUBLE_BOOKING, (span(7, 8),))]
 
 
 def test_blocks_are_told_from_bookings_by_their_wording_which_is_not_kept():
@@ -129,7 +144,7 @@ def test_past_nights_are_not_conflicts():
 def test_the_book_keeps_released_blocks_for_echoes_only_for_a_while(tmp_path):
     book = ImportBook(tmp_path / "imports.json")
     now = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
-    assert book.note_published("u", [span(3, 6)], now) == {span(3, 6)}
+    assert book.note_published("u", [span(3, 6)], now) == set()  # shown now: not an echo's, a range's
     assert book.note_published("u", [], now + dt.timedelta(hours=1)) == {span(3, 6)}
     assert book.note_published("u", [], now + dt.timedelta(hours=ECHO_HOURS + 2)) == set()
 
@@ -240,3 +255,127 @@ def test_save_work_order_sends_the_checkout_day_and_refuses_an_answer_for_anothe
 
     with pytest.raises(WorkOrdersForbidden):
         save_work_order(forbidden, "u1", D(2026, 12, 3), D(2026, 12, 6), "x")
+
+
+def test_midnight_times_are_dates_and_uid_hashes_are_keyed():
+    body = ics("UID:a\r\nDTSTART:20261210T000000Z\r\nDTEND:20261213T000000Z")
+    assert nights(body, ZoneInfo("America/Los_Angeles")) == [(D(2026, 12, 10), D(2026, 12, 13), False)]
+    one = channel_events(body, START, END, UTC, [], b"secret-1")[0].key
+    two = channel_events(body, START, END, UTC, [], b"secret-2")[0].key
+    assert one != two and len(one) == 16
+
+
+@pytest.mark.parametrize("rule", ["FREQ=MINUTELY", "FREQ=HOURLY;COUNT=5", "FREQ=DAILY;BYHOUR=1,2"])
+def test_recurrences_finer_than_a_day_are_refused_before_expanding(rule):
+    body = ics(f"UID:a\r\nDTSTART:20261210T150000Z\r\nDTEND:20261210T160000Z\r\nRRULE:{rule}")
+    with pytest.raises(ChannelFeedError, match="finer than a day"):
+        channel_events(body, START, END, UTC, [])
+
+
+def test_too_many_recurring_events_are_refused():
+    body = ics(*[f"UID:r{i}\r\nDTSTART;VALUE=DATE:20261201\r\nRRULE:FREQ=DAILY" for i in range(30)])
+    with pytest.raises(ChannelFeedError, match="could make more than"):
+        channel_events(body, START, END, UTC, [])
+
+
+# -- write-back's plan (imports/writeback.py) ------------------------------------------
+
+def _account(*feeds: ChannelImport, block: bool = True):
+    from escapia_ical.config import HsapiAccount
+
+    return HsapiAccount("a", "1", "id", "secret", imports=ImportSettings(tuple(feeds), 15.0, block_in_escapia=block))
+
+
+NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+AIRBNB = ChannelImport("u", "airbnb", "https://a.example/x.ics")
+BOOKING = ChannelImport("u", "booking", "https://b.example/x.ics", blocks_are_bookings=True)
+
+
+def _book(tmp_path, **records: list[ChannelEvent]) -> ImportBook:
+    book = ImportBook(tmp_path / "imports.json")
+    for channel, events in records.items():
+        book.feeds[f"u {channel}"] = FeedRecord(NOW, None, None, events)
+    return book
+
+
+def _unsynced(*events: ChannelEvent, channel: str = "airbnb") -> dict:
+    from escapia_ical.imports.conflicts import Conflict
+
+    return {str(i): Conflict("u", channel, UNSYNCED, e.start, e.end, ((e.start, e.end),)) for i, e in enumerate(events)}
+
+
+def _kinds(plan) -> list[tuple[str, D]]:
+    return [(a.kind, a.start) for a in plan]
+
+
+def test_write_back_blocks_bookings_once_and_blocks_only_where_the_channel_books(tmp_path):
+    from escapia_ical.imports.writeback import _plan
+
+    stay, closed = ChannelEvent(*span(3, 6), key="a" * 16), ChannelEvent(*span(9, 10), key="b" * 16, block=True)
+    book = _book(tmp_path, airbnb=[stay, closed], booking=[ChannelEvent(*span(3, 6), key="c" * 16, block=True),
+                                                             ChannelEvent(*span(20, 22), key="d" * 16, block=True)])
+    found = {**_unsynced(stay, closed), **{f"b{k}": v for k, v in _unsynced(
+        ChannelEvent(*span(3, 6)), ChannelEvent(*span(20, 22)), channel="booking").items()}}
+    plan = _plan(_account(AIRBNB, BOOKING), book, found, set(), NOW, dt.timedelta(minutes=15))
+    # Airbnb's "Not available" is not written; Booking.com's blocks are bookings; the same
+    # nights in two exports get one work order.
+    assert [(a.channel, a.start) for a in plan] == [("airbnb", span(3, 6)[0]), ("booking", span(20, 22)[0])]
+
+
+def test_write_back_closes_only_once_two_reads_agree_and_an_emptied_export_waits_a_day(tmp_path):
+    from escapia_ical.imports.writeback import _plan
+
+    other = ChannelEvent(*span(30, 31), key="o" * 16)
+    book = _book(tmp_path, airbnb=[other])
+    book.writes["u airbnb " + "a" * 16] = {"unit": "u", "channel": "airbnb", "order": "7", "start": str(span(3, 6)[0]),
+                                           "end": str(span(3, 6)[1])}
+    book.writes["u airbnb " + "o" * 16] = {"unit": "u", "channel": "airbnb", "order": "8", "start": str(other.start),
+                                           "end": str(other.end)}
+    account, confirm = _account(AIRBNB), dt.timedelta(minutes=15)
+    assert _plan(account, book, {}, {"u airbnb"}, NOW, confirm) == []  # one read without it
+    assert _plan(account, book, {}, set(), NOW + dt.timedelta(minutes=20), confirm) == []  # no new read
+    assert _kinds(_plan(account, book, {}, {"u airbnb"}, NOW + dt.timedelta(minutes=20), confirm)) == [
+        ("close", span(3, 6)[0])]
+    book.feeds["u airbnb"] = FeedRecord(NOW, None, None, [])  # now it lists nothing at all
+    later = NOW + dt.timedelta(hours=1)
+    assert _plan(account, book, {}, {"u airbnb"}, later, confirm) == []  # even the confirmed one waits
+    assert _plan(account, book, {}, {"u airbnb"}, later + dt.timedelta(hours=2), confirm) == []
+    assert sorted(a.order for a in _plan(account, book, {}, {"u airbnb"}, later + dt.timedelta(hours=25),
+                                         confirm)) == ["7", "8"]
+
+
+def test_write_back_plans_moves_and_blocks_before_repairs_and_closings_and_gives_up_repairing(tmp_path):
+    from escapia_ical.imports.writeback import MAX_REPAIRS, _plan
+
+    moved, new, undone = (ChannelEvent(*span(3, 6), key="m" * 16), ChannelEvent(*span(10, 12), key="n" * 16),
+                          ChannelEvent(*span(20, 22), key="u" * 16))
+    book = _book(tmp_path, airbnb=[moved, new, undone])
+    old = (NOW - dt.timedelta(hours=3)).isoformat()
+    book.writes["u airbnb " + "m" * 16] = {"order": "1", "start": str(span(2, 6)[0]), "end": str(moved.end)}
+    book.writes["u airbnb " + "u" * 16] = {"order": "2", "start": str(undone.start), "end": str(undone.end),
+                                           "saved": old}
+    book.writes["u airbnb " + "g" * 16] = {"order": "3", "start": str(span(40, 41)[0]), "end": str(span(40, 41)[1]),
+                                           "missing_since": old, "missing_reads": 1}
+    plan = _plan(_account(AIRBNB), book, _unsynced(new, undone), {"u airbnb"}, NOW, dt.timedelta(minutes=15))
+    assert [a.kind for a in plan] == ["move", "create", "repair", "close"]
+    book.writes["u airbnb " + "u" * 16]["repairs"] = MAX_REPAIRS
+    plan = _plan(_account(AIRBNB), book, _unsynced(undone), {"u airbnb"}, NOW, dt.timedelta(minutes=15))
+    assert "repair" not in [a.kind for a in plan] and book.writes["u airbnb " + "u" * 16]["given_up"]
+
+
+def test_a_work_order_of_ours_is_taken_back_by_its_tag(tmp_path):
+    from escapia_ical.imports.writeback import adopt
+    from escapia_ical.sources.hsapi_work_orders import WorkOrder, parse_work_order, work_order_tag
+
+    stay = ChannelEvent(*span(3, 6), key="a" * 16)
+    book = _book(tmp_path, airbnb=[stay])
+    order = parse_work_order({"nativePMSID": "9", "unit": {"nativePMSID": "u"}, "status": "Scheduled",
+                              "workOrderRemovesUnitFromAvailability": True,
+                              "description": f"escapia-ical: ... {work_order_tag('airbnb', stay.key)}",
+                              "startDateWhenUnitIsRemovedFromAvailability": str(stay.start),
+                              "endDateWhenUnitIsRemovedFromAvailability": str(stay.end)}, "x")
+    someone = WorkOrder("10", "u", True, stay.start, stay.end, "Scheduled")  # no tag: a person's
+    assert order.tag == f"airbnb {stay.key}"
+    assert adopt(_account(AIRBNB), book, {"9": order, "10": someone}) == ["9"]
+    assert book.writes["u airbnb " + stay.key]["order"] == "9"
+    assert adopt(_account(AIRBNB), book, {"9": order}) == []  # once
