@@ -136,17 +136,12 @@ def import_problems(data: Any, where: KeyPath, api: str = "hsapi") -> list[Probl
 
 
 def _url_problem(url: str) -> str | None:
-    from .accounts import _is_loopback  # (accounts imports this module's schema)
+    from .accounts import url_problem  # (accounts imports this module's schema)
 
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an https URL with a host (the channel's calendar export link)"
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        return "plain http is only allowed for loopback; use the https export link"
+    why = url_problem(url, "https://www.airbnb.com/calendar/ical/<listing>.ics?s=<secret>")
+    if why:
+        return why
+    parts = urlsplit(url)
     if parts.username or parts.password:
         return "must not hold a user name or password; channels put their secret in the path or query"
     if re.search(r"\s", url):
