@@ -6,8 +6,8 @@ is fetched once per ``every_minutes``, at a point of that period fixed per expor
 of its unit and channel), so that many exports spread over the ticks instead of all coming
 due at once; a failed fetch is tried again at the next tick. Fetches are conditional
 (ETag, Last-Modified), capped in size (``max_bytes``) and time (the account's
-``total_timeout``, at most 60 s, and the run's deadline), retried once, and go only to the
-channel's host: none of them is an Escapia request. A failed or unreadable export keeps
+``total_timeout``, at most 60 s, and the run's deadline), retried as the account's
+requests are, and go only to the channel's host: none of them is an Escapia request. A failed or unreadable export keeps
 its last events: a channel that fails or answers garbage changes nothing.
 
 A conflict is reported once, when it appears (an error line; the run exits 1), kept in
@@ -123,8 +123,8 @@ def _due(record: FeedRecord | None, feed: ChannelImport, now: dt.datetime, setti
 
 def _fetch_all(run: RunContext, account: Account, settings: ImportSettings, due: list[ChannelImport],
                book: ImportBook, result: ImportsResult, now: dt.datetime) -> None:
-    policy = replace(account.http, retry_attempts=min(account.http.retry_attempts, 2),
-                     total_timeout=min(account.http.total_timeout, MAX_FETCH_SECONDS))
+    # The account's retry policy; a whole request at most MAX_FETCH_SECONDS (and the deadline).
+    policy = replace(account.http, total_timeout=min(account.http.total_timeout, MAX_FETCH_SECONDS))
     client = HttpClient(policy, sleep=run.options.sleep, deadline=run.deadline)
     domains = _our_domains(run, account)
     # The key of the events' UID hashes: the account's secret (stable, never stored).
