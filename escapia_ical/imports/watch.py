@@ -7,8 +7,9 @@ of its unit and channel), so that many exports spread over the ticks instead of 
 due at once; a failed fetch is tried again at the next tick. Fetches are conditional
 (ETag, Last-Modified), capped in size (``max_bytes``) and time (the account's
 ``total_timeout``, at most 60 s, and the run's deadline), retried as the account's
-requests are, and go only to the channel's host: none of them is an Escapia request. A failed or unreadable export keeps
-its last events: a channel that fails or answers garbage changes nothing.
+requests are, and go only to the channel's host: none of them is an Escapia request. A
+failed or unreadable export keeps its last events: a channel that fails or answers
+garbage changes nothing.
 
 A conflict is reported once, when it appears (an error line; the run exits 1), kept in
 the status while it lasts, and closes by itself when the booking or Escapia changes.
