@@ -182,10 +182,12 @@ def _run_account(run: RunContext, account: Account, report: SyncReport, found_un
     if not stop_requested():  # (an account without imports may still have work orders of ours)
         # After the feeds: conflicts are judged against what this run published (or, if the
         # account failed, what the last run did: a double booking is still worth seeing).
-        from escapia_ical.imports.watch import watch_imports  # here: only accounts with imports pay
+        from escapia_ical.imports.watch import watch_imports  # here: sync's import stays lean
 
+        # No write-back through an account that failed (Escapia down, credentials refused).
+        writer = source if account.api == "hsapi" and result.error is None else None
         try:
-            result.imports = watch_imports(run, account, source if account.api == "hsapi" else None)
+            result.imports = watch_imports(run, account, writer)
             result.requests = Counter(source.requests_by_operation)  # (and its SaveWorkOrders)
             result.responses = Counter(source.responses_by_status)
         except Exception as exc:  # noqa: BLE001 - the feeds are published; this is the watch only
