@@ -70,7 +70,8 @@ class Conflict:
 
 def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], escapia: Iterable[Span],
                    echoes: Iterable[Span], today: dt.date, until: dt.date,
-                   own: Mapping[ChannelEvent, Span] | None = None) -> list[Conflict]:
+                   own: Mapping[ChannelEvent, Span] | None = None,
+                   blocks_are_bookings: bool = False) -> list[Conflict]:
     """Return the conflicts of one channel's ``events`` for ``unit`` against ``escapia``
     (the whole blocked ranges our feed shows), on the nights from ``today`` up to
     ``until``. ``echoes``: ranges we published lately, and ours as the window cuts them (an
@@ -78,7 +79,9 @@ def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], esca
     back). ``own``: the
     nights Escapia blocks with a work order of ours for an event, in force now
     (imports/writeback.py): that work order is not another stay of that event, and the
-    nights around it are judged without it."""
+    nights around it are judged without it. ``blocks_are_bookings``: the export words its
+    bookings as blocks (Booking.com), so a block within our nights is a booking there, an
+    echo only with exactly our dates."""
     own = own or {}
     ranges = sorted(set(escapia))
     blocked = spans.normalize(ranges)
@@ -90,7 +93,7 @@ def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], esca
         whole = (event.start, event.end)
         # (With a work order of ours for it, Escapia's block of the same dates is that work order.)
         if event.ours or whole in (echoed if event in own else same) \
-                or (event.block and not spans.subtract([whole], ours)):
+                or (event.block and not blocks_are_bookings and not spans.subtract([whole], ours)):
             continue
         ahead = spans.clip([whole], today, until)
         if not ahead:

@@ -231,7 +231,7 @@ def _conflicts(run: RunContext, account: Account, settings: ImportSettings, book
                if min(e, run.window.end) > max(s, run.window.start)}
         echoes = book.note_published(feed.unit, sorted(shown | cut), now) | (cut - shown)
         for conflict in find_conflicts(feed.unit, feed.channel, record.events, ranges, echoes, start, until,
-                                       own):
+                                       own, feed.blocks_are_bookings):
             found[conflict.id] = conflict
     return found
 

@@ -113,6 +113,13 @@ def test_echoes_raise_nothing_however_the_channel_words_them():
     # reservations "CLOSED - Not available"): a missed double booking costs more than a look.
     assert found([event(4, 9, block=True)], escapia=escapia) == [(DOUBLE_BOOKING, (span(4, 7),)),
                                                                  (UNSYNCED, (span(7, 9),))]
+    # Where blocks are bookings (Booking.com), one inside our nights is a double booking;
+    # only exactly our dates (or our merged runs) are echoes.
+    booking = [(c.kind, c.nights) for c in find_conflicts("u", "booking", [event(4, 6, block=True)], escapia,
+                                                          set(), START, END, blocks_are_bookings=True)]
+    assert booking == [(DOUBLE_BOOKING, (span(4, 6),))]
+    assert find_conflicts("u", "booking", [event(3, 7, block=True)], escapia, set(), START, END,
+                          blocks_are_bookings=True) == []
 
 
 def test_a_work_order_of_ours_is_not_another_stay_of_its_booking_but_other_stays_still_are():
