@@ -76,10 +76,9 @@ def find_conflicts(unit: str, channel: str, events: Iterable[ChannelEvent], esca
     (the whole blocked ranges our feed shows), on the nights from ``today`` up to
     ``until``. ``echoes``: ranges we published lately, and ours as the window cuts them (an
     event with exactly those dates, or a block within their nights, is our own block come
-    back). ``own``: the
-    nights Escapia blocks with a work order of ours for an event, in force now
-    (imports/writeback.py): that work order is not another stay of that event, and the
-    nights around it are judged without it. ``blocks_are_bookings``: the export words its
+    back). ``own``: the nights Escapia blocks with a work order of ours for an event, in
+    force now (imports/writeback.py): that work order is not another stay of that event,
+    and the nights around it are judged without it. ``blocks_are_bookings``: the export words its
     bookings as blocks (Booking.com), so a block within our nights is a booking there, an
     echo only with exactly our dates."""
     own = own or {}

@@ -87,8 +87,6 @@ def channel_events(body: bytes, start: dt.date, end: dt.date, zone: ZoneInfo | N
             found.add(ChannelEvent(nights[0], nights[1], uid.lower().endswith(suffixes),
                                    digest.hexdigest() if uid else "",
                                    block))
-    except ChannelFeedError:
-        raise
     except Exception as exc:  # noqa: BLE001 - a bad RRULE or date raises from deep inside
         raise ChannelFeedError(f"cannot read its events ({exc.__class__.__name__})") from None
     return sorted(found)

@@ -37,7 +37,7 @@ from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.imports.book import FeedRecord, ImportBook, feed_name
 from escapia_ical.imports.conflicts import Conflict, find_conflicts
 from escapia_ical.imports.parse import channel_events
-from escapia_ical.imports.writeback import WriteResult, adopt, own_nights, write_back
+from escapia_ical.imports.writeback import WriteResult, adopt, left_behind, own_nights, write_back
 from escapia_ical.sources.http import HttpClient, HttpStatusError
 from escapia_ical.sources.stop import Stopped, leave_signals_to_main
 from escapia_ical.state import AccountState, FeedStamps, moment
@@ -81,7 +81,7 @@ def watch_imports(run: RunContext, account: Account, source: Any = None) -> Impo
     book = ImportBook.load(state.folder)
     result = ImportsResult()
     if settings is None:  # no imports, but maybe work orders of ours from when there were
-        result.writes.left = sorted({str(w.get("order")) for w in book.writes.values()})
+        result.writes.left = left_behind(account, book)
         return result if result.writes.left else None
     names = {feed_name(f.unit, f.channel) for f in settings.feeds}
     book.forget_units({f.unit for f in settings.feeds}, names)
@@ -93,8 +93,8 @@ def watch_imports(run: RunContext, account: Account, source: Any = None) -> Impo
     if settings.block_in_escapia:  # (before judging: a lost mapping is found again first)
         for order in adopt(account, book, open_orders):
             log.info("%s: work order %s is ours (its description says so): taken back", account.name, order)
-    found = _conflicts(run, account, settings, book, stamps, now, open_orders)
-    _report(account, book, found, result, now, options.dry_run)
+    found = _conflicts(run, account, settings, book, state, stamps, now, open_orders)
+    _report(account, book, found, result, now)
     if source is not None:
         confirm = dt.timedelta(minutes=max(run.config.feeds.confirm_minutes, settings.every_minutes))
         result.writes = write_back(account, source, book, found, result.read, now, confirm, options.dry_run)
@@ -177,11 +177,12 @@ def _fetch_one(client: HttpClient, feed: ChannelImport, record: FeedRecord, sett
             headers["If-None-Match"] = record.etag
         if record.modified:
             headers["If-Modified-Since"] = record.modified
+    conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
     operation = f"{feed.channel} export"
     try:
         answer = client.request("GET", feed.url, operation=operation, headers=headers)
     except HttpStatusError as exc:
-        if exc.status == 304 and len(headers) > 2:  # (only an answer to our conditional GET)
+        if exc.status == 304 and conditional:  # (only an answer to our conditional GET)
             return replace(record, fetched=now, error=None, failing_since=None), False
         if 300 <= exc.status < 400:
             raise SourceError(f"HTTP {exc.status}: the export link redirects; not followed (use the "
@@ -203,11 +204,11 @@ def _our_domains(run: RunContext, account: Account) -> set[str]:
 
 
 def _conflicts(run: RunContext, account: Account, settings: ImportSettings, book: ImportBook,
-               stamps: FeedStamps, now: dt.datetime,
+               state: AccountState, stamps: FeedStamps, now: dt.datetime,
                open_orders: dict[str, Any] | None) -> dict[str, Conflict]:
     """Return the conflicts found now, by id; units without a published feed yet, or exports
     never read, are not compared."""
-    names = UnitNames(AccountState(run.config.state_dir, account.name).folder, stamps)
+    names = UnitNames(state.folder, stamps)
     start, until = run.window.future(run.today)
     found: dict[str, Conflict] = {}
     escapia: dict[str, list[tuple[dt.date, dt.date]] | None] = {}
@@ -237,7 +238,7 @@ def _conflicts(run: RunContext, account: Account, settings: ImportSettings, book
 
 
 def _report(account: Account, book: ImportBook, found: dict[str, Conflict], result: ImportsResult,
-            now: dt.datetime, dry_run: bool) -> None:
+            now: dt.datetime) -> None:
     """Say each new conflict once (an error) and each closed one (info); keep the open ones."""
     for key in sorted(set(found) - set(book.conflicts)):
         conflict = found[key]

@@ -137,7 +137,7 @@ def write_back(account: Account, source: Any, book: ImportBook, found: dict[str,
     result = WriteResult()
     if settings is None:
         return result
-    result.left = _left_behind(account, book)
+    result.left = left_behind(account, book)
     if not settings.block_in_escapia:
         return result
     forbidden = moment(book.write_back.get("forbidden_since"))
@@ -297,7 +297,7 @@ def _plan(account: Account, book: ImportBook, found: dict[str, Conflict], read_n
     return moves + creations + repairs + closings
 
 
-def _left_behind(account: Account, book: ImportBook) -> list[str]:
+def left_behind(account: Account, book: ImportBook) -> list[str]:
     """The work orders of ours no export or setting manages any more (said in the status)."""
     settings = account.imports
     exports = {feed_name(f.unit, f.channel) for f in settings.feeds} if settings else set()
