@@ -36,6 +36,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from escapia_ical.sources import stop
+from escapia_ical.sources.session import Session
 from escapia_ical.sources.stop import Stopped
 
 RECHECK = 0.1  # seconds between shutdowns of an expired request's sockets
@@ -271,8 +272,9 @@ class WatchedAdapter(HTTPAdapter):
 
 
 def new_session() -> requests.Session:
-    """Return a requests Session whose requests obey :func:`time_limit`."""
-    session = requests.Session()
+    """Return a requests Session whose requests obey :func:`time_limit` (and which reads the
+    environment's proxies once per origin: see sources/session.py)."""
+    session = Session()
     for prefix in ("http://", "https://"):
         session.mount(prefix, WatchedAdapter())
     return session
