@@ -20,7 +20,7 @@ from typing import Any
 from escapia_ical.config import Account, Config
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.ranges import FeedBlock
-from escapia_ical.feeds.render import content_digest, render_feed
+from escapia_ical.feeds.render import content_digest, iso, render_feed
 from escapia_ical.model import BlockedRange, Unit
 from escapia_ical.state import names_of
 from escapia_ical.sync.context import FeedStamps
@@ -131,7 +131,7 @@ def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[Fe
     # derive what they need from them, and 10,000 units keep state small.
     origins = sorted({(b.origin.start, b.origin.end) for b in (blocks if stored is None else stored)})
     entry = {"unit": unit.id, "digest": digest, "dtstamp": dtstamp.isoformat(), "events": len(blocks),
-             "ranges": " ".join(f"{s}/{e}" for s, e in origins)}
+             "ranges": " ".join(f"{iso(s)}/{iso(e)}" for s, e in origins)}
     if unknown:
         entry["unknown"] = spans.encode(unknown)
     if through is not None:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from ical.calendar_stream import IcsCalendarStream
 from ical_reference import reference_render
 
-from escapia_ical.feeds.render import display_name, render_events
+from escapia_ical.feeds.render import _escape_uid, display_name, render_events
+from escapia_ical.feeds.text import escape_text
 from escapia_ical.model import Unit
 
 D = dt.date
@@ -61,3 +62,13 @@ def test_arbitrary_names_and_summaries_read_the_same_in_three_parsers(name, summ
     assert by_ical.events[0].summary == summary and by_ical.events[0].dtstart == start
     if end is not None:
         assert event.decoded("dtend") == by_vobject.vevent.dtend.value == by_ical.events[0].dtend == end
+
+
+@settings(max_examples=300, deadline=None)
+@given(local=st.one_of(st.text(alphabet="0123456789abcdef", max_size=40), st.text(max_size=40)),
+       domain=st.one_of(st.just("rentals.example.com"), st.text(max_size=40)), at=st.sampled_from(["@", "", "@@"]))
+def test_uids_are_escaped_as_any_text(local, domain, at):
+    uid = f"{local}{at}{domain}"  # our UIDs take the hash's shortcut; any other text the long way
+    assert _escape_uid(uid) == escape_text(uid)
+    assert render_events(Unit("7", "x"), [(uid or "u", D(2027, 1, 1), D(2027, 1, 2), "Reserved")], STAMP) == \
+        reference_render(Unit("7", "x"), [(uid or "u", D(2027, 1, 1), D(2027, 1, 2), "Reserved")], STAMP)
