@@ -26,6 +26,7 @@ state is re-derivable; the readers check the shape of what they get).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
@@ -81,3 +82,25 @@ def assemble(rows: list[tuple[list[str], Any]]) -> Any:
         if isinstance(parent, dict):
             parent[path[-1]] = value
     return root
+
+
+# One encoder for every row (json.dumps with options builds a new one per call: 2x slower).
+# ASCII only, as the JSON files were: a lone surrogate from Escapia (legal JSON) is kept
+# as its escape, where UTF-8 could not encode it (and PostgreSQL's text takes no NUL).
+encode_body = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+def row_path(part: bytes) -> list[str] | None:
+    """A row's part as the list of mapping keys it is, or None if it is not one."""
+    if part.startswith(b'["') and part.endswith(b'"]') and b"\\" not in part:  # most: no escape in it
+        try:
+            names = part[2:-2].decode("utf-8").split('","')
+        except ValueError:
+            return None
+        if not any('"' in name for name in names):
+            return names
+    try:
+        path = json.loads(part.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return path if isinstance(path, list) and all(isinstance(name, str) for name in path) else None

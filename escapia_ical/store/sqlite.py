@@ -32,6 +32,8 @@ from typing import Any
 
 from escapia_ical.errors import StateError
 from escapia_ical.store import Split, assemble, flatten
+from escapia_ical.store import encode_body as _encode
+from escapia_ical.store import row_path as _path
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +49,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-
-# One encoder for every row (json.dumps with options builds a new one per call: 2x slower).
-# ASCII only, as the JSON files were: a lone surrogate from Escapia (legal JSON) is kept
-# as its escape, where UTF-8 could not encode it.
-_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 class Corrupt(StateError):
@@ -249,19 +246,3 @@ class SqliteStore:
 def _fingerprint(body: bytes) -> bytes:
     """A row's body, told apart from any other with certainty for our purpose (16 bytes)."""
     return hashlib.blake2b(body, digest_size=16).digest()
-
-
-def _path(part: bytes) -> list[str] | None:
-    """A row's part as the list of mapping keys it is, or None if it is not one."""
-    if part.startswith(b'["') and part.endswith(b'"]') and b"\\" not in part:  # most: no escape in it
-        try:
-            names = part[2:-2].decode("utf-8").split('","')
-        except ValueError:
-            return None
-        if not any('"' in name for name in names):
-            return names
-    try:
-        path = json.loads(part.decode("utf-8"))
-    except (ValueError, RecursionError):
-        return None
-    return path if isinstance(path, list) and all(isinstance(name, str) for name in path) else None

@@ -16,82 +16,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import escapia_ical
 from escapia_ical.errors import StateError
 from escapia_ical.state import STATE_DB, STATUS_DB, close_stores, read_state, state_bytes_written, write_state
 from escapia_ical.status import load_status, save_status
 from escapia_ical.store.sqlite import SCHEMA_VERSION, SqliteStore
-
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-                    max_leaves=12)
-SPLITS = [(), ((),), ((), ("a",)), ((), ("*",)), ((), ("*", "*"))]
-
-
-@pytest.fixture
-def store(tmp_path):
-    found = SqliteStore(tmp_path / "t.db")
-    yield found
-    found.close()
-
-
-@settings(max_examples=200, deadline=None)
-@given(value=JSON, split=st.sampled_from(SPLITS), later=JSON)
-def test_a_document_reads_back_as_written_whatever_its_split(tmp_path_factory, value, split, later):
-    store = SqliteStore(tmp_path_factory.mktemp("s") / "t.db")
-    try:
-        store.write("doc", value, split)
-        assert store.read("doc") == value
-        store.write("doc", later, split)  # rows of the first value that the second lacks are gone
-        assert store.read("doc") == later
-    finally:
-        store.close()
-
-
-def test_only_the_rows_that_changed_are_written(store):
-    feeds = {f"unit-{i}.ics": {"digest": "d" * 64, "ranges": "2026-01-01/2026-01-05"} for i in range(1000)}
-    first = store.write("accounts/a/feeds", feeds, ((),))
-    assert first > 60_000
-    assert store.write("accounts/a/feeds", feeds, ((),)) == 0  # a steady tick: nothing
-    feeds["unit-7.ics"] = {**feeds["unit-7.ics"], "digest": "e" * 64}
-    one = store.write("accounts/a/feeds", feeds, ((),))
-    assert 0 < one < 200
-    del feeds["unit-8.ics"]
-    assert store.write("accounts/a/feeds", feeds, ((),)) == 0  # a deletion writes no body
-    assert set(store.read("accounts/a/feeds")) == set(feeds)
-    assert store.bytes_written == first + one
-
-
-def test_an_unsplit_document_is_rewritten_whole(store):
-    store.write("doc", {"a": list(range(100)), "b": 1})
-    assert store.write("doc", {"a": list(range(100)), "b": 2}) > 200
-
-
-def test_keys_delete_and_a_missing_document(store):
-    store.write("accounts/a/feeds", {"x": 1}, ((),))
-    store.write("accounts/b/feeds", {})
-    store.write("status", 1)
-    assert store.keys("accounts/") == ["accounts/a/feeds", "accounts/b/feeds"]
-    store.delete("accounts/a/feeds")
-    assert store.read("accounts/a/feeds") is None and store.read("nothing") is None
-    assert store.read("accounts/b/feeds") == {}  # an empty split document is kept
-
-
-def test_a_transaction_commits_together_or_not_at_all(store):
-    store.write("a", 1)
-    with pytest.raises(RuntimeError), store.transaction():
-        store.write("a", 2)
-        store.write("b", 3)
-        raise RuntimeError
-    assert store.read("a") == 1 and store.read("b") is None
-    with store.transaction():
-        store.write("a", 4)
-        with store.transaction():
-            store.write("b", 5)
-    assert (store.read("a"), store.read("b")) == (4, 5)
 
 
 def test_an_undecodable_row_is_left_out_with_a_warning(tmp_path, caplog):

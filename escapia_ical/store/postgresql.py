@@ -1,0 +1,233 @@
+"""The PostgreSQL store (psycopg 3): one state shared by several hosts.
+
+The same rows as the SQLite store (:mod:`.sqlite`), in one table of the schema the config
+names (``state: {backend: postgresql, dsn: ..., schema: escapia_ical}``)::
+
+    documents (store, key, part, body)   store: "state" or "status" (SQLite's two files)
+
+``part`` is the JSON list of mapping keys a row sits at, ``body`` its JSON (ASCII). The
+schema is versioned (table ``schema_version``); ``MIGRATIONS`` brings an older one forward
+when a store is opened, under a transaction-scoped advisory lock so that hosts starting
+together migrate once; a schema written by a newer version of the program is refused.
+
+A write compares each row with the stored one by the MD5 PostgreSQL computes of it, so
+that only the digests cross the network, and sends only rows that are new or changed.
+Every statement and every wait for a lock is bounded (``STATEMENT_SECONDS``), as is the
+connection (``CONNECT_SECONDS``); a lost connection is opened again once at the next
+statement outside a transaction. Messages never carry the DSN (its password).
+
+One connection per store and process, shared by the accounts synced in parallel (threads)
+under a lock, as with SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from escapia_ical.errors import StateError
+from escapia_ical.store import Split, assemble, encode_body, flatten, row_path
+
+log = logging.getLogger(__name__)
+
+CONNECT_SECONDS = 10
+STATEMENT_SECONDS = 30  # a statement, or a wait for another host's lock (a sync's writes take ms)
+_BATCH = 500
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_LOCK_ID = 0x6573_6361_7069_61  # pg_advisory_xact_lock's key for migrations ("escapia")
+
+# MIGRATIONS[n] brings a schema of version n to n + 1 ({t}: the documents table, {s}: the schema).
+MIGRATIONS: list[tuple[str, ...]] = [
+    (  # 0 -> 1: the first schema, SQLite's table with the store's name as a column
+        "CREATE TABLE {t} (store TEXT NOT NULL, key TEXT NOT NULL, part TEXT NOT NULL,"
+        " body TEXT NOT NULL, PRIMARY KEY (store, key, part))",
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def valid_schema_name(name: str) -> bool:
+    """Whether ``name`` may name the schema (a plain lower-case SQL identifier)."""
+    return bool(_NAME.fullmatch(name))
+
+
+class PostgresStore:
+    """The documents of one store ("state" or "status") in the PostgreSQL database at ``dsn``."""
+
+    def __init__(self, dsn: str, store: str, schema: str = "escapia_ical", *, where: str = "PostgreSQL"):
+        if not valid_schema_name(schema):
+            raise StateError(f"state.schema {schema!r} is not a plain SQL name (a-z, 0-9, _)")
+        self.path = where  # how messages name it (never the DSN: it may hold a password)
+        self.bytes_written = 0
+        self._dsn, self._store, self._schema = dsn, store, schema
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._db = self._connect()
+
+    # -- the interface (escapia_ical.store) -------------------------------------------
+
+    def read(self, key: str) -> Any | None:
+        rows, bad = [], 0
+        with self._lock:
+            found = self._query(self._sql("SELECT part, body FROM {t} WHERE store = %s AND key = %s"),
+                                (self._store, key))
+        for part, body in found:
+            path = row_path(part.encode("utf-8"))
+            try:
+                if path is None:
+                    raise ValueError(part)
+                rows.append((path, json.loads(body)))
+            except (ValueError, RecursionError):
+                bad += 1
+        if bad:
+            log.warning("state %s (%s): %d unreadable row(s) ignored; the next sync rewrites them",
+                        self.path, key, bad)
+        return assemble(rows)
+
+    def write(self, key: str, value: Any, split: Split = ()) -> int:
+        written = 0
+        with self.transaction():
+            digests = self._sql("SELECT part, md5(body) FROM {t} WHERE store = %s AND key = %s")
+            stored = dict(self._query(digests, (self._store, key)))
+            batch: list[tuple[str, str, str, str]] = []
+            for path, body in flatten(value, split, encode_body):
+                part = encode_body(list(path))
+                if stored.pop(part, None) != _md5(body):
+                    batch.append((self._store, key, part, body))  # new or changed
+                    written += len(body)
+                    if len(batch) >= _BATCH:
+                        self._upsert(batch)
+            self._upsert(batch)
+            if stored:  # rows no longer there
+                self._execute(self._sql("DELETE FROM {t} WHERE store = %s AND key = %s AND part = ANY(%s)"),
+                              (self._store, key, list(stored)))
+        self.bytes_written += written
+        return written
+
+    def delete(self, key: str) -> None:
+        with self.transaction():
+            self._execute(self._sql("DELETE FROM {t} WHERE store = %s AND key = %s"), (self._store, key))
+
+    def keys(self, prefix: str = "") -> list[str]:
+        with self._lock:
+            found = self._query(self._sql('SELECT key FROM {t} WHERE store = %s AND left(key, %s) = %s'
+                                          ' GROUP BY key ORDER BY key COLLATE "C"'),
+                                (self._store, len(prefix), prefix))
+        return [key for (key,) in found]
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._reconnect_if_lost()
+            self._depth = 1
+            try:
+                with self._errors("write"), self._db.transaction():
+                    yield
+            finally:
+                self._depth = 0
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(Exception):
+            self._db.close()
+
+    # -- the connection ---------------------------------------------------------------
+
+    def _sql(self, text: str, table: str = "documents") -> sql.Composed:
+        """``text`` with ``{t}`` as the quoted table in our schema (``{s}``: the schema)."""
+        return sql.SQL(text).format(t=sql.Identifier(self._schema, table), s=sql.Identifier(self._schema))
+
+    def _connect(self) -> psycopg.Connection:
+        with self._errors("open"):
+            db = psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_SECONDS,
+                                 application_name="escapia-ical")
+            db.execute(f"SET statement_timeout = '{STATEMENT_SECONDS}s'")
+            db.execute(f"SET lock_timeout = '{STATEMENT_SECONDS}s'")
+            db.execute("SET idle_in_transaction_session_timeout = '300s'")
+            self._migrate(db)
+        return db
+
+    def _migrate(self, db: psycopg.Connection) -> None:
+        versions = "schema_version"
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            db.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
+            db.execute(self._sql("CREATE TABLE IF NOT EXISTS {t} (version INTEGER NOT NULL)", versions))
+            row = db.execute(self._sql("SELECT max(version) FROM {t}", versions)).fetchone()
+            version = row[0] or 0
+            if version > SCHEMA_VERSION:
+                raise StateError(f"state in {self.path} has schema version {version}, written by a newer "
+                                 f"escapia-ical (this one knows {SCHEMA_VERSION}); run the newer version")
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    db.execute(self._sql(statement))
+            if version < SCHEMA_VERSION:
+                db.execute(self._sql("DELETE FROM {t}", versions))
+                db.execute(self._sql("INSERT INTO {t} VALUES (%s)", versions), (SCHEMA_VERSION,))
+                if version:
+                    log.info("state %s: schema %d -> %d", self.path, version, SCHEMA_VERSION)
+
+    def _reconnect_if_lost(self) -> None:
+        if self._db.closed or self._db.broken:
+            with contextlib.suppress(Exception):
+                self._db.close()
+            self._db = self._connect()
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            for secret in _secrets(self._dsn):  # libpq does not print it; should a version ever
+                reason = reason.replace(secret, "***")
+            raise StateError(f"cannot {doing} state in {self.path}: {reason}") from None
+
+    def _query(self, statement: sql.Composed, args: tuple) -> list[tuple]:
+        if not self._depth:
+            self._reconnect_if_lost()
+        with self._errors("read"):
+            return self._db.execute(statement, args).fetchall()
+
+    def _execute(self, statement: sql.Composed, args: tuple) -> None:
+        with self._errors("write"):
+            self._db.execute(statement, args)
+
+    def _upsert(self, batch: list[tuple[str, str, str, str]]) -> None:
+        if batch:
+            with self._errors("write"), self._db.cursor() as cursor:
+                upsert = self._sql("INSERT INTO {t} (store, key, part, body) VALUES (%s, %s, %s, %s)"
+                                   " ON CONFLICT (store, key, part) DO UPDATE SET body = EXCLUDED.body")
+                cursor.executemany(upsert, batch)
+            batch.clear()
+
+
+def _secrets(dsn: str) -> list[str]:
+    """The password in ``dsn`` (either form), and the DSN itself, to keep out of messages."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except Exception:  # noqa: BLE001 - not a DSN libpq reads: the connect fails and says so
+        password = None
+    return [s for s in (dsn, str(password) if password else "") if len(s) >= 3]
+
+
+def _md5(body: str) -> str:
+    """What PostgreSQL's md5(body) gives for the row (a change check, not security)."""
+    return hashlib.md5(body.encode("ascii"), usedforsecurity=False).hexdigest()
