@@ -43,6 +43,7 @@ from escapia_ical.report import write_report_after_sync
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState
 from escapia_ical.status import record_acceptance, record_run
+from escapia_ical.store.documents import use_postgresql
 from escapia_ical.sync import Progress, SyncOptions, SyncReport, preview_feed, run_sync
 from escapia_ical.sync.lock import account_lock, status_lock
 
@@ -64,9 +65,27 @@ def load(config_path: Path, *, warn: bool = True, secrets: bool = True) -> Confi
         # Its path is the secret part too: urllib3 logs "POST /<uuid>/start" at -vv.
         register_secret(config.healthcheck_url)
         register_secret(urlsplit(config.healthcheck_url).path.rstrip("/"))
+    if config.state.backend == "postgresql":
+        register_secret(config.state.dsn)
+        password = _dsn_password(config.state.dsn)
+        if password:
+            register_secret(password)
+        use_postgresql(config.state_dir, config.state.dsn, config.state.schema, config.state.where)
+    else:
+        use_postgresql(config.state_dir, None)
     if warn:
         show_warnings(config)
     return config
+
+
+def _dsn_password(dsn: str | None) -> str | None:
+    """The password in a PostgreSQL DSN (URL or key=value form), if any."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return conninfo_to_dict(dsn or "").get("password") or None
+    except Exception:  # noqa: BLE001 - libpq's parser: the connection says what is wrong
+        return None
 
 
 def show_warnings(config: Config) -> None:

@@ -5,6 +5,7 @@ Everything downstream of this module receives these frozen objects, never raw YA
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -40,6 +41,29 @@ class ChannelSettings:
 
 
 @dataclass(frozen=True)
+class StateSettings:
+    """Where the state lives (escapia_ical.store): ``sqlite``, files in state_dir, or
+    ``postgresql``, the database at ``dsn`` (in ``schema``), which several hosts may share."""
+
+    backend: str = "sqlite"
+    dsn: str | None = field(default=None, repr=False)  # may hold a password
+    schema: str = "escapia_ical"
+
+    @property
+    def where(self) -> str:
+        """How messages name the database: host, port and database, never the password."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            info = conninfo_to_dict(self.dsn or "")
+        except Exception:  # noqa: BLE001 - libpq's parser: the connection says what is wrong
+            info = {}
+        host = info.get("host") or info.get("hostaddr") or "localhost"
+        port, database = info.get("port") or 5432, info.get("dbname") or "?"
+        return f"PostgreSQL {host}:{port}/{database} (schema {self.schema})"
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     output_dir: Path
@@ -54,6 +78,7 @@ class Config:
     channels: ChannelSettings | None = None  # channel fetch tracking, when configured
     # Requests in flight at once across every account (accounts are synced side by side).
     max_concurrency_total: int = 32
+    state: StateSettings = StateSettings()
 
     def account(self, name: str) -> Account | None:
         return next((a for a in self.accounts if a.name == name), None)
@@ -95,6 +120,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
                  if not any(p.path[: len(f)] == f for f in failed)]
     problems += _check_dirs(data, base, is_sensitive)
     problems += feeds_problems(data)
+    problems += _state_problems(data.get("state"))
     problems += _bare_variables(doc.value, ())
     hook = data.get("healthcheck_url")
     if (isinstance(hook, str) and ("healthcheck_url",) not in failed and hook.startswith("http://")
@@ -204,7 +230,8 @@ def _expand_env(value: Any, path: KeyPath, environ: Mapping[str, str], problems:
         return value
     expanded.add(path)
     unset = any(name not in environ for name in _VAR.findall(value))
-    if not secrets and (any(part in SECRET_KEYS for part in path)
+    # The state's DSN is a secret, but every command reads state: it is always expanded.
+    if not secrets and path != ("state", "dsn") and (any(part in SECRET_KEYS for part in path)
                         or (unset and path not in (("output_dir",), ("state_dir",)))):
         failed.add(path)  # not validated either: it is never used
         return value
@@ -295,7 +322,24 @@ def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Con
         report_html=_resolve_dir(base, data["report_html"]) if data.get("report_html") else None,
         healthcheck_url=data.get("healthcheck_url", "").rstrip("/") or None,
         channels=_channel_settings(data.get("channels"), base),
+        state=StateSettings(**data.get("state", {})),
     )
+
+
+def _state_problems(state: Any) -> list[Problem]:
+    """Given the ``state`` mapping, return problems the schema cannot state."""
+    if not isinstance(state, dict):
+        return []
+    if state.get("backend") == "postgresql":
+        if not state.get("dsn"):
+            return [Problem(("state",), "backend postgresql needs dsn (e.g. dsn: ${ESCAPIA_ICAL_STATE_DSN})")]
+        if importlib.util.find_spec("psycopg") is None:
+            return [Problem(("state", "backend"), "postgresql needs the PostgreSQL driver: "
+                                                  "pip install 'escapia-ical[postgresql]'")]
+    elif "dsn" in state or "schema" in state:
+        key = "dsn" if "dsn" in state else "schema"
+        return [Problem(("state", key), "is only read with backend: postgresql")]
+    return []
 
 
 def _channel_settings(data: dict | None, base: Path) -> ChannelSettings | None:

@@ -21,7 +21,7 @@ from .profiles import ACCOUNT_PROFILES_SCHEMA, PROFILES_SCHEMA, TEXT_SCHEMA
 NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
 # Keys whose values are never shown in messages.
 SECRET_KEYS = frozenset({"client_id", "client_secret", "username", "password", "feed_token_secret",
-                         "healthcheck_url", "url"})  # url: a channel's calendar export link (imports)
+                         "healthcheck_url", "url", "dsn"})  # url: a channel's calendar export link (imports)
 
 _TIMEOUT = {"type": "number", "exclusiveMinimum": 0}
 _WAIT = {"type": "number", "minimum": 0}
@@ -195,6 +195,20 @@ ACCOUNT_SCHEMA: dict[str, Any] = {
     ],
 }
 
+# Where the state lives (escapia_ical.store): SQLite files in state_dir (the default), or one
+# PostgreSQL database that several hosts share. The DSN is a secret (it may hold a password).
+STATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["backend"],
+    "properties": {
+        "backend": {"enum": ["sqlite", "postgresql"]},
+        "dsn": _NON_EMPTY,
+        "schema": {"type": "string", "pattern": "^[a-z_][a-z0-9_]{0,62}$",
+                   "x-messages": {"pattern": "must be a plain lower-case SQL name (a-z, 0-9, _)"}},
+    },
+}
+
 CONFIG_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "escapia-ical configuration",
@@ -213,6 +227,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
                             "x-messages": {"pattern": "must be an http(s) URL"}},
         "accounts": {"type": "array", "minItems": 1, "items": ACCOUNT_SCHEMA},
         "channels": CHANNELS_SCHEMA,
+        "state": STATE_SCHEMA,
     },
 }
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from escapia_ical.errors import PublishError, StateError
-from escapia_ical.store import Split
+from escapia_ical.store import Split, Store
 from escapia_ical.store.sqlite import Corrupt, SqliteStore
 
 log = logging.getLogger("escapia_ical.state")
@@ -49,8 +49,22 @@ ACCOUNT_DOCUMENTS = ("identity.json", "feeds.json", "changes.json", "escapianet.
                      "names.json", "imports.json")
 _IMPORTED = "store/imported"  # written with the import of the JSON state files, in one transaction
 
-_stores: dict[Path, SqliteStore | None] = {}
+_stores: dict[Path, Store | None] = {}
 _stores_lock = threading.Lock()
+# state_dirs whose documents live in PostgreSQL (config ``state: {backend: postgresql}``):
+# state_dir -> (dsn, schema, how messages name it). Tokens and locks stay in state_dir.
+_remote: dict[Path, tuple[str, str, str]] = {}
+
+
+def use_postgresql(state_dir: Path, dsn: str | None, schema: str = "escapia_ical",
+                   where: str = "PostgreSQL") -> None:
+    """Keep the documents of ``state_dir`` in the PostgreSQL database at ``dsn`` (None: in
+    its SQLite files again). Stores already open are closed."""
+    close_stores()
+    if dsn is None:
+        _remote.pop(state_dir, None)
+    else:
+        _remote[state_dir] = (dsn, schema, where)
 
 
 def read_json(path: Path) -> Any | None:
@@ -154,6 +168,8 @@ def describe(path: Path | str) -> str:
         return str(path)
     state_dir = _state_dir_of(path)
     try:
+        if state_dir in _remote:
+            return f"{_remote[state_dir][2]} ({_key(path, state_dir)})"
         return f"{state_dir / _database(path)} ({_key(path, state_dir)})"
     except ValueError:
         return str(path)
@@ -183,16 +199,57 @@ def _key(path: Path, state_dir: Path) -> str:
     return relative[:-len(".json")] if relative.endswith(".json") else relative
 
 
-def _locate(path: Path, *, create: bool = False) -> tuple[SqliteStore | None, str]:
+def _locate(path: Path, *, create: bool = False) -> tuple[Store | None, str]:
     """Return the store holding ``path``'s document (None: it does not exist, and may not
     be created by this user) and the document's key."""
     state_dir = _state_dir_of(path)
     shared = path.name in _SHARED
     db = state_dir / _database(path)
     with _stores_lock:
-        if db not in _stores or (_stores[db] is None and (create or db.exists())):
+        if state_dir in _remote:
+            if _stores.get(db) is None:
+                _stores[db] = _open_remote(state_dir, shared, *_remote[state_dir])
+        elif db not in _stores or (_stores[db] is None and (create or db.exists())):
             _stores[db] = _open(state_dir, db, shared, create)
         return _stores[db], _key(path, state_dir)
+
+
+def _open_remote(state_dir: Path, shared: bool, dsn: str, schema: str, where: str) -> Store:
+    """Open the PostgreSQL store of status (``shared``) or of everything else. The first
+    time, it takes in what this host kept before: state_dir's SQLite file, else the JSON
+    state files of earlier versions (held losses and feed records are not lost)."""
+    from escapia_ical.store.postgresql import PostgresStore  # only this backend needs psycopg
+
+    store = PostgresStore(dsn, "status" if shared else "state", schema, where=where)
+    if store.read(_IMPORTED) is None:
+        local = state_dir / (STATUS_DB if shared else STATE_DB)
+        if local.is_file() and not local.is_symlink():
+            _import_database(store, local)
+        else:
+            _import_json(store, state_dir, shared)
+    return store
+
+
+def _import_database(store: Store, local: Path) -> None:
+    """Copy every document of the SQLite database ``local`` into ``store`` (one transaction,
+    once: decided inside it, so that hosts starting together copy once). The file is left
+    as it is, and no longer read."""
+    source = SqliteStore(local, readonly=True)
+    try:
+        with store.transaction():
+            if store.read(_IMPORTED) is not None:
+                return
+            keys = [key for key in source.keys() if key != _IMPORTED]  # noqa: SIM118 - a store, not a dict
+            for key in keys:
+                value = source.read(key)
+                if value is not None:
+                    store.write(key, value, SPLITS.get(key.rsplit("/", 1)[-1] + ".json", ()))
+            store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "from": local.name,
+                                    "documents": len(keys)})
+    finally:
+        source.close()
+    log.warning("state: %d document(s) of %s taken into %s; the file is no longer read (it may be "
+                "deleted)", len(keys), local, store.path)
 
 
 def _open(state_dir: Path, db: Path, shared: bool, create: bool) -> SqliteStore | None:
@@ -253,7 +310,7 @@ def _warn_left_json(state_dir: Path, shared: bool, imported: Any) -> None:
                                                                                       else STATE_DB), when)
 
 
-def _import_json(store: SqliteStore, state_dir: Path, shared: bool) -> None:
+def _import_json(store: Store, state_dir: Path, shared: bool) -> None:
     """Take the JSON state files of earlier versions into ``store`` (one transaction), then
     rename each one read to ``*.json.imported``: they are not read again (and may be deleted).
     The import is decided inside its transaction, so that two processes import once."""

@@ -167,3 +167,13 @@ def _close_state_databases():
     """Each test's state databases are closed after it (a test reads them in this process)."""
     yield
     close_stores()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():
+    """A real PostgreSQL server on loopback for the whole session (tests/unit/pg_server.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
+    from pg_server import start
+
+    with start() as dsn:
+        yield dsn
