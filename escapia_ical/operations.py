@@ -63,8 +63,13 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
                 live.setdefault(row["account"], set()).add(row["unit"])
         notes += silence_notes(ChannelBook.load(config.state_dir), now,
                                dt.timedelta(hours=config.channels.silence_hours), live)
+    # Which host ran each account last (several hosts may share the state: sync/leases.py).
+    hosts = {name: {"host": entry.get("host"), "last_attempt": entry.get("last_attempt")}
+             for name, entry in recorded.get("accounts", {}).items()
+             if name in wanted and isinstance(entry, dict)}
     if as_json:
         click.echo(json.dumps({"max_age_seconds": max_age.total_seconds(), "stale": len(stale),
+                               "hosts": hosts,
                                "ok": not (stale or notes or not rows), "run": recorded.get("run"),
                                "problems": notes, "accounts": [n for n in notes if n["account"]],
                                "conflicts": [n for n in notes if n.get("kind") == "conflict"],
@@ -73,6 +78,10 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
         for note in notes:
             where = f"{note['account']}: " if note["account"] else ""
             click.echo(one_line(f"{where}{note['problem']}"))
+        if config.state.backend == "postgresql":
+            for name, last in hosts.items():
+                host = last["host"] or "?"
+                click.echo(one_line(f"{name}: last run by host {host} at {last['last_attempt']}"))
         if not rows:
             click.echo(f"no feeds recorded yet in {status_path(config.state_dir)}")
         else:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from escapia_ical.feeds import spans
 from escapia_ical.logs import mask_feed_tokens
 from escapia_ical.state import kind_of, read_state, warn_shape, write_state
+from escapia_ical.sync.leases import HOST
 
 if TYPE_CHECKING:
     from escapia_ical.sync import SyncReport
@@ -206,6 +207,7 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
         entry = status["accounts"].setdefault(account, {"units": {}})
         entry.pop("lock_stuck", None)
         entry["last_attempt"] = when
+        entry["host"] = HOST  # (several hosts may share the state: sync/leases.py)
         entry["last_error"] = _public(result.error)
         if result.error is None:
             entry["last_success"] = when

@@ -199,6 +199,11 @@ def _key(path: Path, state_dir: Path) -> str:
     return relative[:-len(".json")] if relative.endswith(".json") else relative
 
 
+def postgresql_of(state_dir: Path) -> tuple[str, str, str] | None:
+    """(dsn, schema, how messages name it) if ``state_dir``'s documents live in PostgreSQL."""
+    return _remote.get(state_dir)
+
+
 def _locate(path: Path, *, create: bool = False) -> tuple[Store | None, str]:
     """Return the store holding ``path``'s document (None: it does not exist, and may not
     be created by this user) and the document's key."""

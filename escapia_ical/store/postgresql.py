@@ -43,7 +43,7 @@ CONNECT_SECONDS = 10
 STATEMENT_SECONDS = 30  # a statement, or a wait for another host's lock (a sync's writes take ms)
 _BATCH = 500
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_LOCK_ID = 0x6573_6361_7069_61  # pg_advisory_xact_lock's key for migrations ("escapia")
+MIGRATION_LOCK = 0x6573_6361_7069_61  # pg_advisory_xact_lock's key for migrations ("escapia")
 
 # MIGRATIONS[n] brings a schema of version n to n + 1 ({t}: the documents table, {s}: the schema).
 MIGRATIONS: list[tuple[str, ...]] = [
@@ -165,7 +165,7 @@ class PostgresStore:
     def _migrate(self, db: psycopg.Connection) -> None:
         versions = "schema_version"
         with db.transaction():
-            db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             db.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
             db.execute(self._sql("CREATE TABLE IF NOT EXISTS {t} (version INTEGER NOT NULL)", versions))
             row = db.execute(self._sql("SELECT max(version) FROM {t}", versions)).fetchone()

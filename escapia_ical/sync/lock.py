@@ -24,6 +24,7 @@ from pathlib import Path
 from escapia_ical.errors import LockHeld, PublishError
 from escapia_ical.feeds.publish import open_folder
 from escapia_ical.state import STATE_DIR_MODE, make_private_dir
+from escapia_ical.sync.leases import status_lease
 
 POLL = 0.1  # seconds between tries while waiting for a lock
 STUCK_MARGIN = 60.0  # seconds beyond the run deadline after which a holder counts as stuck
@@ -60,7 +61,8 @@ def account_lock(state_dir: Path, account: str, *, wait: float = 0.0,
 def status_lock(state_dir: Path, wait: float = 30.0) -> Iterator[None]:
     """Hold the lock of the status (a read-merge-write takes milliseconds; runs of
     different accounts may finish together). Raise LockHeld after ``wait`` seconds."""
-    with _locked(state_dir, state_dir / "status.lock", wait, float("inf"), "the status file"):
+    with _locked(state_dir, state_dir / "status.lock", wait, float("inf"), "the status file"), \
+            status_lease(state_dir):  # other hosts, with the state in PostgreSQL (sync/leases.py)
         yield
 
 

@@ -13,9 +13,9 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import contextmanager
 
 from escapia_ical.config import Account, Config
 from escapia_ical.errors import EscapiaIcalError, LockHeld, PublishError, SourceError
@@ -44,6 +44,7 @@ from escapia_ical.sync.context import (
 )
 from escapia_ical.sync.identity import claim_state
 from escapia_ical.sync.incremental import ChangeTracker
+from escapia_ical.sync.leases import account_lease
 from escapia_ical.sync.lock import STUCK_MARGIN, account_lock
 from escapia_ical.sync.margin import asked_window
 from escapia_ical.sync.notices import say_once
@@ -75,6 +76,7 @@ def run_sync(config: Config, options: SyncOptions, report: SyncReport | None = N
     raises for a failure of one unit or account: it is in the report.
     """
     report = report if report is not None else SyncReport()
+    run_started = dt.datetime.now(dt.UTC)  # (leases: an account another host synced since is skipped)
     today = options.today or dt.date.today()
     run = RunContext(config, options, today, feed_window(config, today),
                      time.monotonic() + config.deadline_seconds)
@@ -86,7 +88,7 @@ def run_sync(config: Config, options: SyncOptions, report: SyncReport | None = N
     def sync_one(account: Account) -> None:
         nonlocal started
         try:
-            with _account_lock(config, account, options.dry_run):
+            with _account_lock(config, account, options.dry_run, run_started):
                 with starting:  # once, when the first account is about to be synced
                     if not started:
                         if on_start is not None:
@@ -157,10 +159,16 @@ def feed_window(config: Config, today: dt.date | None = None) -> FeedWindow:
     return FeedWindow.around(today or dt.date.today(), config.feeds.past_days, config.feeds.future_days)
 
 
-def _account_lock(config: Config, account: Account, dry_run: bool) -> AbstractContextManager[None]:
+@contextmanager
+def _account_lock(config: Config, account: Account, dry_run: bool,
+                  run_started: dt.datetime) -> Iterator[None]:
+    """This host's lock of the account, then (state in PostgreSQL) its lease among hosts."""
     if dry_run:
-        return nullcontext()
-    return account_lock(config.state_dir, account.name, stuck_after=config.deadline_seconds + STUCK_MARGIN)
+        yield
+        return
+    with account_lock(config.state_dir, account.name, stuck_after=config.deadline_seconds + STUCK_MARGIN), \
+            account_lease(config.state_dir, account.name, run_started):
+        yield
 
 
 def _run_account(run: RunContext, account: Account, report: SyncReport, found_units: set[str]) -> None:
