@@ -36,7 +36,9 @@ from escapia_ical.errors import (
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.names import account_feed_filename
+from escapia_ical.feeds.publish import use_s3
 from escapia_ical.feeds.rotation import UnitNames
+from escapia_ical.feeds.s3 import S3Output
 from escapia_ical.healthcheck import ping
 from escapia_ical.logs import PROGRAM, redact, register_secret, status_line
 from escapia_ical.report import write_report_after_sync
@@ -73,6 +75,10 @@ def load(config_path: Path, *, warn: bool = True, secrets: bool = True) -> Confi
         use_postgresql(config.state_dir, config.state.dsn, config.state.schema, config.state.where)
     else:
         use_postgresql(config.state_dir, None)
+    out = config.output
+    objects = S3Output(config.output_dir, out.bucket, out.prefix, out.endpoint_url, out.region) \
+        if out.backend == "s3" and out.bucket else None
+    use_s3(config.output_dir, objects)
     if warn:
         show_warnings(config)
     return config

@@ -18,7 +18,7 @@ from escapia_ical.config.positions import one_line
 from escapia_ical.errors import EXIT_FAILED, ConfigError, PublishError
 from escapia_ical.feeds.lifecycle import plan_prune
 from escapia_ical.feeds.names import account_feed_filename, is_feed_filename
-from escapia_ical.feeds.publish import current_bytes, publish_feed, remove_feed
+from escapia_ical.feeds.publish import current_bytes, feed_files, publish_feed, remove_feed, subfolders
 from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.state import AccountState, moment
 from escapia_ical.status import (
@@ -170,11 +170,7 @@ def _unknown_profile_files(config, account, stamps: dict) -> list[Path]:
     """Feed files in the account's profile folders that no feeds.json entry records."""
     known = {p for entry in stamps.values() for p in profile_files(config, account, entry, old=True)}
     folder = config.output_dir / account.name
-    try:
-        found = [p for d in sorted(folder.iterdir()) if d.is_dir() and not d.is_symlink()
-                 for p in sorted(d.glob("*.ics")) if is_feed_filename(p.name) and p.is_file()]
-    except OSError:
-        return []
+    found = [p for d in subfolders(folder) for p in feed_files(d) if is_feed_filename(p.name)]
     return [p for p in found if p not in known]
 
 

@@ -11,7 +11,7 @@ from escapia_ical.config.accounts import (
     HttpPolicy,
 )
 from escapia_ical.config.feeds import FeedSettings
-from escapia_ical.config.load import ChannelSettings, Config, StateSettings, load_config
+from escapia_ical.config.load import ChannelSettings, Config, OutputSettings, StateSettings, load_config
 
 __all__ = [
     "ESCAPIANET_DEFAULT_BASE_URL",
@@ -23,6 +23,7 @@ __all__ = [
     "FeedSettings",
     "HsapiAccount",
     "HttpPolicy",
+    "OutputSettings",
     "StateSettings",
     "load_config",
 ]

@@ -64,6 +64,18 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
+class OutputSettings:
+    """Where the feeds go: ``disk`` (output_dir) or ``s3`` (``bucket``, ``prefix``,
+    ``endpoint_url``, ``region``; feeds/s3.py)."""
+
+    backend: str = "disk"
+    bucket: str | None = None
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     output_dir: Path
@@ -79,6 +91,7 @@ class Config:
     # Requests in flight at once across every account (accounts are synced side by side).
     max_concurrency_total: int = 32
     state: StateSettings = StateSettings()
+    output: OutputSettings = OutputSettings()
 
     def account(self, name: str) -> Account | None:
         return next((a for a in self.accounts if a.name == name), None)
@@ -121,6 +134,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     problems += _check_dirs(data, base, is_sensitive)
     problems += feeds_problems(data)
     problems += _state_problems(data.get("state"))
+    problems += _output_problems(data.get("output"))
     problems += _bare_variables(doc.value, ())
     hook = data.get("healthcheck_url")
     if (isinstance(hook, str) and ("healthcheck_url",) not in failed and hook.startswith("http://")
@@ -323,6 +337,7 @@ def _build(path: Path, data: dict, lines: dict[KeyPath, int], base: Path) -> Con
         healthcheck_url=data.get("healthcheck_url", "").rstrip("/") or None,
         channels=_channel_settings(data.get("channels"), base),
         state=StateSettings(**data.get("state", {})),
+        output=OutputSettings(**data.get("output", {})),
     )
 
 
@@ -339,6 +354,22 @@ def _state_problems(state: Any) -> list[Problem]:
     elif "dsn" in state or "schema" in state:
         key = "dsn" if "dsn" in state else "schema"
         return [Problem(("state", key), "is only read with backend: postgresql")]
+    return []
+
+
+def _output_problems(output: Any) -> list[Problem]:
+    """Given the ``output`` mapping, return problems the schema cannot state."""
+    if not isinstance(output, dict):
+        return []
+    if output.get("backend") == "s3":
+        if not output.get("bucket"):
+            return [Problem(("output",), "backend s3 needs bucket")]
+        if importlib.util.find_spec("boto3") is None:
+            return [Problem(("output", "backend"), "s3 needs boto3: pip install 'escapia-ical[s3]'")]
+    else:
+        extra = sorted(set(output) - {"backend"})
+        if extra:
+            return [Problem(("output", extra[0]), "is only read with backend: s3")]
     return []
 
 

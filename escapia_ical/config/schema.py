@@ -209,6 +209,23 @@ STATE_SCHEMA: dict[str, Any] = {
     },
 }
 
+# Where the feeds go (feeds/publish.py): files in output_dir (the default), or objects on
+# S3-compatible storage (feeds/s3.py; credentials from boto3's standard chain, never here).
+OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["backend"],
+    "properties": {
+        "backend": {"enum": ["disk", "s3"]},
+        "bucket": {"type": "string", "pattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                   "x-messages": {"pattern": "must be an S3 bucket name (3-63 of a-z, 0-9, '.', '-')"}},
+        "prefix": {"type": "string", "pattern": "^[^\\\\]*$"},
+        "endpoint_url": {"type": "string", "pattern": "^https?://[^/\\s]+",
+                         "x-messages": {"pattern": "must be an http(s) URL"}},
+        "region": _NON_EMPTY,
+    },
+}
+
 CONFIG_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "escapia-ical configuration",
@@ -228,6 +245,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "accounts": {"type": "array", "minItems": 1, "items": ACCOUNT_SCHEMA},
         "channels": CHANNELS_SCHEMA,
         "state": STATE_SCHEMA,
+        "output": OUTPUT_SCHEMA,
     },
 }
 

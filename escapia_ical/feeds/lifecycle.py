@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from escapia_ical.feeds.names import is_feed_filename
+from escapia_ical.feeds.publish import feed_files
 from escapia_ical.state import moment
 
 
@@ -73,9 +74,6 @@ def plan_prune(folder: Path, stamps: dict[str, dict[str, Any]], now: dt.datetime
             plan.remove.setdefault(unit, []).append(name)
         else:
             plan.waiting[unit] = min(plan.waiting.get(unit, since + grace), since + grace)
-    try:
-        files = sorted(p for p in folder.glob("*.ics") if is_feed_filename(p.name) and p.is_file())
-    except OSError:
-        files = []
+    files = [p for p in feed_files(folder) if is_feed_filename(p.name)]
     plan.unknown = [p for p in files if p.name not in stamps]
     return plan

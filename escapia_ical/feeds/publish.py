@@ -25,6 +25,7 @@ import stat
 from pathlib import Path
 
 from escapia_ical.errors import PublishError
+from escapia_ical.feeds.s3 import S3Output
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,51 @@ DIR_MODE = 0o755
 # Our temp files, and only ours: ".<name>.<pid>.<random>.tmp"
 _TEMP_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+# output_dirs whose feeds are objects on S3-compatible storage (config ``output: {backend:
+# s3}``, feeds/s3.py): every function below sends a path below one of them there.
+_object_stores: dict[Path, S3Output] = {}
+
+
+def use_s3(output_dir: Path, output: S3Output | None) -> None:
+    """Keep the feeds below ``output_dir`` in ``output`` (None: on disk again)."""
+    if output is None:
+        _object_stores.pop(output_dir, None)
+    else:
+        _object_stores[output_dir] = output
+
+
+def _s3(path: Path) -> S3Output | None:
+    if not _object_stores:
+        return None
+    return next((store for root, store in _object_stores.items() if path.is_relative_to(root)), None)
+
+
+def feed_present(path: Path) -> bool:
+    """Whether the feed ``path`` exists (a file on disk, an object on S3)."""
+    store = _s3(path)
+    return store.exists(path) if store is not None else path.is_file()
+
+
+def feed_files(folder: Path) -> list[Path]:
+    """The feed files (``*.ics``) directly in ``folder``, sorted; [] if it cannot be listed."""
+    store = _s3(folder)
+    try:
+        found = store.files(folder) if store is not None else [p for p in folder.glob("*.ics") if p.is_file()]
+    except (OSError, PublishError):
+        return []
+    return sorted(p for p in found if p.name.endswith(".ics"))
+
+
+def subfolders(folder: Path) -> list[Path]:
+    """The folders directly in ``folder`` (never a symbolic link), sorted; [] if none."""
+    store = _s3(folder)
+    try:
+        if store is not None:
+            return store.folders(folder)
+        return sorted(d for d in folder.iterdir() if d.is_dir() and not d.is_symlink())
+    except (OSError, PublishError):
+        return []
 
 
 def publish_feed(path: Path, content: bytes, *, force: bool = False, root: Path | None = None,
@@ -51,6 +97,9 @@ def publish_feed(path: Path, content: bytes, *, force: bool = False, root: Path 
     fsynced before its rename, so a power cut before that can only bring back the whole old
     file, which the next run compares and writes again.
     """
+    store = _s3(path)
+    if store is not None:
+        return store.publish(path, content, force=force)
     root = path.parent.parent if root is None else root
     try:
         try:
@@ -77,6 +126,9 @@ def remove_feed(path: Path, root: Path | None = None) -> bool:
     """Delete the feed at ``path``, never through a symbolically linked folder (below
     ``root``, output_dir, when given). Return False if there was none. Raise PublishError
     if a folder is a link or the file cannot be deleted."""
+    store = _s3(path)
+    if store is not None:
+        return store.remove(path)
     folder = _open_existing(path.parent, f"cannot delete {path}", root)
     if folder is None:
         return False
@@ -162,6 +214,9 @@ def sync_folders(folders: set[Path], root: Path) -> None:
     """fsync each folder of ``folders`` (below ``root``, never through a link) once: the
     renames :func:`publish_feed` made with ``unsynced`` survive a power cut from then on.
     Raise PublishError if one cannot be opened or synced."""
+    if _s3(root) is not None:  # (an object is durable once its PUT is answered)
+        folders.clear()
+        return
     for folder in sorted(folders):
         descriptor = _open_existing(folder, f"cannot sync {folder}", root)
         if descriptor is None:
@@ -182,6 +237,8 @@ def clean_temp_files(folder: Path, root: Path | None = None) -> int:
     PublishError if ``folder`` (or a folder between ``root`` and it) is a symbolic link or
     cannot be listed.
     """
+    if _s3(folder) is not None:  # no temp objects: a PUT is whole or nothing
+        return 0
     descriptor = _open_existing(folder, f"cannot list {folder}", root)
     if descriptor is None:
         return 0
@@ -203,6 +260,9 @@ def clean_temp_files(folder: Path, root: Path | None = None) -> int:
 
 def current_bytes(path: Path) -> bytes | None:
     """Return the file's bytes, or None if it cannot be read."""
+    store = _s3(path)
+    if store is not None:
+        return store.read(path)
     try:
         return path.read_bytes()
     except OSError:

@@ -21,7 +21,6 @@ deleted (``rotate --revoke-now`` deletes it at once).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -37,7 +36,7 @@ from escapia_ical.feeds import kinds
 from escapia_ical.feeds.kinds import Claims, Labels
 from escapia_ical.feeds.names import account_feed_filename, is_feed_filename
 from escapia_ical.feeds.profiles import profile_blocks, profile_window
-from escapia_ical.feeds.publish import current_bytes, publish_feed, remove_feed
+from escapia_ical.feeds.publish import current_bytes, feed_present, publish_feed, remove_feed, subfolders
 from escapia_ical.feeds.ranges import FeedBlock
 from escapia_ical.feeds.render import events_digest, profile_events, render_events
 from escapia_ical.feeds.spans import Span
@@ -83,7 +82,7 @@ def profiles_current(config: Config, account: Account, unit_id: str, entry: dict
         mine = published[profile.name]
         if mine.get("file") != path.name or mine.get("config") != fingerprint(profile, config):
             return False
-        if not path.exists():
+        if not feed_present(path):
             return False
     return True
 
@@ -180,9 +179,7 @@ def profile_folders(config: Config, account: Account) -> list[Path]:
     profile's name (one no longer configured) found in the account folder."""
     folder = config.output_dir / account.name
     names = {p.name for p in account.profiles}
-    with contextlib.suppress(OSError):
-        names |= {d.name for d in folder.iterdir() if re.fullmatch(NAME_PATTERN, d.name) and d.is_dir()
-                  and not d.is_symlink()}
+    names |= {d.name for d in subfolders(folder) if re.fullmatch(NAME_PATTERN, d.name)}
     return [folder / name for name in sorted(names)]
 
 

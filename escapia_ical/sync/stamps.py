@@ -19,6 +19,7 @@ from typing import Any
 
 from escapia_ical.config import Account, Config
 from escapia_ical.feeds import spans
+from escapia_ical.feeds.publish import current_bytes
 from escapia_ical.feeds.ranges import FeedBlock
 from escapia_ical.feeds.render import content_digest, iso, render_feed
 from escapia_ical.model import BlockedRange, Unit
@@ -49,7 +50,7 @@ def previous_ranges(entry: dict[str, Any], path: Path) -> list[BlockedRange] | N
     try:
         import icalendar  # here: only a feed without a record is read back (70 ms of import a tick)
 
-        calendar = icalendar.Calendar.from_ical(path.read_bytes())
+        calendar = icalendar.Calendar.from_ical(current_bytes(path))
         return [BlockedRange(e.decoded("dtstart"), e.decoded("dtend")) for e in calendar.walk("VEVENT")]
     except Exception:  # noqa: BLE001 - no file, or not ours to read: nothing to compare with
         return None

@@ -19,7 +19,7 @@ from escapia_ical.errors import AuthError, DeadlineReached
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.kinds import Claims
 from escapia_ical.feeds.policy import Assessment, PublishPolicy, Verdict
-from escapia_ical.feeds.publish import current_bytes, publish_feed
+from escapia_ical.feeds.publish import current_bytes, feed_present, publish_feed
 from escapia_ical.feeds.ranges import FeedBlock, clip_blocks, feed_blocks
 from escapia_ical.feeds.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
 from escapia_ical.feeds.spans import Span
@@ -169,7 +169,7 @@ def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcom
     feeds are rendered again, from the same stored ranges, when their settings or the
     nights' kinds (``claims``) changed, or a file is gone."""
     previous = stamps[outcome.path.name]
-    present = not run.options.force and outcome.path.is_file()  # (a folder there is an error to report)
+    present = not run.options.force and feed_present(outcome.path)  # (a folder there is an error to report)
     if present and previous.get("day") == run.today.isoformat():
         if account.profiles:
             blocks = feed_blocks(stored_ranges(previous) or [], run.window)

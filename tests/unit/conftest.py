@@ -41,3 +41,12 @@ def postgres_dsn():
 
     with start() as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """An S3-protocol server (moto) on loopback for the whole session (tests/unit/s3_server.py)."""
+    from s3_server import start
+
+    with start() as endpoint:
+        yield endpoint
