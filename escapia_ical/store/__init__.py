@@ -27,11 +27,13 @@ state is re-derivable; the readers check the shape of what they get).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 Split = tuple[tuple[str, ...], ...]
+log = logging.getLogger(__name__)
 
 
 class Store(Protocol):
@@ -66,6 +68,25 @@ def flatten(value: Any, split: Split, encode, path: tuple[str, ...] = ()) -> Ite
             yield from flatten(entry, split, encode, (*path, str(name)))
     else:
         yield path, encode(value)
+
+
+def read_rows(rows: Iterable[tuple[bytes, bytes | str]], where: object, key: str) -> Any:
+    """Return the document the stored (part, body) rows of ``key`` make (see :func:`assemble`),
+    decoding them as they come (10,000 bodies are never all held twice). A row that cannot be
+    decoded is left out, with one warning naming the store (``where``) and the document."""
+    decoded, bad = [], 0
+    for part, body in rows:
+        path = row_path(part)
+        try:
+            if path is None:
+                raise ValueError(part)
+            decoded.append((path, json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)))
+        except (ValueError, RecursionError):  # ValueError: not UTF-8, or not JSON
+            bad += 1
+    if bad:
+        log.warning("state %s (%s): %d unreadable row(s) ignored; the next sync rewrites them",
+                    where, key, bad)
+    return assemble(decoded)
 
 
 def assemble(rows: list[tuple[list[str], Any]]) -> Any:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import re
 import threading
@@ -35,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from escapia_ical.errors import StateError
-from escapia_ical.store import Split, assemble, encode_body, flatten, row_path
+from escapia_ical.store import Split, encode_body, flatten, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -76,22 +75,10 @@ class PostgresStore:
     # -- the interface (escapia_ical.store) -------------------------------------------
 
     def read(self, key: str) -> Any | None:
-        rows, bad = [], 0
         with self._lock:
             found = self._query(self._sql("SELECT part, body FROM {t} WHERE store = %s AND key = %s"),
                                 (self._store, key))
-        for part, body in found:
-            path = row_path(part.encode("utf-8"))
-            try:
-                if path is None:
-                    raise ValueError(part)
-                rows.append((path, json.loads(body)))
-            except (ValueError, RecursionError):
-                bad += 1
-        if bad:
-            log.warning("state %s (%s): %d unreadable row(s) ignored; the next sync rewrites them",
-                        self.path, key, bad)
-        return assemble(rows)
+        return read_rows(((part.encode("utf-8"), body) for part, body in found), self.path, key)
 
     def write(self, key: str, value: Any, split: Split = ()) -> int:
         written = 0

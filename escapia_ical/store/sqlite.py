@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import sqlite3
@@ -31,9 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from escapia_ical.errors import StateError
-from escapia_ical.store import Split, assemble, flatten
+from escapia_ical.store import Split, flatten, read_rows
 from escapia_ical.store import encode_body as _encode
-from escapia_ical.store import row_path as _path
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +70,8 @@ class SqliteStore:
     def read(self, key: str) -> Any | None:
         if self._empty:
             return None
-        rows, bad = [], 0
-        with self._lock:
-            for part, body in self._rows(key):  # one at a time: 10,000 bodies are never all held twice
-                path = _path(part)
-                try:
-                    if path is None:
-                        raise ValueError(part)
-                    rows.append((path, json.loads(body.decode("utf-8"))))
-                except (ValueError, RecursionError):  # ValueError: not UTF-8, or not JSON
-                    bad += 1
-        if bad:
-            log.warning("state %s (%s): %d unreadable row(s) ignored; the next sync rewrites them",
-                        self.path, key, bad)
-        return assemble(rows)
+        with self._lock:  # rows decoded one at a time: 10,000 bodies are never all held twice
+            return read_rows(self._rows(key), self.path, key)
 
     def write(self, key: str, value: Any, split: Split = ()) -> int:
         # Streamed: each row is encoded, compared with the stored one by fingerprint and let go

@@ -10,13 +10,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loopback import free_port
 
 USER, PASSWORD = "escapia", "pg-test-secret-7Qx"
 
@@ -27,12 +27,6 @@ def _binaries() -> Path | None:
             return Path(folder)
     found = shutil.which("pg_ctl")
     return Path(found).parent if found else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -52,7 +46,7 @@ def start() -> Iterator[str]:
     run_as = {"user": account.pw_uid, "group": account.pw_gid} if account else {}
     if account:
         os.chown(root, account.pw_uid, account.pw_gid)
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     (root / "pw").write_text(PASSWORD)
     if account:
         os.chown(root / "pw", account.pw_uid, account.pw_gid)

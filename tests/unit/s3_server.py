@@ -4,17 +4,12 @@ PyPI), in a thread of the test process, with throwaway credentials."""
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
+
+from loopback import free_port
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing-key", "AWS_SECRET_ACCESS_KEY": "testing-secret",
                "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -22,7 +17,7 @@ def start() -> Iterator[str]:
     """Start the server; yield its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -15,6 +15,7 @@ from escapia_ical import state as state_module
 from escapia_ical.errors import StateError
 from escapia_ical.state import STATUS_DB, close_stores, read_state, state_bytes_written, write_state
 from escapia_ical.status import load_status, record_run, save_status
+from escapia_ical.store import encode_body, row_path
 from escapia_ical.store import sqlite as backend
 from escapia_ical.sync.context import SyncReport
 
@@ -174,8 +175,8 @@ def test_a_write_that_fails_names_the_database_and_the_document(tmp_path, monkey
                                   ['","'], ["\ud800"], ["\\"], ["a b"], ["a", '"']])
 def test_a_part_reads_back_as_the_path_it_encodes(path):
     """The quick reading of a row's part (no escape in it) agrees with JSON's."""
-    part = backend._encode(path).encode("utf-8")
-    assert backend._path(part) == path
+    part = encode_body(path).encode("utf-8")
+    assert row_path(part) == path
 
 
 @pytest.mark.parametrize("part", [b'["a" ,"b"]', b'["a"]x', b'["a","b"', b"[1]", b'{"a":1}', b'["\xff"]',
@@ -187,4 +188,4 @@ def test_a_part_that_is_not_a_path_of_strings_is_refused_or_read_as_json_reads_i
         expected = None
     if not (isinstance(expected, list) and all(isinstance(n, str) for n in expected)):
         expected = None
-    assert backend._path(part) == expected
+    assert row_path(part) == expected
