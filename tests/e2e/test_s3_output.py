@@ -10,7 +10,7 @@ import itertools
 import sys
 from pathlib import Path
 
-from conftest import write_config
+from conftest import account_yaml, write_config
 from feeds import nights_icalendar
 
 from escapia_ical.feeds.names import feed_filename
@@ -91,3 +91,36 @@ def test_config_problems_are_named(deployment):
                                               "accounts:\n", 1))
     result = deployment.run("sync")
     assert result.returncode == 2 and "output.bucket: is only read with backend: s3" in result.stderr
+
+
+def test_rotation_and_prune_delete_and_write_objects(deployment, s3_endpoint):
+    secret = "feed-token-secret-s3-0123456789ab"
+    bucket = f"e2e-feeds-{next(_buckets)}"
+    write_config(deployment.config, account_yaml(extra=f"    feed_tokens: true\n    feed_token_secret: {secret}\n"))
+    text = deployment.config.read_text()
+    deployment.config.write_text(text.replace("accounts:\n", f"output:\n  backend: s3\n  bucket: {bucket}\n"
+                                              f"  endpoint_url: {s3_endpoint}\n  region: us-east-1\n"
+                                              "accounts:\n", 1))
+    client(s3_endpoint).create_bucket(Bucket=bucket)
+    sandbox = deployment.sandbox
+    assert deployment.run("sync", **CREDENTIALS).returncode == 0
+    before = objects(s3_endpoint, bucket)
+    unit, gone = "1020-105", sandbox.unit_ids()[0]
+    leaked = next(k for k in before if k.startswith(f"sandbox/{unit}-"))
+    rotated = deployment.run("rotate", "--account", "sandbox", "--unit", unit, "--revoke-now", **CREDENTIALS)
+    assert rotated.returncode == 0, rotated.stderr
+    new = "sandbox/" + rotated.stdout.strip().split("\t")[2].rsplit("/", 1)[1]
+    after = objects(s3_endpoint, bucket)
+    assert leaked not in after and new in after
+    assert set(after) == set(before) - {leaked} | {new}  # only that unit's name changed
+    body = client(s3_endpoint).get_object(Bucket=bucket, Key=new)["Body"].read()
+    assert nights_icalendar(body) == deployment.truth(unit)
+    assert secret not in rotated.stdout + rotated.stderr
+
+    real = sandbox.data.search_units  # Escapia stops distributing a unit; prune --now removes it
+    sandbox.data.search_units = lambda *a, **k: [u for u in real(*a, **k) if u.id != gone]
+    assert deployment.run("sync", "--full", **CREDENTIALS).returncode == 0
+    pruned = deployment.run("prune", "--now", **CREDENTIALS)
+    assert pruned.returncode == 0, pruned.stderr
+    assert not any(k.startswith(f"sandbox/{gone}-") for k in objects(s3_endpoint, bucket))
+    assert len(objects(s3_endpoint, bucket)) == len(before) - 1
