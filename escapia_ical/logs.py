@@ -95,6 +95,10 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     # Library chatter (connection pools, retries) only when asked for everything.
     for noisy in ("urllib3", "requests"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    # Never botocore's debug lines, at any verbosity: they print signed requests, with the
+    # access key and a role's session token (feeds on S3, feeds/s3.py).
+    for secretive in ("botocore", "boto3", "s3transfer"):
+        logging.getLogger(secretive).setLevel(logging.WARNING)
     if log_file is not None:
         try:
             file_handler = logging.FileHandler(log_file, encoding="utf-8")

@@ -111,7 +111,11 @@ class S3Output:
                 self._client = boto3.session.Session().client(
                     "s3", endpoint_url=self._endpoint_url, region_name=self._region,
                     config=Config(connect_timeout=CONNECT_SECONDS, read_timeout=READ_SECONDS,
-                                  retries={"max_attempts": ATTEMPTS, "mode": "standard"}))
+                                  retries={"max_attempts": ATTEMPTS, "mode": "standard"},
+                                  # Content-MD5 is ours; newer botocore would add CRC32
+                                  # checksums that some S3-compatible stores refuse.
+                                  request_checksum_calculation="when_required",
+                                  response_checksum_validation="when_required"))
             return self._client
 
     def _call(self, doing: str, key: str, method: str, **kwargs: Any) -> Any:

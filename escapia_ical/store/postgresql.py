@@ -39,6 +39,10 @@ from escapia_ical.store import Split, encode_body, flatten, read_rows
 log = logging.getLogger(__name__)
 
 CONNECT_SECONDS = 10
+# A server gone silent (a dead host, a cut network) fails the connection within about 30 s
+# instead of a read waiting for ever: TCP keepalives, and a limit on unacknowledged sends.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+              "tcp_user_timeout": 30_000}
 STATEMENT_SECONDS = 30  # a statement, or a wait for another host's lock (a sync's writes take ms)
 _BATCH = 500
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -142,7 +146,7 @@ class PostgresStore:
     def _connect(self) -> psycopg.Connection:
         with self._errors("open"):
             db = psycopg.connect(self._dsn, autocommit=True, connect_timeout=CONNECT_SECONDS,
-                                 application_name="escapia-ical")
+                                 application_name="escapia-ical", **KEEPALIVES)
             db.execute(f"SET statement_timeout = '{STATEMENT_SECONDS}s'")
             db.execute(f"SET lock_timeout = '{STATEMENT_SECONDS}s'")
             db.execute("SET idle_in_transaction_session_timeout = '300s'")
@@ -150,16 +154,18 @@ class PostgresStore:
         return db
 
     def _migrate(self, db: psycopg.Connection) -> None:
+        """Bring the schema forward if it is older; refuse a newer one. A current schema is
+        only read (no DDL, no lock): a role that may only read (``status`` for monitoring)
+        opens it too."""
         versions = "schema_version"
+        version = self._version(db)
+        if version == SCHEMA_VERSION:
+            return
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             db.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))
             db.execute(self._sql("CREATE TABLE IF NOT EXISTS {t} (version INTEGER NOT NULL)", versions))
-            row = db.execute(self._sql("SELECT max(version) FROM {t}", versions)).fetchone()
-            version = row[0] or 0
-            if version > SCHEMA_VERSION:
-                raise StateError(f"state in {self.path} has schema version {version}, written by a newer "
-                                 f"escapia-ical (this one knows {SCHEMA_VERSION}); run the newer version")
+            version = self._version(db)  # another host may have done it meanwhile
             for statements in MIGRATIONS[version:]:
                 for statement in statements:
                     db.execute(self._sql(statement))
@@ -168,6 +174,17 @@ class PostgresStore:
                 db.execute(self._sql("INSERT INTO {t} VALUES (%s)", versions), (SCHEMA_VERSION,))
                 if version:
                     log.info("state %s: schema %d -> %d", self.path, version, SCHEMA_VERSION)
+
+    def _version(self, db: psycopg.Connection) -> int:
+        """The schema's version (0: none yet). Raise StateError for a newer one."""
+        table = db.execute("SELECT to_regclass(%s)", (f'"{self._schema}".schema_version',)).fetchone()[0]
+        if table is None:
+            return 0
+        version = db.execute(self._sql("SELECT max(version) FROM {t}", "schema_version")).fetchone()[0] or 0
+        if version > SCHEMA_VERSION:
+            raise StateError(f"state in {self.path} has schema version {version}, written by a newer "
+                             f"escapia-ical (this one knows {SCHEMA_VERSION}); run the newer version")
+        return version
 
     def _reconnect_if_lost(self) -> None:
         if self._db.closed or self._db.broken:

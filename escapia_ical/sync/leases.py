@@ -2,13 +2,16 @@
 once per tick, whichever of the hosts running ``sync`` get there first.
 
 A lease is a session-level advisory lock (``pg_try_advisory_lock``) on a connection of its
-own, held while the account is synced: it dies with its holder. A host killed mid-run loses
-its connection, so the server frees its leases at once (a host cut off from the network
-within ``KEEPALIVE_SECONDS``, by TCP keepalives), and another host takes the accounts at its
-next tick. The table ``leases`` says who holds or last held each (host, pid, started,
-finished): ``status`` shows it, and a host that gets an account another host finished
-after its own run started skips it (the account was synced this tick). Hosts' clocks are
-compared there: keep them in time (NTP).
+own, held while the account is synced (or pruned, rotated, accepted: those wait for it):
+it dies with its holder. A host killed mid-run loses its connection, so the server frees
+its leases at once (a host cut off from the network within ``KEEPALIVE_SECONDS``, by TCP
+keepalives), and another host takes the accounts at its next tick. Before a sync records
+an account's state, it checks that its lease is still held (:func:`confirm_lease`): a
+lease lost mid-run (the connection dropped) records nothing, and the next tick syncs the
+account again. The table ``leases`` says which sync holds or last held each account (host,
+pid, started, finished); a sync that gets an account another process's sync *took* after
+its own run started skips it (the account was synced this tick). Both times are the
+database's: this host's clock is set against it once per run.
 
 The status document is read, merged and written under a lease of its own (waited for,
 ``STATUS_WAIT`` seconds), so that two hosts finishing together never overwrite each
@@ -24,6 +27,7 @@ import datetime as dt
 import hashlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,40 +58,66 @@ class LeaseHolder:
 
 
 @contextlib.contextmanager
-def account_lease(state_dir: Path, account: str, run_started: dt.datetime) -> Iterator[None]:
-    """Hold ``account``'s lease for the block (nothing without PostgreSQL state). Raise
-    LockHeld (``holder``: a LeaseHolder) if another host holds it, or finished it after
-    ``run_started``; StateError if the database cannot be reached."""
-    with _lease(state_dir, f"account:{account}", wait=0, run_started=run_started):
+def account_lease(state_dir: Path, account: str, *, run_started: dt.datetime | None = None,
+                  wait: float = 0.0) -> Iterator[None]:
+    """Hold ``account``'s lease for the block (nothing without PostgreSQL state), waiting up
+    to ``wait`` seconds for it. With ``run_started`` (a sync): skip (raise LockHeld) if
+    another process's sync took the account since this run started, and record this one
+    in the ``leases`` table. Raise LockHeld (``holder``: a LeaseHolder) if it stays held,
+    StateError if the database cannot be reached."""
+    sync = run_started is not None
+    with _lease(state_dir, f"account:{account}", wait=wait, run_started=run_started, record=sync):
         yield
 
 
 @contextlib.contextmanager
 def status_lease(state_dir: Path) -> Iterator[None]:
     """Hold the status's lease (waiting up to STATUS_WAIT s) for a read-merge-write."""
-    with _lease(state_dir, "status", wait=STATUS_WAIT, run_started=None):
+    with _lease(state_dir, "status", wait=STATUS_WAIT, run_started=None, record=False):
         yield
 
 
+def confirm_lease(state_dir: Path, account: str) -> None:
+    """Raise StateError unless this thread still holds ``account``'s lease (nothing without
+    PostgreSQL state): called before an account's state is recorded."""
+    held = getattr(_held, "leases", {}).get((state_dir, f"account:{account}"))
+    if held is None:
+        return
+    db, where = held
+    try:
+        db.execute("SELECT 1").fetchone()
+    except Exception as exc:  # noqa: BLE001 - any failure: the lease may be gone
+        raise StateError(f"lost the lease of account {account} in {where} ({' '.join(str(exc).split())}); "
+                         "its state is not recorded: the next tick syncs it again") from None
+
+
+_held = threading.local()  # (state_dir, name) -> (connection, where) of the leases this thread holds
+_offset: dt.timedelta | None = None  # the database's clock minus this host's
+
+
 @contextlib.contextmanager
-def _lease(state_dir: Path, name: str, wait: float, run_started: dt.datetime | None) -> Iterator[None]:
+def _lease(state_dir: Path, name: str, wait: float, run_started: dt.datetime | None,
+           record: bool) -> Iterator[None]:
     remote = postgresql_of(state_dir)
     if remote is None:
         yield
         return
     import psycopg  # only PostgreSQL state gets here
 
+    from escapia_ical.store.postgresql import KEEPALIVES
+
     dsn, schema, where = remote
     key = int.from_bytes(hashlib.blake2b(f"{schema}\0{name}".encode(), digest_size=8).digest(), "big",
                          signed=True)
     table = psycopg.sql.Identifier(schema, "leases")
+    what = name.replace(":", " ")
     try:
         db = psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name="escapia-ical lease",
-                             keepalives=1, keepalives_idle=KEEPALIVE_SECONDS // 3, keepalives_interval=5,
-                             keepalives_count=3)
+                             **KEEPALIVES)
     except psycopg.Error as exc:
         reason = " ".join(str(exc).split())
-        raise StateError(f"cannot take the lease of {name.replace(':', ' ')} in {where}: {reason}") from None
+        raise StateError(f"cannot take the lease of {what} in {where}: {reason}") from None
+    held = _held.__dict__.setdefault("leases", {})
     try:
         with db:
             db.execute("SET statement_timeout = '30s'")
@@ -96,35 +126,55 @@ def _lease(state_dir: Path, name: str, wait: float, run_started: dt.datetime | N
             db.execute("SET tcp_keepalives_interval = 5")
             db.execute("SET tcp_keepalives_count = 3")
             _ensure_table(db, schema)
-            _acquire(db, key, wait, lambda: _holder(db, table, name, done=False))
+            _acquire(db, key, wait, lambda: _holder(db, table, name))
             if run_started is not None:
-                last = psycopg.sql.SQL("SELECT host, pid, finished FROM {} WHERE name = %s").format(table)
-                row = db.execute(last, (name,)).fetchone()
-                another = row is not None and (row[0], row[1]) != (HOST, os.getpid())
-                if another and row[2] is not None and row[2] >= run_started:
-                    holder = LeaseHolder(row[0], row[1], row[2], done=True)
-                    what = name.split(":", 1)[-1]
-                    raise LockHeld(f"{what}: synced this tick by {holder.describe()}", holder)
-            db.execute(psycopg.sql.SQL("INSERT INTO {} (name, host, pid, started, finished) VALUES "
-                                       "(%s, %s, %s, now(), NULL) ON CONFLICT (name) DO UPDATE SET "
-                                       "host = EXCLUDED.host, pid = EXCLUDED.pid, started = now(), "
-                                       "finished = NULL").format(table), (name, HOST, os.getpid()))
-            yield
-            with contextlib.suppress(psycopg.Error):  # the lease still ends with the connection
-                db.execute(psycopg.sql.SQL("UPDATE {} SET finished = now() WHERE name = %s").format(table),
-                           (name,))
+                _skip_if_synced_this_tick(db, table, name, run_started)
+            if record:
+                db.execute(psycopg.sql.SQL("INSERT INTO {} (name, host, pid, started, finished) VALUES "
+                                           "(%s, %s, %s, now(), NULL) ON CONFLICT (name) DO UPDATE SET "
+                                           "host = EXCLUDED.host, pid = EXCLUDED.pid, started = now(), "
+                                           "finished = NULL").format(table), (name, HOST, os.getpid()))
+            held[(state_dir, name)] = (db, where)
+            try:
+                yield
+            finally:
+                held.pop((state_dir, name), None)
+            if record:
+                done = psycopg.sql.SQL("UPDATE {} SET finished = now() WHERE name = %s").format(table)
+                with contextlib.suppress(psycopg.Error):  # the lease still ends with the connection
+                    db.execute(done, (name,))
     except psycopg.Error as exc:
         reason = " ".join(str(exc).split())
-        raise StateError(f"lease of {name.replace(':', ' ')} in {where}: {reason}") from None
+        raise StateError(f"lease of {what} in {where}: {reason}") from None
+
+
+def _skip_if_synced_this_tick(db, table, name: str, run_started: dt.datetime) -> None:  # type: ignore[no-untyped-def]
+    """Raise LockHeld if another process's sync took ``name`` after this run started (both
+    on the database's clock)."""
+    import psycopg
+
+    global _offset
+    if _offset is None:
+        before = dt.datetime.now(dt.UTC)
+        now = db.execute("SELECT now()").fetchone()[0]
+        _offset = now - (before + (dt.datetime.now(dt.UTC) - before) / 2)
+    row = db.execute(psycopg.sql.SQL("SELECT host, pid, started FROM {} WHERE name = %s").format(table),
+                     (name,)).fetchone()
+    if row is not None and (row[0], row[1]) != (HOST, os.getpid()) and row[2] >= run_started + _offset:
+        holder = LeaseHolder(row[0], row[1], row[2], done=True)
+        raise LockHeld(f"{name.split(':', 1)[-1]}: synced this tick by {holder.describe()}", holder)
 
 
 def _ensure_table(db, schema: str) -> None:  # type: ignore[no-untyped-def]
-    """Create the leases table if missing, under the migrations' lock: two hosts' CREATE ...
-    IF NOT EXISTS at the same moment can otherwise collide in PostgreSQL's catalog."""
+    """Create the leases table if missing, under the migrations' lock (two hosts' CREATE ...
+    IF NOT EXISTS at the same moment can collide in PostgreSQL's catalog). An existing one
+    is only looked up: no DDL on every lease."""
     from psycopg import sql
 
     from escapia_ical.store.postgresql import MIGRATION_LOCK  # (imports psycopg)
 
+    if db.execute("SELECT to_regclass(%s)", (f'"{schema}".leases',)).fetchone()[0] is not None:
+        return
     with db.transaction():
         db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         db.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
@@ -144,9 +194,10 @@ def _acquire(db, key: int, wait: float, holder) -> None:  # type: ignore[no-unty
         time.sleep(0.2)
 
 
-def _holder(db, table, name: str, done: bool) -> LeaseHolder:  # type: ignore[no-untyped-def]
+def _holder(db, table, name: str) -> LeaseHolder:  # type: ignore[no-untyped-def]
+    """The last sync that held ``name`` (a prune or rotation holding it is not recorded)."""
     import psycopg
 
     row = db.execute(psycopg.sql.SQL("SELECT host, pid, started FROM {} WHERE name = %s").format(table),
                      (name,)).fetchone()
-    return LeaseHolder(*row, done=done) if row else LeaseHolder("?", 0, None, done=done)
+    return LeaseHolder(*row) if row else LeaseHolder("?", 0, None)

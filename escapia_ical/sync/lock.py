@@ -24,7 +24,7 @@ from pathlib import Path
 from escapia_ical.errors import LockHeld, PublishError
 from escapia_ical.feeds.publish import open_folder
 from escapia_ical.state import STATE_DIR_MODE, make_private_dir
-from escapia_ical.sync.leases import status_lease
+from escapia_ical.sync.leases import account_lease, status_lease
 
 POLL = 0.1  # seconds between tries while waiting for a lock
 STUCK_MARGIN = 60.0  # seconds beyond the run deadline after which a holder counts as stuck
@@ -49,11 +49,15 @@ def account_lock_path(state_dir: Path, account: str) -> Path:
 
 @contextmanager
 def account_lock(state_dir: Path, account: str, *, wait: float = 0.0,
-                 stuck_after: float = float("inf")) -> Iterator[None]:
-    """Hold the account's sync lock for the block. Raise LockHeld (with ``holder``) if
-    another process still holds it after ``wait`` seconds; its holder counts as stuck once
-    it has held it for ``stuck_after`` seconds. Raise PublishError if it cannot be opened."""
-    with _locked(state_dir, account_lock_path(state_dir, account), wait, stuck_after, f"account {account!r}"):
+                 stuck_after: float = float("inf"), run_started: dt.datetime | None = None) -> Iterator[None]:
+    """Hold the account's sync lock for the block, and, with the state in PostgreSQL, its
+    lease among hosts (sync/leases.py; ``run_started``: a sync's, see account_lease). Raise
+    LockHeld (with ``holder``) if another process still holds either after ``wait`` seconds;
+    its holder counts as stuck once it has held the local lock for ``stuck_after`` seconds.
+    Raise PublishError if it cannot be opened, StateError if the database cannot be reached."""
+    path = account_lock_path(state_dir, account)
+    with _locked(state_dir, path, wait, stuck_after, f"account {account!r}"), \
+            account_lease(state_dir, account, run_started=run_started, wait=wait):
         yield
 
 

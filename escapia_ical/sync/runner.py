@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from escapia_ical.config import Account, Config
-from escapia_ical.errors import EscapiaIcalError, LockHeld, PublishError, SourceError
+from escapia_ical.errors import EscapiaIcalError, LockHeld, PublishError, SourceError, StateError
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.lifecycle import mark_retired, vanished_at_once
@@ -44,7 +44,7 @@ from escapia_ical.sync.context import (
 )
 from escapia_ical.sync.identity import claim_state
 from escapia_ical.sync.incremental import ChangeTracker
-from escapia_ical.sync.leases import account_lease
+from escapia_ical.sync.leases import confirm_lease
 from escapia_ical.sync.lock import STUCK_MARGIN, account_lock
 from escapia_ical.sync.margin import asked_window
 from escapia_ical.sync.notices import say_once
@@ -100,6 +100,10 @@ def run_sync(config: Config, options: SyncOptions, report: SyncReport | None = N
         except LockHeld as exc:
             report.skipped[account.name] = exc.holder
             log.info("%s: skipped: %s", account.name, exc)
+        except StateError as exc:  # its lease's database (PostgreSQL): this account fails, not the run
+            result = report.accounts.setdefault(account.name, AccountResult(account.name))
+            result.error = result.error or str(exc)
+            log.error("%s: %s", account.name, exc)
 
     # Side by side (sync/parallel.py) unless a progress bar shows one account at a time.
     workers = min(len(selected), config.max_concurrency_total)
@@ -166,8 +170,8 @@ def _account_lock(config: Config, account: Account, dry_run: bool,
     if dry_run:
         yield
         return
-    with account_lock(config.state_dir, account.name, stuck_after=config.deadline_seconds + STUCK_MARGIN), \
-            account_lease(config.state_dir, account.name, run_started):
+    with account_lock(config.state_dir, account.name, stuck_after=config.deadline_seconds + STUCK_MARGIN,
+                      run_started=run_started):
         yield
 
 
@@ -298,6 +302,7 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
             # One fsync per folder for every feed renamed into it this run, before the
             # state records them.
             sync_folders(run.unsynced.pop(account.name, set()), config.output_dir)
+            confirm_lease(config.state_dir, account.name)  # (another host may have the account now)
             with state_transaction(config.state_dir):  # what was published, recorded at once
                 state.save_feed_stamps(stamps)
                 book.save()

@@ -84,7 +84,7 @@ def test_an_unreachable_database_is_a_clear_error_and_publishes_nothing(deployme
     closed = postgres_dsn.replace(f":{port}/", ":9/")  # nothing listens on the discard port
     result = deployment.run("sync", STATE_DSN=closed)
     assert result.returncode != 0
-    assert "cannot take the lease of account sandbox in PostgreSQL 127.0.0.1:9/escapia" in result.stderr
+    assert "sandbox: cannot take the lease of account sandbox in PostgreSQL 127.0.0.1:9/escapia" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(deployment.output.rglob("*.ics"))
 

@@ -201,3 +201,23 @@ def test_postgresql_comes_back_after_a_lost_connection(postgres_dsn):
         store.read("doc")
     assert store.read("doc") == 1  # the next one opens it again
     store.close()
+
+
+def test_postgresql_a_role_that_may_only_read_reads_the_state(postgres_dsn):
+    import psycopg
+
+    schema = f"t{next(_schemas)}"
+    writer = PostgresStore(postgres_dsn, "status", schema)
+    writer.write("status", {"accounts": {"a": {"ok": True}}}, ((), ("accounts",)))
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute("DO $$ BEGIN CREATE ROLE monitor LOGIN PASSWORD 'monitor-pw'; "
+                      "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO monitor")
+        admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO monitor")
+    reader_dsn = postgres_dsn.replace("escapia:pg-test-secret-7Qx@", "monitor:monitor-pw@")
+    reader = PostgresStore(reader_dsn, "status", schema)  # no DDL for a current schema
+    assert reader.read("status") == {"accounts": {"a": {"ok": True}}}
+    with pytest.raises(StateError, match="permission denied"):
+        reader.write("status", {})
+    reader.close()
+    writer.close()
