@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import os
+import socket
 import threading
 from collections import Counter
 from pathlib import Path
@@ -222,16 +223,31 @@ def _locate(path: Path, *, create: bool = False) -> tuple[Store | None, str]:
 def _open_remote(state_dir: Path, shared: bool, dsn: str, schema: str, where: str) -> Store:
     """Open the PostgreSQL store of status (``shared``) or of everything else. The first
     time, it takes in what this host kept before: state_dir's SQLite file, else the JSON
-    state files of earlier versions (held losses and feed records are not lost)."""
+    state files of earlier versions (held losses and feed records are not lost). Decided
+    under a lock of the database: hosts starting together import once, never a mix.
+    A local SQLite file left unread (another host's state was taken in first) is named in
+    a warning at every run."""
     from escapia_ical.store.postgresql import PostgresStore  # only this backend needs psycopg
 
     store = PostgresStore(dsn, "status" if shared else "state", schema, where=where)
-    if store.read(_IMPORTED) is None:
-        local = state_dir / (STATUS_DB if shared else STATE_DB)
-        if local.is_file() and not local.is_symlink():
-            _import_database(store, local)
-        else:
-            _import_json(store, state_dir, shared)
+    local = state_dir / (STATUS_DB if shared else STATE_DB)
+    imported = store.read(_IMPORTED)
+    if imported is None:
+        with store.transaction(lock="import"):
+            if store.read(_IMPORTED) is None:  # (another host may have imported while we waited)
+                if local.is_file() and not local.is_symlink():
+                    _import_database(store, local)
+                else:
+                    _import_json(store, state_dir, shared)
+            imported = store.read(_IMPORTED)
+    mine = isinstance(imported, dict) and imported.get("host") == socket.gethostname() \
+        and imported.get("from") == str(local)
+    if local.is_file() and not mine:
+        when = imported.get("at", "?") if isinstance(imported, dict) else "?"
+        log.warning("state: %s of this host is not read: %s took in other state at %s (from host %s); "
+                    "its held losses and feed records are not used. Move it away if that is right, or "
+                    "empty the database's schema and run this host first", local, where, when,
+                    imported.get("host", "?") if isinstance(imported, dict) else "?")
     return store
 
 
@@ -249,7 +265,8 @@ def _import_database(store: Store, local: Path) -> None:
                 value = source.read(key)
                 if value is not None:
                     store.write(key, value, SPLITS.get(key.rsplit("/", 1)[-1] + ".json", ()))
-            store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "from": local.name,
+            store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "from": str(local),
+                                    "host": socket.gethostname(),
                                     "documents": len(keys)})
     finally:
         source.close()
@@ -331,7 +348,8 @@ def _import_json(store: Store, state_dir: Path, shared: bool) -> None:
                 store.write(_key(file, state_dir), encode(data), SPLITS.get(file.name, ()))
             if data is not None or os.access(file, os.R_OK):  # garbage is absent, as it was before
                 taken.append(file)
-        store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "files": len(taken)})
+        store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "files": len(taken),
+                                "host": socket.gethostname()})
     for file in taken:  # one this user may not read stays as it is: nothing of it is lost
         with contextlib.suppress(OSError):
             file.rename(file.with_name(file.name + ".imported"))

@@ -116,7 +116,9 @@ class PostgresStore:
         return [key for (key,) in found]
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, lock: str | None = None) -> Iterator[None]:
+        """The interface's transaction; ``lock`` (outermost only): also hold the database's
+        advisory lock of that name until it ends, so that one host at a time runs it."""
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -129,6 +131,9 @@ class PostgresStore:
             self._depth = 1
             try:
                 with self._errors("write"), self._db.transaction():
+                    if lock is not None:
+                        key = lock_key(f"{self._schema}\0{self._store}\0{lock}")
+                        self._db.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
                     yield
             finally:
                 self._depth = 0
@@ -219,6 +224,11 @@ class PostgresStore:
                                    " ON CONFLICT (store, key, part) DO UPDATE SET body = EXCLUDED.body")
                 cursor.executemany(upsert, batch)
             batch.clear()
+
+
+def lock_key(name: str) -> int:
+    """The advisory lock key (a signed 64-bit integer) of ``name``."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def _secrets(dsn: str) -> list[str]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import os
 import socket
 import threading
@@ -104,11 +103,10 @@ def _lease(state_dir: Path, name: str, wait: float, run_started: dt.datetime | N
         return
     import psycopg  # only PostgreSQL state gets here
 
-    from escapia_ical.store.postgresql import KEEPALIVES
+    from escapia_ical.store.postgresql import KEEPALIVES, lock_key
 
     dsn, schema, where = remote
-    key = int.from_bytes(hashlib.blake2b(f"{schema}\0{name}".encode(), digest_size=8).digest(), "big",
-                         signed=True)
+    key = lock_key(f"{schema}\0{name}")
     table = psycopg.sql.Identifier(schema, "leases")
     what = name.replace(":", " ")
     try:

@@ -1,0 +1,59 @@
+"""Taking a host's SQLite state into PostgreSQL (store/documents.py): two hosts starting
+together import one of their states whole, never a mix, and the other host is told, at
+every run, that its file is not read."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from escapia_ical.state import close_stores, read_state, write_state
+from escapia_ical.store.documents import use_postgresql
+
+OPEN = textwrap.dedent("""
+    import logging, sys
+    from pathlib import Path
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from escapia_ical.state import read_state
+    from escapia_ical.store.documents import use_postgresql
+    state_dir, dsn = Path(sys.argv[1]), sys.argv[2]
+    use_postgresql(state_dir, dsn, "import_race")
+    print(sorted(read_state(state_dir / "accounts" / "pm" / "feeds.json")))
+""")
+
+
+def local_state(state_dir, host: str) -> None:
+    use_postgresql(state_dir, None)
+    feeds = state_dir / "accounts" / "pm" / "feeds.json"
+    write_state(feeds, {f"u{i}.ics": {"unit": f"u{i}", "by": host} for i in range(50)} | {f"{host}.ics": {}})
+    write_state(state_dir / "accounts" / "pm" / "names.json", {"revoked": [f"{host}-old.ics"]})
+    close_stores()
+
+
+def test_two_hosts_import_one_state_whole(tmp_path, postgres_dsn):
+    hosts = {name: tmp_path / name for name in ("a", "b")}
+    for name, folder in hosts.items():
+        local_state(folder, name)
+    runs = [subprocess.Popen([sys.executable, "-c", OPEN, str(folder), postgres_dsn], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for folder in hosts.values()]
+    outputs = [run.communicate(timeout=60) for run in runs]
+    assert all(run.returncode == 0 for run in runs), outputs
+    seen = {out for out, _ in outputs}
+    assert len(seen) == 1, outputs  # both read the same state
+    winner = "a" if "'a.ics'" in seen.pop() else "b"
+    loser = "b" if winner == "a" else "a"
+    use_postgresql(hosts[winner], postgres_dsn, "import_race")
+    try:
+        feeds = read_state(hosts[winner] / "accounts" / "pm" / "feeds.json")
+        assert {entry.get("by") for entry in feeds.values() if entry} == {winner}  # never a mix
+        assert read_state(hosts[winner] / "accounts" / "pm" / "names.json") == {"revoked": [f"{winner}-old.ics"]}
+    finally:
+        use_postgresql(hosts[winner], None)
+        close_stores()
+    told = dict(zip(hosts, (err for _, err in outputs), strict=True))
+    assert f"{hosts[loser] / 'state.db'} of this host is not read" in told[loser]
+    assert "is not read" not in told[winner]
+    again = subprocess.run([sys.executable, "-c", OPEN, str(hosts[loser]), postgres_dsn], capture_output=True,
+                           text=True, timeout=60)
+    assert "of this host is not read" in again.stderr  # at every run, until it is moved away
