@@ -43,6 +43,12 @@ class S3Output:
         self._endpoint_url, self._region = endpoint_url, region
         self._client: Any = None
         self._lock = threading.Lock()
+        # The names in each folder, listed once per run (a LIST per 1,000 objects): a steady
+        # tick asks whether every unit's feed exists, and a HEAD each would be 10,000
+        # requests. Kept current by our own PUTs and DELETEs; under its lease, no other
+        # host writes an account's folder meanwhile.
+        self._names: dict[Path, set[str]] = {}
+        self._folders: dict[Path, set[str]] = {}
 
     # -- what feeds/publish.py asks of a backend ---------------------------------------
 
@@ -50,19 +56,27 @@ class S3Output:
         """Upload ``content`` as ``path``'s object unless it already holds these bytes;
         return whether it was uploaded."""
         key, digest = self.key(path), hashlib.sha256(content).hexdigest()
-        if not force and self._digest(key) == digest:
+        if not force and self.exists(path) and self._digest(key) == digest:
             return False
         md5 = base64.b64encode(hashlib.md5(content, usedforsecurity=False).digest()).decode()
         self._call("write", key, "put_object", Bucket=self.bucket, Key=key, Body=content, ContentMD5=md5,
                    ContentType=CONTENT_TYPE, CacheControl=CACHE_CONTROL, Metadata={"sha256": digest})
+        self._listed(path.parent).add(path.name)
+        for folder in path.parents:  # its folders exist now, as on disk
+            if folder == self.root or not folder.is_relative_to(self.root):
+                break
+            with self._lock:
+                if folder.parent in self._names:  # (else it is listed when first asked for)
+                    self._folders.setdefault(folder.parent, set()).add(folder.name)
         return True
 
     def remove(self, path: Path) -> bool:
         """Delete ``path``'s object; return False if there was none."""
         key = self.key(path)
-        if self._head(key) is None:
+        if not self.exists(path):
             return False
         self._call("delete", key, "delete_object", Bucket=self.bucket, Key=key)
+        self._listed(path.parent).discard(path.name)
         return True
 
     def read(self, path: Path) -> bytes | None:
@@ -76,15 +90,28 @@ class S3Output:
             return None
 
     def exists(self, path: Path) -> bool:
-        return self._head(self.key(path)) is not None
+        self.key(path)  # (refused if it is not below output_dir)
+        return path.name in self._listed(path.parent)
 
     def files(self, folder: Path) -> list[Path]:
         """The objects directly "in" ``folder`` (not below a further "/")."""
-        return [folder / name for name in self._list(folder)[0]]
+        return [folder / name for name in sorted(self._listed(folder))]
+
+    def _listed(self, folder: Path) -> set[str]:
+        """The names of the objects in ``folder`` (listed once, with its subfolders)."""
+        with self._lock:
+            names = self._names.get(folder)
+        if names is None:
+            found, folders = self._list(folder)
+            with self._lock:
+                names = self._names.setdefault(folder, set(found))
+                self._folders.setdefault(folder, set(folders))
+        return names
 
     def folders(self, folder: Path) -> list[Path]:
         """The "folders" (key prefixes) directly in ``folder``."""
-        return [folder / name for name in self._list(folder)[1]]
+        self._listed(folder)
+        return [folder / name for name in sorted(self._folders.get(folder, ()))]
 
     def key(self, path: Path) -> str:
         """The object key of the file ``path`` below output_dir."""
@@ -124,9 +151,7 @@ class S3Output:
         try:
             return getattr(self.client, method)(**kwargs)
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            reason = f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
-            raise PublishError(f"cannot {doing} s3://{self.bucket}/{key}: {reason}") from None
+            raise PublishError(f"cannot {doing} s3://{self.bucket}/{key}: {_reason(exc)}") from None
         except BotoCoreError as exc:
             raise PublishError(f"cannot {doing} s3://{self.bucket}/{key}: {exc}") from None
 
@@ -158,6 +183,14 @@ class S3Output:
                                                                                 Delimiter="/"):
                 names += [item["Key"][len(base):] for item in page.get("Contents", [])]
                 folders += [item["Prefix"][len(base):].rstrip("/") for item in page.get("CommonPrefixes", [])]
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            raise PublishError(f"cannot list s3://{self.bucket}/{base}: {_reason(exc)}") from None
+        except BotoCoreError as exc:
             raise PublishError(f"cannot list s3://{self.bucket}/{base}: {exc}") from None
         return sorted(n for n in names if n), sorted(f for f in folders if f)
+
+
+def _reason(exc: Any) -> str:
+    """A ClientError as "Code: Message" (S3's own words, no request details)."""
+    error = exc.response.get("Error", {})
+    return f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")

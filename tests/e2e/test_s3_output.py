@@ -5,8 +5,11 @@ bucket is a clear error and is not recorded as published."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
+import logging
+import re
 import sys
 from pathlib import Path
 
@@ -20,6 +23,26 @@ from s3_server import CREDENTIALS, client  # noqa: E402
 
 TODAY = dt.date.today()
 _buckets = itertools.count()
+
+
+@contextlib.contextmanager
+def s3_requests():
+    """The request lines moto's server (in this process) answers inside the block."""
+    seen: list[str] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record):
+            line = re.search(r'"([A-Z]+ \S+) HTTP', record.getMessage())
+            if line:
+                seen.append(line[1])
+    handler, log = Seen(), logging.getLogger("werkzeug")
+    level, log.level = log.level, logging.INFO
+    log.addHandler(handler)
+    try:
+        yield seen
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 def use_s3(deployment, endpoint: str, bucket: str | None = None) -> str:
@@ -55,9 +78,12 @@ def test_feeds_are_objects_written_only_when_they_change(deployment, s3_endpoint
     assert not deployment.output.exists()  # nothing on the local disk
     before = objects(s3_endpoint, bucket)
 
-    steady = deployment.run("sync", **CREDENTIALS)
+    with s3_requests() as seen:
+        steady = deployment.run("sync", **CREDENTIALS)
     assert steady.returncode == 0, steady.stderr
-    assert objects(s3_endpoint, bucket) == before  # no upload: validators stay
+    # One LIST of the account's folder: no HEAD per unit, no upload.
+    assert [line.split()[0] for line in seen] == ["GET"] and "list-type=2" in seen[0], seen
+    assert objects(s3_endpoint, bucket) == before  # validators stay
 
     unit = units[3]
     sandbox.add_reservation(unit, TODAY + dt.timedelta(days=50), TODAY + dt.timedelta(days=53))
@@ -72,7 +98,7 @@ def test_a_missing_bucket_fails_clearly_and_is_tried_again(deployment, s3_endpoi
     bucket = use_s3(deployment, s3_endpoint)
     failed = deployment.run("sync", **CREDENTIALS)
     assert failed.returncode == 1
-    assert f"cannot read s3://{bucket}/pm/sandbox/" in failed.stderr or f"cannot write s3://{bucket}" in failed.stderr
+    assert f"cannot list s3://{bucket}/pm/sandbox/: NoSuchBucket: " in failed.stderr
     assert "Traceback" not in failed.stderr and CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in failed.stderr
     client(s3_endpoint).create_bucket(Bucket=bucket)
     healed = deployment.run("sync", **CREDENTIALS)

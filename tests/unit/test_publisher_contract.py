@@ -108,9 +108,20 @@ def test_s3_errors_are_one_clear_line(s3_endpoint, tmp_path, monkeypatch):
     root = tmp_path / "output"
     use_s3(root, S3Output(root, "no-such-bucket", "", s3_endpoint, "us-east-1"))
     try:
-        with pytest.raises(PublishError, match=r"^cannot (read|write) s3://no-such-bucket/acct/x\.ics: "):
+        with pytest.raises(PublishError, match=r"^cannot list s3://no-such-bucket/acct/: NoSuchBucket: "):
             publish_feed(root / "acct" / "x.ics", FEED)
         with pytest.raises(PublishError, match="does not name a feed below output_dir"):
             publish_feed(root / "acct" / ".." / ".." / "x.ics", FEED)  # never a key outside the prefix
     finally:
         use_s3(root, None)
+
+
+def test_listing_is_current_after_our_own_writes(output):
+    assert subfolders(output.root) == [] and feed_files(output.root / "acct") == []  # listed (empty)
+    publish_feed(output.root / "acct" / "airbnb" / "c.ics", FEED)
+    publish_feed(output.root / "acct" / "a.ics", FEED)
+    assert subfolders(output.root) == [output.root / "acct"]
+    assert subfolders(output.root / "acct") == [output.root / "acct" / "airbnb"]
+    assert feed_files(output.root / "acct") == [output.root / "acct" / "a.ics"]
+    remove_feed(output.root / "acct" / "a.ics")
+    assert feed_files(output.root / "acct") == [] and not feed_present(output.root / "acct" / "a.ics")
