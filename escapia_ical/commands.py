@@ -68,8 +68,10 @@ def load(config_path: Path, *, warn: bool = True, secrets: bool = True) -> Confi
         register_secret(config.healthcheck_url)
         register_secret(urlsplit(config.healthcheck_url).path.rstrip("/"))
     if config.state.backend == "postgresql":
+        from escapia_ical.store.postgresql import dsn_fields  # only this backend needs psycopg
+
         register_secret(config.state.dsn)
-        password = _dsn_password(config.state.dsn)
+        password = dsn_fields(config.state.dsn).get("password")
         if password:
             register_secret(password)
         use_postgresql(config.state_dir, config.state.dsn, config.state.schema, config.state.where)
@@ -83,15 +85,6 @@ def load(config_path: Path, *, warn: bool = True, secrets: bool = True) -> Confi
         show_warnings(config)
     return config
 
-
-def _dsn_password(dsn: str | None) -> str | None:
-    """The password in a PostgreSQL DSN (URL or key=value form), if any."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        return conninfo_to_dict(dsn or "").get("password") or None
-    except Exception:  # noqa: BLE001 - libpq's parser: the connection says what is wrong
-        return None
 
 
 def show_warnings(config: Config) -> None:

@@ -52,15 +52,9 @@ class StateSettings:
     @property
     def where(self) -> str:
         """How messages name the database: host, port and database, never the password."""
-        from psycopg.conninfo import conninfo_to_dict
+        from escapia_ical.store.postgresql import describe_dsn  # only this backend needs psycopg
 
-        try:
-            info = conninfo_to_dict(self.dsn or "")
-        except Exception:  # noqa: BLE001 - libpq's parser: the connection says what is wrong
-            info = {}
-        host = info.get("host") or info.get("hostaddr") or "localhost"
-        port, database = info.get("port") or 5432, info.get("dbname") or "?"
-        return f"PostgreSQL {host}:{port}/{database} (schema {self.schema})"
+        return describe_dsn(self.dsn, self.schema)
 
 
 @dataclass(frozen=True)

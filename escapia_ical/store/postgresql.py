@@ -32,6 +32,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from escapia_ical.errors import StateError
 from escapia_ical.store import Split, encode_body, flatten, read_rows
@@ -202,10 +203,7 @@ class PostgresStore:
         try:
             yield
         except psycopg.Error as exc:
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            for secret in _secrets(self._dsn):  # libpq does not print it; should a version ever
-                reason = reason.replace(secret, "***")
-            raise StateError(f"cannot {doing} state in {self.path}: {reason}") from None
+            raise StateError(f"cannot {doing} state in {self.path}: {error_text(exc, self._dsn)}") from None
 
     def _query(self, statement: sql.Composed, args: tuple) -> list[tuple]:
         if not self._depth:
@@ -231,15 +229,30 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def _secrets(dsn: str) -> list[str]:
-    """The password in ``dsn`` (either form), and the DSN itself, to keep out of messages."""
-    from psycopg.conninfo import conninfo_to_dict
-
+def dsn_fields(dsn: str | None) -> dict[str, str]:
+    """The fields of a DSN (URL or key=value form), as libpq reads them; {} if it cannot
+    (the connection then says what is wrong)."""
     try:
-        password = conninfo_to_dict(dsn).get("password")
-    except Exception:  # noqa: BLE001 - not a DSN libpq reads: the connect fails and says so
-        password = None
-    return [s for s in (dsn, str(password) if password else "") if len(s) >= 3]
+        return {k: str(v) for k, v in conninfo_to_dict(dsn or "").items() if v is not None}
+    except Exception:  # noqa: BLE001 - libpq's parser, whatever it raises
+        return {}
+
+
+def describe_dsn(dsn: str | None, schema: str) -> str:
+    """How messages name the database: host, port and database, never the password."""
+    fields = dsn_fields(dsn)
+    host = fields.get("host") or fields.get("hostaddr") or "localhost"
+    return f"PostgreSQL {host}:{fields.get('port') or 5432}/{fields.get('dbname') or '?'} (schema {schema})"
+
+
+def error_text(exc: BaseException, dsn: str) -> str:
+    """A psycopg error as one line, without the DSN or its password (libpq does not print
+    them; should a version ever)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for secret in (dsn, dsn_fields(dsn).get("password", "")):
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _md5(body: str) -> str:

@@ -86,7 +86,10 @@ def confirm_lease(state_dir: Path, account: str) -> None:
     try:
         db.execute("SELECT 1").fetchone()
     except Exception as exc:  # noqa: BLE001 - any failure: the lease may be gone
-        raise StateError(f"lost the lease of account {account} in {where} ({' '.join(str(exc).split())}); "
+        from escapia_ical.store.postgresql import error_text
+
+        dsn = (postgresql_of(state_dir) or ("",))[0]
+        raise StateError(f"lost the lease of account {account} in {where} ({error_text(exc, dsn)}); "
                          "its state is not recorded: the next tick syncs it again") from None
 
 
@@ -103,7 +106,7 @@ def _lease(state_dir: Path, name: str, wait: float, run_started: dt.datetime | N
         return
     import psycopg  # only PostgreSQL state gets here
 
-    from escapia_ical.store.postgresql import KEEPALIVES, lock_key
+    from escapia_ical.store.postgresql import KEEPALIVES, error_text, lock_key
 
     dsn, schema, where = remote
     key = lock_key(f"{schema}\0{name}")
@@ -113,8 +116,7 @@ def _lease(state_dir: Path, name: str, wait: float, run_started: dt.datetime | N
         db = psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name="escapia-ical lease",
                              **KEEPALIVES)
     except psycopg.Error as exc:
-        reason = " ".join(str(exc).split())
-        raise StateError(f"cannot take the lease of {what} in {where}: {reason}") from None
+        raise StateError(f"cannot take the lease of {what} in {where}: {error_text(exc, dsn)}") from None
     held = _held.__dict__.setdefault("leases", {})
     try:
         with db:
@@ -142,8 +144,7 @@ def _lease(state_dir: Path, name: str, wait: float, run_started: dt.datetime | N
                 with contextlib.suppress(psycopg.Error):  # the lease still ends with the connection
                     db.execute(done, (name,))
     except psycopg.Error as exc:
-        reason = " ".join(str(exc).split())
-        raise StateError(f"lease of {what} in {where}: {reason}") from None
+        raise StateError(f"lease of {what} in {where}: {error_text(exc, dsn)}") from None
 
 
 def _skip_if_synced_this_tick(db, table, name: str, run_started: dt.datetime) -> None:  # type: ignore[no-untyped-def]
