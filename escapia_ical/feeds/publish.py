@@ -76,7 +76,9 @@ def subfolders(folder: Path) -> list[Path]:
     try:
         if store is not None:
             return store.folders(folder)
-        return sorted(d for d in folder.iterdir() if d.is_dir() and not d.is_symlink())
+        # scandir's file types (no stat per entry: the folder holds 10,000 feeds)
+        with os.scandir(folder) as entries:
+            return sorted(folder / e.name for e in entries if e.is_dir(follow_symlinks=False))
     except (OSError, PublishError):
         return []
 
@@ -245,7 +247,8 @@ def clean_temp_files(folder: Path, root: Path | None = None) -> int:
     removed = 0
     try:
         for entry in os.scandir(descriptor):
-            if _TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            if entry.name.endswith(".tmp") and _TEMP_NAME.fullmatch(entry.name) \
+                    and entry.is_file(follow_symlinks=False):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.name, dir_fd=descriptor)
                     removed += 1
