@@ -13,6 +13,7 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import os
 import signal
@@ -324,5 +325,15 @@ def _say(message: str) -> None:
     click.echo(f"{PROGRAM}: {one_line(redact(message))}", err=True)
 
 
+# The cyclic garbage collector's first threshold (CPython's default: 700 allocations). A
+# sync allocates millions of short-lived objects, nearly none in cycles: collecting 30x less
+# often took a steady tick at 10,000 units from 0.14 to 0.05 CPU s of collections, and peak
+# memory did not move (the objects it would free are few and small).
+GC_FIRST_THRESHOLD = 20_000
+
+
 def main() -> None:
+    # What the imports made lives as long as the process: never traversed again.
+    gc.freeze()
+    gc.set_threshold(GC_FIRST_THRESHOLD, *gc.get_threshold()[1:])
     cli(prog_name=PROGRAM)

