@@ -39,6 +39,7 @@ from escapia_ical.sources.http_answers import (  # noqa: F401 - re-exported for 
     status_error,
 )
 from escapia_ical.sources.pacing import Pacer, Sleep
+from escapia_ical.sources.session import Session
 from escapia_ical.sources.slots import request_slot
 from escapia_ical.sources.stop import Stopped
 from escapia_ical.sources.watchdog import new_session, time_limit
@@ -108,7 +109,7 @@ class HttpClient:
         raise AssertionError("unreachable: tenacity either returns or reraises")
 
     @property
-    def session(self) -> requests.Session:
+    def session(self) -> Session:
         """This thread's session."""
         session = getattr(self._local, "session", None)
         if session is None:
@@ -153,10 +154,9 @@ class HttpClient:
         timeout = (self.policy.connect_timeout, self.policy.read_timeout)
         with time_limit(limit) as scope:
             try:
-                # Never follow a redirect: requests would resend the body (EscapiaNET's
-                # password) and headers to wherever Location points, even plain http.
-                with self.session.request(method, url, timeout=timeout, stream=True, allow_redirects=False,
-                                          **kwargs) as response:
+                # Never a redirect followed (send_request does not): requests would resend the body
+                # (EscapiaNET's password) and headers to wherever Location points, even plain http.
+                with self.session.send_request(method, url, timeout=timeout, **kwargs) as response:
                     self.pacer.observe(response.headers)
                     body = read_body(response, operation, scope)
                     result = HttpResult(response.status_code, dict(response.headers), body)

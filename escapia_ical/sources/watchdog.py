@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Iterator
 
-import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import poolmanager
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -271,7 +270,7 @@ class WatchedAdapter(HTTPAdapter):
         return manager
 
 
-def new_session() -> requests.Session:
+def new_session() -> Session:
     """Return a requests Session whose requests obey :func:`time_limit` (and which reads the
     environment's proxies once per origin: see sources/session.py)."""
     session = Session()

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from ical.calendar_stream import IcsCalendarStream
 from ical_reference import reference_render
 
-from escapia_ical.feeds.render import _escape_uid, display_name, render_events
+from escapia_ical.feeds.ranges import FeedBlock
+from escapia_ical.feeds.render import _escape_uid, _uids, display_name, event_uid, render_events
 from escapia_ical.feeds.text import escape_text
-from escapia_ical.model import Unit
+from escapia_ical.model import BlockedRange, Unit
 
 D = dt.date
 STAMP = dt.datetime(2026, 11, 30, 12, 0, 5, 999, tzinfo=dt.UTC)
@@ -72,3 +73,13 @@ def test_uids_are_escaped_as_any_text(local, domain, at):
     assert _escape_uid(uid) == escape_text(uid)
     assert render_events(Unit("7", "x"), [(uid or "u", D(2027, 1, 1), D(2027, 1, 2), "Reserved")], STAMP) == \
         reference_render(Unit("7", "x"), [(uid or "u", D(2027, 1, 1), D(2027, 1, 2), "Reserved")], STAMP)
+
+
+@given(account=st.text(), unit_id=st.text(), domain=st.text(min_size=1),
+       start=st.dates(max_value=dt.date(9999, 12, 30)), nights=st.integers(1, 400))
+def test_a_feeds_uids_are_event_uid_from_one_hash_copied(account, unit_id, domain, start, nights):
+    """render_feed names each event from a copy of the account's and unit's hash: the same
+    UID event_uid gives (UIDs must never change, or importers see every stay cancelled)."""
+    end = min(start + dt.timedelta(days=nights), dt.date(9999, 12, 31))
+    block = FeedBlock(BlockedRange(start, end), BlockedRange(start, end))
+    assert _uids(account, unit_id, domain)(block) == event_uid(account, unit_id, block, domain)

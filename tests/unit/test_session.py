@@ -95,3 +95,73 @@ def test_a_request_goes_through_the_environment_proxy(environ):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_send_request_goes_through_the_environment_proxy_too(environ):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        environ.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+        _Proxy.seen.clear()
+        with Session() as session, session.send_request("GET", "http://escapia.invalid/x", timeout=5) as answer:
+            assert answer.content == b"ok"
+        assert _Proxy.seen == ["http://escapia.invalid/x"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Records each request as it came on the wire; answers a redirect with a cookie."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, str, list[tuple[str, str]], bytes]] = []
+
+    def _answer(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.command, self.path, sorted(self.headers.items()), body))
+        self.send_response(302)
+        self.send_header("Location", "/elsewhere")
+        self.send_header("Set-Cookie", "session=abc; Path=/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _answer  # noqa: N815 - http.server's names
+
+    def log_message(self, *args):
+        pass
+
+
+REQUESTS = [
+    ("GET", {"params": {"id": "R 1/ü", "n": 2}}),
+    ("POST", {"json": {"dateRange": {"startDate": "2027-01-01"}, "unit": "ü"},
+              "headers": {"Authorization": "Bearer t", "x-homeaway-hasp-api-pmcid": "1020"}}),
+    ("POST", {"data": b"<?xml version='1.0'?><Envelope/>",
+              "headers": {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": "UnitCalendarAvail"}}),
+    ("GET", {"auth": ("client".encode(), "s€cret".encode())}),
+    ("GET", {"headers": {"accept": "text/calendar", "If-None-Match": '"e1"', "Accept-Encoding": None}}),
+]
+
+
+@pytest.mark.parametrize(("method", "kwargs"), REQUESTS)
+def test_send_request_sends_what_requests_would_and_keeps_no_cookie(environ, method, kwargs):
+    """HttpClient's lean path: the same bytes as Session.request (headers, query, body,
+    auth), a redirect handed back rather than followed, and no cookie kept or sent."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hsapi/Op"
+    try:
+        _Recorder.seen.clear()
+        with requests.Session() as theirs:
+            theirs.trust_env = False
+            theirs.request(method, url, allow_redirects=False, timeout=5, **kwargs).close()
+        with Session() as ours:
+            for _ in range(2):  # the second after the first answer's Set-Cookie
+                with ours.send_request(method, url, timeout=5, **kwargs) as answer:
+                    assert answer.status_code == 302
+        expected, *sent = _Recorder.seen
+        assert sent == [expected, expected]
+        assert not any(name.lower() == "cookie" for name, _ in sent[1][2])
+    finally:
+        server.shutdown()
+        server.server_close()
