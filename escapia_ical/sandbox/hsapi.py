@@ -3,7 +3,9 @@
 Sandbox choices where the contract is silent (clients must not depend on more than this):
 
 * Paging (SearchUnitSummaries, SearchReservationSummaries): ``pageNumber`` is **1-based**
-  (missing = 1; < 1 is a 400). ``pageSize`` missing/0 = 25, capped at ``max_page_size``.
+  (missing = 1; < 1 is a 400). ``pageSize`` missing/0 = 25, capped at ``max_page_size``
+  (10,000 by default: Escapia answers a page size of millions, API-NOTES; tests set a small
+  cap to make clients page).
   ``fromIndex`` is the 0-based index of the first result of the page, ``toIndex`` one past
   the last (so ``toIndex - fromIndex == len(results)``). A page beyond the end is empty.
 * Units are sorted by ``code``; ``sortingMethod`` is ignored.

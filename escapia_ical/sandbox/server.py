@@ -41,7 +41,7 @@ class Sandbox(WorkOrderControls):
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, today: dt.date | None = None,
                  seed: int = 1020, extra_units: int = 0, token_ttl: float = 3600.0,
-                 max_page_size: int = 50, end_date: str = "exclusive",
+                 max_page_size: int = 10_000, end_date: str = "exclusive",
                  guest_data_in_nonavailability: bool = False, latency: float = 0.0,
                  future_versions: str = "error", calendar_max_days: int = CALENDAR_MAX_DAYS,
                  unit_list_cap: int | None = None, cached_batch: bool = False) -> None:

@@ -49,10 +49,13 @@ def previous_ranges(entry: dict[str, Any], path: Path) -> list[BlockedRange] | N
     if ranges is not None:
         unknown = spans.decode(entry.get("unknown", "")) or []
         return [BlockedRange(s, e) for r in ranges for s, e in spans.subtract([(r.start, r.end)], unknown)]
+    content = current_bytes(path)
+    if content is None:  # no file (a cold sync's every unit): not even icalendar's import
+        return None
     try:
         import icalendar  # here: only a feed without a record is read back (70 ms of import a tick)
 
-        calendar = icalendar.Calendar.from_ical(current_bytes(path))
+        calendar = icalendar.Calendar.from_ical(content)
         return [BlockedRange(e.decoded("dtstart"), e.decoded("dtend")) for e in calendar.walk("VEVENT")]
     except Exception:  # noqa: BLE001 - no file, or not ours to read: nothing to compare with
         return None
