@@ -138,7 +138,7 @@ REQUESTS = [
               "headers": {"Authorization": "Bearer t", "x-homeaway-hasp-api-pmcid": "1020"}}),
     ("POST", {"data": b"<?xml version='1.0'?><Envelope/>",
               "headers": {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": "UnitCalendarAvail"}}),
-    ("GET", {"auth": ("client".encode(), "s€cret".encode())}),
+    ("GET", {"auth": (b"client", "s€cret".encode())}),
     ("GET", {"headers": {"accept": "text/calendar", "If-None-Match": '"e1"', "Accept-Encoding": None}}),
 ]
 
