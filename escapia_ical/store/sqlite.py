@@ -118,8 +118,13 @@ class SqliteStore:
                 self._execute("DELETE FROM documents WHERE key = ? AND CAST(part AS BLOB) = ?", garbled,
                               many=True)
                 self._known[key] = now
-        except StateError as exc:
-            raise StateError(f"{exc} (writing {key})") from exc
+        except BaseException as exc:
+            # Some rows may be written (and committed by an outer transaction that goes on):
+            # what is stored is no longer known.
+            self._known.pop(key, None)
+            if isinstance(exc, StateError):
+                raise StateError(f"{exc} (writing {key})") from exc
+            raise
         self.bytes_written += written
         return written
 

@@ -258,3 +258,18 @@ def test_a_write_rolled_back_is_not_taken_for_stored(tmp_path):
 def test_a_part_is_the_json_list_of_its_path(path):
     """The shortcut for plain names writes the bytes json would (parts are compared as text)."""
     assert encode_part(tuple(path)) == encode_body(path)
+
+
+def test_a_write_that_fails_half_way_is_not_taken_for_stored(tmp_path):
+    """Rows of a failed write that an outer transaction still commits: the next write
+    compares with the database again, not with what was known before."""
+    store = SqliteStore(tmp_path / "t.db")
+    old = {"feeds": {f"u{i:03d}.ics": 0 for i in range(600)}}
+    store.write("doc", old, SPLIT)
+    new = {"feeds": {f"u{i:03d}.ics": 1 if i < 550 else object() for i in range(600)}}  # 550: not JSON
+    with store.transaction():
+        with pytest.raises(TypeError):
+            store.write("doc", new, SPLIT)  # the first 500 rows were sent before the failure
+    assert sum(SqliteStore(tmp_path / "t.db").read("doc")["feeds"].values()) == 500
+    assert store.write("doc", old, SPLIT) == 500  # those rows put back
+    assert SqliteStore(tmp_path / "t.db").read("doc") == old
