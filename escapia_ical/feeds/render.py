@@ -84,7 +84,7 @@ def render_feed(
     the icalendar library; TEXT escaping and 75-octet folding from feeds/text.py, the same
     on every icalendar version.
     """
-    uid = _uids(account, unit.id, settings.uid_domain)
+    uid = _uids(account, unit.id, settings.uid_domain) if blocks else None  # (no hash for an empty feed)
     events = [(uid(b), b.shown.start, b.shown.end, settings.summary) for b in blocks]
     return render_events(unit, events, dtstamp)
 

@@ -59,9 +59,11 @@ def _check(deadline: float, doing: str = "reading the change feed") -> None:
 API_HEADERS = {"x-homeaway-hasp-api-version": "10", "x-homeaway-hasp-api-endsystem": "EscapiaVRS"}
 RESERVATIONS_VIEW = "Escapia's reservations"
 # Results asked per page of SearchUnitSummaries and SearchReservationSummaries. Escapia
-# answers a page size of millions in one call (API-NOTES: the production clients found);
-# 1,000 lists 10,000 units in 10 requests, not 100, each answer a few hundred KB.
-PAGE_SIZE = 1000
+# answers a page size of millions in one call (API-NOTES: the production clients found),
+# but a real UnitSummary carries feature groups, bed groups and policy texts (tens of KB):
+# 250 lists 10,000 units in 40 requests, not 100, and keeps a page far below the 32 MiB an
+# answer may hold (http_answers.MAX_BODY_BYTES).
+PAGE_SIZE = 250
 MAX_PAGES = 10_000
 CHANGES_CLOSE = 200  # recent_version stops this close to the current version
 

@@ -418,7 +418,7 @@ def test_list_units_walks_every_page_in_order(rsps, make_source):
                      Unit("104", "Delta", "B2"), Unit("105", "Echo", "C1")]
     bodies = [body_of(c) for c in calls_to(rsps, UNITS_URL)]
     assert [b["pageNumber"] for b in bodies] == [1, 2, 3]
-    assert {b["pageSize"] for b in bodies} == {1000}  # Escapia answers far larger pages (API-NOTES)
+    assert {b["pageSize"] for b in bodies} == {250}  # Escapia answers far larger pages (API-NOTES)
     assert bodies[0]["specification"] == {"returnUnavailableUnits": True,
                                           "sortingMethod": "UnitCodeAlphabetical"}
 

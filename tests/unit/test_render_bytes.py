@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from ical.calendar_stream import IcsCalendarStream
 from ical_reference import reference_render
 
+from escapia_ical.config.feeds import FeedSettings
 from escapia_ical.feeds.ranges import FeedBlock
-from escapia_ical.feeds.render import _escape_uid, _uids, display_name, event_uid, render_events
+from escapia_ical.feeds.render import _escape_uid, _uids, display_name, event_uid, render_events, render_feed
 from escapia_ical.feeds.text import escape_text
 from escapia_ical.model import BlockedRange, Unit
 
@@ -83,3 +84,11 @@ def test_a_feeds_uids_are_event_uid_from_one_hash_copied(account, unit_id, domai
     end = min(start + dt.timedelta(days=nights), dt.date(9999, 12, 31))
     block = FeedBlock(BlockedRange(start, end), BlockedRange(start, end))
     assert _uids(account, unit_id, domain)(block) == event_uid(account, unit_id, block, domain)
+
+
+def test_an_empty_feed_needs_no_uid_hash():
+    """A unit id Escapia sent with a lone surrogate (legal JSON) has no UID to hash when it has
+    no blocks: its empty feed is still written, as before the hash was shared per feed."""
+    feed = render_feed("a", Unit(id="1020-\ud800", name="Loft"), [], FeedSettings(),
+                       dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    assert b"BEGIN:VEVENT" not in feed and b"X-WR-CALNAME:Loft" in feed

@@ -267,9 +267,8 @@ def test_a_write_that_fails_half_way_is_not_taken_for_stored(tmp_path):
     old = {"feeds": {f"u{i:03d}.ics": 0 for i in range(600)}}
     store.write("doc", old, SPLIT)
     new = {"feeds": {f"u{i:03d}.ics": 1 if i < 550 else object() for i in range(600)}}  # 550: not JSON
-    with store.transaction():
-        with pytest.raises(TypeError):
-            store.write("doc", new, SPLIT)  # the first 500 rows were sent before the failure
+    with store.transaction(), pytest.raises(TypeError):
+        store.write("doc", new, SPLIT)  # the first 500 rows were sent before the failure
     assert sum(SqliteStore(tmp_path / "t.db").read("doc")["feeds"].values()) == 500
     assert store.write("doc", old, SPLIT) == 500  # those rows put back
     assert SqliteStore(tmp_path / "t.db").read("doc") == old
