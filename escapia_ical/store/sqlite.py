@@ -36,6 +36,10 @@ from escapia_ical.store import encode_body as _encode
 log = logging.getLogger(__name__)
 
 _BATCH = 500  # rows written per executemany
+# Documents of more rows than this are not remembered between a read and a write (about
+# 150 bytes a row: at 50,000 units the feed records, change times and status alone would
+# hold 23 MB more for the whole run, against the 250 MB a run may use).
+MAX_KNOWN_ROWS = 20_000
 BUSY_SECONDS = 30.0  # the longest wait for another process's write (a sync's is milliseconds)
 
 # MIGRATIONS[n] brings a database of schema version n to n + 1.
@@ -87,6 +91,8 @@ class SqliteStore:
                             seen[raw.decode("utf-8")] = _fingerprint(body)
                         except ValueError:  # a garbled part: the next write reads the rows again
                             seen = None
+                        if seen is not None and len(seen) > MAX_KNOWN_ROWS:
+                            seen = None  # too big to remember: the next write reads the rows again
                     yield raw, body
 
             value = read_rows(remembered(), self.path, key)
@@ -104,9 +110,13 @@ class SqliteStore:
             with self.transaction():
                 stored, garbled = self._stored(key)
                 batch: list[tuple[str, str, str]] = []
-                now: dict[str, bytes] = {}
+                now: dict[str, bytes] | None = {}
                 for part, body in flatten(value, split, _encode):
-                    fingerprint = now[part] = _fingerprint(body.encode("utf-8"))
+                    fingerprint = _fingerprint(body.encode("utf-8"))
+                    if now is not None:
+                        now[part] = fingerprint
+                        if len(now) > MAX_KNOWN_ROWS:
+                            now = None
                     if stored.pop(part, None) != fingerprint:
                         batch.append((key, part, body))  # new or changed (an unchanged row is not written)
                         written += len(body)
@@ -117,7 +127,10 @@ class SqliteStore:
                               [(key, part) for part in stored], many=True)  # rows no longer there
                 self._execute("DELETE FROM documents WHERE key = ? AND CAST(part AS BLOB) = ?", garbled,
                               many=True)
-                self._known[key] = now
+                if now is not None:
+                    self._known[key] = now
+                else:
+                    self._known.pop(key, None)
         except BaseException as exc:
             # Some rows may be written (and committed by an outer transaction that goes on):
             # what is stored is no longer known.

@@ -24,6 +24,7 @@ from escapia_ical.errors import StateError
 from escapia_ical.state import STATE_DB, STATUS_DB, close_stores, read_state, state_bytes_written, write_state
 from escapia_ical.status import load_status, save_status
 from escapia_ical.store import encode_body, encode_part
+from escapia_ical.store import sqlite as sqlite_store
 from escapia_ical.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 
@@ -272,3 +273,17 @@ def test_a_write_that_fails_half_way_is_not_taken_for_stored(tmp_path):
     assert sum(SqliteStore(tmp_path / "t.db").read("doc")["feeds"].values()) == 500
     assert store.write("doc", old, SPLIT) == 500  # those rows put back
     assert SqliteStore(tmp_path / "t.db").read("doc") == old
+
+
+def test_a_document_too_big_to_remember_is_read_again_to_write(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_store, "MAX_KNOWN_ROWS", 50)
+    store = SqliteStore(tmp_path / "t.db")
+    doc = {"feeds": {f"u{i}.ics": i for i in range(100)}}
+    store.write("doc", doc, SPLIT)
+    assert "doc" not in store._known
+    assert store.read("doc") == doc and "doc" not in store._known
+    doc["feeds"]["u7.ics"] = -7
+    statements = _statements(store)
+    assert store.write("doc", doc, SPLIT) == 2
+    assert [s for s in statements if s.startswith("SELECT")]  # compared with the rows themselves
+    assert SqliteStore(tmp_path / "t.db").read("doc") == doc
