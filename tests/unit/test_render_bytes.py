@@ -92,3 +92,10 @@ def test_an_empty_feed_needs_no_uid_hash():
     feed = render_feed("a", Unit(id="1020-\ud800", name="Loft"), [], FeedSettings(),
                        dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
     assert b"BEGIN:VEVENT" not in feed and b"X-WR-CALNAME:Loft" in feed
+
+
+def test_a_uid_is_what_every_earlier_version_wrote():
+    """Pinned: sha256 of "account NUL unit NUL first night NUL checkout", 32 hex digits."""
+    stay = BlockedRange(dt.date(2026, 12, 1), dt.date(2026, 12, 4))
+    assert event_uid("acme", "1020-7B", FeedBlock(stay, stay), "escapia-ical") == \
+        "60b953bc7f3097f288bee98815544879@escapia-ical"
