@@ -32,7 +32,8 @@ SHARED_FILE_MODE = 0o640  # status.db
 
 
 # Where each state document lives, and where it is split (escapia_ical.store): the entries
-# of these mappings are rows of their own, so a tick rewrites only the ones that changed.
+# of these mappings are kept in rows of their own (in chunks, escapia_ical.store), so a tick
+# rewrites only the ones that changed.
 STATE_DB, STATUS_DB = "state.db", "status.db"
 _SHARED = {"status.json", "channels.json"}  # in status.db (0640): read by the monitoring group
 SPLITS: dict[str, Split] = {

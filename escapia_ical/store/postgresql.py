@@ -55,6 +55,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE TABLE {t} (store TEXT NOT NULL, key TEXT NOT NULL, part TEXT NOT NULL,"
         " body TEXT NOT NULL, PRIMARY KEY (store, key, part))",
     ),
+    # 1 -> 2: split mappings are stored in chunks of entries (escapia_ical.store): rewritten
+    # so by each document's next write; the version keeps older hosts from reading them.
+    (),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -37,8 +37,7 @@ log = logging.getLogger(__name__)
 
 _BATCH = 500  # rows written per executemany
 # Documents of more rows than this are not remembered between a read and a write (about
-# 150 bytes a row: at 50,000 units the feed records, change times and status alone would
-# hold 23 MB more for the whole run, against the 250 MB a run may use).
+# 150 bytes a row; entries are kept in chunks of about 16, so it takes some 300,000 units).
 MAX_KNOWN_ROWS = 20_000
 BUSY_SECONDS = 30.0  # the longest wait for another process's write (a sync's is milliseconds)
 
@@ -48,6 +47,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE TABLE documents (key TEXT NOT NULL, part TEXT NOT NULL, body TEXT NOT NULL,"
         " PRIMARY KEY (key, part)) WITHOUT ROWID",
     ),
+    # 1 -> 2: split mappings are stored in chunks of entries (escapia_ical.store). Nothing to
+    # change here: rows of single entries are still read, and each document is rewritten in
+    # chunks by its next write. The version keeps an older escapia-ical, which would not
+    # read the chunks, from opening the file.
+    (),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -47,7 +47,7 @@ FEEDS_CORRUPTIONS = {
         "1020-103.ics": {"unit": "1020-103", "digest": {"sha": 1}, "retired": []}}).encode(),
     "truncated": TRUNCATED,
 }
-ROW_CORRUPTIONS = {  # one row of a split document (a unit's status, a feed's record)
+ROW_CORRUPTIONS = {  # one row of a split document (the chunk of a unit's status, of a feed's record)
     "wrong type": b"[]",
     "truncated": b'{"unit": "1020-1',
 }
@@ -70,12 +70,15 @@ INVALID_UTF8_DAMAGES = {
 
 def plant(db: Path, key: str, body: bytes, part: tuple[str, ...] = ()) -> None:
     """Damage the document ``key`` of ``db``: with no ``part``, replace all its rows with one
-    row for the document itself holding ``body``; else replace the body of that (existing)
-    row only. ``body`` is stored as TEXT byte for byte (so it may be invalid UTF-8)."""
+    row for the document itself holding ``body``; else replace the body of the (existing)
+    row holding that entry only: its own, or its chunk's (escapia_ical.store), whose other
+    entries are then lost too. ``body`` is stored as TEXT byte for byte (so it may be
+    invalid UTF-8)."""
     with sqlite3.connect(db) as con:
         if part:
+            row = _row_of(con, key, part)
             changed = con.execute("UPDATE documents SET body = CAST(? AS TEXT) WHERE key = ? AND part = ?",
-                                  (body, key, json.dumps(list(part), separators=(",", ":"), ensure_ascii=False))).rowcount
+                                  (body, key, row)).rowcount
             assert changed == 1, f"no row {list(part)} of {key} in {db}"
         else:
             con.execute("DELETE FROM documents WHERE key = ?", (key,))
@@ -84,11 +87,27 @@ def plant(db: Path, key: str, body: bytes, part: tuple[str, ...] = ()) -> None:
     con.close()
 
 
+def _row_of(con: sqlite3.Connection, key: str, path: tuple[str, ...]) -> str | None:
+    """The part of the row that holds the entry at ``path``: its own, or its chunk's."""
+    for part, body in con.execute("SELECT part, body FROM documents WHERE key = ?", (key,)):
+        place = json.loads(part)
+        if tuple(place) == path or (place and isinstance(place[-1], list) and tuple(place[:-1]) == path[:-1]
+                                    and path[-1] in json.loads(body)):
+            return part
+    return None
+
+
 def parts(db: Path, key: str) -> list[tuple[str, ...]]:
-    """The rows (parts) the document ``key`` of ``db`` is stored as, but the document's own."""
+    """The paths of the entries the document ``key`` of ``db`` is stored as (a chunk's
+    entries one by one), but the document's own."""
     with sqlite3.connect(db) as con:
-        found = [tuple(json.loads(p)) for (p,) in con.execute("SELECT part FROM documents WHERE key = ?",
-                                                              (key,))]
+        found = []
+        for part, body in con.execute("SELECT part, body FROM documents WHERE key = ?", (key,)):
+            place = json.loads(part)
+            if place and isinstance(place[-1], list):  # a chunk (escapia_ical.store)
+                found += [(*place[:-1], name) for name in json.loads(body)]
+            else:
+                found.append(tuple(place))
     con.close()
     return sorted(p for p in found if p and p != ("",))  # ("",): the day the records share
 
@@ -147,7 +166,7 @@ def test_corrupt_feeds_heals(deployment, caplog, mode):
     db = deployment.state / "state.db"
     assert deployment.run("sync").returncode == 0
     feeds = {p.name: p.read_bytes() for p in (deployment.output / "sandbox").iterdir()}
-    first = sorted(feeds)[0]  # one feed's record: a row of its own
+    first = sorted(feeds)[0]  # one feed's record: the row of its chunk
     damages = ([(case, (), content) for case, content in FEEDS_CORRUPTIONS.items()]
                + [(f"entry row {case}", (first,), content) for case, content in ROW_CORRUPTIONS.items()])
     for case, part, content in damages:

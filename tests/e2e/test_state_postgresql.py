@@ -45,7 +45,12 @@ def test_a_sync_keeps_its_state_in_postgresql_and_status_reads_it(deployment, po
     for each in sandbox.unit_ids():
         assert read_nights(deployment.feed(each)) == deployment.truth(each)
     stored = documents(postgres_dsn, schema)
-    assert stored[("state", "accounts/sandbox/feeds")] == len(sandbox.unit_ids()) + 2  # the document, units, the day
+    with psycopg.connect(postgres_dsn) as db:  # the document's row, and its chunks of records (escapia_ical.store)
+        rows = db.execute(psycopg.sql.SQL("SELECT part, body FROM {} WHERE key = 'accounts/sandbox/feeds'").format(
+            psycopg.sql.Identifier(schema, "documents"))).fetchall()
+    assert stored[("state", "accounts/sandbox/feeds")] == len(rows) < len(sandbox.unit_ids())
+    records = {name for part, body in rows if part != "[]" for name in json.loads(body)}
+    assert records == {"", *(deployment.feed(each).name for each in sandbox.unit_ids())}  # "": the day they share
     assert ("status", "status") in stored
     assert not (deployment.state / "state.db").exists() and not (deployment.state / "status.db").exists()
 

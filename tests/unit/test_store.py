@@ -23,18 +23,18 @@ import escapia_ical
 from escapia_ical.errors import StateError
 from escapia_ical.state import STATE_DB, STATUS_DB, close_stores, read_state, state_bytes_written, write_state
 from escapia_ical.status import load_status, save_status
-from escapia_ical.store import encode_body, encode_part
+from escapia_ical.store import chunks, encode_body, encode_chunk_part, encode_part
 from escapia_ical.store import sqlite as sqlite_store
 from escapia_ical.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 
 def test_an_undecodable_row_is_left_out_with_a_warning(tmp_path, caplog):
     store = SqliteStore(tmp_path / "t.db")
-    store.write("doc", {"good": 1, "bad": 2}, ((),))
+    store.write("doc", {"good": 1, "bad": 2, "more": {}}, ((), ("more",)))  # a row per top-level field
     with sqlite3.connect(tmp_path / "t.db") as con:
         con.execute("UPDATE documents SET body = '{nope' WHERE part = '[\"bad\"]'")
     with caplog.at_level(logging.WARNING):
-        assert store.read("doc") == {"good": 1}
+        assert store.read("doc") == {"good": 1, "more": {}}
     assert "t.db (doc): 1 unreadable row(s) ignored" in caplog.text
     store.close()
 
@@ -44,7 +44,8 @@ def test_a_newer_schema_is_refused_and_left_alone(tmp_path):
     SqliteStore(path).close()
     with sqlite3.connect(path) as con:
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StateError, match=r"schema version 2, written by a newer escapia-ical \(this one knows 1\)"):
+    with pytest.raises(StateError, match=rf"schema version {SCHEMA_VERSION + 1}, written by a newer escapia-ical "
+                                         rf"\(this one knows {SCHEMA_VERSION}\)"):
         SqliteStore(path)
     with sqlite3.connect(path) as con:
         assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
@@ -60,7 +61,7 @@ def test_an_older_schema_is_brought_forward(tmp_path, monkeypatch):
     store = backend.SqliteStore(path)
     assert store.read("doc") == {"kept": True}
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
         assert "note" in [row[1] for row in con.execute("PRAGMA table_info(documents)")]
     store.close()
 
@@ -104,7 +105,8 @@ def test_unit_times_equal_to_the_accounts_are_not_rewritten_each_tick(tmp_path):
 
     assert tick("2026-11-30T10:00:00+00:00") > 10_000
     assert tick("2026-11-30T10:05:00+00:00") < 500  # the account's entry, not 500 units
-    assert tick("2026-11-30T10:10:00+00:00", failing="u3") < 600  # and the one unit that differs
+    # and the chunk of the one unit that differs (about 16 units' entries: store/__init__.py)
+    assert tick("2026-11-30T10:10:00+00:00", failing="u3") < 2_000
     units = load_status(state)["accounts"]["a"]["units"]
     assert units["u3"] == {"last_attempt": "2026-11-30T10:10:00+00:00", "last_success": "2026-11-30T10:05:00+00:00"}
     assert units["u4"]["last_success"] == "2026-11-30T10:10:00+00:00"
@@ -199,7 +201,7 @@ def test_the_day_every_feed_record_moves_to_is_written_once(tmp_path):
             entry["day"] = "2026-12-01"
     before = state_bytes_written()
     write_state(path, feeds)
-    assert state_bytes_written() - before < 100
+    assert state_bytes_written() - before < 1_000  # the chunk holding the shared day (113 KB in all)
     assert read_state(path) == feeds
 
 
@@ -212,21 +214,29 @@ def _statements(store: SqliteStore) -> list[str]:
     return seen
 
 
+def _chunk_of(mapping: dict, name: str) -> tuple[str, dict]:
+    """The (first name, entries) of the chunk holding ``name``."""
+    return next((first, chunk) for first, chunk in chunks(mapping) if name in chunk)
+
+
 def test_a_write_after_a_read_does_not_read_the_rows_again(tmp_path):
     """The fingerprints of what was read stand in for the stored rows: a tick reads every
-    feed record once, and its write sends only the row that changed."""
+    feed record once, and its write sends only the chunk that changed."""
     store = SqliteStore(tmp_path / "t.db")
     store.write("doc", {"feeds": {f"u{i}.ics": {"day": "2026-11-30", "n": i} for i in range(100)}}, SPLIT)
     store.close()
     store = SqliteStore(tmp_path / "t.db")
     doc = store.read("doc")
     doc["feeds"]["u7.ics"]["day"] = "2026-12-01"
+    first, chunk = _chunk_of(doc["feeds"], "u7.ics")
+    assert 1 < len(chunk) < len(doc["feeds"])
     statements = _statements(store)
-    assert store.write("doc", doc, SPLIT) == len('{"day":"2026-12-01","n":7}')
+    assert store.write("doc", doc, SPLIT) == len(encode_body(chunk))
     assert not [s for s in statements if s.startswith("SELECT")], statements
     assert [s for s in statements if s.startswith("INSERT")] == [
-        """INSERT OR REPLACE INTO documents (key, part, body) VALUES ('doc', '["feeds","u7.ics"]', """
-        """'{"day":"2026-12-01","n":7}')"""]
+        f"""INSERT OR REPLACE INTO documents (key, part, body) VALUES ('doc', '{encode_chunk_part(("feeds",), first)}', """  # noqa: S608
+        f"""'{encode_body(chunk)}')"""]
+    assert '"u7.ics":{"day":"2026-12-01","n":7}' in encode_body(chunk)
     assert SqliteStore(tmp_path / "t.db").read("doc") == doc
 
 
@@ -235,9 +245,9 @@ def test_a_row_another_connection_changed_since_the_read_is_written_again(tmp_pa
     store.write("doc", {"feeds": {"a.ics": 1, "b.ics": 2}}, SPLIT)
     doc = store.read("doc")
     with sqlite3.connect(tmp_path / "t.db") as other:  # e.g. `accept` in another process
-        other.execute("""UPDATE documents SET body = '5' WHERE part = '["feeds","a.ics"]'""")
-        other.execute("""DELETE FROM documents WHERE part = '["feeds","b.ics"]'""")
-    assert store.write("doc", doc, SPLIT) == 2  # both rows: what was read is no longer what is stored
+        other.execute("""UPDATE documents SET body = '{"a.ics":5}' WHERE part LIKE '["feeds",[%'""")
+    # every chunk: what was read is no longer what is stored
+    assert store.write("doc", doc, SPLIT) == sum(len(encode_body(c)) for _, c in chunks(doc["feeds"]))
     assert SqliteStore(tmp_path / "t.db").read("doc") == {"feeds": {"a.ics": 1, "b.ics": 2}}
 
 
@@ -248,10 +258,10 @@ def test_a_write_rolled_back_is_not_taken_for_stored(tmp_path):
         store.write("doc", {"feeds": {"a.ics": 2}}, SPLIT)
         raise RuntimeError("the publish failed")
     assert store.read("doc") == {"feeds": {"a.ics": 1}}
-    assert store.write("doc", {"feeds": {"a.ics": 2}}, SPLIT) == 1
+    assert store.write("doc", {"feeds": {"a.ics": 2}}, SPLIT) == len('{"a.ics":2}')
     assert SqliteStore(tmp_path / "t.db").read("doc") == {"feeds": {"a.ics": 2}}
     store.delete("doc")
-    assert store.write("doc", {"feeds": {"a.ics": 2}}, SPLIT) == len("{}") * 2 + 1
+    assert store.write("doc", {"feeds": {"a.ics": 2}}, SPLIT) == len("{}") * 2 + len('{"a.ics":2}')
     assert SqliteStore(tmp_path / "t.db").read("doc") == {"feeds": {"a.ics": 2}}
 
 
@@ -261,22 +271,27 @@ def test_a_part_is_the_json_list_of_its_path(path):
     assert encode_part(tuple(path)) == encode_body(path)
 
 
-def test_a_write_that_fails_half_way_is_not_taken_for_stored(tmp_path):
+def test_a_write_that_fails_half_way_is_not_taken_for_stored(tmp_path, monkeypatch):
     """Rows of a failed write that an outer transaction still commits: the next write
     compares with the database again, not with what was known before."""
+    monkeypatch.setattr(sqlite_store, "_BATCH", 5)  # rows are sent 5 at a time
     store = SqliteStore(tmp_path / "t.db")
     old = {"feeds": {f"u{i:03d}.ics": 0 for i in range(600)}}
     store.write("doc", old, SPLIT)
     new = {"feeds": {f"u{i:03d}.ics": 1 if i < 550 else object() for i in range(600)}}  # 550: not JSON
+    parts = [chunk for _, chunk in chunks(old["feeds"])]  # (the same names, the same chunks in `new`)
+    failing = next(n for n, chunk in enumerate(parts) if "u550.ics" in chunk)
+    sent = parts[:failing - failing % 5]  # the whole batches before the failing chunk
+    assert sum(map(len, sent)) > 100
     with store.transaction(), pytest.raises(TypeError):
-        store.write("doc", new, SPLIT)  # the first 500 rows were sent before the failure
-    assert sum(SqliteStore(tmp_path / "t.db").read("doc")["feeds"].values()) == 500
-    assert store.write("doc", old, SPLIT) == 500  # those rows put back
+        store.write("doc", new, SPLIT)
+    assert sum(SqliteStore(tmp_path / "t.db").read("doc")["feeds"].values()) == sum(map(len, sent))
+    assert store.write("doc", old, SPLIT) == sum(len(encode_body(c)) for c in sent)  # those rows put back
     assert SqliteStore(tmp_path / "t.db").read("doc") == old
 
 
 def test_a_document_too_big_to_remember_is_read_again_to_write(tmp_path, monkeypatch):
-    monkeypatch.setattr(sqlite_store, "MAX_KNOWN_ROWS", 50)
+    monkeypatch.setattr(sqlite_store, "MAX_KNOWN_ROWS", 3)
     store = SqliteStore(tmp_path / "t.db")
     doc = {"feeds": {f"u{i}.ics": i for i in range(100)}}
     store.write("doc", doc, SPLIT)
@@ -284,6 +299,6 @@ def test_a_document_too_big_to_remember_is_read_again_to_write(tmp_path, monkeyp
     assert store.read("doc") == doc and "doc" not in store._known
     doc["feeds"]["u7.ics"] = -7
     statements = _statements(store)
-    assert store.write("doc", doc, SPLIT) == 2
+    assert store.write("doc", doc, SPLIT) == len(encode_body(_chunk_of(doc["feeds"], "u7.ics")[1]))
     assert [s for s in statements if s.startswith("SELECT")]  # compared with the rows themselves
     assert SqliteStore(tmp_path / "t.db").read("doc") == doc

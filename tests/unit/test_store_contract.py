@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from escapia_ical.errors import StateError
+from escapia_ical.store import chunks, encode_body, encode_chunk_part, flatten
 from escapia_ical.store import sqlite as sqlite_backend
 from escapia_ical.store.postgresql import PostgresStore
 from escapia_ical.store.sqlite import SqliteStore
@@ -93,11 +94,16 @@ def test_only_the_rows_that_changed_are_written(store):
     assert store.write("accounts/a/feeds", feeds, ((),)) == 0  # a steady tick: nothing
     feeds["unit-7.ics"] = {**feeds["unit-7.ics"], "digest": "e" * 64}
     one = store.write("accounts/a/feeds", feeds, ((),))
-    assert 0 < one < 200
+    [chunk] = [chunk for _, chunk in chunks(feeds) if "unit-7.ics" in chunk]
+    assert one == len(encode_body(chunk)) < 8_000  # its chunk (16 records on average, at most 64)
+    before = dict(flatten(feeds, ((),), encode_body))
     del feeds["unit-8.ics"]
-    assert store.write("accounts/a/feeds", feeds, ((),)) == 0  # a deletion writes no body
+    after = dict(flatten(feeds, ((),), encode_body))
+    gone = sum(len(body) for part, body in after.items() if before.get(part) != body)
+    assert gone < 8_000  # a deletion rewrites its chunk (or deletes its row if it was alone)
+    assert store.write("accounts/a/feeds", feeds, ((),)) == gone
     assert set(store.read("accounts/a/feeds")) == set(feeds)
-    assert store.bytes_written == first + one
+    assert store.bytes_written == first + one + gone
 
 
 def test_an_unsplit_document_is_rewritten_whole(store):
@@ -161,13 +167,26 @@ def test_threads_sharing_a_store_each_write_their_own_documents(store):
 
 
 def test_an_undecodable_row_is_left_out_with_a_warning(backend, store, caplog):
-    store.write("doc", {"good": 1, "bad": 2}, ((),))
+    split = ((), ("more",))  # a row per top-level field
+    store.write("doc", {"good": 1, "bad": 2, "more": {}}, split)
     backend.tamper("UPDATE documents SET body = '{nope' WHERE part = '[\"bad\"]'")
     with caplog.at_level(logging.WARNING):
-        assert store.read("doc") == {"good": 1}
+        assert store.read("doc") == {"good": 1, "more": {}}
     assert "(doc): 1 unreadable row(s) ignored" in caplog.text
-    store.write("doc", {"good": 1, "bad": 3}, ((),))  # rewritten by the next write
-    assert store.read("doc") == {"good": 1, "bad": 3}
+    store.write("doc", {"good": 1, "bad": 3, "more": {}}, split)  # rewritten by the next write
+    assert store.read("doc") == {"good": 1, "bad": 3, "more": {}}
+
+
+def test_an_undecodable_chunk_loses_its_entries_alone(backend, store, caplog):
+    feeds = {f"u{i}.ics": i for i in range(200)}
+    store.write("doc", feeds, ((),))
+    first, chunk = next(iter(chunks(feeds)))
+    backend.tamper(f"UPDATE documents SET body = '[1]' WHERE part = '{encode_chunk_part((), first)}'")  # noqa: S608
+    with caplog.at_level(logging.WARNING):
+        assert store.read("doc") == {name: n for name, n in feeds.items() if name not in chunk}
+    assert "(doc): 1 unreadable row(s) ignored" in caplog.text
+    assert store.write("doc", feeds, ((),)) == len(encode_body(chunk))  # rewritten by the next write
+    assert store.read("doc") == feeds
 
 
 def test_a_newer_schema_is_refused_and_left_alone(backend):
