@@ -197,7 +197,9 @@ class ChangeTracker:
         fetched = self.data["fetched"]
         add_units(fetch, reasons, "new", {u for u in ids if u not in fetched})
         period = self.fallback if orders.forbidden else self.period
-        add_units(fetch, reasons, "reconcile", {u for u in ids if self._due(u, fetched.get(u), now, period)})
+        times: dict[str, dt.datetime | None] = {}  # a few distinct fetch times: each read once
+        add_units(fetch, reasons, "reconcile",
+                  {u for u in ids if self._due(u, fetched.get(u), now, period, times)})
         return Plan(units, fetch, new_cursor, reasons, reservations, listed_at, owed=unlisted, freed=freed,
                     at_cursor=remembered, work_orders=orders, kinds=kinds)
 
@@ -285,19 +287,32 @@ class ChangeTracker:
             freed[unit] = spans.subtract(freed[unit], booked)
         return units, freed
 
-    def _due(self, unit_id: str, last: str | None, now: dt.datetime, period: dt.timedelta) -> bool:
+    def _due(self, unit_id: str, last: str | None, now: dt.datetime, period: dt.timedelta,
+             times: dict[str, dt.datetime | None] | None = None) -> bool:
         """Is the unit's reconcile due? At its slot of the period if its last fetch is at
         least half a period old (so a tick just after a full sync fetches nothing), and
-        always once it is a whole period old (missed ticks)."""
+        always once it is a whole period old (missed ticks). ``times``: the times read so
+        far (units fetched by the same run share theirs)."""
+        times = {} if times is None else times
+        if not isinstance(last, str):
+            return True
+        if last not in times:
+            try:
+                times[last] = dt.datetime.fromisoformat(last)
+            except ValueError:
+                times[last] = None
+        when = times[last]
         try:
-            age = now - dt.datetime.fromisoformat(last)
-        except (TypeError, ValueError):
+            age = now - when  # type: ignore[operator]
+        except TypeError:  # unreadable, or without a zone
             return True
         if age >= period:
             return True
+        if age < period / 2:
+            return False
         slots = max(1, round(period / TICK))
         slot = int(hashlib.sha256(unit_id.encode("utf-8", "surrogatepass")).hexdigest()[:8], 16) % slots
-        return age >= period / 2 and slot == int(now.timestamp() // TICK.total_seconds()) % slots
+        return slot == int(now.timestamp() // TICK.total_seconds()) % slots
 
 
 
