@@ -154,10 +154,20 @@ class _Check(NamedTuple):
 
 
 def _is_time(value: Any) -> bool:  # what _iso() writes: ages are computed from it
+    if not isinstance(value, str):
+        return False
+    if value in _TIMES_SEEN:  # (units share their account's times: 10,000 checks, a few times)
+        return True
     try:
-        return isinstance(value, str) and dt.datetime.fromisoformat(value).tzinfo is not None
+        valid = dt.datetime.fromisoformat(value).tzinfo is not None
     except ValueError:
         return False
+    if valid and len(_TIMES_SEEN) < 100_000:
+        _TIMES_SEEN.add(value)
+    return valid
+
+
+_TIMES_SEEN: set[str] = set()  # the valid times checked so far
 
 
 def _is_count(value: Any) -> bool:
