@@ -286,10 +286,11 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
         # work orders; feeds/kinds.py): profile feeds are made with it, at no request.
         claims = getattr(plan, "claims", None) or {}
         fetch_units(run, account, source, fetch, stamps, succeeded, policy, claims)
+        listed: dict = {}  # the account's folder, listed once (after the fetches)
         for unit, outcome in zip(units, outcomes, strict=True):
             if unit.id not in fetched and outcome.error is None:
                 try:
-                    roll_unit(run, account, unit, outcome, stamps, claims.get(unit.id))
+                    roll_unit(run, account, unit, outcome, stamps, claims.get(unit.id), listed)
                 except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
                     fail(outcome, exc, account)
                 options.progress.step()

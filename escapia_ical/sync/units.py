@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
 
 from escapia_ical.config import Account
 from escapia_ical.errors import AuthError, DeadlineReached
@@ -161,15 +162,18 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, stored: Sequence
 
 
 def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcome,
-              stamps: FeedStamps, claims: Claims | None = None) -> None:
+              stamps: FeedStamps, claims: Claims | None = None,
+              listed: dict[Path, set[str] | None] | None = None) -> None:
     """A unit the change feed says is unchanged: its feed is current. When the date has
     moved since it was rendered, its feeds are rolled to the new window from the stored
     ranges (sync/roll.py), with no API call: rendered again only if what one of them
     shows changes (or a file is gone), else only the entry's ``day`` moves. Its profile
     feeds are rendered again, from the same stored ranges, when their settings or the
-    nights' kinds (``claims``) changed, or a file is gone."""
+    nights' kinds (``claims``) changed, or a file is gone. ``listed``: the caller's cache of
+    folder listings for :func:`feed_present`, one for the account's units."""
     previous = stamps[outcome.path.name]
-    present = not run.options.force and feed_present(outcome.path)  # (a folder there is an error to report)
+    # (a folder there is an error to report)
+    present = not run.options.force and feed_present(outcome.path, listed)
     if present and previous.get("day") == run.today.isoformat():
         if account.profiles:
             blocks = feed_blocks(stored_ranges(previous) or [], run.window)
