@@ -355,8 +355,15 @@ def bench(n: int, latency: float, scenarios: tuple[str, ...], args, workdir: Pat
             if scenario == "changes":
                 extra["booked"] = [sb.book(sb.unit_ids[i * n // CHANGES]) for i in range(CHANGES)]
             log(f"{n} units: {scenario} tick" + (" (sequential requests)" if scenario == "baseline" else ""))
+            # A steady tick changes nothing, so it can be run again: the one of least CPU of
+            # --repeat is kept (one run on a shared VM varies by 15-30 %).
+            runs = [measure(sb, output, action)
+                    for _ in range(args.repeat if scenario.startswith("steady") else 1)]
+            best = min(runs, key=lambda run: run.get("cpu_s", 0))
+            if len(runs) > 1:
+                best["cpu_s_runs"] = [run.get("cpu_s") for run in runs]
             rows.append({"units": n, "accounts": args.accounts, "scenario": scenario + label, "api": api,
-                         **measure(sb, output, action), **extra})
+                         **best, **extra})
             rows[-1]["limit_s"] = physical_limit(rows[-1], latency, keys, args.accounts, args.file_cost)
             log(f"{n} units: {scenario}: " + json.dumps({k: v for k, v in rows[-1].items() if k != "booked"}))
     finally:
@@ -463,6 +470,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--latency", type=float, default=0.1, help="sandbox delay per request, s (%(default)s)")
     p.add_argument("--rss-units", type=int, default=10_000, help="units of the peak-RSS cold sync (0: skip)")
     p.add_argument("--quick", action="store_true", help="N = 10,100 only, no peak-RSS run")
+    p.add_argument("--repeat", type=positive, default=3,
+                   help="steady ticks run this many times, the least CPU kept (%(default)s)")
     p.add_argument("--api", choices=("hsapi", "escapianet"), default="hsapi",
                    help="escapianet: a batch account's cold, steady and changes ticks with CPU seconds, "
                         "N = 1000 unless --units (10000 on request)")
