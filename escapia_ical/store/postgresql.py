@@ -45,7 +45,8 @@ CONNECT_SECONDS = 10
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
               "tcp_user_timeout": 30_000}
 STATEMENT_SECONDS = 30  # a statement, or a wait for another host's lock (a sync's writes take ms)
-_BATCH = 500
+_BATCH = 500  # rows sent at once at most
+_BATCH_BYTES = 1 << 20  # ... and about this many bytes of bodies (chunks of feed records are 20 KB)
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 MIGRATION_LOCK = 0x6573_6361_7069_61  # pg_advisory_xact_lock's key for migrations ("escapia")
 
@@ -94,12 +95,15 @@ class PostgresStore:
             digests = self._sql("SELECT part, md5(body) FROM {t} WHERE store = %s AND key = %s")
             stored = dict(self._query(digests, (self._store, key)))
             batch: list[tuple[str, str, str, str]] = []
+            pending = 0  # the bytes of the bodies in batch
             for part, body in flatten(value, split, encode_body):
                 if stored.pop(part, None) != _md5(body):
                     batch.append((self._store, key, part, body))  # new or changed
                     written += len(body)
-                    if len(batch) >= _BATCH:
+                    pending += len(body)
+                    if len(batch) >= _BATCH or pending >= _BATCH_BYTES:
                         self._upsert(batch)
+                        pending = 0
             self._upsert(batch)
             if stored:  # rows no longer there
                 self._execute(self._sql("DELETE FROM {t} WHERE store = %s AND key = %s AND part = ANY(%s)"),

@@ -35,7 +35,8 @@ from escapia_ical.store import encode_body as _encode
 
 log = logging.getLogger(__name__)
 
-_BATCH = 500  # rows written per executemany
+_BATCH = 500  # rows written per executemany at most
+_BATCH_BYTES = 1 << 20  # ... and about this many bytes of bodies (chunks of feed records are 20 KB)
 # Documents of more rows than this are not remembered between a read and a write (about
 # 150 bytes a row; entries are kept in chunks of about 16, so it takes some 300,000 units).
 MAX_KNOWN_ROWS = 20_000
@@ -114,6 +115,7 @@ class SqliteStore:
             with self.transaction():
                 stored, garbled = self._stored(key)
                 batch: list[tuple[str, str, str]] = []
+                pending = 0  # the bytes of the bodies in batch
                 now: dict[str, bytes] | None = {}
                 for part, body in flatten(value, split, _encode):
                     fingerprint = _fingerprint(body.encode("utf-8"))
@@ -124,8 +126,10 @@ class SqliteStore:
                     if stored.pop(part, None) != fingerprint:
                         batch.append((key, part, body))  # new or changed (an unchanged row is not written)
                         written += len(body)
-                        if len(batch) >= _BATCH:
+                        pending += len(body)
+                        if len(batch) >= _BATCH or pending >= _BATCH_BYTES:
                             self._replace(batch)
+                            pending = 0
                 self._replace(batch)
                 self._execute("DELETE FROM documents WHERE key = ? AND part = ?",
                               [(key, part) for part in stored], many=True)  # rows no longer there

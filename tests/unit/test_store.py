@@ -271,17 +271,20 @@ def test_a_part_is_the_json_list_of_its_path(path):
     assert encode_part(tuple(path)) == encode_body(path)
 
 
-def test_a_write_that_fails_half_way_is_not_taken_for_stored(tmp_path, monkeypatch):
+@pytest.mark.parametrize("rows, size", [(5, 1 << 20), (500, 1)])
+def test_a_write_that_fails_half_way_is_not_taken_for_stored(tmp_path, monkeypatch, rows, size):
     """Rows of a failed write that an outer transaction still commits: the next write
     compares with the database again, not with what was known before."""
-    monkeypatch.setattr(sqlite_store, "_BATCH", 5)  # rows are sent 5 at a time
+    monkeypatch.setattr(sqlite_store, "_BATCH", rows)  # rows are sent 5 at a time,
+    monkeypatch.setattr(sqlite_store, "_BATCH_BYTES", size)  # or each at once (its bytes reach the bound)
+    batch = 1 if size == 1 else rows
     store = SqliteStore(tmp_path / "t.db")
     old = {"feeds": {f"u{i:03d}.ics": 0 for i in range(600)}}
     store.write("doc", old, SPLIT)
     new = {"feeds": {f"u{i:03d}.ics": 1 if i < 550 else object() for i in range(600)}}  # 550: not JSON
     parts = [chunk for _, chunk in chunks(old["feeds"])]  # (the same names, the same chunks in `new`)
     failing = next(n for n, chunk in enumerate(parts) if "u550.ics" in chunk)
-    sent = parts[:failing - failing % 5]  # the whole batches before the failing chunk
+    sent = parts[:failing - failing % batch]  # the whole batches before the failing chunk
     assert sum(map(len, sent)) > 100
     with store.transaction(), pytest.raises(TypeError):
         store.write("doc", new, SPLIT)
