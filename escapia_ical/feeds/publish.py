@@ -54,25 +54,22 @@ def _s3(path: Path) -> S3Output | None:
     return next((store for root, store in _object_stores.items() if path.is_relative_to(root)), None)
 
 
-def feed_present(path: Path, listed: dict[Path, set[str] | None] | None = None) -> bool:
-    """Whether the feed ``path`` exists (a file on disk, an object on S3). With ``listed``
-    (a cache the caller keeps for one pass over a folder's feeds), a folder on disk is
-    listed once instead of a stat per feed (10,000 a steady tick)."""
+def feed_present(path: Path, names: set[str] | None = None) -> bool:
+    """Whether the feed ``path`` exists (a file on disk, an object on S3). ``names``: what
+    :func:`feed_names` listed of its folder, if the caller did (a stat per feed of 10,000,
+    and a Path for each folder, were 0.08 s of a steady tick)."""
+    if names is not None:
+        return path.name in names
     store = _s3(path)
-    if store is not None:
-        return store.exists(path)
-    if listed is None:
-        return path.is_file()
-    folder = path.parent
-    if folder not in listed:
-        listed[folder] = _file_names(folder)
-    names = listed[folder]
-    return path.is_file() if names is None else path.name in names
+    return store.exists(path) if store is not None else path.is_file()
 
 
-def _file_names(folder: Path) -> set[str] | None:
-    """The names of the files (or links to files, as ``is_file`` sees them) in ``folder``;
-    None if it cannot be listed."""
+def feed_names(folder: Path) -> set[str] | None:
+    """The names of the files in ``folder`` on disk (links to files too, as ``is_file`` sees
+    them; none if there is no folder), for :func:`feed_present`; None if it cannot be listed,
+    or is on S3 (whose folders are listed once anyway)."""
+    if _s3(folder) is not None:
+        return None
     try:
         with os.scandir(folder) as entries:
             return {e.name for e in entries if e.is_file()}

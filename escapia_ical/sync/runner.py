@@ -24,7 +24,7 @@ from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.lifecycle import mark_retired, vanished_at_once
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.feeds.policy import PublishPolicy
-from escapia_ical.feeds.publish import clean_temp_files, sync_folders
+from escapia_ical.feeds.publish import clean_temp_files, feed_names, sync_folders
 from escapia_ical.feeds.ranges import feed_blocks
 from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
@@ -286,11 +286,11 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
         # work orders; feeds/kinds.py): profile feeds are made with it, at no request.
         claims = getattr(plan, "claims", None) or {}
         fetch_units(run, account, source, fetch, stamps, succeeded, policy, claims)
-        listed: dict = {}  # the account's folder, listed once (after the fetches)
+        present = feed_names(folder)  # the account's feed files, listed once (after the fetches)
         for unit, outcome in zip(units, outcomes, strict=True):
             if unit.id not in fetched and outcome.error is None:
                 try:
-                    roll_unit(run, account, unit, outcome, stamps, claims.get(unit.id), listed)
+                    roll_unit(run, account, unit, outcome, stamps, claims.get(unit.id), present)
                 except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
                     fail(outcome, exc, account)
                 options.progress.step()

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from pathlib import Path
 
 from escapia_ical.config import Account
 from escapia_ical.errors import AuthError, DeadlineReached
@@ -162,18 +161,17 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, stored: Sequence
 
 
 def roll_unit(run: RunContext, account: Account, unit: Unit, outcome: UnitOutcome,
-              stamps: FeedStamps, claims: Claims | None = None,
-              listed: dict[Path, set[str] | None] | None = None) -> None:
+              stamps: FeedStamps, claims: Claims | None = None, present: set[str] | None = None) -> None:
     """A unit the change feed says is unchanged: its feed is current. When the date has
     moved since it was rendered, its feeds are rolled to the new window from the stored
     ranges (sync/roll.py), with no API call: rendered again only if what one of them
     shows changes (or a file is gone), else only the entry's ``day`` moves. Its profile
     feeds are rendered again, from the same stored ranges, when their settings or the
-    nights' kinds (``claims``) changed, or a file is gone. ``listed``: the caller's cache of
-    folder listings for :func:`feed_present`, one for the account's units."""
+    nights' kinds (``claims``) changed, or a file is gone. ``present``: the files in the
+    feed's folder, if the caller listed it (:func:`feed_names`)."""
     previous = stamps[outcome.path.name]
     # (a folder there is an error to report)
-    present = not run.options.force and feed_present(outcome.path, listed)
+    present = not run.options.force and feed_present(outcome.path, present)
     if present and previous.get("day") == run.today.isoformat():
         if account.profiles:
             blocks = feed_blocks(stored_ranges(previous) or [], run.window)

@@ -222,7 +222,7 @@ def test_a_missing_output_dir_and_account_folder_are_made(tmp_path):
 
 
 def test_a_folder_listed_once_tells_feeds_present_as_a_stat_would(tmp_path):
-    """feed_present with a cache lists the folder once (scandir), and agrees with is_file:
+    """feed_names lists a folder once (scandir); feed_present with it agrees with is_file:
     files and links to files are present; folders, dangling links and missing names not."""
     folder = tmp_path / "acct"
     folder.mkdir()
@@ -231,11 +231,10 @@ def test_a_folder_listed_once_tells_feeds_present_as_a_stat_would(tmp_path):
     (folder / "link.ics").symlink_to(folder / "a.ics")
     (folder / "dangling.ics").symlink_to(folder / "gone.ics")
     names = ["a.ics", "dir.ics", "link.ics", "dangling.ics", "gone.ics"]
-    listed: dict = {}
+    listed = publish.feed_names(folder)
+    assert listed == {"a.ics", "link.ics"}
     assert [publish.feed_present(folder / n, listed) for n in names] == [(folder / n).is_file() for n in names] \
         == [True, False, True, False, False]
-    assert listed == {folder: {"a.ics", "link.ics"}}
-    (folder / "a.ics").unlink()  # after the listing: a later pass lists again (the cache is the caller's)
-    assert publish.feed_present(folder / "a.ics", listed) and not publish.feed_present(folder / "a.ics", {})
-    assert not publish.feed_present(tmp_path / "missing" / "a.ics", listed)  # no folder: nothing present
-    assert listed[tmp_path / "missing"] == set()
+    (folder / "a.ics").unlink()  # after the listing: the caller's listing, the disk's now
+    assert publish.feed_present(folder / "a.ics", listed) and not publish.feed_present(folder / "a.ics")
+    assert publish.feed_names(tmp_path / "missing") == set()  # no folder: nothing present
