@@ -28,8 +28,9 @@ shape of what they get).
 Why chunks: a row per entry made a tick of 10,000 units decode, fingerprint and re-encode
 30,000 small rows to find that none changed (0.55 s of a 1.9 s tick); a chunk of 16 costs
 about what one row did. A changed entry rewrites its chunk (16 entries, not 1). Chunk
-boundaries depend on the entries' names only (a chunk starts at a name whose CRC-32 is a
-multiple of 16), so adding or removing an entry changes one chunk, not those after it.
+boundaries depend on the entries' names (a chunk starts at one name in 16, by a hash of the
+name; and after 64 entries), so adding or removing an entry changes one chunk, not those
+after it (or, in a run of over 64 names with no boundary, those up to the next one).
 Stores of schema 1 kept a row per entry: they are read as they are, and rewritten in chunks
 by the next write of each document.
 """
@@ -192,20 +193,22 @@ def _plain(text: str) -> bool:
     return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
+def _quick(part: bytes) -> bool:
+    """Whether ``part`` may be read without JSON: printable ASCII with no escape in it, as
+    every part written so is (:func:`_plain`); anything else is read by ``json.loads``."""
+    return part.isascii() and b"\\" not in part and part.decode("ascii").isprintable()
+
+
 def row_place(part: bytes) -> tuple[list[str], bool] | None:
     """Where a row goes: (the path of its value, False), or for a chunk (the path of its
     mapping, True); None if ``part`` is neither."""
-    if part.endswith(b'"]]') and b"\\" not in part:  # a chunk with no escape in its part
+    if part.endswith(b'"]]') and _quick(part):  # a chunk with no escape in its part
         head, comma, first = part[:-3].rpartition(b',["')
-        if not comma and part.startswith(b'[["'):  # a chunk of the document itself
+        if not comma and part.startswith(b'[["') and len(part) >= 6:  # a chunk of the document itself
             first, path = part[3:-3], []
         else:
-            path = row_path(head + b"]") if comma else None
+            path = row_path(head + b"]") if comma and head.endswith(b'"') else None
         if path is not None and b'"' not in first:
-            try:
-                first.decode("utf-8")
-            except ValueError:
-                return None
             return path, True
     path = row_path(part)
     if path is not None:
@@ -222,11 +225,8 @@ def row_place(part: bytes) -> tuple[list[str], bool] | None:
 
 def row_path(part: bytes) -> list[str] | None:
     """A row's part as the list of mapping keys it is, or None if it is not one."""
-    if part.startswith(b'["') and part.endswith(b'"]') and b"\\" not in part:  # most: no escape in it
-        try:
-            names = part[2:-2].decode("utf-8").split('","')
-        except ValueError:
-            return None
+    if len(part) >= 4 and part.startswith(b'["') and part.endswith(b'"]') and _quick(part):  # most: no escape
+        names = part[2:-2].decode("ascii").split('","')
         if not any('"' in name for name in names):
             return names
     try:

@@ -168,11 +168,22 @@ class PostgresStore:
     def _migrate(self, db: psycopg.Connection) -> None:
         """Bring the schema forward if it is older; refuse a newer one. A current schema is
         only read (no DDL, no lock): a role that may only read (``status`` for monitoring)
-        opens it too."""
-        versions = "schema_version"
+        opens it too, and an older one whose tables are current (the migrations left are
+        empty: schema 1 is read as it is) when the role may not bring it forward."""
         version = self._version(db)
         if version == SCHEMA_VERSION:
             return
+        if version and not any(MIGRATIONS[version:]):
+            try:
+                self._bring_forward(db)
+            except psycopg.errors.InsufficientPrivilege:  # (the transaction was rolled back)
+                log.debug("state %s: schema %d read as it is (this role may not bring it forward)",
+                          self.path, version)
+            return
+        self._bring_forward(db)
+
+    def _bring_forward(self, db: psycopg.Connection) -> None:
+        versions = "schema_version"
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             db.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {s}"))

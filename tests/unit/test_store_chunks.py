@@ -54,9 +54,13 @@ def test_a_chunks_part_is_json_and_reads_back_as_its_place(path, first):
 
 
 @pytest.mark.parametrize("part", [b'[["a"],"b"]', b'["a",["b","c"]]', b'["a",[1]]', b'["a",[]]', b'[[]]',
-                                  b'["a",["b"]', b'["a",["\xff"]]', b'[["a"]]x'])
+                                  b'["a",["b"]', b'["a",["\xff"]]', b'[["a"]]x',
+                                  # damaged parts the quick paths once took for valid (review)
+                                  b'[,["a"]]', b'[ ,["a"]]', b'[["]]', b'[",["a"]]', b'["]', b'["\x01"]',
+                                  b'["a",["\x01"]]'])
 def test_a_part_that_is_neither_a_path_nor_a_chunk_is_refused(part):
     assert row_place(part) is None
+    assert read_rows([(b"[]", b"{}"), (part, b'{"x.ics":1}')], "test", "doc") == {}  # one bad row
 
 
 def test_chunks_are_about_16_entries_and_never_more_than_the_cap():
@@ -132,3 +136,26 @@ def test_a_chunk_without_its_mappings_row_is_left_out():
     assert read_rows([(b'[["b.ics"]]', b'{"b.ics":2}')], "test", "doc") is None
     rows = [(b"[]", b"{}"), (b'["x",["b"]]', b'{"b":2}')]
     assert read_rows(rows, "test", "doc") == {}
+
+
+def _place_by_json(part: bytes):
+    """What row_place must answer, by JSON alone."""
+    try:
+        found = json.loads(part.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(found, list):
+        return None
+    if all(isinstance(name, str) for name in found):
+        return found, False
+    if (found and isinstance(found[-1], list) and len(found[-1]) == 1
+            and all(isinstance(name, str) for name in [*found[:-1], *found[-1]])):
+        return found[:-1], True
+    return None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(['[', ']', '"', ',', '["', '"]', '","', ',["', '"]]', 'a', '\\', ' ', '\x7f',
+                                 '\x01', 'é', '1']), max_size=12).map(lambda bits: "".join(bits).encode("utf-8")))
+def test_the_quick_reading_of_a_part_agrees_with_json(part):
+    assert row_place(part) == _place_by_json(part)

@@ -239,4 +239,18 @@ def test_postgresql_a_role_that_may_only_read_reads_the_state(postgres_dsn):
     with pytest.raises(StateError, match="permission denied"):
         reader.write("status", {})
     reader.close()
+    # Schema 1 (a row per entry) before any writer brought it forward: read as it is.
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"UPDATE {schema}.schema_version SET version = 1")  # noqa: S608 - a test's own name
+        admin.execute(f"INSERT INTO {schema}.documents VALUES ('status', 'status', '[\"accounts\",\"b\"]', "  # noqa: S608
+                      "'{\"ok\":false}')")
+    reader = PostgresStore(reader_dsn, "status", schema)
+    assert reader.read("status") == {"accounts": {"a": {"ok": True}, "b": {"ok": False}}}
+    reader.close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        assert admin.execute(f"SELECT version FROM {schema}.schema_version").fetchall() == [(1,)]  # noqa: S608
+    writer.close()
+    writer = PostgresStore(postgres_dsn, "status", schema)  # a writer brings it forward
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        assert admin.execute(f"SELECT version FROM {schema}.schema_version").fetchall() == [(2,)]  # noqa: S608
     writer.close()
