@@ -305,3 +305,26 @@ def test_a_document_too_big_to_remember_is_read_again_to_write(tmp_path, monkeyp
     assert store.write("doc", doc, SPLIT) == len(encode_body(_chunk_of(doc["feeds"], "u7.ics")[1]))
     assert [s for s in statements if s.startswith("SELECT")]  # compared with the rows themselves
     assert SqliteStore(tmp_path / "t.db").read("doc") == doc
+
+
+def test_writing_feed_records_leaves_the_callers_records_as_they_were(tmp_path, monkeypatch):
+    """The shared day is put into the records in place for the write (no copy of 50,000
+    records), and taken out again after it, also when the write fails."""
+    path = tmp_path / "state" / "accounts" / "a" / "feeds.json"
+    feeds = {f"u{i}.ics": {"unit": f"u{i}", "day": "2026-11-30", "events": i} for i in range(50)}
+    feeds["s1.ics"] = feeds["s2.ics"] = {"unit": "s", "day": "2026-11-30"}  # one record, two names
+    feeds["odd.ics"] = {"unit": "odd", "day": "2026-11-29"}
+    feeds["none.ics"] = {"unit": "none"}
+    before = json.loads(json.dumps(feeds))
+    write_state(path, feeds)
+    assert feeds == before and read_state(path) == before
+    seen = []
+
+    def failing(self, key, value, split=()):
+        seen.append(value["u1.ics"]["day"])
+        raise StateError("disk full")
+
+    monkeypatch.setattr(sqlite_store.SqliteStore, "write", failing)
+    with pytest.raises(StateError, match="disk full"):
+        write_state(path, feeds)
+    assert seen == ["="] and feeds == before
