@@ -98,13 +98,14 @@ def chunks(mapping: dict) -> Iterator[tuple[str, dict[str, Any]]]:
     and after CHUNK_MOST entries."""
     chunk: dict[str, Any] = {}
     first = ""
-    for name in sorted(map(str, mapping)):
+    for key in sorted(mapping, key=str):
+        name = str(key)
         if chunk and (len(chunk) >= CHUNK_MOST or starts_chunk(name)):
             yield first, chunk
             chunk = {}
         if not chunk:
             first = name
-        chunk[name] = mapping[name] if name in mapping else _entry(mapping, name)
+        chunk[name] = mapping[key]
     if chunk:
         yield first, chunk
 
@@ -114,11 +115,6 @@ def starts_chunk(name: str) -> bool:
     (BLAKE2b, not CRC-32: names such as 1020-7B.ics and 1020-8B.ics differ in a few bits,
     and CRC-32's low bits then repeat; it made chunks of 1 and of CHUNK_MOST)."""
     return not hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=1).digest()[0] % CHUNK_EVERY
-
-
-def _entry(mapping: dict, name: str) -> Any:
-    """The entry of ``mapping`` whose key's text is ``name`` (a key that is not a string)."""
-    return next(value for key, value in mapping.items() if str(key) == name)
 
 
 def read_rows(rows: Iterable[tuple[bytes, bytes | str]], where: object, key: str) -> Any:
@@ -202,35 +198,44 @@ def _quick(part: bytes) -> bool:
 def row_place(part: bytes) -> tuple[list[str], bool] | None:
     """Where a row goes: (the path of its value, False), or for a chunk (the path of its
     mapping, True); None if ``part`` is neither."""
-    if part.endswith(b'"]]') and _quick(part):  # a chunk with no escape in its part
-        head, comma, first = part[:-3].rpartition(b',["')
-        if not comma and part.startswith(b'[["') and len(part) >= 6:  # a chunk of the document itself
-            first, path = part[3:-3], []
+    if _quick(part):  # most parts: read without JSON
+        if part.endswith(b'"]]'):  # a chunk
+            head, comma, first = part[:-3].rpartition(b',["')
+            if not comma and part.startswith(b'[["') and len(part) >= 6:  # of the document itself
+                first, path = part[3:-3], []
+            else:
+                path = _quick_path(head + b"]") if comma and head.endswith(b'"') else None
+            if path is not None and b'"' not in first:
+                return path, True
         else:
-            path = row_path(head + b"]") if comma and head.endswith(b'"') else None
-        if path is not None and b'"' not in first:
-            return path, True
-    path = row_path(part)
-    if path is not None:
-        return path, False
+            path = _quick_path(part)
+            if path is not None:
+                return path, False
     try:
         found = json.loads(part.decode("utf-8"))
     except (ValueError, RecursionError):
         return None
-    if (isinstance(found, list) and found and isinstance(found[-1], list) and len(found[-1]) == 1
+    if not isinstance(found, list):
+        return None
+    if all(isinstance(name, str) for name in found):
+        return found, False
+    if (found and isinstance(found[-1], list) and len(found[-1]) == 1
             and all(isinstance(name, str) for name in [*found[:-1], *found[-1]])):
         return found[:-1], True
     return None
 
 
-def row_path(part: bytes) -> list[str] | None:
-    """A row's part as the list of mapping keys it is, or None if it is not one."""
-    if len(part) >= 4 and part.startswith(b'["') and part.endswith(b'"]') and _quick(part):  # most: no escape
+def _quick_path(part: bytes) -> list[str] | None:
+    """The names of a :func:`_quick` part ``["a","b"]``; None if it is not that shape."""
+    if len(part) >= 4 and part.startswith(b'["') and part.endswith(b'"]'):
         names = part[2:-2].decode("ascii").split('","')
         if not any('"' in name for name in names):
             return names
-    try:
-        path = json.loads(part.decode("utf-8"))
-    except (ValueError, RecursionError):
-        return None
-    return path if isinstance(path, list) and all(isinstance(name, str) for name in path) else None
+    return None
+
+
+def row_path(part: bytes) -> list[str] | None:
+    """A row's part as the list of mapping keys it is, or None if it is not one (a chunk's
+    part is not)."""
+    place = row_place(part)
+    return place[0] if place is not None and not place[1] else None
