@@ -82,9 +82,11 @@ def feed_names(folder: Path) -> set[str] | None:
 def feed_files(folder: Path) -> list[Path]:
     """The feed files (``*.ics``) directly in ``folder``, sorted; [] if it cannot be listed."""
     store = _s3(folder)
+    if store is None:
+        return [folder / name for name in sorted(feed_names(folder) or ()) if name.endswith(".ics")]
     try:
-        found = store.files(folder) if store is not None else [p for p in folder.glob("*.ics") if p.is_file()]
-    except (OSError, PublishError):
+        found = store.files(folder)
+    except PublishError:
         return []
     return sorted(p for p in found if p.name.endswith(".ics"))
 
