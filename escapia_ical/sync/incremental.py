@@ -288,12 +288,11 @@ class ChangeTracker:
         return units, freed
 
     def _due(self, unit_id: str, last: str | None, now: dt.datetime, period: dt.timedelta,
-             times: dict[str, dt.datetime | None] | None = None) -> bool:
+             times: dict[str, dt.datetime | None]) -> bool:
         """Is the unit's reconcile due? At its slot of the period if its last fetch is at
         least half a period old (so a tick just after a full sync fetches nothing), and
         always once it is a whole period old (missed ticks). ``times``: the times read so
         far (units fetched by the same run share theirs)."""
-        times = {} if times is None else times
         if not isinstance(last, str):
             return True
         if last not in times:
