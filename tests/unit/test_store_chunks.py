@@ -139,18 +139,18 @@ def test_a_chunk_without_its_mappings_row_is_left_out():
 
 
 def _place_by_json(part: bytes):
-    """What row_place must answer, by JSON alone."""
+    """What row_place must answer, by JSON alone: a list of names is a row's path; a list
+    of names then a list of one name is a chunk's."""
     try:
         found = json.loads(part.decode("utf-8"))
     except (ValueError, RecursionError):
         return None
-    if not isinstance(found, list):
-        return None
-    if all(isinstance(name, str) for name in found):
-        return found, False
-    if (found and isinstance(found[-1], list) and len(found[-1]) == 1
-            and all(isinstance(name, str) for name in [*found[:-1], *found[-1]])):
-        return found[:-1], True
+    names = lambda items: all(isinstance(item, str) for item in items)  # noqa: E731
+    match found:
+        case list() if names(found):
+            return found, False
+        case [*path, [str()]] if names(path):
+            return path, True
     return None
 
 
