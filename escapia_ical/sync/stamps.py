@@ -2,8 +2,8 @@
 how a feed is rendered so that an unchanged calendar keeps its bytes.
 
 An entry holds the unit, the content digest, DTSTAMP, the number of events, the whole
-ranges the feed shows and those of the margin asked past the window's end
-(``"first/checkout ..."``, sync/margin.py), the day it shows the window of (``day``), the
+ranges the feed shows and those of the margin asked past the window's end (sync/margin.py),
+as one short text (feeds/range_text.py), the day it shows the window of (``day``), the
 day after the last night Escapia's answer covered from the window's end on (``through``)
 and, when Escapia's answer did not cover the whole window, the placeholder nights published
 as blocked although nothing said they were booked (``unknown``).
@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from escapia_ical.config import Account, Config
-from escapia_ical.feeds import spans
+from escapia_ical.feeds import range_text, spans
 from escapia_ical.feeds.publish import current_bytes
 from escapia_ical.feeds.ranges import FeedBlock
-from escapia_ical.feeds.render import content_digest, iso, render_feed
+from escapia_ical.feeds.render import content_digest, render_feed
 from escapia_ical.model import BlockedRange, Unit
 from escapia_ical.state import names_of
 from escapia_ical.sync.context import FeedStamps
@@ -64,7 +64,10 @@ def previous_ranges(entry: dict[str, Any], path: Path) -> list[BlockedRange] | N
 def stored_ranges(entry: object) -> list[BlockedRange] | None:
     """Return the whole ranges a stored feed entry came from, or None if it has none."""
     ranges = entry.get("ranges") if isinstance(entry, dict) else None
-    if isinstance(ranges, str):  # "first/checkout first/checkout ..."
+    if isinstance(ranges, str) and range_text.is_compact(ranges):
+        pairs = range_text.decode(ranges)
+        return None if pairs is None else [BlockedRange(s, e) for s, e in pairs]
+    if isinstance(ranges, str):  # as written before: "first/checkout first/checkout ..."
         ranges = [pair.split("/") for pair in ranges.split()]
     return _pairs(ranges)
 
@@ -75,6 +78,8 @@ def has_stored_ranges(entry: object) -> bool:
     ranges = entry.get("ranges") if isinstance(entry, dict) else None
     if not isinstance(ranges, str):
         return stored_ranges(entry) is not None
+    if range_text.is_compact(ranges):
+        return range_text.readable(ranges)
     days = ranges.replace("/", " ").split(" ")
     if _VALID_DAYS.issuperset(days) or _learn_days(days):
         # Every token a valid YYYY-MM-DD date (10 characters): then the separators sit every
@@ -153,11 +158,11 @@ def build_feed(config: Config, account: Account, unit: Unit, blocks: Sequence[Fe
         with contextlib.suppress(KeyError, TypeError, ValueError):
             dtstamp = dt.datetime.fromisoformat(previous["dtstamp"])
     content = render_feed(account.name, unit, blocks, config.feeds, dtstamp)
-    # The whole ranges, compactly ("first/checkout ..."): the policy and the daily roll
+    # The whole ranges, compactly (feeds/range_text.py): the policy and the daily roll
     # derive what they need from them, and 10,000 units keep state small.
     origins = sorted({(b.origin.start, b.origin.end) for b in (blocks if stored is None else stored)})
     entry = {"unit": unit.id, "digest": digest, "dtstamp": dtstamp.isoformat(), "events": len(blocks),
-             "ranges": " ".join(f"{iso(s)}/{iso(e)}" for s, e in origins)}
+             "ranges": range_text.encode(origins)}
     if unknown:
         entry["unknown"] = spans.encode(unknown)
     if through is not None:

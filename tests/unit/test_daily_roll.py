@@ -264,7 +264,7 @@ def test_fetches_ask_for_the_margin_and_the_state_keeps_it(world):
     assert sync().ok
     assert {(w.start, w.end) for w in source.asked} == {(WINDOW.start, day(32))}
     stamps = AccountState(config.state_dir, "a").feed_stamps()
-    assert stamps["end.ics"]["ranges"] == f"{day(30)}/{day(32)}" and stamps["end.ics"]["through"] == str(day(32))
+    assert stamps["end.ics"]["ranges"] == f"{day(30)}+2" and stamps["end.ics"]["through"] == str(day(32))
     assert shown(config, "end.ics") == [] and stamps["end.ics"]["events"] == 0  # the margin is never shown
 
 

@@ -23,7 +23,7 @@ from escapia_ical.state import AccountState, close_stores, read_json, read_state
 from escapia_ical.store.sqlite import SqliteStore
 
 GOOD = {"unit": "1", "digest": "d", "dtstamp": "2026-11-23T22:00:00+00:00", "events": 2,
-        "ranges": "2026-12-01/2026-12-04", "day": "2026-11-23"}
+        "ranges": "2026-12-01+3", "day": "2026-11-23"}
 
 
 @pytest.mark.parametrize("unit_id", ["1020-101", "a.", "a..b", "../x", "/etc/passwd", ".hidden", "ü 9",
@@ -65,6 +65,22 @@ def test_feed_stamps_drop_bad_names_and_shapes_with_one_warning(tmp_path, caplog
     assert "and 5 more" in message
 
 
+
+
+def test_ranges_written_the_older_way_are_read_in_the_compact_form(tmp_path):
+    """State of an earlier version keeps "first/checkout" pairs: read, they are the compact
+    text (written so at the next save); pairs that cannot be read are left as they are (the
+    unit is then fetched: sync/runner.py)."""
+    state = AccountState(tmp_path, "acct")
+    write_state(state.feeds_path, {
+        "1.ics": {**GOOD, "ranges": "2026-12-05/2026-12-07 2026-12-01/2026-12-04 2026-12-01/2026-12-02"},
+        "2.ics": {**GOOD, "ranges": "2026-12-05/2026-12-03"}, "3.ics": {**GOOD, "ranges": ""}})
+    stamps = state.feed_stamps()
+    assert stamps["1.ics"]["ranges"] == "2026-12-01+1 0+3 4+2"
+    assert stamps["2.ics"]["ranges"] == "2026-12-05/2026-12-03"
+    assert stamps["3.ics"]["ranges"] == ""
+    state.save_feed_stamps(stamps)
+    assert read_state(state.feeds_path)["1.ics"]["ranges"] == "2026-12-01+1 0+3 4+2"
 
 
 @pytest.mark.parametrize("content", [
