@@ -163,7 +163,9 @@ def assemble(rows: list[tuple[list[str], bool, Any]]) -> Any:
 # One encoder for every row (json.dumps with options builds a new one per call: 2x slower).
 # ASCII only, as the JSON files were: a lone surrogate from Escapia (legal JSON) is kept
 # as its escape, where UTF-8 could not encode it (and PostgreSQL's text takes no NUL).
-encode_body = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+# No check for circular references (a marker per container: 25 % of the time): documents
+# are trees, read from JSON or built by us; a cycle would still fail (RecursionError).
+encode_body = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False).encode
 
 
 def encode_part(path: tuple[str, ...]) -> str:

@@ -108,6 +108,9 @@ GOOD_UNIT = {"last_attempt": "2026-11-23T22:00:00+00:00", "last_success": "2026-
                             | {"extra": [1]}}}}),
     ({"version": 1, "accounts": {"a": {"units": {"1": {**GOOD_UNIT, "last_success": "2026-11-23T22:00:00"}}}}},
      {"a": {"units": {"1": {k: v for k, v in GOOD_UNIT.items() if k != "last_success"}}}}),  # no zone
+    # the same shape as a right entry (keys, types), a time that is not one: still refused
+    ({"version": 1, "accounts": {"a": {"units": {"1": GOOD_UNIT, "2": {**GOOD_UNIT, "last_attempt": "soon"}}}}},
+     {"a": {"units": {"1": GOOD_UNIT, "2": {k: v for k, v in GOOD_UNIT.items() if k != "last_attempt"}}}}),
 ])
 def test_load_status_keeps_what_is_right_and_warns_once(tmp_path, caplog, stored, expected):
     write_state(status_path(tmp_path), stored)  # as a damaged or hand-edited database holds it
