@@ -44,6 +44,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+try:
+    import orjson
+except ImportError:  # (a dependency; a reader on a bare interpreter may lack it: json then)
+    orjson = None
+
 Split = tuple[tuple[str, ...], ...]
 log = logging.getLogger(__name__)
 
@@ -160,21 +165,45 @@ def assemble(rows: list[tuple[list[str], bool, Any]]) -> Any:
     return root
 
 
-# One encoder for every row (json.dumps with options builds a new one per call: 2x slower).
-# ASCII only, as the JSON files were: a lone surrogate from Escapia (legal JSON) is kept
-# as its escape, where UTF-8 could not encode it (and PostgreSQL's text takes no NUL).
-# No check for circular references (a marker per container: 25 % of the time): documents
-# are trees, read from JSON or built by us; a cycle would still fail (RecursionError).
-encode_body = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False).encode
+# The standard library's encoder, one for every call (json.dumps with options builds a new
+# one per call: 2x slower). ASCII only, as the JSON files were: a lone surrogate from
+# Escapia (legal JSON) is kept as its escape, where UTF-8 could not encode it (and
+# PostgreSQL's text takes no NUL: both encoders escape it). No check for circular
+# references (a marker per container: 25 % of the time): documents are trees, read from
+# JSON or built by us; a cycle would still fail (RecursionError).
+_encode_std = json.JSONEncoder(separators=(",", ":"), sort_keys=True, check_circular=False).encode
+# Dates and dataclasses are refused, as by the standard library's encoder (then it says so).
+_ORJSON = orjson and orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def encode_body(value: Any) -> str:
+    """A row's body: ``value`` as compact JSON with sorted keys.
+
+    By orjson, 5-7x faster than the standard library: a steady tick at 10,000 units
+    encodes 8 MB of state to compare it with what is stored (0.15 CPU s by ``json``).
+    What orjson refuses (a lone surrogate, an integer past 64 bits, a key that is not a
+    string) and what it writes as UTF-8 rather than ASCII is encoded by ``json``: the
+    rows stay ASCII (postgresql.py compares them by md5 of their ASCII bytes), and read
+    back the same values either way (tests/unit/test_store_encoding.py). orjson writes
+    a float that is not finite as null (state holds none: JSON has no such number)."""
+    if orjson is not None:
+        try:
+            body = orjson.dumps(value, option=_ORJSON)
+        except TypeError:  # (orjson.JSONEncodeError is one)
+            pass
+        else:
+            if body.isascii():
+                return body.decode("ascii")
+    return _encode_std(value)
 
 
 def encode_part(path: tuple[str, ...]) -> str:
-    """A row's path as its part: the JSON list ``encode_body`` makes of it, built directly
+    """A row's path as its part: the JSON list the standard library makes of it, built directly
     when no name needs an escape (10,000 feed names a write: 4x faster)."""
     text = '","'.join(path)
     if path and _plain(text):
         return f'["{text}"]'
-    return encode_body(list(path))
+    return _encode_std(list(path))  # (ASCII: parts keep the form they always had)
 
 
 def encode_chunk_part(path: tuple[str, ...], first: str) -> str:
@@ -183,7 +212,7 @@ def encode_chunk_part(path: tuple[str, ...], first: str) -> str:
     text = '","'.join(path)
     if _plain(text) and _plain(first):
         return f'["{text}",["{first}"]]' if path else f'[["{first}"]]'
-    return encode_body([*path, [first]])
+    return _encode_std([*path, [first]])
 
 
 def _plain(text: str) -> bool:

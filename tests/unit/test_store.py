@@ -268,7 +268,7 @@ def test_a_write_rolled_back_is_not_taken_for_stored(tmp_path):
 @given(st.lists(st.one_of(st.text(), st.sampled_from(['", "', '","', "\\", "\x7f", "\u2028", "x.ics"])), max_size=4))
 def test_a_part_is_the_json_list_of_its_path(path):
     """The shortcut for plain names writes the bytes json would (parts are compared as text)."""
-    assert encode_part(tuple(path)) == encode_body(path)
+    assert encode_part(tuple(path)) == json.dumps(path, separators=(",", ":"))
 
 
 @pytest.mark.parametrize("rows, size", [(5, 1 << 20), (500, 1)])

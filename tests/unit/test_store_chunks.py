@@ -48,7 +48,7 @@ def test_a_mapping_of_any_names_reads_back_as_written(entries, nested):
 @given(path=st.lists(NAMES, max_size=3), first=NAMES)
 def test_a_chunks_part_is_json_and_reads_back_as_its_place(path, first):
     part = encode_chunk_part(tuple(path), first)
-    assert part == encode_body([*path, [first]])  # the quick path writes what json would
+    assert part == json.dumps([*path, [first]], separators=(",", ":"))  # the quick path writes what json would
     assert row_place(part.encode("utf-8", "surrogatepass")) == (path, True)
     assert row_place(encode_part(tuple(path)).encode("utf-8", "surrogatepass")) == (path, False)
 
