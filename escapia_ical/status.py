@@ -81,7 +81,7 @@ def load_status(state_dir: Path) -> dict[str, Any]:
 # last_attempt or last_success equal to the account's is stored as SAME; ``rewritten`` (did
 # the last attempt rewrite the feed) of a published unit only when true.
 SAME = "=account"
-_SHARED_TIMES = ("last_attempt", "last_success")
+_SHARED_TIMES = ("last_attempt", "last_success")  # (save_status and _expanded name them too)
 
 
 def save_status(state_dir: Path, status: dict[str, Any]) -> None:
@@ -94,10 +94,14 @@ def save_status(state_dir: Path, status: dict[str, Any]) -> None:
             accounts[name] = entry
             continue
         compact = {}
-        for unit_id, unit in units.items():
+        attempt, success = entry.get("last_attempt"), entry.get("last_success")  # (see _SHARED_TIMES)
+        for unit_id, unit in units.items():  # (10,000 a tick: written for speed)
             if isinstance(unit, dict):
-                same = {key: SAME for key in _SHARED_TIMES if key in unit and unit[key] == entry.get(key)}
-                unit = {**unit, **same}
+                unit = unit.copy()
+                if "last_attempt" in unit and unit["last_attempt"] == attempt:
+                    unit["last_attempt"] = SAME
+                if "last_success" in unit and unit["last_success"] == success:
+                    unit["last_success"] = SAME
                 if "file" in unit and unit.get("rewritten") is False:
                     del unit["rewritten"]
             compact[unit_id] = unit
@@ -121,17 +125,20 @@ def _expanded(data: Any) -> Any:
     accounts = data.get("accounts") if isinstance(data, dict) else None
     for entry in accounts.values() if isinstance(accounts, dict) else ():
         units = entry.get("units") if isinstance(entry, dict) else None
-        for unit in units.values() if isinstance(units, dict) else ():
+        if not isinstance(units, dict):
+            continue
+        attempt, success = entry.get("last_attempt"), entry.get("last_success")
+        for unit in units.values():
             if not isinstance(unit, dict):
                 continue
-            for key in _SHARED_TIMES:
-                if unit.get(key) == SAME:
-                    if entry.get(key) is None:
+            for key, value in (("last_attempt", attempt), ("last_success", success)):
+                if key in unit and unit[key] == SAME:
+                    if value is None:
                         del unit[key]
                     else:
-                        unit[key] = entry[key]
-            if "file" in unit:
-                unit.setdefault("rewritten", False)
+                        unit[key] = value
+            if "file" in unit and "rewritten" not in unit:
+                unit["rewritten"] = False
     return data
 
 
@@ -262,26 +269,33 @@ def record_run(state_dir: Path, report: SyncReport, started: dt.datetime, finish
         elif not result.watching:  # no imports (any more): nothing is watched, nothing open
             for key in _WATCH_FIELDS:
                 entry.pop(key, None)
-        for outcome in result.units:
-            unit = entry["units"].setdefault(outcome.unit_id, {})
+        units, holds, retired = entry["units"], result.holds, result.retired
+        for outcome in result.units:  # (10,000 a tick: written for speed)
+            unit = units.get(outcome.unit_id)
+            if unit is None:
+                unit = units[outcome.unit_id] = {}
+            error = outcome.error
             unit["last_attempt"] = when
-            unit["last_error"] = _public(outcome.error)
-            if outcome.error is None:
+            if error is None:
+                unit["last_error"] = None
                 unit["last_success"] = when
-            if outcome.error is None or outcome.verdict:  # published (a held feed too)
-                unit.update(events=outcome.events, file=_public(str(outcome.path)),
-                            rewritten=outcome.rewritten)
+            else:
+                unit["last_error"] = _public(error)
+            if error is None or outcome.verdict:  # published (a held feed too)
+                unit["events"] = outcome.events
+                unit["file"] = _public(str(outcome.path))
+                unit["rewritten"] = outcome.rewritten
                 if outcome.rewritten:
                     unit["last_change"] = when
         synced = {o.unit_id for o in result.units}
-        for unit_id in result.retired:  # known to status even if never published
-            entry["units"].setdefault(unit_id, {})
-        for unit_id, unit in entry["units"].items():
-            unit["held"] = result.holds.get(unit_id)
-            if unit_id in result.retired:
-                unit["retired"] = result.retired[unit_id]
-            elif unit_id in synced:  # it came back
-                unit.pop("retired", None)
+        for unit_id in retired:  # known to status even if never published
+            units.setdefault(unit_id, {})
+        for unit_id, unit in units.items():
+            unit["held"] = holds.get(unit_id)
+            if unit_id in retired:
+                unit["retired"] = retired[unit_id]
+            elif "retired" in unit and unit_id in synced:  # it came back
+                del unit["retired"]
     for account, holder in report.stuck.items():
         entry = status["accounts"].setdefault(account, {"units": {}})
         mark = {"pid": holder.pid, "since": _iso(holder.since) if holder.since else None}
