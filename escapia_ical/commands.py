@@ -59,7 +59,7 @@ def load(config_path: Path, *, warn: bool = True, secrets: bool = True) -> Confi
     Its secrets are registered with the logging setup at once, so that no log line shows
     them, whichever library writes it. Raise ConfigError if the file is unusable.
     """
-    config = load_config(config_path, secrets=secrets)
+    config = load_config(config_path, secrets=secrets, remember=secrets)
     for account in config.accounts:
         for secret in account.secrets:
             register_secret(secret)

@@ -15,6 +15,7 @@ from typing import Any
 
 from escapia_ical.errors import ConfigError
 
+from . import checked
 from .accounts import (
     LITERAL_SECRET_KEYS,
     Account,
@@ -25,7 +26,7 @@ from .accounts import (
 from .feeds import DEPRECATED, FeedSettings, feed_settings, feeds_problems
 from .positions import KeyPath, Problem, format_path, line_of, load_yaml, one_line
 from .profiles import build_profiles, kind_warnings
-from .schema import SECRET_KEYS, kind_of, schema_problems
+from .schema import CONFIG_SCHEMA, SECRET_KEYS, kind_of, schema_problems
 
 
 @dataclass(frozen=True)
@@ -92,13 +93,15 @@ class Config:
 
 
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
-                secrets: bool = True) -> Config:
+                secrets: bool = True, remember: bool = False) -> Config:
     """Given a YAML file path (and the environment for ``${VAR}``), return its Config.
 
     Relative paths in the file resolve against the file's folder, never the cwd. With
     ``secrets`` off (commands that read state only, such as ``status``), keys that hold
     secrets (``SECRET_KEYS``) are not expanded: a monitoring user needs no Escapia
     credentials in its environment. Such a Config must never reach a source.
+    ``remember``: a document that validated is remembered in state_dir, and not checked
+    against the schema again while it stays the same (config/checked.py).
     Raise ConfigError listing every problem found, one ``FILE:LINE: key: what`` line each,
     sorted by line, if the file is unreadable, is not YAML, or does not validate.
     """
@@ -120,9 +123,13 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     def is_sensitive(p: KeyPath) -> bool:
         return p in expanded or any(part in SECRET_KEYS for part in p)
 
-    problems += [p for p in schema_problems(data, is_sensitive)
-                 if not any(p.path[: len(f)] == f for f in failed)]
     base = Path(path).resolve().parent
+    cache = _state_dir_named(data, base) if remember and not problems else None
+    document = checked.digest(data, CONFIG_SCHEMA) if cache is not None else ""
+    schema_checked = not checked.known_valid(cache, document)
+    if schema_checked:
+        problems += [p for p in schema_problems(data, is_sensitive)
+                     if not any(p.path[: len(f)] == f for f in failed)]
     problems += [p for p in check_accounts(data, doc.lines, is_sensitive)
                  if not any(p.path[: len(f)] == f for f in failed)]
     problems += _check_dirs(data, base, is_sensitive)
@@ -137,6 +144,8 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     if problems:
         raise ConfigError(_render(filename, doc.lines, problems))
     config = _build(Path(path), data, doc.lines, base)
+    if cache is not None and schema_checked:
+        checked.remember_valid(config.state_dir, document)
     warnings = [w for w in (_permission_warning(path, filename, doc.value),) if w]
     warnings += [f"{filename}:{line_of(doc.lines, key)}: {format_path(key)}: {why}"
                  for key, why in DEPRECATED.items() if _has(data, key)]
@@ -248,6 +257,15 @@ def _expand_env(value: Any, path: KeyPath, environ: Mapping[str, str], problems:
             problems.append(Problem(path, f"environment variable {name} is not set"))
             failed.add(path)
     return _VAR.sub(lambda m: environ.get(m.group(1), ""), value)
+
+
+def _state_dir_named(data: dict, base: Path) -> Path | None:
+    """The state_dir the document names, before it is validated; None if it names none."""
+    value = data.get("state_dir")
+    try:
+        return _resolve_dir(base, value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
 
 
 def _resolve_dir(base: Path, value: str) -> Path:

@@ -10,13 +10,14 @@ names, paths, URLs) live in ``load.py`` and ``accounts.py``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-from jsonschema import Draft202012Validator, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from .imports import IMPORTS_SCHEMA
 from .positions import KeyPath, Problem
 from .profiles import ACCOUNT_PROFILES_SCHEMA, PROFILES_SCHEMA, TEXT_SCHEMA
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 NAME_PATTERN = "^[a-z0-9][a-z0-9-]*$"
 # Keys whose values are never shown in messages.
@@ -249,7 +250,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
     },
 }
 
-_VALIDATOR = Draft202012Validator(CONFIG_SCHEMA)
+_VALIDATOR = None  # made at its first use: importing jsonschema is 0.07 CPU s (config/checked.py)
+
+
+def _validator() -> Any:
+    global _VALIDATOR  # noqa: PLW0603 - one per process, made once
+    if _VALIDATOR is None:
+        from jsonschema import Draft202012Validator
+
+        _VALIDATOR = Draft202012Validator(CONFIG_SCHEMA)
+    return _VALIDATOR
 
 
 def schema_problems(data: Any, is_sensitive: Callable[[KeyPath], bool]) -> list[Problem]:
@@ -259,7 +269,7 @@ def schema_problems(data: Any, is_sensitive: Callable[[KeyPath], bool]) -> list[
     An unexpected key becomes its own Problem at its own path ("unknown key").
     """
     problems: list[Problem] = []
-    for error in _VALIDATOR.iter_errors(data):
+    for error in _validator().iter_errors(data):
         path: KeyPath = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
             known = error.schema.get("properties", {})

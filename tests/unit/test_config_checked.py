@@ -1,0 +1,120 @@
+"""A configuration that validated is not checked against the schema again while it stays
+the same (escapia_ical/config/checked.py); anything else is validated as before."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from escapia_ical.config import checked, load_config, schema
+from escapia_ical.errors import ConfigError
+
+CONFIG = """\
+output_dir: out
+state_dir: state
+deadline_seconds: {deadline}
+accounts:
+  - name: main
+    api: hsapi
+    pmcid: "1"
+    client_id: the-id
+    client_secret: ${{SECRET}}
+"""
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """A config file, its state_dir, and a count of the schema validations."""
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG.format(deadline=60))
+    calls = []
+    real = schema.schema_problems
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("escapia_ical.config.load.schema_problems", counted)
+    return path, tmp_path / "state" / checked.FILENAME, calls
+
+
+def test_a_document_that_validated_is_not_validated_again_while_it_stays_the_same(world):
+    path, remembered, calls = world
+    first = load_config(path, {"SECRET": "s"}, remember=True)
+    assert len(calls) == 1 and stat.S_IMODE(remembered.stat().st_mode) == 0o600
+    assert load_config(path, {"SECRET": "s"}, remember=True) == first and len(calls) == 1
+    load_config(path, {"SECRET": "other"}, remember=True)  # a variable it reads changed
+    path.write_text(CONFIG.format(deadline=61))  # the file changed
+    load_config(path, {"SECRET": "other"}, remember=True)
+    assert len(calls) == 3
+    load_config(path, {"SECRET": "other"})  # not asked to remember: validated, nothing kept
+    assert len(calls) == 4
+
+
+def test_a_document_that_fails_is_never_remembered_and_always_reported(world):
+    path, remembered, calls = world
+    load_config(path, {"SECRET": "s"}, remember=True)
+    path.write_text(CONFIG.format(deadline=5))  # below the schema's minimum of 10
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="deadline_seconds"):
+            load_config(path, {"SECRET": "s"}, remember=True)
+    assert len(calls) == 3
+    path.write_text(CONFIG.format(deadline=60))  # back to the one that validated
+    load_config(path, {"SECRET": "s"}, remember=True)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("content", ["", "garbage\n", "0" * 64 + "\n", "x" * 10_000])
+def test_a_file_that_does_not_hold_the_digest_means_validating(world, content):
+    path, remembered, calls = world
+    remembered.write_text(content)
+    load_config(path, {"SECRET": "s"}, remember=True)
+    assert len(calls) == 1 and remembered.read_text().strip() != content.strip()
+
+
+def test_a_link_is_neither_followed_nor_written_through(world, tmp_path):
+    path, remembered, calls = world
+    load_config(path, {"SECRET": "s"}, remember=True)
+    target = tmp_path / "elsewhere"
+    target.write_text(remembered.read_text())  # the right digest, behind a link
+    remembered.unlink()
+    remembered.symlink_to(target)
+    load_config(path, {"SECRET": "s"}, remember=True)
+    assert len(calls) == 2  # not read through the link
+    assert not remembered.is_symlink() and target.read_text() == remembered.read_text()
+
+
+def test_no_state_dir_yet_or_one_that_cannot_be_written_is_not_an_error(world, tmp_path):
+    path, remembered, calls = world
+    (tmp_path / "state").rmdir()
+    load_config(path, {"SECRET": "s"}, remember=True)
+    assert not (tmp_path / "state").exists()  # never made here: sync makes it, with its modes
+    if os.geteuid() != 0:
+        (tmp_path / "state").mkdir(mode=0o500)
+        load_config(path, {"SECRET": "s"}, remember=True)
+    assert len(calls) == 2 - (os.geteuid() == 0)
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    (1, "1"), (1, 1.0), (1, True), (0, False), (None, math.nan), ("a", b"a"), ([1], (1,)),
+    ({"a": 1}, {"a": "1"}), ({"1": 1}, {1: 1}), ("2026-12-01", dt.date(2026, 12, 1)), ("x\0", "x"),
+])
+def test_values_yaml_can_give_never_share_a_digest(a, b):
+    assert checked.digest({"k": a}, {}) != checked.digest({"k": b}, {})
+    assert checked.digest({"k": a}, {}) != checked.digest({"k": a}, {"type": "object"})  # the schema counts
+
+
+def test_jsonschema_is_not_imported_by_a_run_whose_config_is_remembered(world):
+    path, _, _ = world
+    code = ("import sys; from escapia_ical.config import load_config; "
+            f"load_config({str(path)!r}, {{'SECRET': 's'}}, remember=True); print('jsonschema' in sys.modules)")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+            for _ in range(2)]
+    assert [r.stdout.strip() for r in runs] == ["True", "False"]
