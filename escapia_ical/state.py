@@ -159,7 +159,9 @@ class FeedStamps(dict):
 
     def __init__(self, entries: Any = ()) -> None:
         super().__init__()
-        self._by_unit: dict[str, set[str]] = {}
+        # unit -> its one name, or the set of its names (after a rotation): a set per unit was
+        # 11 MB at 50,000 units, and almost every unit has one name.
+        self._by_unit: dict[str, str | set[str]] = {}
         for name, entry in dict(entries).items():
             self[name] = entry
 
@@ -169,7 +171,13 @@ class FeedStamps(dict):
         super().__setitem__(name, entry)
         unit = entry.get("unit") if isinstance(entry, dict) else None
         if isinstance(unit, str):
-            self._by_unit.setdefault(unit, set()).add(name)
+            names = self._by_unit.get(unit)
+            if names is None:
+                self._by_unit[unit] = name
+            elif isinstance(names, set):
+                names.add(name)
+            elif names != name:
+                self._by_unit[unit] = {names, name}
 
     def __delitem__(self, name: str) -> None:
         self._forget(name)
@@ -207,13 +215,18 @@ class FeedStamps(dict):
 
     def names_of(self, unit: str) -> set[str]:
         """Return every name the unit's feed is recorded under (a copy)."""
-        return set(self._by_unit.get(unit, ()))
+        names = self._by_unit.get(unit)
+        return {names} if isinstance(names, str) else set(names or ())
 
     def _forget(self, name: str) -> None:
         entry = self.get(name)
         unit = entry.get("unit") if isinstance(entry, dict) else None
         if isinstance(unit, str):
-            self._by_unit.get(unit, set()).discard(name)
+            names = self._by_unit.get(unit)
+            if isinstance(names, set):
+                names.discard(name)
+            elif names == name:
+                del self._by_unit[unit]
 
 
 def names_of(stamps: dict[str, Any], unit: str) -> set[str]:

@@ -19,7 +19,7 @@ log = logging.getLogger("escapia_ical.sync")
 
 FeedStamps = dict[str, dict[str, Any]]  # file name -> {"unit", "digest", "dtstamp", "ranges", ...}
 
-@dataclass
+@dataclass(slots=True)  # one per unit, all held until the status is written
 class UnitOutcome:
     account: str
     unit_id: str

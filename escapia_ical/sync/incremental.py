@@ -205,9 +205,12 @@ class ChangeTracker:
 
     def commit(self, plan: Plan, succeeded: set[str], now: dt.datetime) -> None:
         """Save the cursor and what was fetched; owe the units whose fetch did not succeed."""
-        fetched = dict(self.data["fetched"])
-        fetched.update((u, now.isoformat()) for u in succeeded)
         ids = self._tracked(plan.units)
+        # One mapping (not a copy, then the tracked part of it) and one time string for every
+        # unit fetched now (a string each was 4 MB of a cold sync's peak at 50,000 units).
+        at = now.isoformat()
+        fetched = {u: t for u, t in self.data["fetched"].items() if u in ids}
+        fetched.update((u, at) for u in succeeded if u in ids)
         reservations = dict(list(plan.reservations.items())[-MAX_REMEMBERED_RESERVATIONS:])
         self.data = {
             "cursor": plan.cursor,
@@ -216,7 +219,7 @@ class ChangeTracker:
             "units": plan.units,
             "listed_at": plan.listed_at,
             "reservations": reservations,
-            "fetched": {u: t for u, t in fetched.items() if u in ids},
+            "fetched": fetched,
             "pending": sorted(((plan.fetch - succeeded) & ids) | plan.owed),
             "work_orders": plan.work_orders.orders if plan.work_orders.orders is not None
             else self.data["work_orders"],
