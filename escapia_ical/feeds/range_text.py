@@ -3,9 +3,10 @@
 ``"2026-12-28+7 27+3 27+10"``: the first range's first night and its number of nights,
 then for each next range the days from that first night to its own, and its nights. Ranges
 are written sorted by first night, then checkout; they may overlap or touch (a stay and a
-hold). The empty text is no range. Numbers have at most 5 digits, so no checkout is more
-than 199,998 days past the first night: a first night before 9452 needs no sum to know
-that every date is one.
+hold). The empty text is no range. Numbers have at most 7 digits (any two dates are fewer
+than 3,652,059 days apart: an owner's block to 9999-12-31 is one range); when none has more
+than 5, no checkout is more than 199,998 days past the first night, and a first night
+before 9452 needs no sum to know that every date is one.
 
 This is about a third of the ``"first/checkout first/checkout ..."`` form that escapia-ical
 wrote before (still read: :func:`upgraded` turns it into this one): 10,000 units' records
@@ -19,9 +20,10 @@ import re
 from collections.abc import Iterable
 
 # Possessive (never backtracks: a digit run is followed by "+", " " or the end): 2x faster.
-_COMPACT = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})\+[1-9][0-9]{0,4}+(?: [0-9]{1,5}+\+[1-9][0-9]{0,4}+)*+")
+_SHORT = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})\+[1-9][0-9]{0,4}+(?: [0-9]{1,5}+\+[1-9][0-9]{0,4}+)*+")
+_LONG = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})\+[1-9][0-9]{0,6}+(?: [0-9]{1,7}+\+[1-9][0-9]{0,6}+)*+")
 _LAST_DAY = dt.date.max.toordinal()
-_SAFE_FIRST = _LAST_DAY - 2 * 99_999  # a first night up to this: every checkout is a date
+_SAFE_FIRST = _LAST_DAY - 2 * 99_999  # a first night up to this, numbers of 5 digits: all dates
 _FIRST_DAYS: dict[str, int | None] = {}  # first nights read so far (a few hundred cover every unit)
 
 
@@ -31,8 +33,9 @@ def encode(pairs: Iterable[tuple[dt.date, dt.date]]) -> str:
     for start, end in pairs:
         if first is None:
             first = start
-        step = start.isoformat() if start is first else str((start - first).days)
-        parts.append(f"{step}+{(end - start).days}")
+            parts.append(f"{start.isoformat()}+{(end - start).days}")
+        else:
+            parts.append(f"{(start - first).days}+{(end - start).days}")
     return " ".join(parts)
 
 
@@ -43,17 +46,24 @@ def is_compact(text: str) -> bool:
 
 
 def readable(text: str) -> bool:
-    """Whether ``text`` is in this form and :func:`decode` reads it: numbers of 1 to 5
+    """Whether ``text`` is in this form and :func:`decode` reads it: numbers of 1 to 7
     digits, nights at least 1, and every checkout a date (at most 9999-12-31). A steady
-    tick asks this of every unit, so the numbers are only added up near that end."""
+    tick asks this of every unit, so the numbers are only added up when one is long or
+    the first night is near that end."""
     if not text:
         return True
-    found = _COMPACT.fullmatch(text)
-    first = None if found is None else _first_day(found[1])
-    if first is None:
-        return False
-    if first <= _SAFE_FIRST:
-        return True
+    found = _SHORT.fullmatch(text)
+    if found is not None:
+        first = _first_day(found[1])
+        if first is None:
+            return False
+        if first <= _SAFE_FIRST:
+            return True
+    else:
+        found = _LONG.fullmatch(text)
+        first = None if found is None else _first_day(found[1])
+        if first is None:
+            return False
     numbers = list(map(int, text[11:].replace("+", " ").split(" ")))  # nights, then (offset, nights)
     return first + max(map(sum, zip([0, *numbers[1::2]], numbers[0::2], strict=True))) <= _LAST_DAY
 

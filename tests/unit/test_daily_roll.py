@@ -259,6 +259,20 @@ def shown(config: Config, name: str) -> list[tuple[int, int]]:
     return [((a - TODAY).days, (b - TODAY).days) for a, b in zip(starts[::2], starts[1::2], strict=True)]
 
 
+def test_a_block_to_the_last_date_there_is_is_stored_readably_and_rolled(tmp_path, monkeypatch):
+    """An owner's block to 9999-12-31 (range_from_api's end for "no end") is one range of
+    millions of nights: its record reads back, so the roll moves it without a fetch."""
+    source = Calendars({"calm": [r(1, 3)], "forever": [BlockedRange(day(2), dt.date.max)]})
+    monkeypatch.setattr("escapia_ical.sync.runner.make_source", lambda *a, **k: source)
+    config = config_for(tmp_path, account())
+    assert run_sync(config, SyncOptions(today=TODAY, now=lambda: T0)).ok
+    entry = AccountState(config.state_dir, "a").feed_stamps()["forever.ics"]
+    assert sync_stamps.stored_ranges(entry) == [BlockedRange(day(2), dt.date.max)]
+    before = source.requests_by_operation["fetch"]
+    assert run_sync(config, SyncOptions(today=TOMORROW, now=lambda: T0)).ok
+    assert source.requests_by_operation["fetch"] == before  # rolled, not fetched again
+
+
 def test_fetches_ask_for_the_margin_and_the_state_keeps_it(world):
     config, source, sync = world
     assert sync().ok
