@@ -52,14 +52,17 @@ from escapia_ical.sync.lock import account_lock, status_lock
 log = logging.getLogger(__name__)
 
 
-def load(config_path: Path, *, warn: bool = True, secrets: bool = True) -> Config:
+def load(config_path: Path, *, warn: bool = True, secrets: bool = True, remember: bool = False) -> Config:
     """Load the configuration; show its warnings (once) on stderr unless ``warn`` is off.
     Without ``secrets``, secret keys are not read from the environment (see load_config).
+    ``remember`` (a sync that writes): a document that validated is not checked against
+    the schema again while it stays the same (config/checked.py); every command reads
+    what a sync remembered, none but such a sync writes it.
 
     Its secrets are registered with the logging setup at once, so that no log line shows
     them, whichever library writes it. Raise ConfigError if the file is unusable.
     """
-    config = load_config(config_path, secrets=secrets, remember=secrets)
+    config = load_config(config_path, secrets=secrets, remember=remember)
     for account in config.accounts:
         for secret in account.secrets:
             register_secret(secret)
@@ -108,7 +111,7 @@ def selected_accounts(config: Config, names: Sequence[str]) -> list[Account]:
 def sync(config_path: Path, accounts: Sequence[str], units: Sequence[str], *, dry_run: bool,
          force: bool, verbosity: int, full: bool = False) -> int:
     # Warnings wait for the lock: a run that finds another one running stays silent.
-    config = load(config_path, warn=False)
+    config = load(config_path, warn=False, remember=not dry_run)
     for name in accounts:
         account_named(config, name)
     show_bar = sys.stderr.isatty() and verbosity >= 0

@@ -11,6 +11,13 @@ document: YAML gives dicts, lists, strings, numbers, booleans, None, dates, byte
 and their repr tells any two apart (1, 1.0, "1" and True; nan and None). A set's order is
 not stable from one process to the next: such a document is only validated every time.
 
+Secrets (the keys of schema.SECRET_KEYS) are not in the digest: a fast digest of them
+would let whoever copies state_dir test guesses of a password offline. What the schema
+checks of them is, instead: that they are strings, how long (none, under 16 characters,
+or more: the minLength it asks is 1, or 16 for feed_token_secret) and whether they start
+as an http(s) URL (healthcheck_url's pattern). tests/unit/test_config_checked.py fails if
+the schema comes to check more of a secret than that.
+
 The other checks of load.py (accounts, folders, URLs) run every time: only the schema's
 verdict is remembered. The file is only an optimisation: unreadable, absent or stale, the
 document is validated as if it were not there, and failing to write it is not an error.
@@ -21,25 +28,58 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from escapia_ical import __version__
+
+from .schema import SECRET_KEYS
 
 FILENAME = "config.checked"
 _MAX_BYTES = 200
 
 
-def digest(document: Any, schema: Any) -> str:
-    """The digest of ``document`` as validated against ``schema`` by this version."""
-    text = f"escapia-ical {__version__}\0{schema!r}\0{document!r}"
+def digest(document: Any, schema: Any) -> str | None:
+    """The digest of ``document`` as validated against ``schema`` by this version (its
+    secrets by what the schema checks of them only); None if it has none (a number too
+    long to write out, nesting too deep: it is then validated every time)."""
+    try:
+        text = f"escapia-ical {__version__}\0{schema!r}\0{_without_secrets(document)!r}"
+    except (ValueError, RecursionError):
+        return None
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=32).hexdigest()
 
 
-def known_valid(state_dir: Path | None, value: str) -> bool:
+class _Secret(NamedTuple):
+    """What the schema checks of a secret (see the module docstring); its repr is no value
+    YAML can give."""
+
+    kind: str
+    length: str
+    url: bool
+
+
+_URL = re.compile(r"^https?://[^/\s]+")  # (schema.py's healthcheck_url pattern)
+
+
+def _without_secrets(value: Any, secret: bool = False) -> Any:
+    if secret:
+        if not isinstance(value, str):
+            return _Secret(type(value).__name__, "", False)
+        length = "none" if not value else "under 16" if len(value) < 16 else "16 or more"
+        return _Secret("str", length, _URL.search(value) is not None)
+    if isinstance(value, dict):
+        return {key: _without_secrets(item, key in SECRET_KEYS) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_secrets(item) for item in value]
+    return value
+
+
+def known_valid(state_dir: Path | None, value: str | None) -> bool:
     """Whether ``state_dir`` remembers ``value`` as the digest of a document that validated."""
-    if state_dir is None:
+    if state_dir is None or value is None:
         return False
     try:
         fd = os.open(state_dir / FILENAME, os.O_RDONLY | os.O_NOFOLLOW)
@@ -52,10 +92,10 @@ def known_valid(state_dir: Path | None, value: str) -> bool:
             return False
 
 
-def remember_valid(state_dir: Path, value: str) -> None:
-    """Keep ``value`` as the digest of the document that validated, if ``state_dir`` exists
-    and may be written (else nothing: it is validated again next time)."""
-    if not state_dir.is_dir():
+def remember_valid(state_dir: Path, value: str | None) -> None:
+    """Keep ``value`` as the digest of the document that validated, if there is one and
+    ``state_dir`` exists and may be written (else nothing: it is validated again next time)."""
+    if value is None or not state_dir.is_dir():
         return
     with contextlib.suppress(OSError):
         fd, temp = tempfile.mkstemp(dir=state_dir, prefix=f".{FILENAME}.")  # (0600)

@@ -100,8 +100,9 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     ``secrets`` off (commands that read state only, such as ``status``), keys that hold
     secrets (``SECRET_KEYS``) are not expanded: a monitoring user needs no Escapia
     credentials in its environment. Such a Config must never reach a source.
-    ``remember``: a document that validated is remembered in state_dir, and not checked
-    against the schema again while it stays the same (config/checked.py).
+    ``remember``: a document that validated is remembered in state_dir (config/checked.py).
+    Any load skips the schema for a document remembered so (the caller that writes the
+    state remembers; the others only read).
     Raise ConfigError listing every problem found, one ``FILE:LINE: key: what`` line each,
     sorted by line, if the file is unreadable, is not YAML, or does not validate.
     """
@@ -124,8 +125,8 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
         return p in expanded or any(part in SECRET_KEYS for part in p)
 
     base = Path(path).resolve().parent
-    cache = _state_dir_named(data, base) if remember and not problems else None
-    document = checked.digest(data, CONFIG_SCHEMA) if cache is not None else ""
+    cache = _state_dir_named(data, base) if not problems else None
+    document = checked.digest(data, CONFIG_SCHEMA) if cache is not None else None
     schema_checked = not checked.known_valid(cache, document)
     if schema_checked:
         problems += [p for p in schema_problems(data, is_sensitive)
@@ -144,7 +145,7 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None, *,
     if problems:
         raise ConfigError(_render(filename, doc.lines, problems))
     config = _build(Path(path), data, doc.lines, base)
-    if cache is not None and schema_checked:
+    if remember and cache is not None and schema_checked:
         checked.remember_valid(config.state_dir, document)
     warnings = [w for w in (_permission_warning(path, filename, doc.value),) if w]
     warnings += [f"{filename}:{line_of(doc.lines, key)}: {format_path(key)}: {why}"

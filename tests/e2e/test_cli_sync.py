@@ -221,6 +221,7 @@ def test_dry_run_writes_nothing_and_says_what_would_change(deployment):
     assert result.returncode == 0
     assert not (deployment.output / "sandbox").exists()
     assert result.stdout.count("would write ") == len(deployment.sandbox.unit_ids())
+    assert not (deployment.state / "config.checked").exists()  # (only a sync that writes keeps it)
 
 
 def test_unit_and_account_filters(deployment):
