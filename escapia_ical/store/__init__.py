@@ -184,8 +184,10 @@ def encode_body(value: Any) -> str:
     What orjson refuses (a lone surrogate, an integer past 64 bits, a key that is not a
     string) and what it writes as UTF-8 rather than ASCII is encoded by ``json``: the
     rows stay ASCII (postgresql.py compares them by md5 of their ASCII bytes), and read
-    back the same values either way (tests/unit/test_store_encoding.py). orjson writes
-    a float that is not finite as null (state holds none: JSON has no such number)."""
+    back the same values either way (tests/unit/test_store_encoding.py), in bytes that
+    may differ (``1e-05`` is ``0.00001``, DEL is not escaped: such a row is rewritten once).
+    orjson writes a float that is not finite as null (JSON has no such number; state holds
+    none), and writes an Enum or a UUID where ``json`` refused it (state holds none)."""
     if orjson is not None:
         try:
             body = orjson.dumps(value, option=_ORJSON)

@@ -72,3 +72,9 @@ def test_what_json_refuses_is_still_refused(value):
 def test_a_row_is_ascii(value):
     """As the JSON files were, and as the PostgreSQL store's md5 comparison needs."""
     assert encode_body(value).isascii()
+
+
+def test_a_float_that_is_not_finite_is_stored_as_null():
+    """JSON has no such number, and state holds none; were one to come, it is null, as
+    documented (json would have written NaN, which is not JSON)."""
+    assert [json.loads(encode_body({"x": value})) for value in (math.nan, math.inf)] == [{"x": None}] * 2
