@@ -65,9 +65,10 @@ _URL = re.compile(r"^https?://[^/\s]+")  # (schema.py's healthcheck_url pattern)
 
 
 def _without_secrets(value: Any, secret: bool = False) -> Any:
-    if secret:
-        if not isinstance(value, str):
-            return _Secret(type(value).__name__, "", False)
+    """``value`` with each string under a secret's key told by what the schema checks of it.
+    (Anything else under such a key is kept whole: a profile or a unit may be named
+    "password", and their settings are no secret; the schema takes no string there.)"""
+    if secret and isinstance(value, str):
         length = "none" if not value else "under 16" if len(value) < 16 else "16 or more"
         return _Secret("str", length, _URL.search(value) is not None)
     if isinstance(value, dict):

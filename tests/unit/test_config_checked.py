@@ -155,6 +155,35 @@ def test_values_yaml_can_give_never_share_a_digest(a, b):
     assert checked.digest({"k": a}, {}) != checked.digest({"k": a}, {"type": "object"})  # the schema counts
 
 
+def test_a_mapping_under_a_secrets_name_is_kept_whole(world):
+    """A profile (or a unit of the imports) may be named like a secret: its settings count."""
+    assert checked.digest({"profiles": {"password": {"past_days": 1}}}, {}) != checked.digest(
+        {"profiles": {"password": {"past_days": 2}}}, {})
+
+
+def _free_form(node, found):
+    if isinstance(node, dict):
+        if isinstance(node.get("additionalProperties"), dict):
+            found.append(node["additionalProperties"])
+        for value in node.values():
+            _free_form(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _free_form(value, found)
+    return found
+
+
+def test_no_mapping_of_names_the_user_chooses_takes_a_string():
+    """Under a name the user chooses (a profile, a unit of the imports), a string is told
+    only by its length class: the schema must then refuse any string there."""
+    from jsonschema import Draft202012Validator
+
+    found = _free_form(schema.CONFIG_SCHEMA, [])
+    assert found
+    for sub in found:
+        assert not any(Draft202012Validator(sub).is_valid(text) for text in ("", "x", "https://x", "false"))
+
+
 def test_a_document_with_no_digest_is_validated_and_reported_as_ever(world):
     path, remembered, calls = world
     path.write_text(CONFIG.format(deadline=60) + "zzz: 0x" + "f" * 4000 + "\n")  # repr refuses such an int
