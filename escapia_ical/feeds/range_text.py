@@ -82,9 +82,10 @@ def decode(text: str) -> list[tuple[dt.date, dt.date]] | None:
             for offset, nights in zip([0, *numbers[1::2]], numbers[0::2], strict=True)]
 
 
-def upgraded(text: str) -> str | None:
-    """Return the older ``"first/checkout ..."`` form ``text`` in this one; None if it
-    cannot be read (every pair two dates, the first before the checkout)."""
+def decode_older(text: str) -> list[tuple[dt.date, dt.date]] | None:
+    """Return the (first night, checkout) pairs of the older ``"first/checkout ..."`` form,
+    in the text's order; None if it cannot be read (every pair two dates, the first before
+    the checkout)."""
     pairs = []
     for pair in text.split():
         first, slash, checkout = pair.partition("/")
@@ -95,7 +96,14 @@ def upgraded(text: str) -> str | None:
         if not slash or end <= start:
             return None
         pairs.append((start, end))
-    return encode(sorted(pairs))
+    return pairs
+
+
+def upgraded(text: str) -> str | None:
+    """Return the older ``"first/checkout ..."`` form ``text`` in this one; None if it
+    cannot be read (:func:`decode_older`)."""
+    pairs = decode_older(text)
+    return None if pairs is None else encode(sorted(pairs))
 
 
 def _first_day(text: str) -> int | None:
