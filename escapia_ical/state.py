@@ -290,15 +290,22 @@ class AccountState:
 _RIGHT_SHAPES: set[tuple] = set()  # the shapes of entries found right so far
 
 
+def shape_of(entry: dict[str, Any]) -> tuple:
+    """An entry's keys and the exact types of their values (bool is not int): entries of
+    the same shape pass or fail the same type checks, so a shape found right once need not
+    be checked again (here and in status.py)."""
+    return (*entry, *map(type, entry.values()))
+
+
 def _stamp_problem(name: str, entry: Any) -> str | None:
     """Return what is wrong with one feeds.json entry, or None if nothing is."""
     if not is_feed_filename(name):
         return "not a feed file name"
     if not isinstance(entry, dict):
         return f"expected a mapping, not {kind_of(entry)}"
-    # Entries share a few shapes (their keys and the exact types of their values): a shape
-    # found right once is known right (10,000 entries a tick; a check each was 9 µs, this 1).
-    shape = (*entry, *map(type, entry.values()))
+    # Entries share a few shapes: a shape found right once is known right (10,000 entries
+    # a tick; a check each was 9 µs, this 1).
+    shape = shape_of(entry)
     if shape in _RIGHT_SHAPES:
         return None
     fields = _STAMP_FIELDS

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from escapia_ical.feeds import spans
 from escapia_ical.logs import mask_feed_tokens
-from escapia_ical.state import kind_of, read_state, warn_shape, write_state
+from escapia_ical.state import kind_of, read_state, shape_of, warn_shape, write_state
 from escapia_ical.sync.leases import HOST
 
 if TYPE_CHECKING:
@@ -81,7 +81,6 @@ def load_status(state_dir: Path) -> dict[str, Any]:
 # last_attempt or last_success equal to the account's is stored as SAME; ``rewritten`` (did
 # the last attempt rewrite the feed) of a published unit only when true.
 SAME = "=account"
-_SHARED_TIMES = ("last_attempt", "last_success")  # (save_status and _expanded name them too)
 
 
 def save_status(state_dir: Path, status: dict[str, Any]) -> None:
@@ -94,7 +93,7 @@ def save_status(state_dir: Path, status: dict[str, Any]) -> None:
             accounts[name] = entry
             continue
         compact = {}
-        attempt, success = entry.get("last_attempt"), entry.get("last_success")  # (see _SHARED_TIMES)
+        attempt, success = entry.get("last_attempt"), entry.get("last_success")  # (see SAME)
         for unit_id, unit in units.items():  # (10,000 a tick: written for speed)
             if isinstance(unit, dict):
                 unit = unit.copy()
@@ -154,7 +153,7 @@ def _checked(entry: dict[str, Any], fields: dict[str, _Check], where: str,
         else:
             kept[key] = value
     if remember and len(kept) == len(entry) and len(_UNIT_SHAPES) < 1_000:
-        _UNIT_SHAPES[_shape(entry)] = tuple(k for k, v in entry.items() if _UNIT_FIELDS.get(k) is _TIME)
+        _UNIT_SHAPES[shape_of(entry)] = tuple(k for k, v in entry.items() if _UNIT_FIELDS.get(k) is _TIME)
     return kept
 
 
@@ -162,12 +161,8 @@ def _known_right(unit: dict[str, Any]) -> bool:
     """Whether a unit's entry has the shape (keys, exact types of the values) of one that
     :func:`_checked` found right, and times that were valid: 10,000 units a run share a few
     shapes and times, and this is 4x faster than checking each field."""
-    times = _UNIT_SHAPES.get(_shape(unit))
+    times = _UNIT_SHAPES.get(shape_of(unit))
     return times is not None and _TIMES_SEEN.issuperset(map(unit.__getitem__, times))
-
-
-def _shape(entry: dict[str, Any]) -> tuple:
-    return (*entry, *map(type, entry.values()))
 
 
 _UNIT_SHAPES: dict[tuple, tuple[str, ...]] = {}  # shapes found right -> their keys holding a time
