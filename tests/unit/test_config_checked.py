@@ -78,23 +78,22 @@ def test_secrets_are_not_in_the_digest_only_what_the_schema_checks_of_them(world
         load_config(path, {**ENV, "SECRET": ""}, remember=True)
 
 
-def _secret_subschemas(node, found):
+def _subschemas(node):
+    """Every mapping in the schema ``node``, itself included."""
     if isinstance(node, dict):
-        for key, value in node.get("properties", {}).items():
-            if key in schema.SECRET_KEYS:
-                found.append((key, value))
+        yield node
         for value in node.values():
-            _secret_subschemas(value, found)
+            yield from _subschemas(value)
     elif isinstance(node, list):
         for value in node:
-            _secret_subschemas(value, found)
-    return found
+            yield from _subschemas(value)
 
 
 def test_the_schema_checks_no_more_of_a_secret_than_the_digest_keeps():
     """If this fails, the schema came to check something else of a secret: make
     config/checked.py's _Secret keep it, or a changed secret could skip the schema."""
-    found = _secret_subschemas(schema.CONFIG_SCHEMA, [])
+    found = [(key, sub) for node in _subschemas(schema.CONFIG_SCHEMA)
+             for key, sub in node.get("properties", {}).items() if key in schema.SECRET_KEYS]
     assert {key for key, _ in found} >= {"client_id", "client_secret", "password", "healthcheck_url", "url", "dsn"}
     for key, sub in found:
         assert set(sub) <= {"type", "minLength", "pattern", "x-messages"}, key
@@ -161,24 +160,13 @@ def test_a_mapping_under_a_secrets_name_is_kept_whole(world):
         {"profiles": {"password": {"past_days": 2}}}, {})
 
 
-def _free_form(node, found):
-    if isinstance(node, dict):
-        if isinstance(node.get("additionalProperties"), dict):
-            found.append(node["additionalProperties"])
-        for value in node.values():
-            _free_form(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _free_form(value, found)
-    return found
-
-
 def test_no_mapping_of_names_the_user_chooses_takes_a_string():
     """Under a name the user chooses (a profile, a unit of the imports), a string is told
     only by its length class: the schema must then refuse any string there."""
     from jsonschema import Draft202012Validator
 
-    found = _free_form(schema.CONFIG_SCHEMA, [])
+    found = [node["additionalProperties"] for node in _subschemas(schema.CONFIG_SCHEMA)
+             if isinstance(node.get("additionalProperties"), dict)]
     assert found
     for sub in found:
         assert not any(Draft202012Validator(sub).is_valid(text) for text in ("", "x", "https://x", "false"))
