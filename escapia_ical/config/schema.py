@@ -9,6 +9,7 @@ names, paths, URLs) live in ``load.py`` and ``accounts.py``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -250,16 +251,12 @@ CONFIG_SCHEMA: dict[str, Any] = {
     },
 }
 
-_VALIDATOR = None  # made at its first use: importing jsonschema is 0.07 CPU s (config/checked.py)
-
-
+@functools.cache
 def _validator() -> Any:
-    global _VALIDATOR  # noqa: PLW0603 - one per process, made once
-    if _VALIDATOR is None:
-        from jsonschema import Draft202012Validator
+    """Made at its first use: importing jsonschema is 0.07 CPU s (config/checked.py)."""
+    from jsonschema import Draft202012Validator
 
-        _VALIDATOR = Draft202012Validator(CONFIG_SCHEMA)
-    return _VALIDATOR
+    return Draft202012Validator(CONFIG_SCHEMA)
 
 
 def schema_problems(data: Any, is_sensitive: Callable[[KeyPath], bool]) -> list[Problem]:
