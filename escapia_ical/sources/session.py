@@ -14,7 +14,12 @@ netrc entry for Escapia's host as Basic auth on any request without its own auth
 with: requests' own preparation of the request (URL, query, body, auth) and its adapter,
 without Session.request's merging of settings, cookie jar and hooks, none of which we use
 (0.2 ms a request; a cold sync sends one per unit). So no cookie is kept or sent, and a
-redirect is never followed (the adapter answers it as it is).
+redirect is never followed (the adapter answers it as it is). The request is prepared with
+PreparedRequest's own steps, less two that cost without effect here: the cookie step (an empty
+jar, a mock request and a cookie-policy walk to add no Cookie header) and re-preparing a URL
+already seen: URL and query are prepared once per (URL, params) and remembered (a cold sync
+sends the same URL with 10,000 bodies; prepare_url's parsing and IDNA/quoting checks were 0.1
+ms a request). The test compares the bytes on the wire with Session.request's.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class Session(requests.Session):
         self.trust_env = False  # requests' per-request lookups (and netrc) off; ours below
         self._environment: dict[str, tuple[dict[str, str], str | None]] = {}
         self._settings: dict[str, dict[str, Any]] = {}  # origin -> the adapter's proxies, verify, cert
+        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}  # (url, params) -> prepared URL
 
     def send_request(self, method: str, url: str, *, timeout: Any, headers: Mapping[str, str] | None = None,
                      **kwargs: Any) -> requests.Response:
@@ -47,7 +53,7 @@ class Session(requests.Session):
         merged.update(headers or {})
         for name in [name for name, value in merged.items() if value is None]:  # as in requests
             del merged[name]
-        prepared = requests.Request(method, url, headers=merged, **kwargs).prepare()
+        prepared = self._prepare(method, url, merged, **kwargs)
         origin = _origin(url)
         settings = self._settings.get(origin)
         if settings is None:
@@ -55,6 +61,24 @@ class Session(requests.Session):
             del settings["stream"]
             self._settings[origin] = settings
         return self.get_adapter(prepared.url).send(prepared, stream=True, timeout=timeout, **settings)
+
+    def _prepare(self, method: str, url: str, headers: CaseInsensitiveDict, *, params: Any = None,
+                 data: Any = None, json: Any = None, auth: Any = None) -> requests.PreparedRequest:
+        """Return what ``requests.Request(...).prepare()`` would, without a cookie jar."""
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(method)
+        key = _url_key(url, params)
+        known = self._urls.get(key) if key is not None else None
+        if known is None:
+            prepared.prepare_url(url, params)
+            if key is not None and len(self._urls) < MAX_URLS:
+                self._urls[key] = prepared.url
+        else:
+            prepared.url = known
+        prepared.prepare_headers(headers)  # still checked every time: no CR/LF in a value
+        prepared.prepare_body(data, None, json)
+        prepared.prepare_auth(auth, url)
+        return prepared
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         origin = _origin(url)
@@ -70,6 +94,22 @@ class Session(requests.Session):
         if bundle and (verify is True or verify is None):
             verify = bundle
         return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+
+MAX_URLS = 1024  # prepared URLs remembered per session: a run sends a few dozen distinct ones
+
+
+def _url_key(url: str, params: Any) -> tuple[str, tuple[tuple[str, str], ...]] | None:
+    """Return the key of a prepared URL, or None if ``params`` is not a plain mapping of
+    strings and integers (anything else is prepared every time)."""
+    if params is None:
+        return url, ()
+    if not isinstance(params, dict):
+        return None
+    items = tuple(params.items())
+    if not all(isinstance(name, str) and type(value) in (str, int) for name, value in items):
+        return None
+    return url, tuple((name, str(value)) for name, value in items)
 
 
 def _origin(url: str) -> str:

@@ -165,3 +165,45 @@ def test_send_request_sends_what_requests_would_and_keeps_no_cookie(environ, met
     finally:
         server.shutdown()
         server.server_close()
+
+
+PREPARED = [
+    ("GET", "https://api.example.com/hsapi/GetReservationById", {"params": {"id": "R 1/ü"}}),
+    ("GET", "https://api.example.com/hsapi/GetReservationById", {"params": {"id": "R2"}}),
+    ("GET", "https://api.example.com/hsapi/GetReservationChanges", {"params": {"startVersion": 7}}),
+    ("GET", "https://api.example.com/hsapi/GetReservationChanges", {"params": {"startVersion": "7", "x": 1}}),
+    ("GET", "https://api.example.com/hsapi/GetReservationChanges", {"params": [("startVersion", 8)]}),
+    ("POST", "https://api.example.com/hsapi/GetUnitNonAvailability", {"json": {"unit": "1"}}),
+    ("POST", "https://Bücher.example/soap?wsdl", {"data": b"<Envelope/>"}),
+    ("get", "https://api.example.com/hsapi/auth/token", {"auth": (b"id", b"secret")}),
+]
+
+
+def test_prepared_requests_are_requests_own_also_when_the_url_is_remembered():
+    """Session._prepare (URLs remembered per (URL, params)) gives what
+    requests.Request(...).prepare() gives, on first sight and on every later one, with
+    different params for one URL never sharing a query."""
+    ours = Session()
+    for _ in range(2):
+        for method, url, kwargs in PREPARED:
+            theirs = requests.Request(method, url, headers={"A": "1"}, **kwargs).prepare()
+            mine = ours._prepare(method, url, requests.structures.CaseInsensitiveDict({"A": "1"}), **kwargs)
+            assert (mine.method, mine.url, dict(mine.headers), mine.body) == (
+                theirs.method, theirs.url, dict(theirs.headers), theirs.body)
+
+
+def test_a_header_value_with_a_line_break_is_still_refused():
+    ours = Session()
+    ours._prepare("GET", "https://api.example.com/a", requests.structures.CaseInsensitiveDict())
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        ours._prepare("GET", "https://api.example.com/a",
+                      requests.structures.CaseInsensitiveDict({"Authorization": "Bearer t\r\nX-Evil: 1"}))
+
+
+def test_the_remembered_urls_are_bounded(monkeypatch):
+    monkeypatch.setattr("escapia_ical.sources.session.MAX_URLS", 3)
+    ours = Session()
+    for index in range(10):
+        url = f"https://api.example.com/op{index}"
+        assert ours._prepare("GET", url, requests.structures.CaseInsensitiveDict()).url == url
+    assert len(ours._urls) == 3
