@@ -16,6 +16,12 @@ _API_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:T00:00:00(?:\.0+)?)?(?:Z|[+-]\d{2
 _PARSED: dict[str, dt.date] = {}  # the strings read so far: a cold sync reads the same dates 100,000 times
 
 
+def known_date(value: Any) -> dt.date | None:
+    """Return what :func:`parse_api_date` returned for ``value`` before, or None (not read
+    yet, or not a string): lets a caller skip describing a date that needs no checking."""
+    return _PARSED.get(value) if type(value) is str else None
+
+
 def parse_api_date(value: Any, what: str) -> dt.date:
     """Given an API date string, return the date. Raise SourceError naming ``what`` if
     it is missing, not a string, not a valid date, or has a time of day other than midnight."""

@@ -14,6 +14,7 @@ from typing import Any
 from escapia_ical.errors import SourceError
 from escapia_ical.feeds.kinds import kind_of_hold_type
 from escapia_ical.model import Unit
+from escapia_ical.sources.dates import known_date
 from escapia_ical.sources.dates import parse_api_date as parse_date
 
 ONE_DAY = dt.timedelta(days=1)
@@ -93,12 +94,16 @@ def parse_nonavailability(body: Any, what: str) -> tuple[list[tuple[dt.date, dt.
             date_range = _resolved(date_range, ids, f"{what}: item {index} dateRange")
         if not isinstance(date_range, dict):
             raise SourceError(f"{what}: item {index} dateRange is {_kind(date_range)}, not an object")
-        start = parse_date(date_range.get("startDate"), f"{what}: item {index} startDate")
-        end = parse_date(date_range.get("endDate"), f"{what}: item {index} endDate")
-        for day, name in ((start, "startDate"), (end, "endDate")):
-            if day == NET_EMPTY_DATE:
-                raise SourceError(f"{what}: item {index} {name} is .NET's empty date (0001-01-01): "
-                                  "the calendar is unclear")
+        # Dates already read come from the cache without naming the item (a cold sync reads
+        # half a million): the description is written only for one that needs parsing.
+        start = known_date(date_range.get("startDate")) or parse_date(
+            date_range.get("startDate"), f"{what}: item {index} startDate")
+        end = known_date(date_range.get("endDate")) or parse_date(
+            date_range.get("endDate"), f"{what}: item {index} endDate")
+        if start == NET_EMPTY_DATE or end == NET_EMPTY_DATE:
+            name = "startDate" if start == NET_EMPTY_DATE else "endDate"
+            raise SourceError(f"{what}: item {index} {name} is .NET's empty date (0001-01-01): "
+                              "the calendar is unclear")
         if end < start:
             raise SourceError(f"{what}: item {index} ends ({end}) before it starts ({start}): "
                               "the calendar is unclear")
