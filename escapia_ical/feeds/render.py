@@ -19,10 +19,11 @@ from escapia_ical.config import FeedSettings
 from escapia_ical.config.profiles import Profile
 from escapia_ical.feeds.profiles import ProfileBlock
 from escapia_ical.feeds.ranges import FeedBlock
-from escapia_ical.feeds.text import escape_text, fold_content_lines
+from escapia_ical.feeds.text import FOLD_OCTETS, escape_text, fold_content_lines
 from escapia_ical.model import Unit
 
 PRODID = f"-//escapia-ical//escapia-ical {__version__}//EN"
+_PRODID = escape_text(PRODID)
 MAX_NAME = 200
 # Control characters, line separators and lone surrogates (which cannot be encoded).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -63,7 +64,7 @@ def content_digest(unit: Unit, blocks: Sequence[FeedBlock], settings: FeedSettin
     # of its CPU). The head is JSON (names may hold any character); a block is "s/e" when
     # shown whole, "s/e:origin-s/origin-e" when cut by the window: dates hold no "/", ":" or " ".
     head = json.dumps([__version__, display_name(unit), settings.summary, settings.uid_domain])
-    body = " ".join(f"{iso(b.shown.start)}/{iso(b.shown.end)}" if b.shown == b.origin
+    body = " ".join(f"{iso(b.shown.start)}/{iso(b.shown.end)}" if b.shown is b.origin or b.shown == b.origin
                     else f"{iso(b.shown.start)}/{iso(b.shown.end)}:{iso(b.origin.start)}/{iso(b.origin.end)}"
                     for b in blocks)
     return hashlib.sha256(f"{head}\n{body}".encode()).hexdigest()
@@ -83,15 +84,20 @@ def render_feed(
     the icalendar library; TEXT escaping and 75-octet folding from feeds/text.py, the same
     on every icalendar version.
     """
-    uid = _uids(account, unit.id, settings.uid_domain) if blocks else None  # (no hash for an empty feed)
+    if not blocks:  # (no hash for an empty feed)
+        return _render(unit, [], dtstamp, None)
+    uid = _uids(account, unit.id, _escape_domain(settings.uid_domain))
     events = [(uid(b), b.shown.start, b.shown.end, settings.summary) for b in blocks]
-    return render_events(unit, events, dtstamp)
+    return _render(unit, events, dtstamp, uid_octets=_octets(f"UID:{events[0][0]}"))
 
 
 def _uids(account: str, unit_id: str, domain: str):  # noqa: ANN202 - a closure
     """:func:`event_uid` for one unit's blocks, the one place its formula is written: the
     hash of the account and unit is taken once, then copied for each block (a cold sync of
-    10,000 units names half a million)."""
+    10,000 units names half a million).
+
+    Given the domain as a TEXT value (escaped), the UIDs come out as TEXT values too: the
+    hash is hex digits, nothing in it to escape (render_feed then escapes none again)."""
     head = hashlib.sha256(f"{account}\0{unit_id}\0".encode())
 
     def uid(block: FeedBlock) -> str:
@@ -149,11 +155,21 @@ def render_events(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | Non
     compares them byte for byte with the library and parses them with icalendar, vobject
     and ical. TEXT escaping and folding are feeds/text.py's, as before.
     """
+    return _render(unit, [(_escape_uid(uid), start, end, summary) for uid, start, end, summary in events],
+                   dtstamp, None)
+
+
+def _render(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | None, str]], dtstamp: dt.datetime,
+            uid_octets: int | None) -> bytes:
+    """:func:`render_events` for events whose UIDs are TEXT values already. ``uid_octets``:
+    the octets every UID line has (render_feed's UIDs are all as long), letting a feed whose
+    variable lines are all short skip the folding pass, which would leave it as it is (most
+    feeds; tests/unit/test_render_bytes.py tries the edges)."""
     title = escape_text(display_name(unit))
     summaries: dict[str, str] = {}  # a feed repeats one or two SUMMARYs: escaped once
     utc = dtstamp.astimezone(dt.UTC)
     stamp = f"{_date(utc)}T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}Z"
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{escape_text(PRODID)}", "CALSCALE:GREGORIAN",
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{_PRODID}", "CALSCALE:GREGORIAN",
              f"NAME:{title}", f"X-WR-CALNAME:{title}", f"REFRESH-INTERVAL;VALUE=DURATION:{_REFRESH}",
              f"X-PUBLISHED-TTL:{_REFRESH}"]
     for uid, start, end, summary in events:  # an event's lines in one string: 2x faster than one by one
@@ -162,9 +178,20 @@ def render_events(unit: Unit, events: Sequence[tuple[str, dt.date, dt.date | Non
             text = summaries[summary] = escape_text(summary)
         ends = "" if end is None else f"DTEND;VALUE=DATE:{_date(end)}\r\n"
         lines.append(f"BEGIN:VEVENT\r\nSUMMARY:{text}\r\nDTSTART;VALUE=DATE:{_date(start)}\r\n{ends}"
-                     f"DTSTAMP:{stamp}\r\nUID:{_escape_uid(uid)}\r\nTRANSP:OPAQUE\r\nEND:VEVENT")
+                     f"DTSTAMP:{stamp}\r\nUID:{uid}\r\nTRANSP:OPAQUE\r\nEND:VEVENT")
     lines += ["END:VCALENDAR", ""]
-    return fold_content_lines("\r\n".join(lines).encode("utf-8"))
+    data = "\r\n".join(lines).encode("utf-8")
+    # Only these lines can be long (the others have a fixed width of at most 38 octets), and
+    # none of ours holds a line break followed by a space or tab for folding to undo.
+    if uid_octets is not None and uid_octets <= FOLD_OCTETS and _octets(f"PRODID:{_PRODID}") <= FOLD_OCTETS \
+            and _octets(f"X-WR-CALNAME:{title}") <= FOLD_OCTETS \
+            and all(_octets(f"SUMMARY:{text}") <= FOLD_OCTETS for text in summaries.values()):
+        return data
+    return fold_content_lines(data)
+
+
+def _octets(line: str) -> int:
+    return len(line) if line.isascii() else len(line.encode("utf-8"))
 
 
 # A cold sync of 10,000 units formats a million dates and escapes half a million UIDs

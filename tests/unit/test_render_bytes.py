@@ -8,7 +8,7 @@ import datetime as dt
 import icalendar
 import pytest
 import vobject
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from ical.calendar_stream import IcsCalendarStream
 from ical_reference import reference_render
@@ -64,6 +64,27 @@ def test_arbitrary_names_and_summaries_read_the_same_in_three_parsers(name, summ
     assert by_ical.events[0].summary == summary and by_ical.events[0].dtstart == start
     if end is not None:
         assert event.decoded("dtend") == by_vobject.vevent.dtend.value == by_ical.events[0].dtend == end
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=TEXT, summary=TEXT.filter(lambda s: s.strip()),
+       domain=st.one_of(st.just("rentals.example.com"), TEXT.filter(lambda s: s.strip()), st.just("é" * 40)),
+       stays=st.lists(st.tuples(st.dates(D(2026, 1, 1), D(2029, 12, 31)), st.integers(1, 30)), max_size=6))
+# The edges: the longest line that needs no fold (74 octets) and the shortest that does.
+@example(name="x" * 61, summary="s" * 66, domain="d" * 37, stays=[(D(2027, 1, 1), 2)])
+@example(name="x" * 62, summary="s" * 66, domain="d" * 37, stays=[(D(2027, 1, 1), 2)])
+@example(name="x" * 61, summary="s" * 67, domain="d" * 37, stays=[(D(2027, 1, 1), 2)])
+@example(name="x" * 61, summary="s" * 66, domain="d" * 38, stays=[(D(2027, 1, 1), 2)])
+@example(name="x" * 61, summary="s" * 66, domain="é" * 19, stays=[(D(2027, 1, 1), 2)])
+def test_render_feed_is_render_events_of_its_uids(name, summary, domain, stays):
+    """render_feed (UIDs escaped once per domain, and no folding pass when every line that
+    can be long is short) writes the bytes the icalendar reference writes for its events."""
+    unit = Unit("1020-7", name)
+    stays = [BlockedRange(start, start + dt.timedelta(days=n)) for start, n in sorted(stays)]
+    blocks = [FeedBlock(stay, stay) for stay in stays]
+    settings_ = FeedSettings(summary=summary, uid_domain=domain)
+    events = [(event_uid("acme", unit.id, b, domain), b.shown.start, b.shown.end, summary) for b in blocks]
+    assert render_feed("acme", unit, blocks, settings_, STAMP) == reference_render(unit, events, STAMP)
 
 
 @settings(max_examples=300, deadline=None)
