@@ -180,7 +180,7 @@ PREPARED = [
 
 
 def test_prepared_requests_are_requests_own_also_when_the_url_is_remembered():
-    """Session._prepare (URLs remembered per (URL, params)) gives what
+    """Session._prepare (URLs without params remembered) gives what
     requests.Request(...).prepare() gives, on first sight and on every later one, with
     different params for one URL never sharing a query."""
     ours = Session()
