@@ -25,8 +25,9 @@ def known_date(value: Any) -> dt.date | None:
 def parse_api_date(value: Any, what: str) -> dt.date:
     """Given an API date string, return the date. Raise SourceError naming ``what`` if
     it is missing, not a string, not a valid date, or has a time of day other than midnight."""
-    if isinstance(value, str) and value in _PARSED:
-        return _PARSED[value]
+    day = known_date(value)
+    if day is not None:
+        return day
     if not isinstance(value, str):
         got = "nothing" if value is None else type(value).__name__
         raise SourceError(f"{what}: expected a date, got {got}")

@@ -96,10 +96,9 @@ def parse_nonavailability(body: Any, what: str) -> tuple[list[tuple[dt.date, dt.
             raise SourceError(f"{what}: item {index} dateRange is {_kind(date_range)}, not an object")
         # Dates already read come from the cache without naming the item (a cold sync reads
         # half a million): the description is written only for one that needs parsing.
-        start = known_date(date_range.get("startDate")) or parse_date(
-            date_range.get("startDate"), f"{what}: item {index} startDate")
-        end = known_date(date_range.get("endDate")) or parse_date(
-            date_range.get("endDate"), f"{what}: item {index} endDate")
+        first, checkout = date_range.get("startDate"), date_range.get("endDate")
+        start = known_date(first) or parse_date(first, f"{what}: item {index} startDate")
+        end = known_date(checkout) or parse_date(checkout, f"{what}: item {index} endDate")
         if start == NET_EMPTY_DATE or end == NET_EMPTY_DATE:
             name = "startDate" if start == NET_EMPTY_DATE else "endDate"
             raise SourceError(f"{what}: item {index} {name} is .NET's empty date (0001-01-01): "
