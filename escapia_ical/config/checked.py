@@ -29,13 +29,12 @@ import contextlib
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from escapia_ical import __version__
 
-from .schema import SECRET_KEYS
+from .schema import CONFIG_SCHEMA, SECRET_KEYS
 
 FILENAME = "config.checked"
 _MAX_BYTES = 200
@@ -61,7 +60,7 @@ class _Secret(NamedTuple):
     url: bool
 
 
-_URL = re.compile(r"^https?://[^/\s]+")  # (schema.py's healthcheck_url pattern)
+_URL = re.compile(CONFIG_SCHEMA["properties"]["healthcheck_url"]["pattern"])  # what a URL secret must match
 
 
 def _without_secrets(value: Any, secret: bool = False) -> Any:
@@ -98,13 +97,12 @@ def remember_valid(state_dir: Path, value: str | None) -> None:
     ``state_dir`` exists and may be written (else nothing: it is validated again next time)."""
     if value is None or not state_dir.is_dir():
         return
+    from escapia_ical.feeds.publish import write_at  # (only when remembering: rarely)
+    from escapia_ical.store.documents import STATE_FILE_MODE
+
     with contextlib.suppress(OSError):
-        fd, temp = tempfile.mkstemp(dir=state_dir, prefix=f".{FILENAME}.")  # (0600)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as file:
-                file.write(value + "\n")
-            os.replace(temp, state_dir / FILENAME)  # (a link there is replaced, never followed)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+        folder = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:  # atomically, 0600; a link there is replaced, never followed
+            write_at(folder, FILENAME, f"{value}\n".encode("ascii"), STATE_FILE_MODE)
+        finally:
+            os.close(folder)
