@@ -16,7 +16,8 @@ import time
 import requests
 
 from escapia_ical.sources.http import USER_AGENT
-from escapia_ical.sources.watchdog import new_session, time_limit
+from escapia_ical.sources.transport import new_session
+from escapia_ical.sources.watchdog import time_limit
 
 log = logging.getLogger(__name__)
 TIMEOUT = 10.0  # seconds for the whole ping, redirects included

@@ -93,7 +93,7 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     console.addFilter(RedactSecrets())
     root.addHandler(console)
     # Library chatter (connection pools, retries) only when asked for everything.
-    for noisy in ("urllib3", "requests"):
+    for noisy in ("urllib3", "requests", "escapia_ical.sources.transport"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
     # Never botocore's debug lines, at any verbosity: they print signed requests, with the
     # access key and a role's session token (feeds on S3, feeds/s3.py).

@@ -42,7 +42,8 @@ from escapia_ical.sources.pacing import Pacer, Sleep
 from escapia_ical.sources.session import Session
 from escapia_ical.sources.slots import request_slot
 from escapia_ical.sources.stop import Stopped
-from escapia_ical.sources.watchdog import new_session, time_limit
+from escapia_ical.sources.transport import new_session
+from escapia_ical.sources.watchdog import time_limit
 
 USER_AGENT = f"escapia-ical/{__version__}"
 

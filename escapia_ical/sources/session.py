@@ -11,7 +11,8 @@ would, once per scheme, host and port, for the life of the session (one run).
 netrc entry for Escapia's host as Basic auth on any request without its own auth.)
 
 :meth:`Session.send_request` is what :class:`~escapia_ical.sources.http.HttpClient` sends
-with: requests' own preparation of the request (URL, query, body, auth) and its adapter,
+with: requests' own preparation of the request (URL, query, body, auth), then its adapter
+or, where nothing needs the adapter, http.client (``direct``: see sources/transport.py),
 without Session.request's merging of settings, cookie jar and hooks, none of which we use
 (0.2 ms a request; a cold sync sends one per unit). So no cookie is kept or sent, and a
 redirect is never followed (the adapter answers it as it is). The request is prepared with
@@ -43,6 +44,8 @@ class Session(requests.Session):
         self._environment: dict[str, tuple[dict[str, str], str | None]] = {}
         self._settings: dict[str, dict[str, Any]] = {}  # origin -> the adapter's proxies, verify, cert
         self._urls: dict[str, str] = {}  # url (sent without params) -> prepared URL
+        # Sends what it can straight over http.client (sources/transport.py); None: the adapter.
+        self.direct: Any = None
 
     def send_request(self, method: str, url: str, *, timeout: Any, headers: Mapping[str, str] | None = None,
                      **kwargs: Any) -> requests.Response:
@@ -60,7 +63,14 @@ class Session(requests.Session):
             settings = self.merge_environment_settings(url, {}, True, None, None)
             del settings["stream"]
             self._settings[origin] = settings
+        if self.direct is not None and self.direct.usable(self, prepared, origin, settings):
+            return self.direct.send(prepared, timeout=timeout, verify=settings["verify"])
         return self.get_adapter(prepared.url).send(prepared, stream=True, timeout=timeout, **settings)
+
+    def close(self) -> None:
+        if self.direct is not None:
+            self.direct.close()
+        super().close()
 
     def _prepare(self, method: str, url: str, headers: CaseInsensitiveDict, *, params: Any = None,
                  data: Any = None, json: Any = None, auth: Any = None) -> requests.PreparedRequest:

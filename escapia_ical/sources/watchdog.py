@@ -6,12 +6,14 @@ request, and the run, forever. So every request runs inside :func:`time_limit`: 
 watchdog thread shuts down the socket of a request still running when its limit passes,
 which makes the blocked read fail at once (connect, TLS, sending, headers, body alike).
 
-How the watchdog knows the socket: sessions from :func:`new_session` mount an adapter whose
-urllib3 pools (the public ``pool_classes_by_scheme`` / ``ConnectionCls`` hooks) make
-connections that report to the current thread's limit on ``connect()`` and on every
-``request()``, so a reused keep-alive connection is watched too. A socket that appears
-after the limit passed (the limit ran out during DNS or TCP connect, which have their own
-timeouts) is shut down at the next re-check, every ``RECHECK`` seconds, until the request
+How the watchdog knows the socket: a connection reports to the current thread's limit with
+:func:`attach` on ``connect()`` and on every request, so a reused keep-alive connection is
+watched too, and hands its new socket to :func:`watch_socket` before a TLS handshake. The
+sessions from :func:`~escapia_ical.sources.transport.new_session` send over connections that
+do: their own (sources/transport.py), or those of :class:`WatchedAdapter`, whose urllib3
+pools (the public ``pool_classes_by_scheme`` / ``ConnectionCls`` hooks) make watched ones.
+A socket that appears after the limit passed (the limit ran out during DNS or TCP connect,
+which have their own timeouts) is shut down at the next re-check, every ``RECHECK`` seconds, until the request
 ends. Shutdown, not close: the owning thread still closes its socket itself.
 
 :func:`~escapia_ical.sources.stop.request_stop` fires every stoppable limit at once. The same
@@ -35,7 +37,6 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from escapia_ical.sources import stop
-from escapia_ical.sources.session import Session
 from escapia_ical.sources.stop import Stopped
 
 RECHECK = 0.1  # seconds between shutdowns of an expired request's sockets
@@ -187,7 +188,7 @@ def _shut_down(sock: object) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-def _attach(connection: object) -> None:
+def attach(connection: object) -> None:
     """Watch ``connection`` (and its socket, if it has one) for the current thread's limit."""
     scope = getattr(_local, "scope", None)
     if scope is None:
@@ -204,33 +205,40 @@ def _attach(connection: object) -> None:
             _shut_down(sock)
 
 
+def watch_socket(sock: socket.socket) -> None:
+    """Watch a new connection's socket before TLS replaces it: the watchdog keeps a
+    duplicate of it (closed when the scope ends), which it can shut down mid-handshake."""
+    scope = getattr(_local, "scope", None)
+    if scope is None:
+        return
+    duplicate = sock.dup()
+    with _lock:
+        if scope.done:
+            duplicate.close()
+        else:
+            scope.duplicates.append(duplicate)
+            if scope.expired:
+                _shut_down(duplicate)
+
+
 class _Watched:
     """Report the connection to the current thread's time limit before it is used."""
 
     def connect(self) -> None:
-        _attach(self)
+        attach(self)
         super().connect()  # type: ignore[misc]
-        _attach(self)  # now with its socket
+        attach(self)  # now with its socket
 
     def _new_conn(self):  # type: ignore[no-untyped-def]
         # The one hook between the TCP connect and the TLS handshake (urllib3 1.x and 2.x;
         # were it ever gone, only a stalled handshake would outlive the limit, by at most
         # connect_timeout per read).
         sock = super()._new_conn()  # type: ignore[misc]
-        scope = getattr(_local, "scope", None)
-        if scope is not None:
-            duplicate = sock.dup()
-            with _lock:
-                if scope.done:
-                    duplicate.close()
-                else:
-                    scope.duplicates.append(duplicate)
-                    if scope.expired:
-                        _shut_down(duplicate)
+        watch_socket(sock)
         return sock
 
     def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        _attach(self)  # a reused keep-alive connection does not connect again
+        attach(self)  # a reused keep-alive connection does not connect again
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 
@@ -269,11 +277,3 @@ class WatchedAdapter(HTTPAdapter):
             manager.pool_classes_by_scheme = _WATCHED_POOLS
         return manager
 
-
-def new_session() -> Session:
-    """Return a requests Session whose requests obey :func:`time_limit` (and which reads the
-    environment's proxies once per origin: see sources/session.py)."""
-    session = Session()
-    for prefix in ("http://", "https://"):
-        session.mount(prefix, WatchedAdapter())
-    return session

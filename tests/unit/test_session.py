@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from escapia_ical.sources.session import Session
+from escapia_ical.sources.transport import new_session
 
 ENVIRONMENTS = {
     "none": {},
@@ -119,7 +120,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
     def _answer(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.seen.append((self.command, self.path, sorted(self.headers.items()), body))
+        self.seen.append((self.command, self.path, list(self.headers.items()), body))
         self.send_response(302)
         self.send_header("Location", "/elsewhere")
         self.send_header("Set-Cookie", "session=abc; Path=/")
@@ -143,10 +144,12 @@ REQUESTS = [
 ]
 
 
+@pytest.mark.parametrize("make", [Session, new_session], ids=["adapter", "direct"])
 @pytest.mark.parametrize(("method", "kwargs"), REQUESTS)
-def test_send_request_sends_what_requests_would_and_keeps_no_cookie(environ, method, kwargs):
-    """HttpClient's lean path: the same bytes as Session.request (headers, query, body,
-    auth), a redirect handed back rather than followed, and no cookie kept or sent."""
+def test_send_request_sends_what_requests_would_and_keeps_no_cookie(environ, method, kwargs, make):
+    """HttpClient's lean path, through requests' adapter and straight over http.client
+    (sources/transport.py): the same bytes as Session.request (headers, query, body, auth),
+    a redirect handed back rather than followed, and no cookie kept or sent."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hsapi/Op"
@@ -155,7 +158,8 @@ def test_send_request_sends_what_requests_would_and_keeps_no_cookie(environ, met
         with requests.Session() as theirs:
             theirs.trust_env = False
             theirs.request(method, url, allow_redirects=False, timeout=5, **kwargs).close()
-        with Session() as ours:
+        with make() as ours:
+            assert (ours.direct is not None) == (make is new_session)
             for _ in range(2):  # the second after the first answer's Set-Cookie
                 with ours.send_request(method, url, timeout=5, **kwargs) as answer:
                     assert answer.status_code == 302

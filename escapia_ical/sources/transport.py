@@ -1,0 +1,265 @@
+"""How a request reaches the server: straight over a kept-alive http.client connection, or
+through requests' adapter when something needs it.
+
+requests' adapter (urllib3's pool, its Retry and Timeout objects, its connection's request
+and the adapter's response building with a cookie jar) costs about 0.5 ms of CPU a request
+more than http.client does for the same bytes: 5 s of a cold sync of 10,000 units, and the
+GIL held for it while the main thread renders and publishes. :class:`Direct` sends what
+requests prepared (the same method, target, headers and body: ``tests/unit/test_session.py``
+compares the bytes on the wire) over one keep-alive :mod:`http.client` connection per
+origin and thread, and reads the answer with urllib3's own ``HTTPResponse`` inside a
+``requests.Response``, as the adapter would: the same body decoding (gzip, deflate), length
+checks, header folding and exceptions while reading. Failures before the answer are raised
+as the adapter raises them (ConnectTimeout, ReadTimeout, SSLError, ConnectionError, with
+the same innermost cause), so errors read the same (``tests/unit/test_transport.py``
+compares both transports, answer by answer and failure by failure).
+
+A request takes requests' adapter instead when an environment proxy applies to its URL, a
+client certificate or ``verify=False`` is asked for, the CA bundle path does not exist (the
+adapter says so), its body is not bytes (or none), the adapter mounted for it is not the stock
+one (a test's mock such as ``responses`` takes every request), or the environment says
+``ESCAPIA_ICAL_TRANSPORT=requests`` (a fallback, should a server or middlebox ever disagree
+with http.client).
+
+Both obey :func:`~escapia_ical.sources.watchdog.time_limit`: a connection reports to it on
+connect and on every request, and its socket is duplicated for the watchdog before the TLS
+handshake, as the adapter's watched connections do. A kept-alive connection that the server
+closed while idle is noticed (readable before a request is sent) and replaced; one whose
+answer was not read to its end is closed, never reused.
+
+TLS: urllib3's default context (the same protocol floor, ciphers and options as the
+adapter's), certificates checked against certifi's bundle or ``REQUESTS_CA_BUNDLE`` /
+``CURL_CA_BUNDLE``, the host name checked by the ssl module (never the certificate's
+common name).
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers, select_proxy
+from urllib3 import HTTPResponse
+from urllib3._collections import HTTPHeaderDict
+from urllib3.util import ssl_
+from urllib3.util.wait import wait_for_read
+
+from escapia_ical.sources import watchdog
+from escapia_ical.sources.session import Session
+
+# Each connection and request at -vv only, as urllib3 logs those it sends (logs.py sets the level).
+log = logging.getLogger(__name__)
+TRANSPORT_ENV = "ESCAPIA_ICAL_TRANSPORT"  # "requests": every request through requests' adapter
+_STOCK_SEND = HTTPAdapter.send  # captured at import: a mock installed later is obeyed
+_OBSOLETE_FOLD = re.compile(r"(?:(?<![ \t])[ \t]+)?\r\n[ \t]+")  # as urllib3 unfolds header values
+
+
+class Direct:
+    """One thread's kept-alive connections, one per origin (scheme, host, port, CA bundle)."""
+
+    def __init__(self) -> None:
+        self._connections: dict[tuple[str, str, int, str], _Connection] = {}
+        self._origins: dict[str, bool] = {}  # origin -> whether its settings allow Direct
+        self._opened = itertools.count(1)
+
+    def usable(self, session: Session, prepared: requests.PreparedRequest, origin: str,
+               settings: dict[str, Any]) -> bool:
+        """Return whether ``prepared`` (to ``origin``, whose adapter settings are
+        ``settings``) can go straight over http.client (see the module)."""
+        usable = self._origins.get(origin)
+        if usable is None:
+            usable = self._origins[origin] = _origin_usable(origin, settings)
+        # A text body is left to the adapter: urllib3 1 and 2 encode it differently.
+        return (usable and isinstance(prepared.body, bytes | None)
+                and type(session.get_adapter(origin)).send is _STOCK_SEND)
+
+    def send(self, prepared: requests.PreparedRequest, *, timeout: Any,
+             verify: bool | str) -> requests.Response:
+        """Send ``prepared``; return the answer with its body not yet read (close it).
+        ``timeout``: seconds, or (connect, read) seconds, as requests takes it."""
+        if not isinstance(timeout, tuple):
+            timeout = (timeout, timeout)
+        parts = urlsplit(prepared.url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        bundle = DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
+        key = (parts.scheme, host, port, bundle if parts.scheme == "https" else "")
+        connection = self._connections.get(key)
+        if connection is not None and connection.sock is not None and wait_for_read(connection.sock, 0.0):
+            connection.close()  # closed by the server while idle (or data nobody asked for)
+        if connection is None:
+            if parts.scheme == "https":
+                connection = _TlsConnection(host, port, _context(bundle))
+            else:
+                connection = _Connection(host, port)
+            self._connections[key] = connection
+        connection.timeouts = timeout
+        watchdog.attach(connection)  # a reused connection does not connect again
+        if connection.sock is None:
+            log.debug("Starting new %s connection (%d): %s:%s", parts.scheme.upper(), next(self._opened),
+                      host, port)
+            try:
+                connection.connect()
+            except Exception as exc:
+                connection.close()
+                raise _adapter_error(exc, connecting=True) from None
+        try:
+            connection.sock.settimeout(timeout[1])  # type: ignore[union-attr]
+            connection.request(prepared.method or "GET", prepared.path_url, prepared.body, prepared.headers)
+            answer = connection.getresponse()
+        except Exception as exc:
+            connection.close()
+            raise _adapter_error(exc, connecting=False) from None
+        log.debug('%s://%s:%s "%s %s HTTP/%s" %s %s', parts.scheme, host, port, prepared.method,
+                  prepared.path_url, "1.0" if answer.version == 10 else "1.1", answer.status, answer.length)
+        return _response(prepared, answer, connection)
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+
+def new_session() -> Session:
+    """Return a requests Session whose requests obey :func:`~.watchdog.time_limit`, sent by
+    :class:`Direct` where it can (see above), reading the environment's proxies once per
+    origin (see sources/session.py)."""
+    session = Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, watchdog.WatchedAdapter())
+    if os.environ.get(TRANSPORT_ENV, "").strip().lower() != "requests":
+        session.direct = Direct()
+    return session
+
+
+class _Connection(http.client.HTTPConnection):
+    """An http.client connection with connect and read timeouts, watched by the watchdog."""
+
+    timeouts: tuple[float | None, float | None] = (30.0, 30.0)
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+
+    def connect(self) -> None:
+        watchdog.attach(self)
+        self.sock = self._tcp()
+        watchdog.attach(self)  # now with its socket
+
+    def _tcp(self) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), self.timeouts[0])
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as urllib3 does
+        return sock
+
+
+class _TlsConnection(_Connection):
+    def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        super().__init__(host, port)
+        self._context = context
+
+    def connect(self) -> None:
+        watchdog.attach(self)
+        sock = self._tcp()
+        # The handshake can stall: the watchdog must be able to shut this socket down
+        # before the connection holds the TLS socket that replaces it.
+        watchdog.watch_socket(sock)
+        name = self.host.split("%", 1)[0]  # an IPv6 scope id is not part of the name
+        self.sock = self._context.wrap_socket(sock, server_hostname=name)
+        watchdog.attach(self)
+
+
+_contexts: dict[str, ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def _context(bundle: str) -> ssl.SSLContext:
+    """urllib3's default TLS context with ``bundle`` (a file or a folder) loaded, made once
+    per bundle (loading certifi's takes ~10 ms)."""
+    with _contexts_lock:
+        context = _contexts.get(bundle)
+        if context is None:
+            context = ssl_.create_urllib3_context()
+            context.check_hostname = True
+            context.hostname_checks_common_name = False
+            if os.path.isdir(bundle):
+                context.load_verify_locations(capath=bundle)
+            else:
+                context.load_verify_locations(cafile=bundle)
+            context.set_alpn_protocols(["http/1.1"])
+            _contexts[bundle] = context
+        return context
+
+
+def _origin_usable(origin: str, settings: dict[str, Any]) -> bool:
+    scheme = urlsplit(origin).scheme
+    verify = settings.get("verify", True)
+    if scheme not in ("http", "https") or settings.get("cert"):
+        return False
+    if select_proxy(origin + "/", settings.get("proxies") or {}):
+        return False
+    if scheme == "http":
+        return True
+    if verify is not True and not (isinstance(verify, str) and os.path.exists(verify)):
+        return False  # verify=False, or a missing bundle: the adapter's own handling
+    # Where the ssl module cannot check host names without the common name, urllib3 checks
+    # them itself: leave those (old OpenSSL, pyOpenSSL) to it.
+    return getattr(ssl_, "HAS_NEVER_CHECK_COMMON_NAME", False) and not ssl_.IS_PYOPENSSL
+
+
+def _adapter_error(exc: Exception, *, connecting: bool) -> Exception:
+    """The requests exception the adapter raises for ``exc`` (the innermost cause kept, so
+    that ``reason()`` reads the same); an exception that is not about the network is
+    returned as it is."""
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return requests.exceptions.SSLError(exc)
+    if isinstance(exc, TimeoutError):
+        return (requests.ConnectTimeout if connecting else requests.ReadTimeout)(exc)
+    if isinstance(exc, OSError | http.client.HTTPException):
+        return requests.ConnectionError(exc)
+    return exc
+
+
+class _Answer(requests.Response):
+    """requests.Response over a Direct connection: closing it before the body's end closes
+    the connection (what is left unread would be taken for the next answer)."""
+
+    _connection: _Connection | None = None
+    _http: http.client.HTTPResponse | None = None
+
+    def close(self) -> None:
+        complete = self._http is None or self._http.isclosed()
+        super().close()
+        if not complete and self._connection is not None:
+            self._connection.close()
+
+
+def _response(prepared: requests.PreparedRequest, answer: http.client.HTTPResponse,
+              connection: _Connection) -> requests.Response:
+    # As urllib3's HTTPConnection.getresponse and requests' HTTPAdapter.build_response do,
+    # without the cookie jar (none is kept).
+    items = [(name, _OBSOLETE_FOLD.sub(" ", value) if "\r\n" in value else value)
+             for name, value in answer.msg.items()]
+    raw = HTTPResponse(body=answer, headers=HTTPHeaderDict(items), status=answer.status,
+                       version=answer.version, reason=answer.reason, preload_content=False,
+                       decode_content=True, original_response=answer, enforce_content_length=True,
+                       request_method=prepared.method, request_url=prepared.url)
+    response = _Answer()
+    response._http, response._connection = answer, connection
+    response.status_code = answer.status
+    response.headers = CaseInsensitiveDict(raw.headers)
+    response.raw = raw
+    response.reason = answer.reason
+    response.url = prepared.url
+    response.request = prepared
+    response.encoding = get_encoding_from_headers(response.headers)
+    return response

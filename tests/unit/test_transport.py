@@ -1,0 +1,315 @@
+"""sources/transport.py: a request sent straight over http.client (Direct) ends exactly as it
+ends through requests' adapter (ESCAPIA_ICAL_TRANSPORT=requests): the same result (status,
+headers, decoded body) or the same error, counted the same, for every answer a loopback
+server scripts byte by byte; kept-alive connections are reused, replaced when the server
+closed them, and never reused after an unread answer; TLS checks the certificate and the
+name, with the CA bundle from the environment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+import zlib
+
+import pytest
+from loopback import RawServer, ok
+
+from escapia_ical.config import HttpPolicy
+from escapia_ical.sources import transport
+from escapia_ical.sources.http import HttpClient
+
+OP = "GetUnitNonAvailability"
+BODY = b'{"dateRange": "x", "padding": "' + b"y" * 3000 + b'"}'
+
+
+def head(status: str = "200 OK", *lines: str, version: str = "HTTP/1.1") -> bytes:
+    return (f"{version} {status}\r\n" + "".join(f"{line}\r\n" for line in lines) + "\r\n").encode()
+
+
+def chunked(data: bytes, size: int = 700) -> bytes:
+    parts = [b"%x\r\n%s\r\n" % (len(data[i:i + size]), data[i:i + size]) for i in range(0, len(data), size)]
+    return b"".join(parts) + b"0\r\n\r\n"
+
+
+def deflated(data: bytes, raw: bool) -> bytes:
+    packer = zlib.compressobj(wbits=-15 if raw else 15)
+    return packer.compress(data) + packer.flush()
+
+
+ZIPPED = gzip.compress(BODY)
+
+# name -> (what the server sends, then closes the connection when the answer says so)
+ANSWERS: dict[str, tuple[bytes, bool]] = {
+    "length": (ok(BODY), False),
+    "chunked": (head("200 OK", "Transfer-Encoding: chunked") + chunked(BODY), False),
+    "gzip": (head("200 OK", "Content-Encoding: gzip", f"Content-Length: {len(ZIPPED)}") + ZIPPED, False),
+    "gzip chunked": (head("200 OK", "Content-Encoding: gzip", "Transfer-Encoding: chunked") + chunked(ZIPPED),
+                     False),
+    "x-gzip": (head("200 OK", "Content-Encoding: x-gzip", f"Content-Length: {len(ZIPPED)}") + ZIPPED, False),
+    "deflate (zlib)": (head("200 OK", "Content-Encoding: deflate", "Transfer-Encoding: chunked")
+                       + chunked(deflated(BODY, raw=False)), False),
+    "deflate (raw)": (head("200 OK", "Content-Encoding: deflate", "Transfer-Encoding: chunked")
+                      + chunked(deflated(BODY, raw=True)), False),
+    "unknown encoding kept": (head("200 OK", "Content-Encoding: br", "Content-Length: 4") + b"abcd", False),
+    "headers repeated and folded": (head("200 OK", "X-A: 1", "x-a: 2", "X-Folded: one", "  two",
+                                         "Set-Cookie: s=1", "Content-Length: 2") + b"{}", False),
+    "204": (head("204 No Content"), False),
+    "HTTP/1.0 to the close": (head("200 OK", version="HTTP/1.0") + BODY, True),
+    "Connection: close": (head("200 OK", "Connection: close") + BODY, True),
+    "503 Retry-After": (head("503 Service Unavailable", "Retry-After: 0", "Content-Length: 4") + b"busy", False),
+    "302": (head("302 Found", "Location: https://elsewhere.example/x?token=1", "Content-Length: 0"), False),
+    "Content-Length above the cap": (head("200 OK", "Content-Length: 99999999999"), True),
+    "cut before the length": (head("200 OK", "Content-Length: 5000") + BODY[:100], True),
+    "chunked cut short": (head("200 OK", "Transfer-Encoding: chunked") + chunked(BODY)[:1000], True),
+    "chunk size not a number": (head("200 OK", "Transfer-Encoding: chunked") + b"zz\r\nabc\r\n", True),
+    "gzip broken": (head("200 OK", "Content-Encoding: gzip", "Content-Length: 10") + b"not gzip!!", False),
+    "status line garbage": (b"HTCPCP/1.0 418\r\n\r\n", True),
+    "closed without an answer": (b"", True),
+    "header line too long": (head("200 OK", "X-Long: " + "a" * 70000, "Content-Length: 2") + b"{}", True),
+}
+
+
+def client(**policy) -> HttpClient:
+    defaults = dict(retry_attempts=1, retry_initial_wait=0, connect_timeout=5, read_timeout=5)
+    return HttpClient(HttpPolicy(**{**defaults, **policy}))
+
+
+@pytest.fixture
+def direct_sends(monkeypatch):
+    """Counts the requests Direct sent (the adapter's are the rest)."""
+    sent: list[str] = []
+    send = transport.Direct.send
+
+    def counting(self, prepared, **kwargs):
+        sent.append(prepared.url)
+        return send(self, prepared, **kwargs)
+
+    monkeypatch.setattr(transport.Direct, "send", counting)
+    return sent
+
+
+def outcome(monkeypatch, name: str, url: str, **policy):
+    """Send one request with ``name``'s transport; return (result or error, the counts)."""
+    if name == "requests":
+        monkeypatch.setenv(transport.TRANSPORT_ENV, "requests")
+    else:
+        monkeypatch.delenv(transport.TRANSPORT_ENV, raising=False)
+    http = client(**policy)
+    try:
+        result = http.request("GET", url, operation=OP)
+        got = ("answer", result.status, result.headers, result.body)
+    except Exception as exc:  # noqa: BLE001 - the error is what is compared
+        got = (type(exc).__name__, str(exc))
+    return got, dict(http.responses_by_status)
+
+
+def serve(answer: bytes, close: bool) -> RawServer:
+    def send(conn, head_, n):
+        conn.sendall(answer)
+        if close:
+            conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    return RawServer(send)
+
+
+@pytest.mark.parametrize("case", ANSWERS)
+def test_direct_ends_every_answer_as_the_adapter_does(monkeypatch, direct_sends, case):
+    seen = {}
+    for name in ("requests", "direct"):
+        with serve(*ANSWERS[case]) as server:
+            seen[name] = outcome(monkeypatch, name, server.url + "/hsapi/x?id=1")
+    assert direct_sends == [direct_sends[0]], "one request, and only with Direct, went straight"
+    assert seen["direct"] == seen["requests"]
+    if case in ("gzip", "gzip chunked", "chunked", "deflate (zlib)", "deflate (raw)", "length"):
+        assert seen["direct"][0][3] == BODY
+
+
+def test_a_refused_connection_and_a_read_timeout_read_the_same(monkeypatch, direct_sends):
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{unused.getsockname()[1]}/x"  # bound, never listening
+        results = [outcome(monkeypatch, name, refused) for name in ("requests", "direct")]
+    assert results[0] == results[1] == (("TransportError", f"{OP}: connection failed (connection refused)"),
+                                        {(OP, "error"): 1})
+    with RawServer(lambda conn, head_, n: None) as silent:  # reads the request, never answers
+        results = [outcome(monkeypatch, name, silent.url, read_timeout=0.3) for name in ("requests", "direct")]
+    assert results[0] == results[1] == (("TransportError", f"{OP}: timed out (timed out)"), {(OP, "timeout"): 1})
+    assert len(direct_sends) == 2
+
+
+def test_a_kept_alive_connection_is_reused_and_replaced_once_the_server_closed_it(monkeypatch, direct_sends):
+    closing = threading.Event()
+
+    def send(conn, head_, n):
+        conn.sendall(ok(b'{"n": %d}' % n))
+        if n == 1:  # an idle keep-alive connection the server drops after its answer
+            closing.wait(5)
+            conn.close()
+
+    monkeypatch.delenv(transport.TRANSPORT_ENV, raising=False)
+    http = client()
+    with RawServer(send) as server:
+        first = http.request("GET", server.url, operation=OP).body
+        second = http.request("GET", server.url, operation=OP).body
+        closing.set()
+        for _ in range(100):  # until the client's side sees the close
+            if server.connections == 1 and http.session.direct._connections:
+                connection = next(iter(http.session.direct._connections.values()))
+                if connection.sock is None or transport.wait_for_read(connection.sock, 0.01):
+                    break
+        third = http.request("GET", server.url, operation=OP).body
+        assert (first, second, third) == (b'{"n": 0}', b'{"n": 1}', b'{"n": 0}')
+        assert server.connections == 2, "reused once, then replaced: not an error"
+    assert http.responses_by_status == {(OP, "200"): 3} and len(direct_sends) == 3
+
+
+def test_an_answer_not_read_to_its_end_never_leaves_its_rest_for_the_next(monkeypatch):
+    whole = b"[" + b"1," * 5000 + b"1]"
+
+    def send(conn, head_, n):
+        answer = ok(whole)
+        conn.sendall(answer[:200])
+        if n == 0:  # the rest comes after the client gave up on this answer
+            time.sleep(0.3)
+        conn.sendall(answer[200:])
+
+    monkeypatch.delenv(transport.TRANSPORT_ENV, raising=False)
+    session = transport.new_session()
+    with RawServer(send) as server:
+        with session.send_request("GET", server.url, timeout=5) as answer:
+            assert next(answer.iter_content(10)) == b"[1,1,1,1,1"  # then closed mid-body
+        with session.send_request("GET", server.url, timeout=5) as answer:
+            assert answer.content == whole
+        assert server.connections == 2
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    """A CA and a certificate for 127.0.0.1 and localhost it signed (files in a temp dir)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder = tmp_path_factory.mktemp("tls")
+    now = dt.datetime.now(dt.UTC)
+
+    def certificate(subject, key, issuer, issuer_key, ca: bool, names=()):
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                                  critical=False)
+                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                                key_encipherment=not ca, data_encipherment=False,
+                                                key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                                                encipher_only=False, decipher_only=False), critical=True))
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+            builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                                            critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("escapia-ical test CA", ca_key, "escapia-ical test CA", ca_key, True)
+    leaf = certificate("127.0.0.1", key, "escapia-ical test CA", ca_key, False,
+                       [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    other = certificate("wrong.example", key, "escapia-ical test CA", ca_key, False, [x509.DNSName("wrong.example")])
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    for name, cert in (("leaf.pem", leaf), ("wrong.pem", other)):
+        (folder / name).write_bytes(cert.public_bytes(pem) + key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return folder
+
+
+@pytest.fixture
+def tls_server(tls, request):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls / getattr(request, "param", "leaf.pem"))
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections: list[int] = []
+
+    def serve(conn):
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls_conn:
+                while True:
+                    request = b""
+                    while b"\r\n\r\n" not in request:
+                        data = tls_conn.recv(65536)
+                        if not data:
+                            return
+                        request += data
+                    tls_conn.sendall(ok(b'{"tls": true}'))
+        except (OSError, ssl.SSLError):
+            return
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(1)
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1], connections
+    listener.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_tls_with_the_environment_ca_bundle_is_sent_directly(monkeypatch, direct_sends, tls, tls_server, host):
+    port, connections = tls_server
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls / "ca.pem"))
+    results = [outcome(monkeypatch, name, f"https://{host}:{port}/x") for name in ("requests", "direct")]
+    assert results[0] == results[1]
+    assert results[1][0][3] == b'{"tls": true}'
+    assert len(direct_sends) == 1
+
+
+@pytest.mark.parametrize(("tls_server", "bundle"), [("leaf.pem", None), ("wrong.pem", "ca.pem")],
+                         ids=["unknown CA", "another name"], indirect=["tls_server"])
+def test_tls_refuses_an_unknown_certificate_and_a_wrong_name_as_the_adapter_does(monkeypatch, direct_sends,
+                                                                                  tls, tls_server, bundle):
+    port, _ = tls_server
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    if bundle:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls / bundle))
+    else:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    refused = [outcome(monkeypatch, name, f"https://127.0.0.1:{port}/x") for name in ("requests", "direct")]
+    assert refused[0] == refused[1]
+    assert refused[1] == (("TransportError", f"{OP}: connection failed (SSLCertVerificationError)"),
+                          {(OP, "error"): 1})
+    assert len(direct_sends) == 1
+
+
+def test_a_proxy_a_missing_bundle_or_the_fallback_takes_the_adapter(monkeypatch, direct_sends, tmp_path):
+    with serve(*ANSWERS["length"]) as server:
+        monkeypatch.setenv("HTTP_PROXY", server.url)  # the proxy answers for anyone
+        assert outcome(monkeypatch, "direct", "http://escapia.invalid/x")[0][3] == BODY
+        monkeypatch.delenv("HTTP_PROXY")
+        assert outcome(monkeypatch, "requests", server.url)[0][3] == BODY
+        assert "/x" not in "".join(direct_sends) and direct_sends == []
+        assert outcome(monkeypatch, "direct", server.url)[0][3] == BODY
+        assert direct_sends == [server.url + "/"]
+        with transport.new_session() as session, \
+                session.send_request("POST", server.url + "/text", timeout=5, data="ü") as answer:
+            assert answer.content == BODY  # a text body: urllib3 1 and 2 encode it differently
+        assert direct_sends == [server.url + "/"]
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    results = [outcome(monkeypatch, name, "https://127.0.0.1:9/x") for name in ("requests", "direct")]
+    assert results[0] == results[1] and len(direct_sends) == 1
