@@ -115,7 +115,9 @@ class Direct:
                 connection.close()
                 raise _adapter_error(exc, connecting=True) from None
         try:
-            connection.sock.settimeout(timeout[1])  # type: ignore[union-attr]
+            if connection.read_timeout != timeout[1] or connection.sock is not connection.timed:
+                connection.sock.settimeout(timeout[1])  # type: ignore[union-attr]  # an ioctl: once
+                connection.read_timeout, connection.timed = timeout[1], connection.sock
             connection.request(prepared.method or "GET", prepared.path_url, prepared.body, prepared.headers)
             answer = connection.getresponse()
         except Exception as exc:
@@ -147,6 +149,8 @@ class _Connection(http.client.HTTPConnection):
     """An http.client connection with connect and read timeouts, watched by the watchdog."""
 
     timeouts: tuple[float | None, float | None] = (30.0, 30.0)
+    read_timeout: float | None = None  # the timeout set on ``timed`` (this socket, or an old one)
+    timed: object = None
 
     def __init__(self, host: str, port: int) -> None:
         super().__init__(host, port)

@@ -313,3 +313,15 @@ def test_a_proxy_a_missing_bundle_or_the_fallback_takes_the_adapter(monkeypatch,
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
     results = [outcome(monkeypatch, name, "https://127.0.0.1:9/x") for name in ("requests", "direct")]
     assert results[0] == results[1] and len(direct_sends) == 1
+
+
+def test_a_reused_connection_takes_each_request_s_read_timeout(monkeypatch):
+    monkeypatch.delenv(transport.TRANSPORT_ENV, raising=False)
+    session = transport.new_session()
+    with RawServer(lambda conn, head_, n: conn.sendall(ok()) if n == 0 else None) as server:
+        with session.send_request("GET", server.url, timeout=(5, 5)) as answer:
+            assert answer.content == b"{}"
+        started = time.monotonic()
+        with pytest.raises(transport.requests.ReadTimeout):
+            session.send_request("GET", server.url, timeout=(5, 0.3))
+        assert time.monotonic() - started < 2 and server.connections == 1
