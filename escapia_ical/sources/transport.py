@@ -118,7 +118,8 @@ class Direct:
             if connection.read_timeout != timeout[1] or connection.sock is not connection.timed:
                 connection.sock.settimeout(timeout[1])  # type: ignore[union-attr]  # an ioctl: once
                 connection.read_timeout, connection.timed = timeout[1], connection.sock
-            connection.request(prepared.method or "GET", prepared.path_url, prepared.body, prepared.headers)
+            connection.send_whole(prepared.method or "GET", prepared.path_url, prepared.body,
+                                  prepared.headers)
             answer = connection.getresponse()
         except Exception as exc:
             connection.close()
@@ -152,6 +153,8 @@ class _Connection(http.client.HTTPConnection):
     read_timeout: float | None = None  # the timeout set on ``timed`` (this socket, or an old one)
     timed: object = None
 
+    _held: list[bytes] | None = None
+
     def __init__(self, host: str, port: int) -> None:
         super().__init__(host, port)
 
@@ -159,6 +162,23 @@ class _Connection(http.client.HTTPConnection):
         watchdog.attach(self)
         self.sock = self._tcp()
         watchdog.attach(self)  # now with its socket
+
+    def send_whole(self, method: str, target: str, body: bytes | None, headers: Any) -> None:
+        """http.client's ``request()``, its head and body sent in one write: http.client
+        writes them apart (two system calls, two segments, for every POST)."""
+        self._held = []
+        try:
+            self.request(method, target, body, headers)
+            whole = b"".join(self._held)
+        finally:
+            self._held = None
+        self.send(whole)
+
+    def send(self, data: Any) -> None:
+        if self._held is not None and isinstance(data, bytes):
+            self._held.append(data)
+        else:
+            super().send(data)
 
     def _tcp(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), self.timeouts[0])

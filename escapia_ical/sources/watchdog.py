@@ -13,8 +13,9 @@ sessions from :func:`~escapia_ical.sources.transport.new_session` send over conn
 do: their own (sources/transport.py), or those of :class:`WatchedAdapter`, whose urllib3
 pools (the public ``pool_classes_by_scheme`` / ``ConnectionCls`` hooks) make watched ones.
 A socket that appears after the limit passed (the limit ran out during DNS or TCP connect,
-which have their own timeouts) is shut down at the next re-check, every ``RECHECK`` seconds, until the request
-ends. Shutdown, not close: the owning thread still closes its socket itself.
+which have their own timeouts) is shut down at the next re-check, every ``RECHECK``
+seconds, until the request ends. Shutdown, not close: the owning thread still closes its
+socket itself.
 
 :func:`~escapia_ical.sources.stop.request_stop` fires every stoppable limit at once. The same
 lock also serves :func:`take_big_body_turn`, which lets one request at a time buffer an answer of
@@ -276,4 +277,3 @@ class WatchedAdapter(HTTPAdapter):
         if manager.pool_classes_by_scheme is poolmanager.pool_classes_by_scheme:
             manager.pool_classes_by_scheme = _WATCHED_POOLS
         return manager
-

@@ -325,3 +325,23 @@ def test_a_reused_connection_takes_each_request_s_read_timeout(monkeypatch):
         with pytest.raises(transport.requests.ReadTimeout):
             session.send_request("GET", server.url, timeout=(5, 0.3))
         assert time.monotonic() - started < 2 and server.connections == 1
+
+
+def test_a_request_s_head_and_body_leave_in_one_write(monkeypatch):
+    writes: list[bytes] = []
+
+    class Counting(socket.socket):
+        def sendall(self, data, *args):
+            writes.append(bytes(data))
+            return super().sendall(data, *args)
+
+    tcp = transport._Connection._tcp
+    monkeypatch.setattr(transport._Connection, "_tcp", lambda self: Counting(fileno=tcp(self).detach()))
+    monkeypatch.delenv(transport.TRANSPORT_ENV, raising=False)
+    with RawServer(lambda conn, head_, n: conn.sendall(ok())) as server, transport.new_session() as session:
+        for _ in range(2):
+            with session.send_request("POST", server.url + "/op", timeout=5, json={"unit": "1"}) as answer:
+                assert answer.content == b"{}"
+        assert len(writes) == 2 and writes[0] == writes[1], "one write a request"
+        assert writes[0].startswith(b"POST /op HTTP/1.1\r\n") and writes[0].endswith(b'\r\n\r\n{"unit": "1"}')
+        assert b"".join(writes) == server.received[0]
