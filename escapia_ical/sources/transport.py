@@ -2,39 +2,44 @@
 through requests' adapter when something needs it.
 
 requests' adapter (urllib3's pool, its Retry and Timeout objects, its connection's request
-and the adapter's response building with a cookie jar) costs about 0.5 ms of CPU a request
-more than http.client does for the same bytes: 5 s of a cold sync of 10,000 units, and the
+and the adapter's response building with a cookie jar) costs about 0.4 ms of CPU a request
+more than http.client does for the same bytes: 4 s of a cold sync of 10,000 units, with the
 GIL held for it while the main thread renders and publishes. :class:`Direct` sends what
-requests prepared (the same method, target, headers and body: ``tests/unit/test_session.py``
-compares the bytes on the wire) over one keep-alive :mod:`http.client` connection per
-origin and thread, and reads the answer with urllib3's own ``HTTPResponse`` inside a
-``requests.Response``, as the adapter would: the same body decoding (gzip, deflate), length
-checks, header folding and exceptions while reading. Failures before the answer are raised
-as the adapter raises them (ConnectTimeout, ReadTimeout, SSLError, ConnectionError, with
-the same innermost cause), so errors read the same (``tests/unit/test_transport.py``
-compares both transports, answer by answer and failure by failure).
+requests prepared (the same method, target, headers and body, head and body in one write:
+``tests/unit/test_session.py`` compares the bytes on the wire) over one keep-alive
+:mod:`http.client` connection per origin and thread, and reads the answer with urllib3's
+own ``HTTPResponse`` inside a ``requests.Response``, as the adapter does: the same body
+decoding (gzip, deflate), length checks, header folding and errors while reading. An
+error before the answer is raised as the adapter raises it, with the same innermost cause
+(see :func:`_adapter_error`), and a connection closed or reset while sending still has its
+answer read, as urllib3 does; ``tests/unit/test_transport.py`` compares both transports,
+answer by answer and failure by failure. Known differences, none reaching a message: an
+IPv6 zone id in a URL is not decoded (no Escapia URL has one), and urllib3's warning about
+headers it cannot parse is not logged.
 
 A request takes requests' adapter instead when an environment proxy applies to its URL, a
-client certificate or ``verify=False`` is asked for, the CA bundle path does not exist (the
-adapter says so), its body is not bytes (or none), the adapter mounted for it is not the stock
-one (a test's mock such as ``responses`` takes every request), or the environment says
-``ESCAPIA_ICAL_TRANSPORT=requests`` (a fallback, should a server or middlebox ever disagree
-with http.client).
+client certificate or ``verify=False`` is asked for, the CA bundle the environment names
+does not exist (the adapter says so), its body is not bytes (or none), the adapter mounted
+for it is not the stock one (a test's mock such as ``responses`` takes every request), or
+the environment says ``ESCAPIA_ICAL_TRANSPORT=requests`` (a fallback, should a server or
+middlebox ever disagree with http.client).
 
 Both obey :func:`~escapia_ical.sources.watchdog.time_limit`: a connection reports to it on
 connect and on every request, and its socket is duplicated for the watchdog before the TLS
-handshake, as the adapter's watched connections do. A kept-alive connection that the server
-closed while idle is noticed (readable before a request is sent) and replaced; one whose
-answer was not read to its end is closed, never reused.
+handshake, as the adapter's watched connections do. A kept-alive connection is used again
+only after an answer read to its end without error (else it is closed: what is left unread
+would be taken for the next answer), and one that the server closed while idle is noticed
+(readable before a request is sent) and replaced.
 
 TLS: urllib3's default context (the same protocol floor, ciphers and options as the
 adapter's), certificates checked against certifi's bundle or ``REQUESTS_CA_BUNDLE`` /
-``CURL_CA_BUNDLE``, the host name checked by the ssl module (never the certificate's
-common name).
+``CURL_CA_BUNDLE`` (read once per process and bundle), the host name checked by the ssl
+module (never the certificate's common name).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import logging
@@ -51,6 +56,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers, select_proxy
 from urllib3 import HTTPResponse
+from urllib3 import exceptions as urllib3_exceptions
 from urllib3._collections import HTTPHeaderDict
 from urllib3.util import ssl_
 from urllib3.util.wait import wait_for_read
@@ -91,7 +97,7 @@ class Direct:
         if not isinstance(timeout, tuple):
             timeout = (timeout, timeout)
         parts = urlsplit(prepared.url)
-        host = parts.hostname or ""
+        host = (parts.hostname or "").rstrip(".")  # as urllib3: no trailing dot in Host or SNI
         port = parts.port or (443 if parts.scheme == "https" else 80)
         bundle = DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
         key = (parts.scheme, host, port, bundle if parts.scheme == "https" else "")
@@ -99,34 +105,34 @@ class Direct:
         if connection is not None and connection.sock is not None and wait_for_read(connection.sock, 0.0):
             connection.close()  # closed by the server while idle (or data nobody asked for)
         if connection is None:
-            if parts.scheme == "https":
-                connection = _TlsConnection(host, port, _context(bundle))
-            else:
-                connection = _Connection(host, port)
+            connection = (_TlsConnection(host, port, bundle) if parts.scheme == "https"
+                          else _Connection(host, port))
             self._connections[key] = connection
         connection.timeouts = timeout
         watchdog.attach(connection)  # a reused connection does not connect again
-        if connection.sock is None:
-            log.debug("Starting new %s connection (%d): %s:%s", parts.scheme.upper(), next(self._opened),
-                      host, port)
-            try:
-                connection.connect()
-            except Exception as exc:
-                connection.close()
-                raise _adapter_error(exc, connecting=True) from None
+        connection.phase = "connect"
         try:
+            if connection.sock is None:
+                log.debug("Starting new %s connection (%d): %s:%s", parts.scheme.upper(), next(self._opened),
+                          host, port)
+                connection.connect()
             if connection.read_timeout != timeout[1] or connection.sock is not connection.timed:
                 connection.sock.settimeout(timeout[1])  # type: ignore[union-attr]  # an ioctl: once
                 connection.read_timeout, connection.timed = timeout[1], connection.sock
+            connection.phase = "send"
             connection.send_whole(prepared.method or "GET", prepared.path_url, prepared.body,
                                   prepared.headers)
+            connection.phase = "answer"
             answer = connection.getresponse()
-        except Exception as exc:
+            log.debug('%s://%s:%s "%s %s HTTP/%s" %s %s', parts.scheme, host, port, prepared.method,
+                      prepared.path_url, "1.0" if answer.version == 10 else "1.1", answer.status,
+                      answer.length)
+            return _response(prepared, answer, connection)
+        except BaseException as exc:  # nothing half-sent or half-read is ever used again
             connection.close()
-            raise _adapter_error(exc, connecting=False) from None
-        log.debug('%s://%s:%s "%s %s HTTP/%s" %s %s', parts.scheme, host, port, prepared.method,
-                  prepared.path_url, "1.0" if answer.version == 10 else "1.1", answer.status, answer.length)
-        return _response(prepared, answer, connection)
+            if not isinstance(exc, Exception):
+                raise
+            raise _adapter_error(exc, connection.phase) from None
 
     def close(self) -> None:
         for connection in self._connections.values():
@@ -150,6 +156,7 @@ class _Connection(http.client.HTTPConnection):
     """An http.client connection with connect and read timeouts, watched by the watchdog."""
 
     timeouts: tuple[float | None, float | None] = (30.0, 30.0)
+    phase = "connect"  # where a request is: connect, handshake, send, answer (for its errors)
     read_timeout: float | None = None  # the timeout set on ``timed`` (this socket, or an old one)
     timed: object = None
 
@@ -165,14 +172,17 @@ class _Connection(http.client.HTTPConnection):
 
     def send_whole(self, method: str, target: str, body: bytes | None, headers: Any) -> None:
         """http.client's ``request()``, its head and body sent in one write: http.client
-        writes them apart (two system calls, two segments, for every POST)."""
+        writes them apart (two system calls, two segments, for every POST). As urllib3, a
+        connection closed or reset while sending is not a failure yet: the server may have
+        answered (a 413, a 401) before it closed; reading the answer tells."""
         self._held = []
         try:
             self.request(method, target, body, headers)
             whole = b"".join(self._held)
         finally:
             self._held = None
-        self.send(whole)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.send(whole)
 
     def send(self, data: Any) -> None:
         if self._held is not None and isinstance(data, bytes):
@@ -187,9 +197,11 @@ class _Connection(http.client.HTTPConnection):
 
 
 class _TlsConnection(_Connection):
-    def __init__(self, host: str, port: int, context: ssl.SSLContext) -> None:
+    default_port = http.client.HTTPS_PORT  # "Host: name", not "Host: name:443"
+
+    def __init__(self, host: str, port: int, bundle: str) -> None:
         super().__init__(host, port)
-        self._context = context
+        self._bundle = bundle
 
     def connect(self) -> None:
         watchdog.attach(self)
@@ -197,8 +209,13 @@ class _TlsConnection(_Connection):
         # The handshake can stall: the watchdog must be able to shut this socket down
         # before the connection holds the TLS socket that replaces it.
         watchdog.watch_socket(sock)
-        name = self.host.split("%", 1)[0]  # an IPv6 scope id is not part of the name
-        self.sock = self._context.wrap_socket(sock, server_hostname=name)
+        self.phase = "handshake"
+        try:
+            name = self.host.split("%", 1)[0]  # an IPv6 scope id is not part of the name
+            self.sock = _context(self._bundle).wrap_socket(sock, server_hostname=name)
+        except BaseException:
+            sock.close()
+            raise
         watchdog.attach(self)
 
 
@@ -240,28 +257,36 @@ def _origin_usable(origin: str, settings: dict[str, Any]) -> bool:
     return getattr(ssl_, "HAS_NEVER_CHECK_COMMON_NAME", False) and not ssl_.IS_PYOPENSSL
 
 
-def _adapter_error(exc: Exception, *, connecting: bool) -> Exception:
-    """The requests exception the adapter raises for ``exc`` (the innermost cause kept, so
-    that ``reason()`` reads the same); an exception that is not about the network is
-    returned as it is."""
+def _adapter_error(exc: Exception, phase: str) -> Exception:
+    """The requests exception the adapter raises for ``exc``, raised while ``phase``
+    (connect, handshake, send, answer), with the innermost cause kept, so that ``reason()``
+    reads the same; an exception that is not about the network is returned as it is.
+
+    As urllib3 and the adapter do: a timeout is ConnectTimeout while connecting,
+    ReadTimeout in the handshake or while waiting for the answer, and a ConnectionError
+    ("connection aborted") while sending; a header urllib3 refuses is InvalidHeader."""
+    if isinstance(exc, urllib3_exceptions.InvalidHeader):
+        return requests.exceptions.InvalidHeader(exc)
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return requests.exceptions.SSLError(exc)
-    if isinstance(exc, TimeoutError):
-        return (requests.ConnectTimeout if connecting else requests.ReadTimeout)(exc)
+    if isinstance(exc, TimeoutError) and phase != "send":
+        return (requests.ConnectTimeout if phase == "connect" else requests.ReadTimeout)(exc)
     if isinstance(exc, OSError | http.client.HTTPException):
         return requests.ConnectionError(exc)
     return exc
 
 
 class _Answer(requests.Response):
-    """requests.Response over a Direct connection: closing it before the body's end closes
-    the connection (what is left unread would be taken for the next answer)."""
+    """requests.Response over a Direct connection: the connection is kept for the next
+    request only once this answer was read to its end without error; closed otherwise (what
+    is left unread would be taken for the next answer). urllib3 closes the http.client
+    answer itself when reading it fails, so "closed" alone does not mean "read"."""
 
     _connection: _Connection | None = None
     _http: http.client.HTTPResponse | None = None
 
     def close(self) -> None:
-        complete = self._http is None or self._http.isclosed()
+        complete = self._content_consumed and self._http is not None and self._http.isclosed()
         super().close()
         if not complete and self._connection is not None:
             self._connection.close()

@@ -7,6 +7,7 @@ import threading
 import pytest
 import requests
 
+from escapia_ical.sources import transport
 from escapia_ical.sources.session import Session
 from escapia_ical.sources.transport import new_session
 
@@ -158,11 +159,15 @@ def test_send_request_sends_what_requests_would_and_keeps_no_cookie(environ, met
         with requests.Session() as theirs:
             theirs.trust_env = False
             theirs.request(method, url, allow_redirects=False, timeout=5, **kwargs).close()
+        direct: list[str] = []
+        send = transport.Direct.send
+        environ.setattr(transport.Direct, "send", lambda self, prepared, **kw: direct.append(prepared.url)
+                        or send(self, prepared, **kw))
         with make() as ours:
-            assert (ours.direct is not None) == (make is new_session)
             for _ in range(2):  # the second after the first answer's Set-Cookie
                 with ours.send_request(method, url, timeout=5, **kwargs) as answer:
                     assert answer.status_code == 302
+        assert len(direct) == (2 if make is new_session else 0), "sent by the transport named"
         expected, *sent = _Recorder.seen
         assert sent == [expected, expected]
         assert not any(name.lower() == "cookie" for name, _ in sent[1][2])

@@ -17,6 +17,7 @@ import time
 import zlib
 
 import pytest
+import urllib3.connection
 from loopback import RawServer, ok
 
 from escapia_ical.config import HttpPolicy
@@ -68,6 +69,7 @@ ANSWERS: dict[str, tuple[bytes, bool]] = {
     "chunked cut short": (head("200 OK", "Transfer-Encoding: chunked") + chunked(BODY)[:1000], True),
     "chunk size not a number": (head("200 OK", "Transfer-Encoding: chunked") + b"zz\r\nabc\r\n", True),
     "gzip broken": (head("200 OK", "Content-Encoding: gzip", "Content-Length: 10") + b"not gzip!!", False),
+    "Content-Length twice": (head("200 OK", "Content-Length: 2", "Content-Length: 3") + b"{}", False),
     "status line garbage": (b"HTCPCP/1.0 418\r\n\r\n", True),
     "closed without an answer": (b"", True),
     "header line too long": (head("200 OK", "X-Long: " + "a" * 70000, "Content-Length: 2") + b"{}", True),
@@ -345,3 +347,54 @@ def test_a_request_s_head_and_body_leave_in_one_write(monkeypatch):
         assert len(writes) == 2 and writes[0] == writes[1], "one write a request"
         assert writes[0].startswith(b"POST /op HTTP/1.1\r\n") and writes[0].endswith(b'\r\n\r\n{"unit": "1"}')
         assert b"".join(writes) == server.received[0]
+
+
+def test_a_body_cut_by_a_read_timeout_never_leaves_its_rest_for_the_retry(monkeypatch, direct_sends):
+    """urllib3 closes the http.client answer itself when reading it fails: the connection
+    must still not be reused (its socket would hand the old body's tail to the retry)."""
+    answer = ok(b"[" + b"1," * 3000 + b"1]")
+
+    def send(conn, head_, n):
+        if n == 0 and conn_count() == 1:  # the first request: half, a stall, the rest
+            conn.sendall(answer[:300])
+            time.sleep(0.6)
+        conn.sendall(answer[300:] if n == 0 and conn_count() == 1 else answer)
+
+    results = {}
+    for name in ("requests", "direct"):
+        with RawServer(send) as server:
+            conn_count = lambda: server.connections  # noqa: E731
+            got = outcome(monkeypatch, name, server.url, read_timeout=0.3, retry_attempts=2)
+            results[name] = (got, server.connections, sum(r.count(b"GET / HTTP/1.1") for r in server.received))
+    assert results["direct"] == results["requests"]
+    assert results["direct"][0][0][3] == b"[" + b"1," * 3000 + b"1]" and results["direct"][1:] == (2, 2)
+    assert results["direct"][0][1] == {(OP, "error"): 1, (OP, "200"): 1}
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [
+    (lambda: transport._TlsConnection("api.example.com", 443, ""), lambda: urllib3.connection.HTTPSConnection(
+        "api.example.com", 443)),
+    (lambda: transport._TlsConnection("api.example.com", 8443, ""), lambda: urllib3.connection.HTTPSConnection(
+        "api.example.com", 8443)),
+    (lambda: transport._TlsConnection("::1", 443, ""), lambda: urllib3.connection.HTTPSConnection("::1", 443)),
+    (lambda: transport._Connection("api.example.com", 80), lambda: urllib3.connection.HTTPConnection(
+        "api.example.com", 80)),
+    (lambda: transport._Connection("api.example.com", 8080), lambda: urllib3.connection.HTTPConnection(
+        "api.example.com.", 8080)),  # Direct strips a trailing dot before, as urllib3 does
+], ids=["https default port", "https other port", "https IPv6", "http default port", "http trailing dot"])
+def test_the_host_header_is_urllib3_s(ours, theirs):
+    mine, urllib3s = ours(), theirs()
+    for connection in (mine, urllib3s):
+        http_client_putrequest = transport.http.client.HTTPConnection.putrequest
+        http_client_putrequest(connection, "GET", "/x")
+    assert mine._buffer == urllib3s._buffer
+
+
+def test_a_ca_bundle_that_is_not_one_fails_as_through_the_adapter(monkeypatch, direct_sends, tls_server, tmp_path):
+    port, _ = tls_server
+    (tmp_path / "not.pem").write_text("not a certificate\n")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "not.pem"))
+    results = [outcome(monkeypatch, name, f"https://127.0.0.1:{port}/x") for name in ("requests", "direct")]
+    assert results[0] == results[1] and results[1][1] == {(OP, "error"): 1}
+    assert results[1][0][1].startswith(f"{OP}: connection failed (")
+    assert len(direct_sends) == 1 and not transport._contexts.get(str(tmp_path / "not.pem"))
