@@ -26,8 +26,10 @@ middlebox ever disagree with http.client).
 
 Both obey :func:`~escapia_ical.sources.watchdog.time_limit`: a connection reports to it on
 connect and on every request, and its socket is duplicated for the watchdog before the TLS
-handshake, as the adapter's watched connections do. A kept-alive connection is used again
-only after an answer read to its end without error (else it is closed: what is left unread
+handshake, as the adapter's watched connections do. As urllib3, a request is sent under
+the connect timeout and its answer awaited under the read timeout. A kept-alive connection
+is used again only after an answer read to its end without error (urllib3 closes it when a
+read fails; an answer left open closes it before the next request: what is left unread
 would be taken for the next answer), and one that the server closed while idle is noticed
 (readable before a request is sent) and replaced.
 
@@ -102,8 +104,11 @@ class Direct:
         bundle = DEFAULT_CA_BUNDLE_PATH if verify is True else str(verify)
         key = (parts.scheme, host, port, bundle if parts.scheme == "https" else "")
         connection = self._connections.get(key)
-        if connection is not None and connection.sock is not None and wait_for_read(connection.sock, 0.0):
-            connection.close()  # closed by the server while idle (or data nobody asked for)
+        if connection is not None and connection.sock is not None and (
+                not connection.answered() or wait_for_read(connection.sock, 0.0)):
+            # The last answer is still open (its rest would be read as this one's), or the
+            # server closed the connection while it was idle (or sent what nobody asked for).
+            connection.close()
         if connection is None:
             connection = (_TlsConnection(host, port, bundle) if parts.scheme == "https"
                           else _Connection(host, port))
@@ -116,14 +121,13 @@ class Direct:
                 log.debug("Starting new %s connection (%d): %s:%s", parts.scheme.upper(), next(self._opened),
                           host, port)
                 connection.connect()
-            if connection.read_timeout != timeout[1] or connection.sock is not connection.timed:
-                connection.sock.settimeout(timeout[1])  # type: ignore[union-attr]  # an ioctl: once
-                connection.read_timeout, connection.timed = timeout[1], connection.sock
-            connection.phase = "send"
+            connection.phase = "send"  # under the connect timeout, as urllib3 sends
+            connection.set_timeout(timeout[0])
             connection.send_whole(prepared.method or "GET", prepared.path_url, prepared.body,
                                   prepared.headers)
             connection.phase = "answer"
-            answer = connection.getresponse()
+            connection.set_timeout(timeout[1])
+            answer = connection.answer = connection.getresponse()
             log.debug('%s://%s:%s "%s %s HTTP/%s" %s %s', parts.scheme, host, port, prepared.method,
                       prepared.path_url, "1.0" if answer.version == 10 else "1.1", answer.status,
                       answer.length)
@@ -157,8 +161,8 @@ class _Connection(http.client.HTTPConnection):
 
     timeouts: tuple[float | None, float | None] = (30.0, 30.0)
     phase = "connect"  # where a request is: connect, handshake, send, answer (for its errors)
-    read_timeout: float | None = None  # the timeout set on ``timed`` (this socket, or an old one)
-    timed: object = None
+    answer: http.client.HTTPResponse | None = None  # the last one
+    _timeout: tuple[object, float | None] | None = None  # (socket, the timeout set on it)
 
     _held: list[bytes] | None = None
 
@@ -169,6 +173,15 @@ class _Connection(http.client.HTTPConnection):
         watchdog.attach(self)
         self.sock = self._tcp()
         watchdog.attach(self)  # now with its socket
+
+    def answered(self) -> bool:
+        """Whether the last answer on this connection was read to its end (or closed)."""
+        return self.answer is None or self.answer.isclosed()
+
+    def set_timeout(self, seconds: float | None) -> None:
+        if self._timeout != (self.sock, seconds):  # an ioctl: only when it changes
+            self.sock.settimeout(seconds)  # type: ignore[union-attr]
+            self._timeout = (self.sock, seconds)
 
     def send_whole(self, method: str, target: str, body: bytes | None, headers: Any) -> None:
         """http.client's ``request()``, its head and body sent in one write: http.client
@@ -298,10 +311,11 @@ def _response(prepared: requests.PreparedRequest, answer: http.client.HTTPRespon
     # without the cookie jar (none is kept).
     items = [(name, _OBSOLETE_FOLD.sub(" ", value) if "\r\n" in value else value)
              for name, value in answer.msg.items()]
+    # ``connection``: urllib3 closes it when reading the body fails, as it does on the adapter.
     raw = HTTPResponse(body=answer, headers=HTTPHeaderDict(items), status=answer.status,
                        version=answer.version, reason=answer.reason, preload_content=False,
                        decode_content=True, original_response=answer, enforce_content_length=True,
-                       request_method=prepared.method, request_url=prepared.url)
+                       request_method=prepared.method, request_url=prepared.url, connection=connection)
     response = _Answer()
     response._http, response._connection = answer, connection
     response.status_code = answer.status

@@ -398,3 +398,57 @@ def test_a_ca_bundle_that_is_not_one_fails_as_through_the_adapter(monkeypatch, d
     assert results[0] == results[1] and results[1][1] == {(OP, "error"): 1}
     assert results[1][0][1].startswith(f"{OP}: connection failed (")
     assert len(direct_sends) == 1 and not transport._contexts.get(str(tmp_path / "not.pem"))
+
+
+def test_a_stalled_send_ends_at_the_connect_timeout_as_through_the_adapter(monkeypatch, direct_sends):
+    """urllib3 sends under the connect timeout and waits for the answer under the read
+    timeout: a server that never reads a large body fails the request at the former."""
+    results = {}
+    for name in ("requests", "direct"):
+        with RawServer(lambda conn, head_, n: None, read_requests=False) as server:  # never reads
+            monkeypatch.setenv(transport.TRANSPORT_ENV, name)
+            http = client(connect_timeout=0.5, read_timeout=3, total_timeout=20)
+            started = time.monotonic()
+            with pytest.raises(Exception) as caught:
+                http.request("POST", server.url, operation=OP, data=b"x" * (64 << 20))
+            results[name] = (str(caught.value), dict(http.responses_by_status), time.monotonic() - started < 2)
+    assert results["direct"] == results["requests"] == (
+        f"{OP}: connection failed (timed out)", {(OP, "error"): 1}, True)
+    assert len(direct_sends) == 1
+
+
+def test_a_body_read_again_after_it_failed_does_not_make_its_connection_reusable(monkeypatch):
+    answer = ok(b"[" + b"1," * 3000 + b"1]")
+
+    def send(conn, head_, n):
+        if server.connections == 1 and n == 0:
+            conn.sendall(answer[:300])
+            time.sleep(0.6)
+            conn.sendall(answer[300:])
+        else:
+            conn.sendall(ok())
+
+    monkeypatch.delenv(transport.TRANSPORT_ENV, raising=False)
+    session = transport.new_session()
+    with RawServer(send) as server:
+        with session.send_request("GET", server.url, timeout=(5, 0.3)) as first:
+            with pytest.raises(transport.requests.ConnectionError):
+                first.content  # noqa: B018 - the read is the point
+            assert first.content == b""  # requests' answer to a second read: nothing, "consumed"
+        with session.send_request("GET", server.url, timeout=5) as second:
+            assert second.content == b"{}"
+        assert server.connections == 2
+
+
+def test_an_answer_left_open_is_not_read_as_the_next_one(monkeypatch):
+    """A 204 left unread leaves nothing readable on the socket: only the connection's own
+    record of its last answer shows it was never finished (http.client would refuse)."""
+    monkeypatch.delenv(transport.TRANSPORT_ENV, raising=False)
+    session = transport.new_session()
+    answers = iter([head("204 No Content")])
+    with RawServer(lambda conn, head_, n: conn.sendall(next(answers, ok(b'{"second": 1}')))) as server:
+        first = session.send_request("POST", server.url, timeout=5, data=b"1")  # neither read nor closed
+        with session.send_request("POST", server.url, timeout=5, data=b"2") as second:
+            assert second.status_code == 200 and second.content == b'{"second": 1}'
+        assert first.status_code == 204  # still held (collected, it would close its connection)
+        assert server.connections == 2 and sum(r.count(b"POST") for r in server.received) == 2
