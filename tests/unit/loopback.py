@@ -16,9 +16,11 @@ class RawServer:
     """Accepts connections on 127.0.0.1 and hands each request (its head, read up to the
     blank line, and its body by Content-Length) to ``answer``. Records what arrived."""
 
-    def __init__(self, answer: Answer | None = None, *, read_requests: bool = True):
+    def __init__(self, answer: Answer | None = None, *, read_requests: bool = True,
+                 wrap: Callable[[socket.socket], socket.socket] | None = None):
         self.answer = answer or (lambda conn, head, n: None)
         self.read_requests = read_requests
+        self.wrap = wrap  # e.g. a TLS server context's wrap_socket, before anything is read
         self.connections = 0
         self.received: list[bytes] = []  # every byte that arrived, per connection
         self.closing = threading.Event()
@@ -40,7 +42,9 @@ class RawServer:
             threading.Thread(target=self._serve, args=(conn, len(self.received) - 1), daemon=True).start()
 
     def _serve(self, conn: socket.socket, index: int) -> None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # ssl.SSLError too: a client refusing our certificate
+            if self.wrap is not None:
+                conn = self.wrap(conn)
             if not self.read_requests:
                 self.answer(conn, b"", 0)
                 return

@@ -239,47 +239,26 @@ def tls(tmp_path_factory):
 
 @pytest.fixture
 def tls_server(tls, request):
+    """(port, the server) of a TLS server on loopback with ``request.param``'s certificate."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tls / getattr(request, "param", "leaf.pem"))
-    listener = socket.create_server(("127.0.0.1", 0))
-    connections: list[int] = []
-
-    def serve(conn):
-        try:
-            with context.wrap_socket(conn, server_side=True) as tls_conn:
-                while True:
-                    request = b""
-                    while b"\r\n\r\n" not in request:
-                        data = tls_conn.recv(65536)
-                        if not data:
-                            return
-                        request += data
-                    tls_conn.sendall(ok(b'{"tls": true}'))
-        except (OSError, ssl.SSLError):
-            return
-
-    def accept():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            connections.append(1)
-            threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield listener.getsockname()[1], connections
-    listener.close()
+    with RawServer(lambda conn, head_, n: conn.sendall(ok(b'{"tls": true}')),
+                   wrap=lambda conn: context.wrap_socket(conn, server_side=True)) as server:
+        yield server.port, server
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_tls_with_the_environment_ca_bundle_is_sent_directly(monkeypatch, direct_sends, tls, tls_server, host):
-    port, connections = tls_server
+    port, server = tls_server
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls / "ca.pem"))
     results = [outcome(monkeypatch, name, f"https://{host}:{port}/x") for name in ("requests", "direct")]
     assert results[0] == results[1]
     assert results[1][0][3] == b'{"tls": true}'
     assert len(direct_sends) == 1
+    before, http = server.connections, client()
+    assert [http.request("GET", f"https://{host}:{port}/y", operation=OP).body for _ in range(2)] == [
+        b'{"tls": true}'] * 2
+    assert server.connections == before + 1, "one TLS connection, kept alive for both"
 
 
 @pytest.mark.parametrize(("tls_server", "bundle"), [("leaf.pem", None), ("wrong.pem", "ca.pem")],
