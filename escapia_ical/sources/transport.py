@@ -88,7 +88,7 @@ class Direct:
         usable = self._origins.get(origin)
         if usable is None:
             usable = self._origins[origin] = _origin_usable(origin, settings)
-        # A text body is left to the adapter: urllib3 1 and 2 encode it differently.
+        # A text body is left to the adapter: http.client would encode it as Latin-1, urllib3 as UTF-8.
         return (usable and isinstance(prepared.body, bytes | None)
                 and type(session.get_adapter(origin)).send is _STOCK_SEND)
 

@@ -289,7 +289,7 @@ def test_a_proxy_a_missing_bundle_or_the_fallback_takes_the_adapter(monkeypatch,
         assert direct_sends == [server.url + "/"]
         with transport.new_session() as session, \
                 session.send_request("POST", server.url + "/text", timeout=5, data="ü") as answer:
-            assert answer.content == BODY  # a text body: urllib3 1 and 2 encode it differently
+            assert answer.content == BODY  # a text body: http.client and urllib3 encode it differently
         assert direct_sends == [server.url + "/"]
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
     results = [outcome(monkeypatch, name, "https://127.0.0.1:9/x") for name in ("requests", "direct")]
