@@ -114,7 +114,7 @@ class Direct:
                           else _Connection(host, port))
             self._connections[key] = connection
         connection.timeouts = timeout
-        watchdog.attach(connection)  # a reused connection does not connect again
+        watchdog.attach(connection)  # before connecting; connect() attaches its new socket
         connection.phase = "connect"
         try:
             if connection.sock is None:
@@ -166,11 +166,7 @@ class _Connection(http.client.HTTPConnection):
 
     _held: list[bytes] | None = None
 
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(host, port)
-
-    def connect(self) -> None:
-        watchdog.attach(self)
+    def connect(self) -> None:  # Direct.send has attached the connection to the watchdog
         self.sock = self._tcp()
         watchdog.attach(self)  # now with its socket
 
@@ -217,7 +213,6 @@ class _TlsConnection(_Connection):
         self._bundle = bundle
 
     def connect(self) -> None:
-        watchdog.attach(self)
         sock = self._tcp()
         # The handshake can stall: the watchdog must be able to shut this socket down
         # before the connection holds the TLS socket that replaces it.
@@ -289,35 +284,19 @@ def _adapter_error(exc: Exception, phase: str) -> Exception:
     return exc
 
 
-class _Answer(requests.Response):
-    """requests.Response over a Direct connection: the connection is kept for the next
-    request only once this answer was read to its end without error; closed otherwise (what
-    is left unread would be taken for the next answer). urllib3 closes the http.client
-    answer itself when reading it fails, so "closed" alone does not mean "read"."""
-
-    _connection: _Connection | None = None
-    _http: http.client.HTTPResponse | None = None
-
-    def close(self) -> None:
-        complete = self._content_consumed and self._http is not None and self._http.isclosed()
-        super().close()
-        if not complete and self._connection is not None:
-            self._connection.close()
-
-
 def _response(prepared: requests.PreparedRequest, answer: http.client.HTTPResponse,
               connection: _Connection) -> requests.Response:
     # As urllib3's HTTPConnection.getresponse and requests' HTTPAdapter.build_response do,
     # without the cookie jar (none is kept).
     items = [(name, _OBSOLETE_FOLD.sub(" ", value) if "\r\n" in value else value)
              for name, value in answer.msg.items()]
-    # ``connection``: urllib3 closes it when reading the body fails, as it does on the adapter.
+    # ``connection``: urllib3 closes it when reading the body fails, and requests' close()
+    # has urllib3 close it when the body was not read to its end, as on the adapter path.
     raw = HTTPResponse(body=answer, headers=HTTPHeaderDict(items), status=answer.status,
                        version=answer.version, reason=answer.reason, preload_content=False,
                        decode_content=True, original_response=answer, enforce_content_length=True,
                        request_method=prepared.method, request_url=prepared.url, connection=connection)
-    response = _Answer()
-    response._http, response._connection = answer, connection
+    response = requests.Response()
     response.status_code = answer.status
     response.headers = CaseInsensitiveDict(raw.headers)
     response.raw = raw
