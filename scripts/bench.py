@@ -216,12 +216,19 @@ def baselines(sb: Sandbox, output: Path, accounts: int) -> dict:
     return [baseline_tick(sb, output / f"bench-{i}") for i in range(accounts)][-1]
 
 
-def file_cost(workdir: Path, files: int = 300) -> float:
-    """Seconds one feed's publication costs this disk at least: a 4 KiB file written,
-    fsynced and renamed into place (the median of ``files``), measured in the bench's run."""
+def file_cost(workdir: Path, files: int = 300) -> tuple[float, float]:
+    """What one feed's publication costs this disk at least: a 4 KiB file created, written,
+    fsynced and renamed into place, ``files`` times. Return the median seconds of wall
+    time and the mean seconds of this process's CPU per file.
+
+    The CPU is worth seeing next to the cold rows' CPU: on ext4 without a journal, creating
+    a file scans past every inode freed in the last minute or more (the kernel's
+    ``recently_deleted``), so a cold sync run just after a large tree was deleted (a previous
+    bench's temp folder) pays up to ~1 ms of CPU per feed for it — half a cold sync's."""
     folder = workdir / "file-cost"
     folder.mkdir()
     costs = []
+    cpu = time.process_time()
     for i in range(files):
         t0 = time.perf_counter()
         fd = os.open(folder / f".{i}.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -232,7 +239,7 @@ def file_cost(workdir: Path, files: int = 300) -> float:
             os.close(fd)
         os.replace(folder / f".{i}.tmp", folder / f"{i}.ics")
         costs.append(time.perf_counter() - t0)
-    return sorted(costs)[len(costs) // 2]
+    return sorted(costs)[len(costs) // 2], (time.process_time() - cpu) / files
 
 
 def physical_limit(row: dict, latency: float, keys: dict, accounts: int, per_file: float) -> float | None:
@@ -510,8 +517,9 @@ def main(argv: list[str]) -> int:
                    check=True, stdout=subprocess.DEVNULL)
     try:
         with tempfile.TemporaryDirectory(prefix="escapia-bench-") as tmp:
-            args.file_cost = file_cost(Path(tmp))
-            log(f"one fsynced feed file costs {args.file_cost * 1000:.2f} ms on this disk (median of 300)")
+            args.file_cost, file_cpu = file_cost(Path(tmp))
+            log(f"one fsynced feed file costs {args.file_cost * 1000:.2f} ms on this disk (median of 300), "
+                f"{file_cpu * 1000:.2f} ms of it CPU (mean)")
             for n in args.unit_counts:
                 scenarios = ("cold", "steady", "changes") if args.api == "escapianet" \
                     else ("baseline", "cold", "steady", "changes")
@@ -532,6 +540,7 @@ def main(argv: list[str]) -> int:
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "latency_s": args.latency,
               "account_keys": account_keys, "cpus": os.cpu_count(), "python": platform.python_version(),
               "bench_wall_s": round(time.perf_counter() - started, 1), "file_cost_s": args.file_cost,
+              "file_cpu_s": round(file_cpu, 6),
               "rows": rows, "extrapolation": x}
     args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     log(f"results in {args.json} ({result['bench_wall_s']} s in all)")
