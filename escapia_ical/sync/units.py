@@ -2,17 +2,15 @@
 sync/margin.py), let the publish policy judge it, publish the verdict; and, for units the
 change feed says are unchanged, roll the feed when the date moves — re-rendered only if
 what it shows changes (sync/roll.py). Units of an account are fetched (and their losses
-explained) by a bounded pool of threads; deciding, rendering and publishing stay on the
-calling thread."""
+explained) by a bounded pool of threads (sync/pipeline.py); deciding, rendering and
+publishing stay on the calling thread."""
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from escapia_ical.config import Account
 from escapia_ical.errors import AuthError, DeadlineReached
@@ -30,6 +28,7 @@ from escapia_ical.sources.stop import leave_signals_to_main
 from escapia_ical.sync.context import FeedStamps, RunContext, UnitOutcome, describe, fail
 from escapia_ical.sync.margin import asked_window
 from escapia_ical.sync.parallel import account_thread_name
+from escapia_ical.sync.pipeline import Pipeline
 from escapia_ical.sync.profiles import profiles_current, publish_profiles, unit_labels
 from escapia_ical.sync.roll import plan_roll
 from escapia_ical.sync.stamps import build_feed, previous_entry, previous_ranges, shown_until, stored_ranges
@@ -68,39 +67,32 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
 
     auth_error: AuthError | None = None
     waiting: list[tuple[Unit, UnitOutcome]] = []  # verdicts the breaker decides
-    workers = account.http.max_concurrency
-    queue = iter(fetch)
-    # A sliding window of futures (not one per unit up front): memory stays flat at 10,000
-    # units, and each answer is let go once it is published.
-    # Named after the account: their log lines are told with the account's (sync/parallel.py).
-    prefix = f"{account_thread_name(account.name)}:units"
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix,
-                            initializer=leave_signals_to_main) as pool:
-        futures = {pool.submit(fetch_one, u): (u, o) for u, o in itertools.islice(queue, 4 * workers)}
-        try:
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    unit, outcome = futures.pop(future)
-                    try:
-                        verdict = policy.decide(future.result())
-                        if verdict.kind == "pending":
-                            waiting.append((unit, outcome))
-                        else:
-                            publish_verdict(run, account, unit, verdict, outcome, stamps, claims)
-                        succeeded.add(unit.id)
-                    except AuthError as exc:
-                        fail(outcome, exc, account)
-                        auth_error = auth_error or exc  # the rest fail fast (`refused`)
-                    except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
-                        fail(outcome, exc, account)
-                    finally:
-                        run.options.progress.step()
-                    for next_unit, next_outcome in itertools.islice(queue, 1):
-                        futures[pool.submit(fetch_one, next_unit)] = (next_unit, next_outcome)
-        except BaseException:  # SIGTERM or Ctrl-C: nothing queued starts; the caller saves state
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    # Units are handed out a few at a time (memory stays flat at 10,000 units, and each
+    # answer is let go once it is published), to no more threads than keep this one busy
+    # (sync/pipeline.py); on SIGTERM or Ctrl-C no unit handed out starts, and the caller
+    # saves state. Named after the account: their log lines are told with the account's
+    # (sync/parallel.py).
+    with Pipeline(lambda job: fetch_one(job[0]), account.http.max_concurrency,
+                  f"{account_thread_name(account.name)}:units", leave_signals_to_main) as pipe:
+        for (unit, outcome), assessment, error in pipe.run(fetch):
+            try:
+                if error is not None:
+                    raise error
+                verdict = policy.decide(assessment)
+                if verdict.kind == "pending":
+                    waiting.append((unit, outcome))
+                else:
+                    publish_verdict(run, account, unit, verdict, outcome, stamps, claims)
+                succeeded.add(unit.id)
+            except AuthError as exc:
+                fail(outcome, exc, account)
+                auth_error = auth_error or exc  # the rest fail fast (`refused`)
+            except Exception as exc:  # noqa: BLE001 - one unit must never stop the others
+                fail(outcome, exc, account)
+            finally:
+                run.options.progress.step()
+    log.debug("%s: %d units fetched; threads at work: down to %d of http.max_concurrency %d at times",
+              account.name, len(fetch), pipe.fewest_workers, account.http.max_concurrency)
     resolved = policy.finish(len(succeeded))
     for unit, outcome in waiting:
         try:
