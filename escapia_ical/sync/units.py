@@ -69,9 +69,9 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
     waiting: list[tuple[Unit, UnitOutcome]] = []  # verdicts the breaker decides
     # Units are handed out a few at a time (memory stays flat at 10,000 units, and each
     # answer is let go once it is published), to no more threads than keep this one busy
-    # (sync/pipeline.py); on SIGTERM or Ctrl-C no unit handed out starts, and the caller
-    # saves state. Named after the account: their log lines are told with the account's
-    # (sync/parallel.py).
+    # (sync/pipeline.py); on an exception here (Ctrl-C) no other unit starts, and the
+    # caller saves state. Named after the account: their log lines are told with the
+    # account's (sync/parallel.py).
     with Pipeline(lambda job: fetch_one(job[0]), account.http.max_concurrency,
                   f"{account_thread_name(account.name)}:units", leave_signals_to_main) as pipe:
         for (unit, outcome), assessment, error in pipe.run(fetch):
@@ -91,8 +91,8 @@ def fetch_units(run: RunContext, account: Account, source: Source, fetch: list[t
                 fail(outcome, exc, account)
             finally:
                 run.options.progress.step()
-    log.debug("%s: %d units fetched; threads at work: down to %d of http.max_concurrency %d at times",
-              account.name, len(fetch), pipe.fewest_workers, account.http.max_concurrency)
+    log.debug("%s: %d units fetched by up to %d threads (%d at work at the fewest)", account.name,
+              len(fetch), account.http.max_concurrency, pipe.fewest_workers)
     resolved = policy.finish(len(succeeded))
     for unit, outcome in waiting:
         try:

@@ -15,10 +15,11 @@ from escapia_ical.sync.pipeline import Pipeline
 class Tracker:
     """Work that records which thread did each piece and how many ran at once."""
 
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.seconds, self.lock = seconds, threading.Lock()
+    def __init__(self, seconds: float = 0.0, slow_from: int | None = None) -> None:
+        self.seconds, self.slow_from, self.lock = seconds, slow_from, threading.Lock()
         self.running = self.most = self.calls = self.initialised = 0
         self.by: dict[int, str] = {}
+        self.at_once: dict[int, int] = {}  # item -> pieces at work when it started
 
     def init(self) -> None:
         with self.lock:
@@ -29,8 +30,9 @@ class Tracker:
             self.calls += 1
             self.running += 1
             self.most = max(self.most, self.running)
+            self.at_once[item] = self.running
         try:
-            if self.seconds:
+            if self.seconds and (self.slow_from is None or item >= self.slow_from):
                 time.sleep(self.seconds)
             if item % 7 == 3:
                 raise ValueError(f"piece {item} failed")
@@ -83,6 +85,29 @@ def test_a_busy_calling_thread_leaves_one_thread_at_work():
     # The threads let go have ended: the last pieces were all done by one thread.
     last = [work.by[i] for i in order[-60:] if i in work.by]
     assert len(set(last)) == 1, set(last)
+
+
+def test_threads_come_back_when_the_calling_thread_waits_and_never_more_than_the_limit():
+    work = Tracker(0.02, slow_from=150)  # instant pieces first, then 20 ms each
+    with Pipeline(work, 4, "p", work.init) as pipe:
+        for item, _, _ in pipe.run(range(300)):
+            if item < 150:
+                time.sleep(0.003)  # a busy calling thread first: down to one thread
+    assert pipe.fewest_workers == 1 and pipe.workers == 4
+    assert work.most <= 4 and max(work.at_once[i] for i in range(230, 300)) == 4
+    assert work.initialised == 4  # the same four threads: parked, then at work again
+
+
+def test_a_thread_whose_initializer_fails_fails_its_pieces():
+    calls = []
+
+    def init() -> None:
+        raise OSError("no signals here")
+
+    with Pipeline(calls.append, 2, "p", init) as pipe:
+        back = list(pipe.run(range(10)))
+    assert sorted(item for item, _, _ in back) == list(range(10)) and not calls
+    assert all(result is None and str(error) == "no signals here" for _, result, error in back)
 
 
 def test_no_more_threads_than_pieces_and_none_for_no_piece():
