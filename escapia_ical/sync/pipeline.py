@@ -56,8 +56,9 @@ class Pipeline(Generic[Item, Result]):
     waits for those being worked on, as ``ThreadPoolExecutor.shutdown(cancel_futures=True)``
     would: their requests are bounded in time (sources/watchdog.py).
 
-    Thread ``n`` takes a piece only while ``n < workers``; the others wait, parked, until
-    ``workers`` grows again or the block is left. Threads are started as pieces need them
+    Thread ``n`` waits for a piece only while ``n < workers`` (checked before each wait: a
+    thread already waiting takes one more piece); the others are parked until ``workers``
+    grows again or the block is left. Threads are started as pieces need them
     and never ended early: at most ``limit`` exist, so at most ``limit`` pieces are worked
     on at once, and a thread keeps its connection (sources/http.py: a session per thread).
     """
@@ -82,13 +83,18 @@ class Pipeline(Generic[Item, Result]):
         with self._gate:
             self._closed = True  # no thread takes another piece
             self._gate.notify_all()
-        for _ in self._threads:
-            self._todo.put(_END)  # (for a thread waiting for a piece)
+        # One end marker per thread waiting for a piece, and per thread that could exist:
+        # a signal inside _start can leave one running that is not listed yet.
+        for _ in range(self._limit):
+            self._todo.put(_END)
         for thread in self._threads:
             thread.join()
 
     def run(self, items: Iterable[Item]) -> Iterator[tuple[Item, Result | None, BaseException | None]]:
-        """Yield ``(item, result, error)`` for every item of ``items``, in the order they finish."""
+        """Yield ``(item, result, error)`` for every item of ``items``, in the order they finish
+        (once per Pipeline, inside its ``with`` block)."""
+        if self._closed or self._threads:
+            raise RuntimeError("a Pipeline runs once, inside its with block")
         pending = iter(items)
         outstanding = 0  # handed out and not yet taken back
         settle = 2 * self.workers  # results until the next judgement (time for the averages to move)
@@ -127,7 +133,7 @@ class Pipeline(Generic[Item, Result]):
         if idle > busy * _GROW and workers < self._limit:
             workers += 1  # (a parked thread resumes; else one starts with the next piece)
         elif idle < busy * _SHRINK and workers > 1:
-            workers -= 1  # (the last thread parks once its piece is done)
+            workers -= 1  # (the last thread parks before it waits for another piece)
         if workers != self.workers:
             with self._gate:
                 self.workers = workers
@@ -157,8 +163,8 @@ class Pipeline(Generic[Item, Result]):
             if item is _END or self._closed:
                 return
             try:
-                if failed is not None:
-                    raise failed
+                if failed is not None:  # (a new error each time: one raised again grows its traceback)
+                    raise RuntimeError(f"{self._name}_{index} did not start: {failed}") from failed
                 self._done.put((item, self._work(item), None))
             except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, as a Future would
                 self._done.put((item, None, exc))

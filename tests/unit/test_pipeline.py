@@ -82,7 +82,7 @@ def test_a_busy_calling_thread_leaves_one_thread_at_work():
             time.sleep(0.003)
     assert sorted(order) == list(range(240))
     assert pipe.workers == 1 and pipe.fewest_workers == 1
-    # The threads let go have ended: the last pieces were all done by one thread.
+    # The threads let go are parked: the last pieces were all done by one thread.
     last = [work.by[i] for i in order[-60:] if i in work.by]
     assert len(set(last)) == 1, set(last)
 
@@ -107,7 +107,10 @@ def test_a_thread_whose_initializer_fails_fails_its_pieces():
     with Pipeline(calls.append, 2, "p", init) as pipe:
         back = list(pipe.run(range(10)))
     assert sorted(item for item, _, _ in back) == list(range(10)) and not calls
-    assert all(result is None and str(error) == "no signals here" for _, result, error in back)
+    for _, result, error in back:
+        assert result is None and isinstance(error.__cause__, OSError)
+        assert re.fullmatch(r"p_\d did not start: no signals here", str(error))
+    assert len({id(error) for _, _, error in back}) == 10  # one error each, not one raised again
 
 
 def test_no_more_threads_than_pieces_and_none_for_no_piece():
@@ -130,6 +133,15 @@ def test_leaving_the_block_starts_no_more_pieces_and_ends_every_thread():
     # work and 2 more done, the rest (13 pieces in all) never started
     assert 6 <= work.calls <= 6 + 2 + 2
     assert not [t for t in threading.enumerate() if t.name.startswith("leaving_")]
+
+
+def test_a_pipeline_runs_once():
+    with Pipeline(Tracker(), 2, "p") as pipe:
+        assert len(list(pipe.run(range(5)))) == 5
+        with pytest.raises(RuntimeError, match="runs once"):
+            next(pipe.run(range(5)))
+    with pytest.raises(RuntimeError, match="runs once"):
+        next(pipe.run(range(5)))
 
 
 def test_a_limit_below_one_is_refused():
