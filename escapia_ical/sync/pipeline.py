@@ -13,16 +13,15 @@ how long the calling thread waited for a result and how long it then worked on i
   thread parks; it comes back when one more is wanted).
 
 At 100 ms a request, with a feed written in a millisecond or two, the calling thread waits
-most of the time and every thread stays.
-When Escapia answers in a millisecond or two the calling thread is the bottleneck, and a
-thread more only waits for its turn: each runnable thread contends for the GIL at every
-socket call, a futex call and a context switch each time. On a cold 10,000-unit sync at
-0 latency against the sandbox (``perf stat``, two runs each, taken in turns) this pool
-made 103,000-113,000 context switches and 169,000-201,000 futex calls, against
-202,000-205,000 and 352,000-361,000 with eight threads at work throughout
-(``ThreadPoolExecutor``, before); futex calls were ~11 % of that sync's CPU samples. Its
-task clock: 28.2 and 36.6 s, against 36.1 and 38.0 s (a shared VM: ±15 % run to run).
-Fewer requests in flight are kinder to Escapia's rate limits too.
+most of the time and every thread stays. When Escapia answers in a millisecond or two the
+calling thread is the bottleneck, and a thread more only waits for its turn: each runnable
+thread contends for the GIL at every socket call, a futex call and a context switch each
+time. On a cold 10,000-unit sync at 0 latency against the sandbox (``perf stat``, two runs
+each, taken in turns) this pool made 103,000-113,000 context switches and 169,000-201,000
+futex calls, against 202,000-205,000 and 352,000-361,000 with eight threads at work
+throughout (``ThreadPoolExecutor``, before); futex calls were ~11 % of that sync's CPU
+samples. Its task clock: 28.2 and 36.6 s, against 36.1 and 38.0 s (a shared VM: ±15 % run
+to run). Fewer requests in flight are kinder to Escapia's rate limits too.
 
 Compared with ``concurrent.futures`` there is no Future per piece and no ``wait()`` over the
 futures in flight (which locks each of them at every call): pieces go out and come back
@@ -106,7 +105,7 @@ class Pipeline(Generic[Item, Result]):
                 if item is _END:
                     exhausted = True
                     break
-                if len(self._threads) < min(self.workers, outstanding + 1):  # none without a piece
+                if len(self._threads) < self.workers:  # (started with a piece: none without one)
                     self._start()
                 self._todo.put(item)
                 outstanding += 1
