@@ -128,9 +128,11 @@ class PublishPolicy:
         run's): stored nights past it (the margin, sync/margin.py) were never shown, so
         freeing them is no loss."""
         uncovered = spans.subtract([self.future], answer.covered)
-        shown = spans.union(((r.start, r.end) for r in answer.ranges), uncovered)
         before = self._before(previous or (), shown_end)
-        lost = spans.subtract(before, shown)
+        # Nothing shown before (a new feed: every unit of a cold sync), nothing to lose: the
+        # answer's nights are not joined for nothing (0.05 ms of 0.07 a unit, 55 ranges).
+        lost = spans.subtract(before, spans.union(((r.start, r.end) for r in answer.ranges), uncovered)) \
+            if before else []
         if not lost:
             return Assessment(unit_id, answer, tuple(previous or ()), uncovered, lost, shown_end=shown_end)
         by_feed = spans.intersect(lost, self.evidence.get(unit_id, ()))
