@@ -35,7 +35,7 @@ UNKNOWN = "unknown"  # the kind of placeholder nights: shown by every profile
 ONE_DAY = dt.timedelta(days=1)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ProfileBlock:
     """One event of a profile feed: ``shown`` (clipped to the window), ``origin`` (the whole
     event, buffers included: it names the UID) and the ``kind`` that names its summary."""

@@ -16,7 +16,7 @@ from escapia_ical.model import BlockedRange, FeedWindow
 ONE_DAY = dt.timedelta(days=1)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class FeedBlock:
     """One event of a feed.
 
