@@ -11,6 +11,9 @@ first tick after midnight: the CLI's clock is moved in its process, so that the 
 steady tick run just before midnight and the roll five minutes after it), and
 requests/unit/day for a 100-unit account.
 
+Before and after, this machine's speed: the CPU of a fixed piece of pure-Python work
+(:func:`reference_work`), which figures taken at other times compare against.
+
 ``--api escapianet`` measures an EscapiaNET batch account instead (no baseline, no
 extrapolation): cold sync, steady tick, tick after 5 bookings, each with the CLI process's
 CPU seconds (user + system, from rusage): the figure quiet ticks are about.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -241,6 +245,31 @@ def file_cost(workdir: Path, files: int = 300) -> tuple[float, float]:
         os.replace(folder / f".{i}.tmp", folder / f"{i}.ics")
         costs.append(time.perf_counter() - t0)
     return sorted(costs)[len(costs) // 2], (time.process_time() - cpu) / files
+
+
+def reference_work(rounds: int = 1000) -> float:
+    """This machine's speed now: the mean CPU seconds of a fixed piece of pure-Python work,
+    no I/O and none of our code (so that it does not change when ours does), shaped like one
+    unit's: decode a JSON answer of 55 stays, read their dates, hash and format a line each.
+
+    A shared VM's speed drifts from hour to hour: the same cold sync of 10,000 units took 19
+    CPU s at one moment and 26-33 s at others, with this disk's file cost unchanged. Figures
+    taken at different times compare only next to this one (measured before and after)."""
+    day = dt.date(2026, 1, 1)
+    answer = json.dumps([{"$id": str(i + 1), "dateRange": {
+        "startDate": f"{day + dt.timedelta(days=13 * i)}T00:00:00",
+        "endDate": f"{day + dt.timedelta(days=13 * i + 1 + i % 9)}T00:00:00"}} for i in range(55)]).encode()
+    cpu = time.process_time()
+    for _ in range(rounds):
+        lines = []
+        for item in json.loads(answer):
+            start = dt.date.fromisoformat(item["dateRange"]["startDate"][:10])
+            end = dt.date.fromisoformat(item["dateRange"]["endDate"][:10])
+            uid = hashlib.sha256(f"bench\0{start}\0{end}".encode()).hexdigest()[:32]
+            lines.append(f"BEGIN:VEVENT\r\nDTSTART;VALUE=DATE:{start:%Y%m%d}\r\nDTEND;VALUE=DATE:{end:%Y%m%d}"
+                         f"\r\nUID:{uid}@bench\r\nEND:VEVENT")
+        "\r\n".join(sorted(lines)).encode()
+    return (time.process_time() - cpu) / rounds
 
 
 def physical_limit(row: dict, latency: float, keys: dict, accounts: int, per_file: float) -> float | None:
@@ -521,6 +550,9 @@ def main(argv: list[str]) -> int:
             args.file_cost, file_cpu = file_cost(Path(tmp))
             log(f"one fsynced feed file costs {args.file_cost * 1000:.2f} ms on this disk (median of 300), "
                 f"{file_cpu * 1000:.2f} ms of it CPU (mean)")
+            reference = [reference_work()]
+            log(f"this machine's speed now: a fixed piece of work (one unit's shape, none of our code) takes "
+                f"{reference[0] * 1e6:.0f} µs of CPU")
             for n in args.unit_counts:
                 scenarios = ("cold", "steady", "changes") if args.api == "escapianet" \
                     else ("baseline", "cold", "steady", "changes")
@@ -532,6 +564,9 @@ def main(argv: list[str]) -> int:
             if args.rss_units and args.accounts == 1:  # peak RSS only: latency 0 keeps it short
                 rows += bench(args.rss_units, 0.0, ("cold", "steady", "steady-real", "roll"), args, Path(tmp),
                               account_keys, ", latency 0")
+            reference.append(reference_work())
+            log(f"this machine's speed at the end: {reference[1] * 1e6:.0f} µs (at the start: "
+                f"{reference[0] * 1e6:.0f} µs)")
     finally:
         for proc in list(CHILDREN):
             stop(proc, signal.SIGKILL if proc.args[1] == "sync" else signal.SIGINT)
@@ -541,7 +576,7 @@ def main(argv: list[str]) -> int:
     result = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "latency_s": args.latency,
               "account_keys": account_keys, "cpus": os.cpu_count(), "python": platform.python_version(),
               "bench_wall_s": round(time.perf_counter() - started, 1), "file_cost_s": args.file_cost,
-              "file_cpu_s": round(file_cpu, 6),
+              "file_cpu_s": round(file_cpu, 6), "reference_cpu_s": [round(r, 7) for r in reference],
               "rows": rows, "extrapolation": x}
     args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     log(f"results in {args.json} ({result['bench_wall_s']} s in all)")
