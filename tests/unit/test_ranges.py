@@ -1,11 +1,15 @@
 """Blocked ranges: API end-date semantics, merging, window clipping."""
 
+import copy
+import dataclasses
 import datetime as dt
 import logging
+import pickle
 
 import pytest
 
-from escapia_ical.feeds.ranges import feed_blocks, merge_ranges, range_from_api
+from escapia_ical.feeds.profiles import ProfileBlock
+from escapia_ical.feeds.ranges import FeedBlock, feed_blocks, merge_ranges, range_from_api
 from escapia_ical.model import BlockedRange, FeedWindow
 
 D = dt.date
@@ -78,3 +82,27 @@ def test_absurd_dates_never_overflow(caplog):
     assert range_from_api(top, top, "exclusive") is None
     assert range_from_api(top - dt.timedelta(days=3), top, "inclusive") == BlockedRange(top - dt.timedelta(days=3), top)
     assert feed_blocks([BlockedRange(D(1, 1, 1), top)], WINDOW)[0].shown == BlockedRange(WINDOW.start, WINDOW.end)
+
+
+@pytest.mark.parametrize("value", [
+    r("2026-12-01", "2026-12-04"),
+    FeedBlock(r("2026-12-01", "2026-12-04"), r("2026-11-28", "2026-12-04")),
+    ProfileBlock(r("2026-12-01", "2026-12-04"), r("2026-11-30", "2026-12-05"), "reservation"),
+])
+def test_ranges_and_blocks_stay_immutable_values(value):
+    """Slotted (a million are made in a cold sync of 10,000 units): still frozen, equal and
+    hashed by value, ordered, copied and pickled whole."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(value, dataclasses.fields(value)[0].name, r("2027-01-01", "2027-01-02"))
+    with pytest.raises((AttributeError, TypeError)):  # (a TypeError on 3.11 with slots)
+        value.note = "x"
+    twin = pickle.loads(pickle.dumps(value))  # noqa: S301 - our own bytes
+    assert twin == value and hash(twin) == hash(value) and copy.deepcopy(value) == value
+    assert dataclasses.replace(value) == value and not hasattr(value, "__dict__")
+    assert sorted([value, twin]) == [value, value]
+
+
+def test_a_range_still_refuses_to_be_empty():
+    with pytest.raises(ValueError, match="empty or inverted"):
+        BlockedRange(D(2026, 12, 4), D(2026, 12, 4))
+    assert r("2026-12-01", "2026-12-04").nights == 3
