@@ -129,8 +129,8 @@ class PublishPolicy:
         freeing them is no loss."""
         uncovered = spans.subtract([self.future], answer.covered)
         before = self._before(previous or (), shown_end)
-        # Nothing shown before (a new feed: every unit of a cold sync), nothing to lose: the
-        # answer's nights are not joined for nothing (0.05 ms of 0.07 a unit, 55 ranges).
+        # Nothing shown before (a new feed: every unit of a cold sync), nothing to lose, so the
+        # answer's ranges need not be joined (that join was 0.05 ms of assess's 0.07 a unit).
         lost = spans.subtract(before, spans.union(((r.start, r.end) for r in answer.ranges), uncovered)) \
             if before else []
         if not lost:
