@@ -261,7 +261,7 @@ def reference_work(rounds: int = 300, repeat: int = 3) -> float:
     answer = json.dumps([{"$id": str(i + 1), "dateRange": {
         "startDate": f"{day + dt.timedelta(days=13 * i)}T00:00:00",
         "endDate": f"{day + dt.timedelta(days=13 * i + 1 + i % 9)}T00:00:00"}} for i in range(55)]).encode()
-    gc.collect()  # (not the bench's own garbage, collected inside the timed loop)
+    gc.collect()  # so that the bench's own garbage is not collected inside the timed loop
     means = []
     for _ in range(repeat):
         cpu = time.process_time()
