@@ -254,8 +254,8 @@ def reference_work(rounds: int = 300, repeat: int = 3) -> float:
     unit's: decode a JSON answer of 55 stays, read their dates, hash and format a line each;
     the least of ``repeat`` means of ``rounds``.
 
-    A shared VM's speed drifts from hour to hour: the same cold sync of 10,000 units took 19
-    CPU s at one moment and 26-33 s at others, with this disk's file cost unchanged. CPU
+    A shared VM's speed drifts within minutes: the same cold sync of 10,000 units took 19
+    CPU s, and 26-33 s twenty minutes later, with this disk's file cost unchanged. CPU
     figures of runs taken at different times compare after scaling by this one."""
     day = dt.date(2026, 1, 1)
     answer = json.dumps([{"$id": str(i + 1), "dateRange": {
