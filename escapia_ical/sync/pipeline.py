@@ -112,10 +112,7 @@ class Pipeline(Generic[Item, Result]):
             if not outstanding:
                 return
             asked = time.perf_counter()
-            try:
-                done = self._done.get_nowait()
-            except queue.Empty:
-                done = self._done.get()
+            done = self._done.get()
             outstanding -= 1
             got = time.perf_counter()
             yield done
