@@ -216,3 +216,52 @@ def test_the_remembered_urls_are_bounded(monkeypatch):
         url = f"https://api.example.com/op{index}"
         assert ours._prepare("GET", url, requests.structures.CaseInsensitiveDict()).url == url
     assert len(ours._urls) == 3
+
+
+def _theirs(method, url, session_headers, headers, **kwargs):
+    """What requests.Session.request would prepare (no environment, no cookies)."""
+    with requests.Session() as theirs:
+        theirs.trust_env = False
+        theirs.headers = requests.structures.CaseInsensitiveDict(session_headers)
+        return theirs.prepare_request(requests.Request(method, url, headers=headers, **kwargs))
+
+
+def test_json_requests_seen_before_are_prepared_as_requests_prepares_them():
+    """A json= request whose method, URL and headers were seen before takes its headers from
+    the first: the same headers in the same order, the body and its Content-Length its own,
+    and a change of token, of a session header or of the URL prepared afresh."""
+    ours = Session()
+    ours.headers["User-Agent"] = "escapia-ical/test"
+    url = "https://api.example.com/hsapi/GetUnitNonAvailability"
+    bodies = [{"nativePMSUnitID": "1"}, {"nativePMSUnitID": "123456789", "n": "ü€"}, {"a": [1, 2.5, None]}]
+    for token, session_agent, where in [("t1", "a", url), ("t1", "a", url), ("t2", "a", url),
+                                        ("t2", "b", url), ("t2", "b", url + "?x=1"), ("t1", "a", url)]:
+        ours.headers["User-Agent"] = session_agent
+        headers = {"Authorization": f"Bearer {token}", "x-homeaway-hasp-api-pmcid": "1020", "Accept": None}
+        for body in bodies:
+            mine = ours._prepare_json("POST", where, headers, json=body)
+            theirs = _theirs("POST", where, ours.headers, headers, json=body)
+            assert (mine.method, mine.url, list(mine.headers.items()), mine.body) == (
+                theirs.method, theirs.url, list(theirs.headers.items()), theirs.body)
+    assert len(ours._json_heads) == 4, "one set of headers per method, URL and headers"
+
+
+def test_a_json_request_is_refused_as_by_requests_also_once_its_headers_are_known():
+    ours = Session()
+    url = "https://api.example.com/hsapi/Op"
+    headers = {"Authorization": "Bearer t"}
+    ours._prepare_json("POST", url, headers, json={"ok": 1})
+    with pytest.raises(requests.exceptions.InvalidJSONError):
+        ours._prepare_json("POST", url, headers, json={"n": float("nan")})
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        ours._prepare_json("POST", url, {"Authorization": "Bearer t\r\nX-Evil: 1"}, json={"ok": 1})
+    assert ours._prepare_json("POST", url, headers, params={"a": 1}, json={"ok": 1}) is None, \
+        "with params (or data, or auth): requests' own steps"
+
+
+def test_the_known_json_heads_are_bounded(monkeypatch):
+    monkeypatch.setattr("escapia_ical.sources.session.MAX_URLS", 3)
+    ours = Session()
+    for index in range(10):
+        ours._prepare_json("POST", "https://api.example.com/op", {"Authorization": f"Bearer {index}"}, json={})
+    assert len(ours._json_heads) <= 3
