@@ -12,6 +12,7 @@ from typing import Any
 
 from escapia_ical.config import Account, Config
 from escapia_ical.errors import EscapiaIcalError
+from escapia_ical.feeds.publish import OpenFolders
 from escapia_ical.model import FeedWindow
 
 log = logging.getLogger("escapia_ical.sync")
@@ -104,6 +105,8 @@ class RunContext:
     deadline: float = float("inf")  # time.monotonic() after which no unit is fetched
     # account -> the feed folders written but not yet fsynced (feeds/publish.py sync_folders)
     unsynced: dict[str, set[Path]] = field(default_factory=dict)
+    # account -> its feed folders, each opened once a run (feeds/publish.py OpenFolders)
+    folders: dict[str, OpenFolders] = field(default_factory=dict)
 
 def describe(exc: Exception, account: Account) -> str:
     """Return the one-line message of a failure, with the account's secrets masked (a

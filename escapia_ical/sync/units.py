@@ -17,7 +17,7 @@ from escapia_ical.errors import AuthError, DeadlineReached
 from escapia_ical.feeds import spans
 from escapia_ical.feeds.kinds import Claims
 from escapia_ical.feeds.policy import Assessment, PublishPolicy, Verdict
-from escapia_ical.feeds.publish import current_bytes, feed_present, publish_feed
+from escapia_ical.feeds.publish import OpenFolders, current_bytes, feed_present, publish_feed
 from escapia_ical.feeds.ranges import FeedBlock, clip_blocks, feed_blocks
 from escapia_ical.feeds.render import iso
 from escapia_ical.feeds.rotation import DEFAULT_GRACE_DAYS, old_names, update_old_names
@@ -143,7 +143,8 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, stored: Sequence
         _publish_profiles(run, account, unit, blocks, unknown or [], claims, outcome, stamp, previous)
         return
     outcome.rewritten = publish_feed(outcome.path, content, force=run.options.force,
-                                     unsynced=run.unsynced.setdefault(account.name, set()))
+                                     unsynced=run.unsynced.setdefault(account.name, set()),
+                                     folders=run.folders.setdefault(account.name, OpenFolders()))
     if outcome.generation:  # kept with the name too, should names.json be lost
         stamp["generation"] = outcome.generation
     stamps[outcome.path.name] = stamp

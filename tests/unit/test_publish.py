@@ -238,3 +238,54 @@ def test_a_folder_listed_once_tells_feeds_present_as_a_stat_would(tmp_path):
     (folder / "a.ics").unlink()  # after the listing: the caller's listing, the disk's now
     assert publish.feed_present(folder / "a.ics", listed) and not publish.feed_present(folder / "a.ics")
     assert publish.feed_names(tmp_path / "missing") == set()  # no folder: nothing present
+
+
+def _directory_opens(monkeypatch) -> list[str]:
+    opened: list[str] = []
+    real = os.open
+
+    def counting(path, flags, *args, **kwargs):
+        if flags & os.O_DIRECTORY:
+            opened.append(str(path))
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(publish.os, "open", counting)
+    return opened
+
+
+def test_a_run_opens_each_feed_folder_once_and_closes_it(tmp_path, monkeypatch):
+    root = tmp_path / "out"
+    (root / "acct").mkdir(parents=True)
+    opened = _directory_opens(monkeypatch)
+    folders = publish.OpenFolders()
+    for i in range(4):
+        assert publish_feed(root / "acct" / f"{i}.ics", b"x%d" % i, root=root, folders=folders)
+    assert not publish_feed(root / "acct" / "0.ics", b"x0", root=root, folders=folders), "unchanged: untouched"
+    assert opened == [str(root), "acct"], "output_dir and the account folder, once for the run"
+    assert sorted(os.listdir(root / "acct")) == [f"{i}.ics" for i in range(4)]
+    assert [(root / "acct" / f"{i}.ics").read_bytes() for i in range(4)] == [b"x%d" % i for i in range(4)]
+    descriptor = folders.open(root / "acct", root)
+    folders.close()
+    with pytest.raises(OSError):
+        os.fstat(descriptor)
+    opened.clear()
+    publish_feed(root / "acct" / "9.ics", b"y", root=root)  # without: opened for the feed, and closed
+    publish_feed(root / "acct" / "8.ics", b"y", root=root)
+    assert opened == [str(root), "acct"] * 2
+
+
+def test_a_folder_swapped_for_a_link_mid_run_never_receives_the_feeds(tmp_path):
+    """Opened once, through O_NOFOLLOW: a folder replaced by a link later in the run is not
+    followed: the feeds go on into the folder opened first, not where the link points."""
+    root, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folders = publish.OpenFolders()
+    publish_feed(root / "acct" / "1.ics", b"one", root=root, folders=folders)
+    (root / "acct").rename(tmp_path / "moved")
+    (root / "acct").symlink_to(elsewhere)
+    publish_feed(root / "acct" / "2.ics", b"two", root=root, folders=folders)
+    folders.close()
+    assert os.listdir(elsewhere) == []
+    assert sorted(os.listdir(tmp_path / "moved")) == ["1.ics", "2.ics"]
+    with pytest.raises(PublishError, match="symbolic link"):  # a new run's folders refuse the link
+        publish_feed(root / "acct" / "3.ics", b"three", root=root, folders=publish.OpenFolders())

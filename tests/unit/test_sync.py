@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import signal
 import threading
@@ -13,7 +14,7 @@ import pytest
 
 from escapia_ical.config import Config, FeedSettings, HsapiAccount, HttpPolicy
 from escapia_ical.errors import AuthError, SourceError
-from escapia_ical.feeds import spans
+from escapia_ical.feeds import publish, spans
 from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.model import BlockedRange, Explanation, Unit, UnitCalendar
 from escapia_ical.sources import Notes
@@ -420,3 +421,27 @@ def test_only_the_main_thread_takes_sigterm_and_sigint(world):
     for where, mask in seen.items():
         assert {signal.SIGTERM, signal.SIGINT} <= mask, where
     assert not {signal.SIGTERM, signal.SIGINT} & signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def _open_descriptors() -> set[str]:
+    return {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")}
+
+
+def test_a_run_opens_each_account_folder_once_and_leaves_none_open(world, monkeypatch):
+    """The feeds of a run are written relative to their folder opened once (feeds/publish.py
+    OpenFolders), closed when the account is done, also when it failed midway."""
+    config, sources, sync = world
+    sources["a"] = ScriptedSource({str(i): [nights(1, 1 + i)] for i in range(1, 6)})
+    sources["b"] = ScriptedSource({"1": [nights(1, 2)], "2": AuthError("HTTP 401 even with a fresh token")})
+    opened: list[str] = []
+    real = os.open
+    monkeypatch.setattr(publish.os, "open", lambda path, flags, *a, **k: (
+        opened.append(str(path)) if flags & os.O_DIRECTORY and str(path) in ("a", "b") else None,
+        real(path, flags, *a, **k))[1])
+    before = _open_descriptors()
+    report = sync()
+    assert opened.count("a") == opened.count("b"), "five feeds of a, one of b: as many opens of their folders"
+    assert [p for p in _open_descriptors() - before if str(config.output_dir) in p] == []
+    assert len(list((config.output_dir / "a").glob("*.ics"))) == 5 and (config.output_dir / "b" / "1.ics").exists()
+    assert report.accounts["b"].units[1].error
