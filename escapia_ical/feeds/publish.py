@@ -133,7 +133,15 @@ def publish_feed(path: Path, content: bytes, *, force: bool = False, root: Path 
     try:
         if not force and read_at(folder, path.name) == content:
             return False
-        write_at(folder, path.name, content, FEED_MODE, sync_folder=unsynced is None)
+        try:
+            write_at(folder, path.name, content, FEED_MODE, sync_folder=unsynced is None)
+        except FileNotFoundError:
+            if folders is None:
+                raise
+            # The folder opened for the run was deleted since: made and opened again.
+            folders.forget(path.parent, root)
+            folder = folders.open(path.parent, root)
+            write_at(folder, path.name, content, FEED_MODE, sync_folder=unsynced is None)
         if unsynced is not None:
             unsynced.add(path.parent)
     except OSError as exc:
@@ -150,11 +158,11 @@ class OpenFolders:
     again for every feed: two opens and two closes of a feed's five, 40,000 system calls of
     a cold sync of 10,000 units, each of which also hands the GIL to a fetching thread.
 
-    A feed is then written into the folder opened first, even if that folder is replaced
-    (by a link, which open_folder would refuse) or deleted later in the run: written into a
-    deleted folder, a feed is gone, and the next run, finding no file, writes it again (as
-    after any deletion of output files). Not thread-safe: one account's feeds are published
-    by one thread."""
+    A feed is then written into the folder opened first, even if that folder is moved or
+    replaced (by a link, which open_folder would refuse) later in the run; :func:`sync_folders`
+    fsyncs that same folder. A folder deleted mid-run is made and opened again (a file cannot
+    be created in a deleted folder). Not thread-safe: one account's feeds are published by
+    one thread."""
 
     def __init__(self) -> None:
         self._open: dict[tuple[Path, Path], int] = {}
@@ -166,6 +174,16 @@ class OpenFolders:
         if descriptor is None:
             descriptor = self._open[folder, root] = _open_to_write(folder, root)
         return descriptor
+
+    def held(self, folder: Path) -> int | None:
+        """The descriptor open for ``folder`` (below any root), or None."""
+        return next((fd for (path, _), fd in self._open.items() if path == folder), None)
+
+    def forget(self, folder: Path, root: Path) -> None:
+        descriptor = self._open.pop((folder, root), None)
+        if descriptor is not None:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
 
     def close(self) -> None:
         for descriptor in self._open.values():
@@ -279,15 +297,17 @@ def read_at(folder: int, name: str) -> bytes | None:
             return None
 
 
-def sync_folders(folders: set[Path], root: Path) -> None:
+def sync_folders(folders: set[Path], root: Path, held: OpenFolders | None = None) -> None:
     """fsync each folder of ``folders`` (below ``root``, never through a link) once: the
     renames :func:`publish_feed` made with ``unsynced`` survive a power cut from then on.
-    Raise PublishError if one cannot be opened or synced."""
+    A folder ``held`` open is fsynced through that descriptor (the folder the renames went
+    to, even if it was moved since). Raise PublishError if one cannot be opened or synced."""
     if _s3(root) is not None:  # (an object is durable once its PUT is answered)
         folders.clear()
         return
     for folder in sorted(folders):
-        descriptor = _open_existing(folder, f"cannot sync {folder}", root)
+        kept = held.held(folder) if held is not None else None
+        descriptor = kept if kept is not None else _open_existing(folder, f"cannot sync {folder}", root)
         if descriptor is None:
             continue
         try:
@@ -295,7 +315,8 @@ def sync_folders(folders: set[Path], root: Path) -> None:
         except OSError as exc:
             raise PublishError(f"cannot sync {folder}: {exc.strerror or exc}") from exc
         finally:
-            os.close(descriptor)
+            if kept is None:
+                os.close(descriptor)
     folders.clear()
 
 

@@ -112,8 +112,11 @@ class Session(requests.Session):
         (session's and request's; None: not one of those, or not seen yet)."""
         if json is None or params is not None or data is not None or auth is not None:
             return None
-        key = (method, url, tuple(self.headers.items()), tuple(headers.items()) if headers else ())
-        known = self._json_heads.get(key)
+        try:
+            key = (method, url, tuple(self.headers.items()), tuple(headers.items()) if headers else ())
+            known = self._json_heads.get(key)
+        except TypeError:  # a value that is no str or bytes: requests' own steps refuse it
+            return None
         if known is None:
             prepared = self._prepare(method, url, self._merged(headers), json=json)
             if "Content-Length" in prepared.headers:  # (a json= body always has a length)
@@ -122,7 +125,8 @@ class Session(requests.Session):
                 self._json_heads[key] = (prepared.url, prepared.headers.copy())
             return prepared
         prepared = requests.PreparedRequest()
-        prepared.method, prepared.url = method.upper(), known[0]
+        prepared.prepare_method(method)
+        prepared.url = known[0]
         try:  # as PreparedRequest.prepare_body
             body = complexjson.dumps(json, allow_nan=False)
         except ValueError as exc:

@@ -24,7 +24,7 @@ from escapia_ical.feeds.holds import HoldBook
 from escapia_ical.feeds.lifecycle import mark_retired, vanished_at_once
 from escapia_ical.feeds.names import account_feed_filename
 from escapia_ical.feeds.policy import PublishPolicy
-from escapia_ical.feeds.publish import OpenFolders, clean_temp_files, feed_names, sync_folders
+from escapia_ical.feeds.publish import clean_temp_files, feed_names, sync_folders
 from escapia_ical.feeds.ranges import feed_blocks
 from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.model import BlockedRange, FeedWindow, Unit
@@ -300,15 +300,20 @@ def _sync_account(run: RunContext, account: Account, source: Source, result: Acc
                 options.progress.step()
         del present
     finally:
-        options.progress.end()
-        result.fetched = len(succeeded)
-        _report_verdicts(account, outcomes, policy, run.window)
-        _report_book(result, book)
-        run.folders.pop(account.name, OpenFolders()).close()
+        held = run.folders.pop(account.name, None)
+        try:
+            options.progress.end()
+            result.fetched = len(succeeded)
+            _report_verdicts(account, outcomes, policy, run.window)
+            _report_book(result, book)
+            if not options.dry_run:
+                # One fsync per folder for every feed renamed into it this run, before the
+                # state records them.
+                sync_folders(run.unsynced.pop(account.name, set()), config.output_dir, held)
+        finally:
+            if held is not None:
+                held.close()
         if not options.dry_run:
-            # One fsync per folder for every feed renamed into it this run, before the
-            # state records them.
-            sync_folders(run.unsynced.pop(account.name, set()), config.output_dir)
             confirm_lease(config.state_dir, account.name)  # (another host may have the account now)
             with state_transaction(config.state_dir):  # what was published, recorded at once
                 state.save_feed_stamps(stamps)

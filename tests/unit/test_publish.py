@@ -289,3 +289,26 @@ def test_a_folder_swapped_for_a_link_mid_run_never_receives_the_feeds(tmp_path):
     assert sorted(os.listdir(tmp_path / "moved")) == ["1.ics", "2.ics"]
     with pytest.raises(PublishError, match="symbolic link"):  # a new run's folders refuse the link
         publish_feed(root / "acct" / "3.ics", b"three", root=root, folders=publish.OpenFolders())
+
+
+def test_a_folder_deleted_mid_run_is_made_again_and_a_moved_one_synced_where_the_feeds_went(
+        tmp_path, monkeypatch):
+    root = tmp_path / "out"
+    folders, unsynced = publish.OpenFolders(), set()
+    publish_feed(root / "acct" / "1.ics", b"one", root=root, folders=folders, unsynced=unsynced)
+    (root / "acct" / "1.ics").unlink()
+    (root / "acct").rmdir()
+    assert publish_feed(root / "acct" / "2.ics", b"two", root=root, folders=folders, unsynced=unsynced)
+    assert os.listdir(root / "acct") == ["2.ics"]
+    (root / "acct").rename(tmp_path / "moved")  # moved, and a new folder in its place
+    (root / "acct").mkdir()
+    publish_feed(root / "acct" / "3.ics", b"three", root=root, folders=folders, unsynced=unsynced)
+    synced: list[tuple[int, int]] = []
+    real = os.fsync
+    monkeypatch.setattr(publish.os, "fsync", lambda fd: (synced.append(
+        (os.fstat(fd).st_dev, os.fstat(fd).st_ino)), real(fd))[1])
+    publish.sync_folders(unsynced, root, folders)
+    moved = (tmp_path / "moved").stat()
+    assert synced == [(moved.st_dev, moved.st_ino)], "the folder the renames went to"
+    assert sorted(os.listdir(tmp_path / "moved")) == ["2.ics", "3.ics"]
+    folders.close()

@@ -257,6 +257,11 @@ def test_a_json_request_is_refused_as_by_requests_also_once_its_headers_are_know
         ours._prepare_json("POST", url, {"Authorization": "Bearer t\r\nX-Evil: 1"}, json={"ok": 1})
     assert ours._prepare_json("POST", url, headers, params={"a": 1}, json={"ok": 1}) is None, \
         "with params (or data, or auth): requests' own steps"
+    assert ours._prepare_json("POST", url, {"X": ["a"]}, json={"ok": 1}) is None, "not hashable: requests' steps"
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        ours.send_request("POST", url, timeout=1, headers={"X": ["a"]}, json={"ok": 1})
+    for _ in range(2):
+        assert ours._prepare_json(b"post", url, headers, json={"ok": 1}).method == "POST"
 
 
 def test_the_known_json_heads_are_bounded(monkeypatch):
@@ -264,4 +269,5 @@ def test_the_known_json_heads_are_bounded(monkeypatch):
     ours = Session()
     for index in range(10):
         ours._prepare_json("POST", "https://api.example.com/op", {"Authorization": f"Bearer {index}"}, json={})
-    assert len(ours._json_heads) <= 3
+    assert 1 <= len(ours._json_heads) <= 3
+    assert any(("Authorization", "Bearer 9") in key[3] for key in ours._json_heads), "the newest is kept"
