@@ -312,3 +312,19 @@ def test_a_folder_deleted_mid_run_is_made_again_and_a_moved_one_synced_where_the
     assert synced == [(moved.st_dev, moved.st_ino)], "the folder the renames went to"
     assert sorted(os.listdir(tmp_path / "moved")) == ["2.ics", "3.ics"]
     folders.close()
+
+
+def test_temp_names_take_fresh_urandom_bytes_a_few_kilobytes_at_a_time(monkeypatch):
+    drawn: list[int] = []
+    real = os.urandom
+    monkeypatch.setattr(publish.os, "urandom", lambda n: (drawn.append(n), real(n))[1])
+    monkeypatch.setattr(publish, "_randomness", publish._Randomness())
+    tokens = [publish._random_hex8(100) for _ in range(2048)]
+    assert all(re.fullmatch(r"[0-9a-f]{8}", t) for t in tokens)
+    assert len(set(tokens)) > 2040, "no repeats but by chance"
+    assert drawn == [4096, 4096], "1,024 names a draw"
+    pool = publish._randomness.pool
+    assert "".join(tokens[1024:]) == pool.hex(), "each byte used once, in order"
+    publish._random_hex8(101)  # a forked child: never its parent's bytes
+    assert drawn == [4096] * 3 and publish._randomness.pool != pool
+    assert publish._TEMP_NAME.fullmatch(f".1.ics.100.{tokens[0]}.tmp")
