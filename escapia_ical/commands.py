@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import click
 
-from escapia_ical.channels import ChannelBook, update_channels
 from escapia_ical.config import Account, Config, load_config
 from escapia_ical.config.deep import deep_problems
 from escapia_ical.config.positions import one_line
@@ -41,7 +40,6 @@ from escapia_ical.feeds.rotation import UnitNames
 from escapia_ical.feeds.s3 import S3Output
 from escapia_ical.healthcheck import ping
 from escapia_ical.logs import PROGRAM, redact, register_secret, status_line
-from escapia_ical.report import write_report_after_sync
 from escapia_ical.sources import make_source
 from escapia_ical.state import AccountState
 from escapia_ical.status import record_acceptance, record_run
@@ -163,14 +161,17 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
                 if config.metrics_file:
                     from escapia_ical.metrics import write_metrics  # here: prometheus_client costs 25 ms
 
-                    channels = ChannelBook.load(config.state_dir).feeds if config.channels else None
+                    channels = _channel_book(config).feeds if config.channels else None
                     write_metrics(config.metrics_file, status, finished, channels,
                                   accounts={a.name for a in config.accounts})
             except (PublishError, LockHeld) as exc:
                 log.error("%s", exc)
                 code = max(code, 1)
             else:
-                write_report_after_sync(config, finished)  # a failure only warns
+                if config.report_html is not None:
+                    from escapia_ical.report import write_report_after_sync  # (only if asked for)
+
+                    write_report_after_sync(config, finished)  # a failure only warns
         for line in stuck:  # (said once; status shows it as long as it lasts)
             log.error("%s", line)
         code = 1 if report.stuck and code == 0 else code  # an account is not being synced
@@ -209,10 +210,18 @@ def failure_body(report: SyncReport) -> str:
     return "".join(f"{one_line(redact(line))}\n" for line in lines)
 
 
+def _channel_book(config: Config):  # noqa: ANN202 - a ChannelBook, loaded only with channels: configured
+    from escapia_ical.channels import ChannelBook
+
+    return ChannelBook.load(config.state_dir)
+
+
 def _track_channels(config: Config) -> None:
     """Count the channels' feed fetches the access log gained, after the feeds are
     published. Cheap (bounded by max_bytes_per_run); whatever goes wrong is a warning and
     never fails the sync; a separate `escapia-ical channels` reading it now is left alone."""
+    from escapia_ical.channels import update_channels  # (only with channels: configured)
+
     try:
         update_channels(config, dt.datetime.now(dt.UTC), wait=0)
     except LockHeld as exc:

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import click
 
-from escapia_ical.channels import ChannelBook, fetch_rows, silence_notes, update_channels
-from escapia_ical.channels.record import channels_path
 from escapia_ical.commands import account_named, load, selected_accounts
 from escapia_ical.config.positions import one_line
 from escapia_ical.errors import EXIT_FAILED, ConfigError, PublishError
@@ -56,6 +54,8 @@ def status(config_path: Path, max_age: dt.timedelta, as_json: bool) -> int:
     run = run_note(recorded, now, max_age)
     notes = ([{"account": None, "problem": run}] if run else []) + account_notes(recorded, set(wanted))
     if config.channels:  # a channel that stopped fetching a feed: its calendar sync broke
+        from escapia_ical.channels import ChannelBook, silence_notes  # (only with channels: configured)
+
         # Only feeds still published: a retired or pruned unit's channels stop on purpose.
         live: dict[str, set[str]] = {}
         for row in rows:
@@ -301,6 +301,9 @@ def channels(config_path: Path, as_json: bool) -> int:
         raise ConfigError(f"{config.path}: channels: not configured (add `channels: {{access_log: PATH}}`, "
                           "see the README, \"Which channel fetched which feed\")")
     now = dt.datetime.now(dt.UTC)
+    from escapia_ical.channels import ChannelBook, fetch_rows, update_channels  # (the log reader: only here)
+    from escapia_ical.channels.record import channels_path
+
     run = update_channels(config, now, wait=LOCK_WAIT)
     book = ChannelBook.load(config.state_dir)
     rows = fetch_rows(config, book, now)

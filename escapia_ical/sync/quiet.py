@@ -40,15 +40,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from escapia_ical.config import Account, EscapianetAccount
 from escapia_ical.errors import AuthError, SourceError
 from escapia_ical.model import FeedWindow, Unit
-from escapia_ical.sources.escapianet import EscapianetSource
 from escapia_ical.state import AccountState, describe, read_state, write_state
 from escapia_ical.sync.incremental import add_units
+
+if TYPE_CHECKING:  # loaded by make_source for an EscapiaNET account only (with its XML stack)
+    from escapia_ical.sources.escapianet import EscapianetSource
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,10 @@ def quiet_tracker(account: Account, state: AccountState) -> QuietTracker | None:
 def prefetch_batch(source: Any, account: Account, window: FeedWindow, fetch: int) -> None:
     """Fetch a batch account's batch before its units, so that credentials it refuses are
     one account error (AuthError), not one per unit. Other failures stay the units' own."""
-    if isinstance(source, EscapianetSource) and not source.read_per_unit and fetch:
+    # Not loaded, no source of its kind: an HSAPI run never loads EscapiaNET's modules.
+    escapianet = sys.modules.get("escapia_ical.sources.escapianet")
+    if escapianet is not None and isinstance(source, escapianet.EscapianetSource) \
+            and not source.read_per_unit and fetch:
         try:
             source.load_batch(window)
         except AuthError:
