@@ -155,8 +155,9 @@ def publish_feed(path: Path, content: bytes, *, force: bool = False, root: Path 
 class OpenFolders:
     """The feed folders one account's run publishes into, each opened once (with
     :func:`open_folder`'s checks) and kept open until :meth:`close`, not opened and closed
-    again for every feed: two opens and two closes of a feed's five, 40,000 system calls of
-    a cold sync of 10,000 units, each of which also hands the GIL to a fetching thread.
+    again for every feed: four of the eleven system calls a new feed cost (output_dir and
+    its folder opened, both closed), 40,000 in a cold sync of 10,000 units, each of which
+    also handed the GIL to a fetching thread.
 
     A feed is then written into the folder opened first, even if that folder is moved or
     replaced (by a link, which open_folder would refuse) later in the run; :func:`sync_folders`
