@@ -159,9 +159,10 @@ def _recorded_sync(config: Config, options: SyncOptions) -> int:
                 with status_lock(config.state_dir):
                     status = record_run(config.state_dir, report, started, finished, code, stuck)
                 if config.metrics_file:
+                    from escapia_ical.channels import ChannelBook  # (loaded only with channels: configured)
                     from escapia_ical.metrics import write_metrics  # here: prometheus_client costs 25 ms
 
-                    channels = _channel_book(config).feeds if config.channels else None
+                    channels = ChannelBook.load(config.state_dir).feeds if config.channels else None
                     write_metrics(config.metrics_file, status, finished, channels,
                                   accounts={a.name for a in config.accounts})
             except (PublishError, LockHeld) as exc:
@@ -208,12 +209,6 @@ def failure_body(report: SyncReport) -> str:
         if watch.writes.forbidden_now:
             lines.append(f"{name}: {watch.writes.off}")
     return "".join(f"{one_line(redact(line))}\n" for line in lines)
-
-
-def _channel_book(config: Config):  # noqa: ANN202 - a ChannelBook, loaded only with channels: configured
-    from escapia_ical.channels import ChannelBook
-
-    return ChannelBook.load(config.state_dir)
 
 
 def _track_channels(config: Config) -> None:

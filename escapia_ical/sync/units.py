@@ -144,8 +144,7 @@ def publish_unit(run: RunContext, account: Account, unit: Unit, stored: Sequence
         return
     outcome.rewritten = publish_feed(outcome.path, content, force=run.options.force,
                                      unsynced=run.unsynced.setdefault(account.name, set()),
-                                     folders=run.folders.get(account.name)
-                                     or run.folders.setdefault(account.name, OpenFolders()))
+                                     folders=run.folders.setdefault(account.name, OpenFolders()))
     if outcome.generation:  # kept with the name too, should names.json be lost
         stamp["generation"] = outcome.generation
     stamps[outcome.path.name] = stamp
