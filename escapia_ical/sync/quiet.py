@@ -40,7 +40,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -87,10 +86,12 @@ def quiet_tracker(account: Account, state: AccountState) -> QuietTracker | None:
 def prefetch_batch(source: Any, account: Account, window: FeedWindow, fetch: int) -> None:
     """Fetch a batch account's batch before its units, so that credentials it refuses are
     one account error (AuthError), not one per unit. Other failures stay the units' own."""
-    # Not loaded, no source of its kind: an HSAPI run never loads EscapiaNET's modules.
-    escapianet = sys.modules.get("escapia_ical.sources.escapianet")
-    if escapianet is not None and isinstance(source, escapianet.EscapianetSource) \
-            and not source.read_per_unit and fetch:
+    if not fetch or account.api != "escapianet":  # (an HSAPI run never loads EscapiaNET's modules)
+        return
+    # A plain import: it waits while another account's thread is still loading the module.
+    from escapia_ical.sources.escapianet import EscapianetSource
+
+    if isinstance(source, EscapianetSource) and not source.read_per_unit:
         try:
             source.load_batch(window)
         except AuthError:
