@@ -7,9 +7,11 @@ more than http.client does for the same bytes: 4 s of a cold sync of 10,000 unit
 GIL held for it while the main thread renders and publishes. :class:`Direct` sends what
 requests prepared (the same method, target, headers and body, head and body in one write:
 ``tests/unit/test_session.py`` compares the bytes on the wire) over one keep-alive
-:mod:`http.client` connection per origin and thread, and reads the answer with urllib3's
-own ``HTTPResponse`` inside a ``requests.Response``, as the adapter does: the same body
-decoding (gzip, deflate), length checks, header folding and errors while reading. An
+:mod:`http.client` connection per origin and thread, and reads the answer into a
+``requests.Response`` as the adapter does (sources/direct_answer.py: urllib3's own
+``HTTPResponse`` for a chunked or compressed body, a plain body read as it reads one, and
+the header block parsed without the email package): the same body decoding (gzip,
+deflate), length checks, header folding and errors while reading. An
 error before the answer is raised as the adapter raises it, with the same innermost cause
 (see :func:`_adapter_error`), and a connection closed or reset while sending still has its
 answer read, as urllib3 does; ``tests/unit/test_transport.py`` compares both transports,
@@ -46,7 +48,6 @@ import http.client
 import itertools
 import logging
 import os
-import re
 import socket
 import ssl
 import threading
@@ -55,22 +56,19 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
-from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_encoding_from_headers, select_proxy
-from urllib3 import HTTPResponse
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, select_proxy
 from urllib3 import exceptions as urllib3_exceptions
-from urllib3._collections import HTTPHeaderDict
 from urllib3.util import ssl_
 from urllib3.util.wait import wait_for_read
 
 from escapia_ical.sources import watchdog
+from escapia_ical.sources.direct_answer import Answer, response
 from escapia_ical.sources.session import Session
 
 # Each connection and request at -vv only, as urllib3 logs those it sends (logs.py sets the level).
 log = logging.getLogger(__name__)
 TRANSPORT_ENV = "ESCAPIA_ICAL_TRANSPORT"  # "requests": every request through requests' adapter
 _STOCK_SEND = HTTPAdapter.send  # captured at import: a mock installed later is obeyed
-_OBSOLETE_FOLD = re.compile(r"(?:(?<![ \t])[ \t]+)?\r\n[ \t]+")  # as urllib3 unfolds header values
 
 
 class Direct:
@@ -131,7 +129,7 @@ class Direct:
             log.debug('%s://%s:%s "%s %s HTTP/%s" %s %s', parts.scheme, host, port, prepared.method,
                       prepared.path_url, "1.0" if answer.version == 10 else "1.1", answer.status,
                       answer.length)
-            return _response(prepared, answer, connection)
+            return response(prepared, answer, connection)
         except BaseException as exc:  # nothing half-sent or half-read is ever used again
             connection.close()
             if not isinstance(exc, Exception):
@@ -159,6 +157,7 @@ def new_session() -> Session:
 class _Connection(http.client.HTTPConnection):
     """An http.client connection with connect and read timeouts, watched by the watchdog."""
 
+    response_class = Answer  # http.client's, its headers read faster (sources/direct_answer.py)
     timeouts: tuple[float | None, float | None] = (30.0, 30.0)
     phase = "connect"  # where a request is: connect, handshake, send, answer (for its errors)
     answer: http.client.HTTPResponse | None = None  # the last one
@@ -282,26 +281,3 @@ def _adapter_error(exc: Exception, phase: str) -> Exception:
     if isinstance(exc, OSError | http.client.HTTPException):
         return requests.ConnectionError(exc)
     return exc
-
-
-def _response(prepared: requests.PreparedRequest, answer: http.client.HTTPResponse,
-              connection: _Connection) -> requests.Response:
-    # As urllib3's HTTPConnection.getresponse and requests' HTTPAdapter.build_response do,
-    # without the cookie jar (none is kept).
-    items = [(name, _OBSOLETE_FOLD.sub(" ", value) if "\r\n" in value else value)
-             for name, value in answer.msg.items()]
-    # ``connection``: urllib3 closes it when reading the body fails, and requests' close()
-    # has urllib3 close it when the body was not read to its end, as on the adapter path.
-    raw = HTTPResponse(body=answer, headers=HTTPHeaderDict(items), status=answer.status,
-                       version=answer.version, reason=answer.reason, preload_content=False,
-                       decode_content=True, original_response=answer, enforce_content_length=True,
-                       request_method=prepared.method, request_url=prepared.url, connection=connection)
-    response = requests.Response()
-    response.status_code = answer.status
-    response.headers = CaseInsensitiveDict(raw.headers)
-    response.raw = raw
-    response.reason = answer.reason
-    response.url = prepared.url
-    response.request = prepared
-    response.encoding = get_encoding_from_headers(response.headers)
-    return response

@@ -73,6 +73,25 @@ ANSWERS: dict[str, tuple[bytes, bool]] = {
     "status line garbage": (b"HTCPCP/1.0 418\r\n\r\n", True),
     "closed without an answer": (b"", True),
     "header line too long": (head("200 OK", "X-Long: " + "a" * 70000, "Content-Length: 2") + b"{}", True),
+    # Header blocks that direct_answer.py leaves to http.client's own parse (the email
+    # package), and answers whose body it leaves to urllib3, next to those it reads itself.
+    "100 Continue first": (head("100 Continue", "X-Skipped: 1") + ok(BODY), False),
+    "a line without a colon": (head("200 OK", "Content-Length: 2", "not a header", "X-After: 1") + b"{}", False),
+    "a name with a space": (head("200 OK", "X Bad: 1", "Content-Length: 2") + b"{}", False),
+    "bare LF line ends": (b"HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 2\n\n{}", False),
+    "a CR inside a value": (head("200 OK", "X-A: 1\r2", "Content-Length: 2") + b"{}", False),
+    "blanks around values, Latin-1": (b"HTTP/1.1 200 OK\r\nX-A:\t caf\xe9 \r\nX-Empty:\r\n"
+                                      b"Content-Length:  2\r\n\r\n{}", False),
+    "101 headers": (head("200 OK", *[f"X-{n}: {n}" for n in range(100)], "Content-Length: 2") + b"{}", True),
+    "Content-Length 0": (head("200 OK", "Content-Length: 0"), False),
+    "Content-Length not a number": (head("200 OK", "Content-Length: 2x", "Connection: close") + b"{}", True),
+    "Content-Length +2": (head("200 OK", "Content-Length: +2") + b"{}", False),
+    "Content-Length twice, equal": (head("200 OK", "Content-Length: 2", "content-length: 2") + b"{}", False),
+    "304 with a length": (head("304 Not Modified", "Content-Length: 10"), False),
+    "longer than its length": (head("200 OK", "Content-Length: 2") + b"{}tail", True),
+    "a length, then Connection: close": (head("200 OK", "Connection: close", "Content-Length: 2") + b"{}", True),
+    "HTTP/1.0 with a length": (head("200 OK", "Content-Length: 2", version="HTTP/1.0") + b"{}", True),
+    "identity encoding": (head("200 OK", "Content-Encoding: identity", "Content-Length: 2") + b"{}", False),
 }
 
 
