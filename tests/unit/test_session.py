@@ -176,6 +176,37 @@ def test_send_request_sends_what_requests_would_and_keeps_no_cookie(environ, met
         server.server_close()
 
 
+def test_one_kept_alive_connection_sends_each_request_as_requests_would(environ):
+    """Direct's connection puts each header line it has put before from memory
+    (transport._Connection.putheader): a run of different requests, json bodies of
+    different lengths among them, leaves on the wire exactly as requests sends them."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hsapi/Op"
+    runs = [*REQUESTS, ("POST", {"json": {"unit": "1" * 150}, "headers": {"Authorization": "Bearer u"}}),
+            ("POST", {"json": {"unit": "2"}, "headers": {"Authorization": "Bearer u"}})]
+    try:
+        _Recorder.seen.clear()
+        for method, kwargs in runs:
+            with requests.Session() as theirs:  # (one each: it would send the Set-Cookie back)
+                theirs.trust_env = False
+                theirs.request(method, url, allow_redirects=False, timeout=5, **kwargs).close()
+        expected = list(_Recorder.seen)
+        _Recorder.seen.clear()
+        ours = new_session()
+        with ours:
+            for _ in range(2):
+                for method, kwargs in runs:
+                    with ours.send_request(method, url, timeout=5, **kwargs) as answer:
+                        assert answer.status_code == 302
+            connections = list(ours.direct._connections.values())
+        assert _Recorder.seen == expected + expected
+        assert len(connections) == 1 and connections[0]._lines, "one connection, its lines remembered"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 PREPARED = [
     ("GET", "https://api.example.com/hsapi/GetReservationById", {"params": {"id": "R 1/ü"}}),
     ("GET", "https://api.example.com/hsapi/GetReservationById", {"params": {"id": "R2"}}),
