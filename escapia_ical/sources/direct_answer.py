@@ -130,10 +130,10 @@ def response(prepared: requests.PreparedRequest, answer: http.client.HTTPRespons
             known[1] = f"{known[1]}, {value}"
     length = merged.get("content-length")
     raw: Any
-    if (length is not None and length[1].isascii() and length[1].isdigit() and len(answer.msg.get_all(
-            "content-length", ())) == 1 and "transfer-encoding" not in merged
-            and "content-encoding" not in merged and answer.status >= 200
-            and answer.status not in (204, 304) and prepared.method != "HEAD"):
+    # (a Content-Length sent twice is merged into "2, 2": not digits, left to urllib3)
+    if (length is not None and length[1].isascii() and length[1].isdigit()
+            and "transfer-encoding" not in merged and "content-encoding" not in merged
+            and answer.status >= 200 and answer.status not in (204, 304) and prepared.method != "HEAD"):
         raw = PlainBody(answer, connection, int(length[1]))
     else:
         # ``connection``: urllib3 closes it when reading the body fails, and requests'
