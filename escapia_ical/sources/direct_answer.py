@@ -131,10 +131,11 @@ def response(prepared: requests.PreparedRequest, answer: http.client.HTTPRespons
     length = merged.get("content-length")
     raw: Any
     # (a Content-Length sent twice is merged into "2, 2": not digits, left to urllib3)
-    if (length is not None and length[1].isascii() and length[1].isdigit()
+    if (length is not None and length[1].isascii() and length[1].isdigit() and answer.length is not None
             and "transfer-encoding" not in merged and "content-encoding" not in merged
             and answer.status >= 200 and answer.status not in (204, 304) and prepared.method != "HEAD"):
-        raw = PlainBody(answer, connection, int(length[1]))
+        # (http.client's int() of it: None past int()'s digit limit, as urllib3 reads it)
+        raw = PlainBody(answer, connection, answer.length)
     else:
         # ``connection``: urllib3 closes it when reading the body fails, and requests'
         # close() has urllib3 close it when the body was not read to its end.
@@ -162,26 +163,49 @@ class PlainBody:
         self._connection = connection
         self._left = length
         self._read_so_far = 0
+        self._held = b""  # read, not handed out yet (urllib3's _decoded_buffer)
 
-    def stream(self, amt: int, decode_content: bool = True) -> Iterator[bytes]:
-        while not self._answer.isclosed():
+    def stream(self, amt: int | None, decode_content: bool = True) -> Iterator[bytes]:
+        if amt == 0:  # as urllib3's stream()
+            return
+        while not self._answer.isclosed() or self._held:
             data = self._read(amt)
             if data:
                 yield data
 
-    def _read(self, amt: int) -> bytes:
+    def _read(self, amt: int | None) -> bytes:
+        # urllib3's HTTPResponse.read(amt) with no decoder: a short read is followed by
+        # another, and what came before a failing read is kept for the next call.
+        if amt is not None and amt < 0:
+            amt = None
+        if amt is not None and len(self._held) >= amt:
+            data, self._held = self._held[:amt], self._held[amt:]
+            return data
+        data = self._raw_read(amt)
+        if amt is None:
+            data, self._held = self._held + data, b""
+            return data
+        self._held += data
+        while len(self._held) < amt and data and self._left:  # (none left: http.client has closed it)
+            data = self._raw_read(amt)
+            self._held += data
+        data, self._held = self._held[:amt], self._held[amt:]
+        return data
+
+    def _raw_read(self, amt: int | None) -> bytes:
         clean = False
         try:  # as urllib3's HTTPResponse._raw_read inside its _error_catcher
             try:
                 data = self._answer.read(amt)
-                if not data and self._left:
+                if amt is not None and amt != 0 and not data:
                     self._answer.close()
-                    raise urllib3_exceptions.IncompleteRead(self._read_so_far, self._left)
+                    if self._left:
+                        raise urllib3_exceptions.IncompleteRead(self._read_so_far, self._left)
             except TimeoutError as exc:
                 raise urllib3_exceptions.ReadTimeoutError(None, None, "Read timed out.") from exc  # type: ignore[arg-type]
             except ssl.SSLError as exc:
                 raise urllib3_exceptions.SSLError(exc) from exc
-            except http.client.IncompleteRead as exc:
+            except urllib3_exceptions.IncompleteRead as exc:  # urllib3's own only, as its _error_catcher
                 if exc.expected is not None and exc.partial is not None and exc.expected == -exc.partial:
                     message = "Response may not contain content."
                 else:

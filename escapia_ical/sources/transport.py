@@ -168,7 +168,7 @@ class _Connection(http.client.HTTPConnection):
 
     def __init__(self, host: str, port: int) -> None:
         super().__init__(host, port)
-        self._lines: dict[tuple, bytes] = {}  # (name, values) -> the header line put for them
+        self._lines: dict[tuple[str, str], bytes] = {}  # (name, value) -> the line put for them
 
     def connect(self) -> None:  # Direct.send has attached the connection to the watchdog
         self.sock = self._tcp()
@@ -208,11 +208,11 @@ class _Connection(http.client.HTTPConnection):
         once a connection: a cold sync sends the same ten lines 10,000 times (only
         Content-Length's value varies, among a few), and checking each with http.client's
         two regular expressions was a tenth of what building a request cost."""
-        key: tuple | None = (header, values)
-        try:
-            line = self._lines.get(key)
-        except TypeError:  # (not a str, bytes or int: http.client's own checks say what)
-            line, key = None, None
+        # Only a str name with one str value (what requests and http.client put): 1, True
+        # and 1.0 would be one key, and http.client writes or refuses each differently.
+        key = (header, values[0]) if type(header) is str and len(values) == 1 and type(values[0]) is str \
+            else None
+        line = self._lines.get(key) if key is not None else None
         if line is not None:
             self._output(line)  # type: ignore[attr-defined]
             return

@@ -1,6 +1,7 @@
 """sources/session.py: the environment's proxies and CA bundle, read once per origin, are
 what requests itself would read on every request; ~/.netrc is never read."""
 
+import http.client
 import http.server
 import threading
 
@@ -302,3 +303,18 @@ def test_the_known_json_heads_are_bounded(monkeypatch):
         ours._prepare_json("POST", "https://api.example.com/op", {"Authorization": f"Bearer {index}"}, json={})
     assert 1 <= len(ours._json_heads) <= 3
     assert any(("Authorization", "Bearer 9") in key[3] for key in ours._json_heads), "the newest is kept"
+
+
+def test_a_header_line_is_put_from_memory_only_for_the_same_str_value():
+    """1, True and 1.0 are equal keys: each is still written (or refused) as http.client does."""
+    ours, theirs = transport._Connection("127.0.0.1", 80), http.client.HTTPConnection("127.0.0.1", 80)
+    for connection in (ours, theirs):
+        connection.putrequest("GET", "/")
+    for value in ("1", 1, True, "1", b"1"):
+        ours.putheader("X-N", value)
+        theirs.putheader("X-N", value)
+    for connection in (ours, theirs):
+        with pytest.raises(TypeError):
+            connection.putheader("X-N", 1.0)
+    assert ours._buffer == theirs._buffer
+    assert [key for key in ours._lines if key[0] == "X-N"] == [("X-N", "1")], "only the str value remembered"

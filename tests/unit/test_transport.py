@@ -151,6 +151,36 @@ def test_direct_ends_every_answer_as_the_adapter_does(monkeypatch, direct_sends,
         assert seen["direct"][0][3] == BODY
 
 
+@pytest.mark.parametrize(("answer", "close", "size"), [
+    (head("200 OK", "Content-Length: 5000") + BODY[:1500], True, 1024),  # cut: a short chunk, then a read
+    (head("200 OK", "Content-Length: 5000") + BODY[:1500], True, None),  # cut, read in one go
+    (ok(BODY), False, 0),
+    (head("200 OK", "Content-Length: " + "1" * 5000) + b"{}", True, 1024),  # past int()'s digit limit
+], ids=["cut, 1024", "cut, None", "size 0", "5000 digits"])
+def test_a_plain_body_streams_fails_and_is_read_again_as_urllib3_s(monkeypatch, answer, close, size):
+    """What requests' Response makes of a body read in chunks, then again: the same chunks,
+    the same error, and the same error (not an empty body) on a second read."""
+    seen = {}
+    for name in ("requests", "direct"):
+        monkeypatch.setenv(transport.TRANSPORT_ENV, name)
+        got: list = []
+        with serve(answer, close) as server, transport.new_session() as session:
+            try:
+                with session.send_request("GET", server.url, timeout=5) as reply:
+                    try:
+                        got.extend(len(chunk) for chunk in reply.iter_content(size))
+                    except Exception as exc:  # noqa: BLE001 - compared
+                        got.append(f"{type(exc).__name__}: {exc}")
+                    try:
+                        got.append(("again", reply.content))
+                    except Exception as exc:  # noqa: BLE001 - compared
+                        got.append(("again", f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - compared
+                got.append(("send", type(exc).__name__))
+        seen[name] = got
+    assert seen["direct"] == seen["requests"]
+
+
 def test_a_refused_connection_and_a_read_timeout_read_the_same(monkeypatch, direct_sends):
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
