@@ -206,8 +206,8 @@ class _Connection(http.client.HTTPConnection):
     def putheader(self, header: str | bytes, *values: Any) -> None:
         """http.client's putheader, each header line checked (name and value) and encoded
         once a connection: a cold sync sends the same ten lines 10,000 times (only
-        Content-Length's value varies, among a few), and checking each with http.client's
-        two regular expressions was a tenth of what building a request cost."""
+        Content-Length's value varies, among a few), and http.client checked each with two
+        regular expressions: 0.97 of a calendar request's CPU without it (paired A/B)."""
         # Only a str name with one str value (what requests and http.client put): 1, True
         # and 1.0 would be one key, and http.client writes or refuses each differently.
         key = (header, values[0]) if type(header) is str and len(values) == 1 and type(values[0]) is str \
