@@ -14,7 +14,7 @@ urllib3 does under requests' adapter, less two costs that change nothing we read
   whole length came (urllib3's ``enforce_content_length``) and the same errors (urllib3's
   ``_error_catcher``, which requests' ``iter_content`` turns into its own; a short read
   followed by another, and its bytes kept for the next read after a failure), without
-  urllib3's header dict, decoder set-up and general buffer. Any other answer (chunked,
+  urllib3's decoder set-up and general buffer. Any other answer (chunked,
   compressed, a length repeated or not a number, a 1xx/204/304 or a HEAD) is read by
   urllib3's ``HTTPResponse`` as before.
 
@@ -124,31 +124,25 @@ def response(prepared: requests.PreparedRequest, answer: http.client.HTTPRespons
     the cookie jar (none is kept); its body not read yet."""
     items = [(name, _OBSOLETE_FOLD.sub(" ", value) if "\r\n" in value else value)
              for name, value in answer.msg.items()]
-    merged: dict[str, list[str]] = {}  # as urllib3's HTTPHeaderDict: the first name's case, ", "
-    for name, value in items:
-        known = merged.get(name.lower())
-        if known is None:
-            merged[name.lower()] = [name, value]
-        else:
-            known[1] = f"{known[1]}, {value}"
-    length = merged.get("content-length")
+    headers = HTTPHeaderDict(items)  # repeated names merged with ", ", the first one's case kept
+    length = headers.get("content-length")
     raw: Any
     # (a Content-Length sent twice is merged into "2, 2": not digits, left to urllib3)
-    if (length is not None and length[1].isascii() and length[1].isdigit() and answer.length is not None
-            and "transfer-encoding" not in merged and "content-encoding" not in merged
+    if (length is not None and length.isascii() and length.isdigit() and answer.length is not None
+            and "transfer-encoding" not in headers and "content-encoding" not in headers
             and answer.status >= 200 and answer.status not in (204, 304) and prepared.method != "HEAD"):
         # (http.client's int() of it: None past int()'s digit limit, as urllib3 reads it)
         raw = PlainBody(answer, connection, answer.length)
     else:
         # ``connection``: urllib3 closes it when reading the body fails, and requests'
         # close() has urllib3 close it when the body was not read to its end.
-        raw = HTTPResponse(body=answer, headers=HTTPHeaderDict(items), status=answer.status,
+        raw = HTTPResponse(body=answer, headers=headers, status=answer.status,
                            version=answer.version, reason=answer.reason, preload_content=False,
                            decode_content=True, original_response=answer, enforce_content_length=True,
                            request_method=prepared.method, request_url=prepared.url, connection=connection)
     reply = requests.Response()
     reply.status_code = answer.status
-    reply.headers = CaseInsensitiveDict({name: value for name, value in merged.values()})
+    reply.headers = CaseInsensitiveDict(headers)
     reply.raw = raw
     reply.reason = answer.reason
     reply.url = prepared.url
