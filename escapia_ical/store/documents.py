@@ -249,7 +249,7 @@ def _open_remote(state_dir: Path, shared: bool, dsn: str, schema: str, where: st
     state files of earlier versions (held losses and feed records are not lost). Decided
     under a lock of the database: hosts starting together import once, never a mix.
     A local SQLite file left unread (another host's state was taken in first) is named in
-    a warning at every run."""
+    a warning at every run, as are JSON state files left unread (:func:`_settle_left_json`)."""
     from escapia_ical.store.postgresql import PostgresStore  # only this backend needs psycopg
 
     store = PostgresStore(dsn, "status" if shared else "state", schema, where=where)
@@ -271,6 +271,7 @@ def _open_remote(state_dir: Path, shared: bool, dsn: str, schema: str, where: st
                     "its held losses and feed records are not used. Move it away if that is right, or "
                     "empty the database's schema and run this host first", local, where, when,
                     imported.get("host", "?") if isinstance(imported, dict) else "?")
+    _settle_left_json(state_dir, shared, imported, store.path)  # (never read here either)
     return store
 
 
@@ -330,7 +331,7 @@ def _open(state_dir: Path, db: Path, shared: bool, create: bool) -> SqliteStore 
     if imported is None:
         _import_json(store, state_dir, shared)
     else:
-        _warn_left_json(state_dir, shared, imported)
+        _settle_left_json(state_dir, shared, imported, store.path)
     return store
 
 
@@ -343,42 +344,80 @@ def _legacy_files(state_dir: Path, shared: bool) -> list[Path]:
     return [f for f in files if f.is_file() and not f.is_symlink()]
 
 
-def _warn_left_json(state_dir: Path, shared: bool, imported: Any) -> None:
-    """Say so when JSON state files sit beside a database that took in its JSON already
-    (an earlier version ran after the upgrade): they are not read."""
+def _fingerprint(file: Path) -> list[int] | None:
+    """The file's inode, size and modification time (None if it cannot be seen): taken
+    before it is read, so that a file written again since (an earlier version rewrites
+    its files whole, as new inodes) never matches what was read."""
+    try:
+        seen = os.stat(file, follow_symlinks=False)
+    except OSError:
+        return None
+    return [seen.st_ino, seen.st_size, seen.st_mtime_ns]
+
+
+def _settle_left_json(state_dir: Path, shared: bool, imported: Any, where: object) -> None:
+    """JSON state files of earlier versions beside a database that took in its JSON already.
+
+    Those the import read, untouched since (a kill between the import's commit and its
+    renames), are renamed ``*.json.imported`` now, as the import would have, with its
+    warning. Any other (an earlier version ran after the upgrade) is named in a warning:
+    it is not read."""
     left = _legacy_files(state_dir, shared)
+    if not left:
+        return
+    taken = imported.get("taken") if isinstance(imported, dict) else None
+    if isinstance(taken, dict) and imported.get("host") == socket.gethostname():
+        read = [file for file in left if (seen := _fingerprint(file)) is not None
+                and taken.get(str(file.relative_to(state_dir))) == seen]
+        renamed = _rename_taken(read)
+        if renamed:
+            log.warning("state: %d JSON state file(s) of an earlier version taken into %s (renamed "
+                        "*.json.imported; they may be deleted)", len(renamed), where)
+        left = [file for file in left if file not in renamed]
     if left:
         when = imported.get("at", "?") if isinstance(imported, dict) else "?"
         log.warning("state: %d JSON state file(s) of an earlier version (e.g. %s) are not read: %s took in "
                     "the JSON state at %s and holds the state since; delete them, or move the database "
-                    "away to take them in again", len(left), left[0], state_dir / (STATUS_DB if shared
-                                                                                      else STATE_DB), when)
+                    "away to take them in again", len(left), left[0], where, when)
+
+
+def _rename_taken(files: list[Path]) -> list[Path]:
+    """Rename each of ``files`` (read into the database) ``*.json.imported``; return those
+    renamed. One this user may not rename stays as it is: nothing of it is lost."""
+    renamed = []
+    for file in files:
+        with contextlib.suppress(OSError):
+            file.rename(file.with_name(file.name + ".imported"))
+            renamed.append(file)
+    return renamed
 
 
 def _import_json(store: Store, state_dir: Path, shared: bool) -> None:
     """Take the JSON state files of earlier versions into ``store`` (one transaction), then
     rename each one read to ``*.json.imported``: they are not read again (and may be deleted).
-    The import is decided inside its transaction, so that two processes import once."""
+    The import is decided inside its transaction, so that two processes import once. The
+    record of the import keeps each file's fingerprint: a kill after the commit, before the
+    renames, leaves the files, and the next open renames those still as they were read
+    (:func:`_settle_left_json`)."""
     found = _legacy_files(state_dir, shared)
-    taken = []
+    taken: dict[str, list[int] | None] = {}
     with store.transaction():
         if store.read(_IMPORTED) is not None:  # another process did it meanwhile (we waited for its turn)
             return
         for file in found:
+            seen = _fingerprint(file)  # (before the read: a file written since never matches it)
             data = read_json(file)
             if data is not None:
                 with _CODECS.get(file.name, _PLAIN)[0](data) as stored:
                     store.write(_key(file, state_dir), stored, SPLITS.get(file.name, ()))
             if data is not None or os.access(file, os.R_OK):  # garbage is absent, as it was before
-                taken.append(file)
+                taken[str(file.relative_to(state_dir))] = seen
         store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "files": len(taken),
-                                "host": socket.gethostname()})
-    for file in taken:  # one this user may not read stays as it is: nothing of it is lost
-        with contextlib.suppress(OSError):
-            file.rename(file.with_name(file.name + ".imported"))
-    if taken:
+                                "host": socket.gethostname(), "taken": taken})
+    renamed = _rename_taken([state_dir / name for name in taken])
+    if renamed:
         log.warning("state: %d JSON state file(s) of an earlier version taken into %s (renamed "
-                    "*.json.imported; they may be deleted)", len(taken), store.path)
+                    "*.json.imported; they may be deleted)", len(renamed), store.path)
 
 
 def make_private_dir(folder: Path) -> None:

@@ -4,6 +4,9 @@ every run, that its file is not read."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -57,3 +60,31 @@ def test_two_hosts_import_one_state_whole(tmp_path, postgres_dsn):
     again = subprocess.run([sys.executable, "-c", OPEN, str(hosts[loser]), postgres_dsn], capture_output=True,
                            text=True, timeout=60)
     assert "of this host is not read" in again.stderr  # at every run, until it is moved away
+
+
+def test_json_files_a_kill_left_after_the_import_into_postgresql_are_renamed(tmp_path, postgres_dsn, caplog):
+    """As with SQLite (test_store.py): after a kill between the import's commit and its
+    renames, the files still as read are renamed; one written since is named, unread."""
+    state = tmp_path / "state"
+    folder = state / "accounts" / "pm"
+    folder.mkdir(parents=True)
+    feeds = {"u1.ics": {"unit": "u1", "digest": "d"}}
+    (folder / "feeds.json").write_text(json.dumps(feeds))
+    (folder / "names.json").write_text(json.dumps({"revoked": ["old.ics"]}))
+    use_postgresql(state, postgres_dsn, "json_left")
+    try:
+        assert read_state(folder / "feeds.json") == feeds
+        close_stores()
+        for name in ("feeds.json", "names.json"):  # as the kill left them
+            (folder / f"{name}.imported").rename(folder / name)
+        newer = folder / ".names.json.tmp"  # an earlier version writes its file again, whole
+        newer.write_text(json.dumps({"revoked": ["older.ics"]}))
+        newer.replace(folder / "names.json")
+        with caplog.at_level(logging.WARNING):
+            assert read_state(folder / "names.json") == {"revoked": ["old.ics"]}
+        assert sorted(os.listdir(folder)) == ["feeds.json.imported", "names.json"]
+        assert "1 JSON state file(s) of an earlier version taken into" in caplog.text
+        assert f"(e.g. {folder / 'names.json'}) are not read" in caplog.text
+    finally:
+        use_postgresql(state, None)
+        close_stores()

@@ -155,6 +155,35 @@ def test_two_processes_import_once(tmp_path):
     first.close(), second.close()
 
 
+def test_files_a_kill_left_after_the_import_are_renamed_and_files_written_since_are_not(tmp_path, caplog):
+    """A kill between the import's commit and its renames leaves the files it read: the next
+    open renames those still as they were read, and names any written since (by an earlier
+    version run after the upgrade) in a warning, unread and where it is."""
+    state = tmp_path / "state"
+    folder = state / "accounts" / "a"
+    folder.mkdir(parents=True)
+    feeds = {"u1.ics": {"unit": "u1", "digest": "d"}}
+    (folder / "changes.json").write_text(json.dumps({"cursor": 1}))
+    (folder / "feeds.json").write_text(json.dumps(feeds))
+    from escapia_ical.store.documents import _import_json
+    store = SqliteStore(state / STATE_DB)
+    _import_json(store, state, shared=False)
+    store.close()
+    for name in ("changes.json", "feeds.json"):  # as the kill left them
+        (folder / f"{name}.imported").rename(folder / name)
+    newer = folder / ".feeds.json.tmp"  # an earlier version writes its file again, whole
+    newer.write_text(json.dumps({"u1.ics": {"unit": "u1", "digest": "e"}}))
+    newer.replace(folder / "feeds.json")
+    close_stores()
+    with caplog.at_level(logging.WARNING):
+        assert read_state(folder / "changes.json") == {"cursor": 1}
+    assert sorted(os.listdir(folder)) == ["changes.json.imported", "feeds.json"]
+    assert "1 JSON state file(s) of an earlier version taken into" in caplog.text
+    assert f"1 JSON state file(s) of an earlier version (e.g. {folder / 'feeds.json'}) are not read" in caplog.text
+    assert read_state(folder / "feeds.json") == feeds  # the database's, as imported
+    close_stores()
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root (to become another user)")
 def test_the_monitoring_group_reads_the_status_while_no_sync_runs():
     """status.db is read by a user who may not write it or its folder (README, Monitoring)."""
