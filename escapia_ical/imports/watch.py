@@ -43,6 +43,7 @@ from escapia_ical.sources.stop import Stopped, leave_signals_to_main
 from escapia_ical.state import AccountState, FeedStamps, moment
 from escapia_ical.store.documents import state_transaction
 from escapia_ical.sync.context import RunContext
+from escapia_ical.sync.parallel import account_thread_name
 from escapia_ical.sync.stamps import stored_ranges
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ def _fetch_all(run: RunContext, account: Account, settings: ImportSettings, due:
         book.feeds[name] = record
 
     workers = min(len(due), account.http.max_concurrency)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imports",
+    named = f"{account_thread_name(account.name)}:imports"  # (sync/parallel.py: told in its block)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=named,
                             initializer=leave_signals_to_main) as pool:
         for future in [pool.submit(fetch, feed) for feed in due]:
             future.result()

@@ -55,3 +55,27 @@ def test_max_concurrency_total_is_a_top_level_key_only(tmp_path, sandbox):
     deployment.config.write_text(text)
     result = deployment.run("check-config")
     assert result.returncode == 2 and "accounts[0].http.max_concurrency_total: unknown key" in result.stderr
+
+
+def test_a_channel_exports_lines_are_told_with_its_account(tmp_path):
+    """The double-booking watch's workers log as their account: a failing export's warning
+    is told in its account's block, not ahead of every block in the order threads ran."""
+    with Sandbox(latency=0.05) as sandbox:
+        unit = sandbox.unit_ids()[0]
+        config = tmp_path / "accounts.yaml"
+        write_config(config, "".join(account_yaml("hsapi-full", name=name, extra=f"""\
+    http: {{max_concurrency: 1}}
+    imports:
+      units:
+        "{unit}":
+          - {{channel: airbnb, url: "${{SANDBOX_URL}}/_channels/gone-{name}.ics"}}
+""") for name in NAMES))
+        deployment = Deployment(tmp_path, sandbox, config, tmp_path / "output", tmp_path / "state", "hsapi-full")
+        result = deployment.run("sync", "-v")
+    assert result.returncode in (0, 1), result.stderr
+    told = [m.group(1) for m in re.finditer(r"^escapia-ical: (?:\w+: )?(zeta|alpha|mid)[:/]", result.stderr, re.M)]
+    blocks = [name for i, name in enumerate(told) if i == 0 or told[i - 1] != name]
+    assert blocks == list(NAMES), result.stderr
+    for name in NAMES:
+        assert re.search(rf"^escapia-ical: \w+: {name}/{unit}: airbnb export .*its last events are kept",
+                         result.stderr, re.M), result.stderr
