@@ -10,8 +10,8 @@ bound (``http.max_concurrency``); running them in threads only adds two shared t
 * **the log** — cron mails stderr, and interleaved lines of 200 accounts are unreadable: while
   accounts run in parallel, records are kept per account (known by the name of the thread
   that logs: ``account:<name>`` and its workers, ``account:<name>:units_N`` and
-  ``account:<name>:imports_N``) and written
-  when all are done, account by account in the configured order.
+  ``account:<name>:imports_N``) and written when all are done, account by account in the
+  configured order.
 """
 
 from __future__ import annotations
