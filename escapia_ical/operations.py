@@ -18,7 +18,7 @@ from escapia_ical.feeds.lifecycle import plan_prune
 from escapia_ical.feeds.names import account_feed_filename, is_feed_filename
 from escapia_ical.feeds.publish import current_bytes, feed_files, publish_feed, remove_feed, subfolders
 from escapia_ical.feeds.rotation import UnitNames
-from escapia_ical.state import AccountState, moment
+from escapia_ical.state import AccountState, moment, names_of
 from escapia_ical.status import (
     ALERTING,
     account_notes,
@@ -208,7 +208,7 @@ def rotate(config_path: Path, account_name: str, units: Sequence[str], revoke_no
         missing = [u for u in units if u not in published]
         now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
         for unit in sorted(set(units) - set(missing) if units else published):
-            old = sorted(n for n, e in stamps.items() if e.get("unit") == unit)
+            old = sorted(names_of(stamps, unit))  # (the index: a scan per unit was quadratic)
             current = next((n for n in old if "retired" not in stamps[n]), old[0])
             new = account_feed_filename(account, unit, names.rotate(unit))
             while new in names.revoked or new in stamps:  # (generations lost: never a used name)
