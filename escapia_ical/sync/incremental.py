@@ -284,10 +284,14 @@ class ChangeTracker:
             elif now_in is None and before is None:
                 log.info("%s: change to unknown reservation %s ignored (the reconcile covers it)",
                          self.account.name, reservation_id)
-        # A night another known stay of the unit books is not freed by this change.
+        # A night another known stay of the unit books is not freed by this change (the
+        # stays read once for every freed unit: a scan per unit was units x reservations).
+        booked: dict[str, list[spans.Span]] = {}
+        for u, s, e, _ in reservations.values() if freed else ():
+            if u in freed and s and e:
+                booked.setdefault(u, []).append((s, e))
         for unit in freed:
-            booked = [(s, e) for u, s, e, _ in reservations.values() if u == unit and s and e]
-            freed[unit] = spans.subtract(freed[unit], booked)
+            freed[unit] = spans.subtract(freed[unit], booked.get(unit, []))
         return units, freed
 
     def _due(self, unit_id: str, last: str | None, now: dt.datetime, period: dt.timedelta,
