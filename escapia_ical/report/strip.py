@@ -4,8 +4,9 @@ Kinds come from what the state stores (sync/stamps.py): the ranges a feed shows,
 placeholder nights published blocked because Escapia's answer did not cover them
 (``unknown``), the losses the publish policy holds back (feeds/holds.py) and the nights
 of open conflicts with channel bookings (imports/, from the status). Escapia's
-reason for a block (a stay, an owner hold, maintenance) is not stored today, so every
-stored range is "blocked"; :func:`range_kind` is where a stored kind would be read.
+reason for a block (a stay, an owner hold, maintenance) is stored only for accounts with
+feed profiles (the entry's ``kinds``, sync/profiles.py), and the strip does not read it:
+every stored range is "blocked"; :func:`range_kind` is where a stored kind would be read.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ STRIP_NIGHTS = 90
 # Every kind a cell can have, with its legend; the order is the legend's.
 NIGHT_KINDS = {
     "free": "free: the feed does not block it",
-    "blocked": "blocked: a stay, an owner hold or maintenance (Escapia's reason is not stored today, "
-               "so they look alike)",
+    "blocked": "blocked: a stay, an owner hold or maintenance (this page does not tell Escapia's "
+               "reasons apart)",
     "unknown": "blocked as a precaution: Escapia's answer did not cover this night",
     "held": "blocked although Escapia freed it: a loss the publish policy holds (see accept)",
     "conflict": "a channel booking disagrees with Escapia on this night (unsynced or a double booking: "
@@ -39,7 +40,8 @@ class Night(NamedTuple):
 
 def range_kind(entry: dict[str, Any], start: dt.date, end: dt.date) -> str:
     """Return the kind of the stored range [start, end) of a feeds.json ``entry``.
-    The hook for owner holds and maintenance: the state stores no kind yet."""
+    The hook for owner holds and maintenance (stored, as ``kinds``, only where feed
+    profiles need them)."""
     return "blocked"
 
 

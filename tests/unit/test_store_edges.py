@@ -99,8 +99,9 @@ def test_a_row_whose_part_is_not_a_path_is_left_out(tmp_path, part):
 
 def test_a_steady_tick_after_a_day_of_runs_writes_a_few_kilobytes(tmp_path):
     """README, State: "a steady tick at 10,000 units writes a few kilobytes". The status keeps
-    the runs of the last 24 hours (288 at one tick per 5 minutes) as one row, rewritten whole
-    by every tick; the bench's steady tick runs with two runs in that list."""
+    the runs of the last 24 hours (288 at one tick per 5 minutes) in chunks of rows (a tick
+    rewrites the chunk its run joins, and the one a run left); the bench's steady tick runs
+    with two runs in that list, this test with a day's."""
     state = tmp_path / "state"
     start = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
     for tick in range(289):
