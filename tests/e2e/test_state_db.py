@@ -13,9 +13,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import Deployment
 from feeds import read_nights
 
@@ -228,3 +230,61 @@ def test_an_accounts_records_commit_together(deployment):
     assert (read_state(feeds), read_state(changes)) == before
     settled(deployment)
     assert read_state(feeds) != before[0] and read_state(changes)["cursor"] != before[1]["cursor"]
+
+
+# Runs the CLI; after the first statement of the first write of KEY, the process writes
+# "in" to MARKER and waits (inside the transaction, its locks held) until MARKER says "go".
+PAUSING_WRAPPER = """
+import sys, time
+from pathlib import Path
+from escapia_ical.store import sqlite as backend
+key, marker = sys.argv[1], Path(sys.argv[2])
+write, execute = backend.SqliteStore.write, backend.SqliteStore._execute
+armed = []
+def pausing_write(self, k, value, split=()):
+    if k == key and not armed:
+        armed.append(True)
+    return write(self, k, value, split)
+def pausing_execute(self, sql, args=(), *, many=False):
+    execute(self, sql, args, many=many)
+    if armed == [True] and sql.startswith(("DELETE", "INSERT")) and args:
+        armed.append(False)
+        marker.write_text("in")
+        end = time.monotonic() + 60
+        while marker.read_text() != "go" and time.monotonic() < end:
+            time.sleep(0.02)
+backend.SqliteStore.write, backend.SqliteStore._execute = pausing_write, pausing_execute
+from escapia_ical.cli import main
+sys.argv = ["escapia-ical", *sys.argv[3:]]
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("key", ["status", FEEDS])
+def test_status_and_report_read_while_a_sync_is_inside_a_state_transaction(deployment, tmp_path, key):
+    """status and report take no lock of the sync's and do not wait for its transaction
+    (of status.db, or of state.db's feed records): they show the last run's state."""
+    assert deployment.run("sync").returncode == 0
+    before = load_status(deployment.state)
+    book_two(deployment)
+    marker = tmp_path / "paused"
+    sync = subprocess.Popen([sys.executable, "-c", PAUSING_WRAPPER, key, str(marker), "sync", "--config",
+                             str(deployment.config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=deployment.env(), cwd=deployment.root)
+    try:
+        waited = time.monotonic() + 30
+        while not marker.exists() and sync.poll() is None and time.monotonic() < waited:
+            time.sleep(0.02)
+        assert marker.exists(), sync.communicate(timeout=30)
+        # (a status or report that waited for the sync would wait past these timeouts)
+        status = deployment.run("status", "--json", timeout=20)
+        page = tmp_path / "page.html"
+        report = deployment.run("report", "--html", str(page), timeout=20)
+    finally:
+        marker.write_text("go")
+        _, stderr = sync.communicate(timeout=60)
+    assert sync.returncode == 0, stderr
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["run"]["finished"] == before["run"]["finished"]  # the last run's
+    assert report.returncode == 0 and page.stat().st_size > 0, report.stderr
+    assert load_status(deployment.state)["run"] != before["run"]  # then the paused sync recorded its own
