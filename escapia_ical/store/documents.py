@@ -260,8 +260,8 @@ def _open_remote(state_dir: Path, shared: bool, dsn: str, schema: str, where: st
             if store.read(_IMPORTED) is None:  # (another host may have imported while we waited)
                 if local.is_file() and not local.is_symlink():
                     _import_database(store, local)
-                else:
-                    _import_json(store, state_dir, shared)
+                else:  # (renamed below, once committed: this transaction holds the import's)
+                    _import_json(store, state_dir, shared, rename=False)
             imported = store.read(_IMPORTED)
     mine = isinstance(imported, dict) and imported.get("host") == socket.gethostname() \
         and imported.get("from") == str(local)
@@ -271,7 +271,7 @@ def _open_remote(state_dir: Path, shared: bool, dsn: str, schema: str, where: st
                     "its held losses and feed records are not used. Move it away if that is right, or "
                     "empty the database's schema and run this host first", local, where, when,
                     imported.get("host", "?") if isinstance(imported, dict) else "?")
-    _settle_left_json(state_dir, shared, imported, store.path)  # (never read here either)
+    _settle_left_json(state_dir, shared, imported, store.path, same_host=True)  # (never read here either)
     return store
 
 
@@ -355,25 +355,23 @@ def _fingerprint(file: Path) -> list[int] | None:
     return [seen.st_ino, seen.st_size, seen.st_mtime_ns]
 
 
-def _settle_left_json(state_dir: Path, shared: bool, imported: Any, where: object) -> None:
+def _settle_left_json(state_dir: Path, shared: bool, imported: Any, where: object,
+                      same_host: bool = False) -> None:
     """JSON state files of earlier versions beside a database that took in its JSON already.
 
     Those the import read, untouched since (a kill between the import's commit and its
     renames), are renamed ``*.json.imported`` now, as the import would have, with its
     warning. Any other (an earlier version ran after the upgrade) is named in a warning:
-    it is not read."""
+    it is not read. ``same_host``: only if this host made the import (a database shared by
+    hosts; a SQLite file sits beside the files it took in, whatever the host is called)."""
     left = _legacy_files(state_dir, shared)
     if not left:
         return
     taken = imported.get("taken") if isinstance(imported, dict) else None
-    if isinstance(taken, dict) and imported.get("host") == socket.gethostname():
-        read = [file for file in left if (seen := _fingerprint(file)) is not None
-                and taken.get(str(file.relative_to(state_dir))) == seen]
-        renamed = _rename_taken(read)
-        if renamed:
-            log.warning("state: %d JSON state file(s) of an earlier version taken into %s (renamed "
-                        "*.json.imported; they may be deleted)", len(renamed), where)
+    if isinstance(taken, dict) and (not same_host or imported.get("host") == socket.gethostname()):
+        renamed = _finish_import(state_dir, taken, left, where)
         left = [file for file in left if file not in renamed]
+    left = [file for file in left if file.is_file()]  # (not one another process renamed meanwhile)
     if left:
         when = imported.get("at", "?") if isinstance(imported, dict) else "?"
         log.warning("state: %d JSON state file(s) of an earlier version (e.g. %s) are not read: %s took in "
@@ -381,24 +379,33 @@ def _settle_left_json(state_dir: Path, shared: bool, imported: Any, where: objec
                     "away to take them in again", len(left), left[0], where, when)
 
 
-def _rename_taken(files: list[Path]) -> list[Path]:
-    """Rename each of ``files`` (read into the database) ``*.json.imported``; return those
-    renamed. One this user may not rename stays as it is: nothing of it is lost."""
+def _finish_import(state_dir: Path, taken: dict[str, Any], files: list[Path], where: object) -> list[Path]:
+    """Rename ``*.json.imported`` each of ``files`` still as the import read it (its
+    fingerprint is the one ``taken`` records), with the import's warning; return those
+    renamed. One written since stays (and is named unread by the next open); one this user
+    may not rename stays as it is: nothing of either is lost."""
     renamed = []
     for file in files:
+        seen = _fingerprint(file)
+        if seen is None or taken.get(str(file.relative_to(state_dir))) != seen:
+            continue
         with contextlib.suppress(OSError):
             file.rename(file.with_name(file.name + ".imported"))
             renamed.append(file)
+    if renamed:
+        log.warning("state: %d JSON state file(s) of an earlier version taken into %s (renamed "
+                    "*.json.imported; they may be deleted)", len(renamed), where)
     return renamed
 
 
-def _import_json(store: Store, state_dir: Path, shared: bool) -> None:
+def _import_json(store: Store, state_dir: Path, shared: bool, rename: bool = True) -> None:
     """Take the JSON state files of earlier versions into ``store`` (one transaction), then
     rename each one read to ``*.json.imported``: they are not read again (and may be deleted).
     The import is decided inside its transaction, so that two processes import once. The
     record of the import keeps each file's fingerprint: a kill after the commit, before the
     renames, leaves the files, and the next open renames those still as they were read
-    (:func:`_settle_left_json`)."""
+    (:func:`_settle_left_json`). Without ``rename`` (the caller's transaction holds this
+    one: nothing is committed on return), the caller renames them, after its commit."""
     found = _legacy_files(state_dir, shared)
     taken: dict[str, list[int] | None] = {}
     with store.transaction():
@@ -414,10 +421,8 @@ def _import_json(store: Store, state_dir: Path, shared: bool) -> None:
                 taken[str(file.relative_to(state_dir))] = seen
         store.write(_IMPORTED, {"at": dt.datetime.now(dt.UTC).isoformat(), "files": len(taken),
                                 "host": socket.gethostname(), "taken": taken})
-    renamed = _rename_taken([state_dir / name for name in taken])
-    if renamed:
-        log.warning("state: %d JSON state file(s) of an earlier version taken into %s (renamed "
-                    "*.json.imported; they may be deleted)", len(renamed), store.path)
+    if rename:
+        _finish_import(state_dir, taken, found, store.path)
 
 
 def make_private_dir(folder: Path) -> None:

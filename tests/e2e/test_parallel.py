@@ -72,6 +72,7 @@ def test_a_channel_exports_lines_are_told_with_its_account(tmp_path):
 """) for name in NAMES))
         deployment = Deployment(tmp_path, sandbox, config, tmp_path / "output", tmp_path / "state", "hsapi-full")
         result = deployment.run("sync", "-v")
+        assert sandbox.max_in_flight >= 2  # side by side (one request at most per account)
     assert result.returncode in (0, 1), result.stderr
     told = [m.group(1) for m in re.finditer(r"^escapia-ical: (?:\w+: )?(zeta|alpha|mid)[:/]", result.stderr, re.M)]
     blocks = [name for i, name in enumerate(told) if i == 0 or told[i - 1] != name]

@@ -268,22 +268,24 @@ def test_status_and_report_read_while_a_sync_is_inside_a_state_transaction(deplo
     before = load_status(deployment.state)
     book_two(deployment)
     marker = tmp_path / "paused"
-    sync = subprocess.Popen([sys.executable, "-c", PAUSING_WRAPPER, key, str(marker), "sync", "--config",
-                             str(deployment.config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=deployment.env(), cwd=deployment.root)
+    err = tmp_path / "sync.err"
+    with err.open("w") as stderr_file:  # (a file: a pipe nobody reads while it waits could fill)
+        sync = subprocess.Popen([sys.executable, "-c", PAUSING_WRAPPER, key, str(marker), "sync", "--config",
+                                 str(deployment.config)], stdout=subprocess.DEVNULL, stderr=stderr_file,
+                                text=True, env=deployment.env(), cwd=deployment.root)
     try:
         waited = time.monotonic() + 30
         while not marker.exists() and sync.poll() is None and time.monotonic() < waited:
             time.sleep(0.02)
-        assert marker.exists(), sync.communicate(timeout=30)
+        assert marker.exists(), err.read_text()
         # (a status or report that waited for the sync would wait past these timeouts)
         status = deployment.run("status", "--json", timeout=20)
         page = tmp_path / "page.html"
         report = deployment.run("report", "--html", str(page), timeout=20)
     finally:
         marker.write_text("go")
-        _, stderr = sync.communicate(timeout=60)
-    assert sync.returncode == 0, stderr
+        sync.wait(timeout=60)
+    assert sync.returncode == 0, err.read_text()
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["run"]["finished"] == before["run"]["finished"]  # the last run's
     assert report.returncode == 0 and page.stat().st_size > 0, report.stderr

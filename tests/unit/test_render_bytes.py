@@ -4,6 +4,7 @@ library: the same bytes, and the same meaning to icalendar, vobject and ical."""
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 
 import icalendar
 import pytest
@@ -56,6 +57,7 @@ def test_arbitrary_names_and_summaries_read_the_same_in_three_parsers(name, summ
     assert data == reference_render(unit, events, STAMP)
     assert all(len(line) <= 75 for line in data.split(b"\r\n"))
     title = display_name(unit)
+    assert not any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in title)  # one clean line
     by_icalendar = icalendar.Calendar.from_ical(data)
     event = by_icalendar.walk("VEVENT")[0]
     assert str(event["SUMMARY"]) == summary and event.decoded("dtstart") == start

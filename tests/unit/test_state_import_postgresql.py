@@ -88,3 +88,35 @@ def test_json_files_a_kill_left_after_the_import_into_postgresql_are_renamed(tmp
     finally:
         use_postgresql(state, None)
         close_stores()
+
+
+def test_json_files_are_renamed_only_once_the_import_into_postgresql_is_committed(tmp_path, postgres_dsn,
+                                                                                 monkeypatch):
+    """The import runs inside the import lock's transaction: a file renamed before its
+    commit (then killed, or the commit lost with the connection) would be lost to the next
+    run, which would find nothing to take in."""
+    from pathlib import Path
+
+    from escapia_ical.store.postgresql import PostgresStore
+    state = tmp_path / "state"
+    (state / "accounts" / "pm").mkdir(parents=True)
+    (state / "accounts" / "pm" / "feeds.json").write_text(json.dumps({"u1.ics": {"unit": "u1"}}))
+    committed = []
+    rename = Path.rename
+
+    def checking_rename(self, target):
+        other = PostgresStore(postgres_dsn, "state", "json_commit", where="another connection")
+        try:
+            committed.append(other.read("store/imported") is not None)
+        finally:
+            other.close()
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", checking_rename)
+    use_postgresql(state, postgres_dsn, "json_commit")
+    try:
+        assert read_state(state / "accounts" / "pm" / "feeds.json") == {"u1.ics": {"unit": "u1"}}
+    finally:
+        use_postgresql(state, None)
+        close_stores()
+    assert committed == [True]
