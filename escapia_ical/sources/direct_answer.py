@@ -213,8 +213,7 @@ class PlainBody:
             clean = True
         finally:
             if not clean:  # nothing half-read is used again
-                self._answer.close()
-                self._connection.close()
+                self.close()
         self._read_so_far += len(data)
         self._left -= len(data)
         return data
