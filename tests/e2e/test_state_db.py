@@ -1,9 +1,10 @@
 """The state database under the real CLI: kill -9 between publishing a feed and recording
-it, kill -9 inside a state transaction, and the JSON state of an earlier version taken in
-without a fetch.
+it, kill -9 inside a state transaction, the JSON state of an earlier version taken in
+without a fetch (and killed inside and after its import), and readers while a sync is
+inside a transaction.
 
 The kills are exact: the CLI runs under a wrapper that patches the store to SIGKILL its own
-process at the chosen point (nothing in the product knows about it)."""
+process (or pause it) at the chosen point (nothing in the product knows about it)."""
 
 from __future__ import annotations
 
@@ -28,34 +29,46 @@ TODAY = dt.date.today()
 FEEDS = "accounts/sandbox/feeds"
 
 # Runs the CLI; at the first write of KEY (after that write's first statement when INSIDE),
-# the process kills itself with SIGKILL: no handler, no cleanup, no commit.
+# the process stops: with STOP "kill" it kills itself with SIGKILL (no handler, no cleanup,
+# no commit); else STOP is a file it writes "in" to, then waits (inside the transaction, its
+# locks held) until the file says "go".
 WRAPPER = """
-import os, signal, sys
+import os, signal, sys, time
+from pathlib import Path
 from escapia_ical.store import sqlite as backend
-key, inside = sys.argv[1], sys.argv[2] == "inside"
+key, inside, how = sys.argv[1], sys.argv[2] == "inside", sys.argv[3]
 write, execute = backend.SqliteStore.write, backend.SqliteStore._execute
+def stop():
+    if how == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    marker = Path(how)
+    marker.write_text("in")
+    end = time.monotonic() + 60
+    while marker.read_text() != "go" and time.monotonic() < end:
+        time.sleep(0.02)
 armed = []
-def killing_write(self, k, value, split=()):
-    if k == key:
+def stopping_write(self, k, value, split=()):
+    if k == key and not armed:
         if not inside:
-            os.kill(os.getpid(), signal.SIGKILL)
+            stop()
         armed.append(True)
     return write(self, k, value, split)
-def killing_execute(self, sql, args=(), *, many=False):
+def stopping_execute(self, sql, args=(), *, many=False):
     execute(self, sql, args, many=many)
-    if armed and sql.startswith(("DELETE", "INSERT")) and args:
-        os.kill(os.getpid(), signal.SIGKILL)
-backend.SqliteStore.write, backend.SqliteStore._execute = killing_write, killing_execute
+    if armed == [True] and sql.startswith(("DELETE", "INSERT")) and args:
+        armed.append(False)
+        stop()
+backend.SqliteStore.write, backend.SqliteStore._execute = stopping_write, stopping_execute
 from escapia_ical.cli import main
-sys.argv = ["escapia-ical", *sys.argv[3:]]
+sys.argv = ["escapia-ical", *sys.argv[4:]]
 sys.exit(main())
 """
 
 
 def killed_run(deployment: Deployment, key: str, where: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", WRAPPER, key, where, "sync", "--config", str(deployment.config),
-                           *args], capture_output=True, text=True, timeout=60, env=deployment.env(),
-                          cwd=deployment.root)
+    return subprocess.run([sys.executable, "-c", WRAPPER, key, where, "kill", "sync", "--config",
+                           str(deployment.config), *args], capture_output=True, text=True, timeout=60,
+                          env=deployment.env(), cwd=deployment.root)
 
 
 def book_two(deployment: Deployment) -> list[str]:
@@ -232,34 +245,6 @@ def test_an_accounts_records_commit_together(deployment):
     assert read_state(feeds) != before[0] and read_state(changes)["cursor"] != before[1]["cursor"]
 
 
-# Runs the CLI; after the first statement of the first write of KEY, the process writes
-# "in" to MARKER and waits (inside the transaction, its locks held) until MARKER says "go".
-PAUSING_WRAPPER = """
-import sys, time
-from pathlib import Path
-from escapia_ical.store import sqlite as backend
-key, marker = sys.argv[1], Path(sys.argv[2])
-write, execute = backend.SqliteStore.write, backend.SqliteStore._execute
-armed = []
-def pausing_write(self, k, value, split=()):
-    if k == key and not armed:
-        armed.append(True)
-    return write(self, k, value, split)
-def pausing_execute(self, sql, args=(), *, many=False):
-    execute(self, sql, args, many=many)
-    if armed == [True] and sql.startswith(("DELETE", "INSERT")) and args:
-        armed.append(False)
-        marker.write_text("in")
-        end = time.monotonic() + 60
-        while marker.read_text() != "go" and time.monotonic() < end:
-            time.sleep(0.02)
-backend.SqliteStore.write, backend.SqliteStore._execute = pausing_write, pausing_execute
-from escapia_ical.cli import main
-sys.argv = ["escapia-ical", *sys.argv[3:]]
-sys.exit(main())
-"""
-
-
 @pytest.mark.parametrize("key", ["status", FEEDS])
 def test_status_and_report_read_while_a_sync_is_inside_a_state_transaction(deployment, tmp_path, key):
     """status and report take no lock of the sync's and do not wait for its transaction
@@ -270,7 +255,7 @@ def test_status_and_report_read_while_a_sync_is_inside_a_state_transaction(deplo
     marker = tmp_path / "paused"
     err = tmp_path / "sync.err"
     with err.open("w") as stderr_file:  # (a file: a pipe nobody reads while it waits could fill)
-        sync = subprocess.Popen([sys.executable, "-c", PAUSING_WRAPPER, key, str(marker), "sync", "--config",
+        sync = subprocess.Popen([sys.executable, "-c", WRAPPER, key, "inside", str(marker), "sync", "--config",
                                  str(deployment.config)], stdout=subprocess.DEVNULL, stderr=stderr_file,
                                 text=True, env=deployment.env(), cwd=deployment.root)
     try:
