@@ -5,6 +5,7 @@ account in the configured order, as if they had run one after another."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from conftest import Deployment, account_yaml, write_config
 from feeds import read_nights
@@ -15,9 +16,12 @@ from escapia_ical.sandbox import Sandbox
 NAMES = ("zeta", "alpha", "mid")  # not sorted: the configured order is the order told
 
 
-def deploy(tmp_path, sandbox: Sandbox, total: int | None = None, mode: str = "hsapi-full") -> Deployment:
+def deploy(tmp_path, sandbox: Sandbox, total: int | None = None, mode: str = "hsapi-full",
+           more: Callable[[str], str] = lambda name: "") -> Deployment:
+    """The accounts NAMES, each one request in flight at most (and ``more(name)`` of YAML)."""
     config = tmp_path / "accounts.yaml"
-    accounts = "".join(account_yaml(mode, name=name, extra="    http: {max_concurrency: 1}\n") for name in NAMES)
+    accounts = "".join(account_yaml(mode, name=name, extra="    http: {max_concurrency: 1}\n" + more(name))
+                       for name in NAMES)
     write_config(config, accounts)
     if total is not None:
         config.write_text(config.read_text().replace("http:\n", f"http:\n  max_concurrency_total: {total}\n", 1))
@@ -62,15 +66,12 @@ def test_a_channel_exports_lines_are_told_with_its_account(tmp_path):
     is told in its account's block, not ahead of every block in the order threads ran."""
     with Sandbox(latency=0.05) as sandbox:
         unit = sandbox.unit_ids()[0]
-        config = tmp_path / "accounts.yaml"
-        write_config(config, "".join(account_yaml("hsapi-full", name=name, extra=f"""\
-    http: {{max_concurrency: 1}}
+        deployment = deploy(tmp_path, sandbox, more=lambda name: f"""\
     imports:
       units:
         "{unit}":
           - {{channel: airbnb, url: "${{SANDBOX_URL}}/_channels/gone-{name}.ics"}}
-""") for name in NAMES))
-        deployment = Deployment(tmp_path, sandbox, config, tmp_path / "output", tmp_path / "state", "hsapi-full")
+""")
         result = deployment.run("sync", "-v")
         assert sandbox.max_in_flight >= 2  # side by side (one request at most per account)
     assert result.returncode in (0, 1), result.stderr
